@@ -1,0 +1,1 @@
+//! The `sim` backend: in memory, deterministic from a seed. (Being written.)

@@ -1,0 +1,95 @@
+//! Blocking reads and writes through a queue pair, for the cold paths:
+//! format, open and recovery. The data path never uses these.
+
+use nvme::{Command, IoError, Namespace, QueuePair};
+
+/// Error from a blocking transfer.
+#[derive(Debug)]
+pub(crate) enum BlockingError {
+    Io(IoError),
+    /// The pool had no buffer, or a command was refused: a bug or
+    /// misconfiguration, not a media problem.
+    Refused(String),
+}
+
+impl From<BlockingError> for IoError {
+    fn from(e: BlockingError) -> IoError {
+        match e {
+            BlockingError::Io(io) => io,
+            BlockingError::Refused(why) => {
+                tracing::error!("blocking I/O refused: {why}");
+                IoError::Device {
+                lba: 0,
+                // EINVAL: the request itself was refused.
+                errno: 22,
+                }
+            }
+        }
+    }
+}
+
+
+fn run(queue: &mut dyn QueuePair, command: Command) -> Result<Option<nvme::DmaBuf>, BlockingError> {
+    queue
+        .submit(0, command)
+        .map_err(|r| BlockingError::Refused(format!("{:?}", r.reason)))?;
+    loop {
+        if let Some(done) = queue.wait(None) {
+            done.result.map_err(BlockingError::Io)?;
+            return Ok(done.buf);
+        }
+    }
+}
+
+/// Reads `bytes` (a multiple of the LBA size) starting at `lba`.
+pub(crate) fn read(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    lba: u64,
+    bytes: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), BlockingError> {
+    let geometry = namespace.geometry();
+    let lba_bytes = geometry.lba_bytes as usize;
+    let chunk_max = (geometry.transfer_bytes_max as usize).min(namespace.buffers().slot_bytes_max());
+    let chunk_max = chunk_max / lba_bytes * lba_bytes;
+    out.clear();
+    let mut done = 0usize;
+    while done < bytes {
+        let len = chunk_max.min(bytes - done);
+        let buf = namespace
+            .buffers()
+            .alloc(len)
+            .ok_or_else(|| BlockingError::Refused("buffer pool exhausted".into()))?;
+        let at = lba + (done / lba_bytes) as u64;
+        let buf = run(queue, Command::Read { lba: at, buf })?
+            .ok_or_else(|| BlockingError::Refused("read returned no buffer".into()))?;
+        out.extend_from_slice(buf.as_slice());
+        done += len;
+    }
+    Ok(())
+}
+
+/// Writes `data` (a multiple of the LBA size) at `lba`, then flushes.
+pub(crate) fn write_durable(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    lba: u64,
+    data: &[u8],
+) -> Result<(), BlockingError> {
+    let geometry = namespace.geometry();
+    let lba_bytes = geometry.lba_bytes as usize;
+    let chunk_max = (geometry.transfer_bytes_max as usize).min(namespace.buffers().slot_bytes_max());
+    let chunk_max = chunk_max / lba_bytes * lba_bytes;
+    for (i, chunk) in data.chunks(chunk_max).enumerate() {
+        let mut buf = namespace
+            .buffers()
+            .alloc(chunk.len())
+            .ok_or_else(|| BlockingError::Refused("buffer pool exhausted".into()))?;
+        buf.as_mut_slice().copy_from_slice(chunk);
+        let at = lba + (i * chunk_max / lba_bytes) as u64;
+        run(queue, Command::Write { lba: at, buf, fua: false })?;
+    }
+    run(queue, Command::Flush)?;
+    Ok(())
+}

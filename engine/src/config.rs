@@ -1,0 +1,61 @@
+//! The engine's limits and tunables.
+
+/// Tunables for an open engine. Limits are named `*_max`, units last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Worker threads (0: one per available core).
+    pub workers: usize,
+    /// How long the first write of a batch may wait for company, in µs.
+    /// 0 commits as soon as the worker is free.
+    pub commit_interval_us: u64,
+    /// A batch closes once its records reach this many bytes.
+    pub batch_bytes_max: usize,
+    /// Longest key.
+    pub key_bytes_max: usize,
+    /// Longest value.
+    pub value_bytes_max: usize,
+    /// Depth of each worker's queue pair.
+    pub queue_depth: u32,
+    /// Requests a worker's inbox holds before callers block.
+    pub inbox_max: usize,
+    /// Reads a worker keeps in flight.
+    pub reads_in_flight_max: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 0,
+            commit_interval_us: 50,
+            batch_bytes_max: 1 << 20,
+            key_bytes_max: 1024,
+            value_bytes_max: 4 << 20,
+            queue_depth: 128,
+            inbox_max: 4096,
+            reads_in_flight_max: 64,
+        }
+    }
+}
+
+/// How to format a namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormatOptions {
+    /// Bytes per segment; a multiple of the LBA size.
+    pub segment_bytes: u64,
+    /// Erase an existing VeltrixDB store.
+    pub force: bool,
+    /// The new store's identity. The caller supplies the randomness: the
+    /// engine has no random source of its own.
+    pub uuid: [u8; 16],
+}
+
+impl FormatOptions {
+    /// 8 MiB segments, not forced.
+    pub fn new(uuid: [u8; 16]) -> Self {
+        FormatOptions {
+            segment_bytes: 8 << 20,
+            force: false,
+            uuid,
+        }
+    }
+}

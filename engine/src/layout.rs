@@ -1,0 +1,166 @@
+//! Where things live on the namespace: the superblock copies and the
+//! segments. Formatting, and reading the superblock at open.
+
+use nvme::{Command, Namespace, QueuePair};
+
+use crate::blocking;
+use crate::config::FormatOptions;
+use crate::error::OpenError;
+use crate::format::superblock::{Superblock, FORMAT_VERSION};
+use crate::format::DecodeError;
+
+/// Superblock copy A is block 0, copy B is block 1; segment 0 holds them and
+/// is otherwise reserved (for index checkpoints).
+pub const SUPERBLOCK_LBAS: [u64; 2] = [0, 1];
+/// Smallest segment, in blocks.
+pub const SEGMENT_LBAS_MIN: u64 = 16;
+
+/// The geometry of a formatted namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Block size.
+    pub lba_bytes: u32,
+    /// Segment size.
+    pub segment_bytes: u64,
+    /// Segment count, including the reserved segment 0.
+    pub segment_count: u32,
+}
+
+impl Layout {
+    /// First block of a segment.
+    pub fn segment_lba(&self, segment: u32) -> u64 {
+        u64::from(segment) * self.segment_bytes / u64::from(self.lba_bytes)
+    }
+
+    /// Largest frame a segment can take (the first block is the header).
+    pub fn frame_bytes_max(&self) -> usize {
+        (self.segment_bytes - u64::from(self.lba_bytes)) as usize
+    }
+
+    /// Rounds up to whole blocks.
+    pub fn pad(&self, bytes: usize) -> usize {
+        bytes.div_ceil(self.lba_bytes as usize) * self.lba_bytes as usize
+    }
+}
+
+fn hex(uuid: &[u8; 16]) -> String {
+    uuid.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads both superblock copies. Returns the newest valid copy, or why none
+/// is usable.
+pub(crate) fn read_superblock(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+) -> Result<Superblock, OpenError> {
+    let lba_bytes = namespace.geometry().lba_bytes as usize;
+    let mut bytes = Vec::new();
+    blocking::read(namespace, queue, 0, lba_bytes * 2, &mut bytes).map_err(nvme::IoError::from)?;
+    let first = Superblock::decode(&bytes[..lba_bytes]);
+    let second = Superblock::decode(&bytes[lba_bytes..]);
+    match (first, second) {
+        (Ok(a), Ok(b)) => Ok(if b.generation > a.generation { b } else { a }),
+        (Ok(a), Err(_)) => Ok(a),
+        (Err(_), Ok(b)) => Ok(b),
+        (Err(DecodeError::NewerVersion { found, supported }), _)
+        | (_, Err(DecodeError::NewerVersion { found, supported })) => {
+            Err(OpenError::NewerVersion { found, supported })
+        }
+        (Err(DecodeError::BadMagic { .. }), Err(DecodeError::BadMagic { .. })) => {
+            Err(OpenError::NotFormatted)
+        }
+        (Err(first), Err(second)) => Err(OpenError::SuperblockCorrupt { first, second }),
+    }
+}
+
+/// Checks the superblock against the namespace it was read from.
+pub(crate) fn layout_of(namespace: &dyn Namespace, sb: &Superblock) -> Result<Layout, OpenError> {
+    let geometry = namespace.geometry();
+    if sb.lba_bytes != geometry.lba_bytes {
+        return Err(OpenError::GeometryMismatch(format!(
+            "formatted with {}-byte blocks, namespace has {}",
+            sb.lba_bytes, geometry.lba_bytes
+        )));
+    }
+    let needed = sb.segment_bytes * u64::from(sb.segment_count);
+    if needed > geometry.capacity_bytes() {
+        return Err(OpenError::GeometryMismatch(format!(
+            "store needs {needed} bytes, namespace has {}",
+            geometry.capacity_bytes()
+        )));
+    }
+    Ok(Layout {
+        lba_bytes: sb.lba_bytes,
+        segment_bytes: sb.segment_bytes,
+        segment_count: sb.segment_count,
+    })
+}
+
+/// Formats a namespace: refuses an existing store unless forced, clears
+/// every segment header, and writes both superblock copies durably.
+pub fn format(namespace: &dyn Namespace, options: &FormatOptions) -> Result<Layout, OpenError> {
+    let geometry = namespace.geometry();
+    let lba_bytes = u64::from(geometry.lba_bytes);
+    if options.segment_bytes % lba_bytes != 0 || options.segment_bytes < SEGMENT_LBAS_MIN * lba_bytes {
+        return Err(OpenError::Config(format!(
+            "segment_bytes {} must be a multiple of the {lba_bytes}-byte block and at least {} blocks",
+            options.segment_bytes, SEGMENT_LBAS_MIN
+        )));
+    }
+    let segment_count = geometry.capacity_bytes() / options.segment_bytes;
+    if segment_count < 2 {
+        return Err(OpenError::Config(format!(
+            "namespace of {} bytes holds fewer than two {}-byte segments",
+            geometry.capacity_bytes(),
+            options.segment_bytes
+        )));
+    }
+    let segment_count = u32::try_from(segment_count)
+        .map_err(|_| OpenError::Config("too many segments; use larger segments".into()))?;
+    let mut queue = namespace.queue_pair(8)?;
+    if !options.force {
+        match read_superblock(namespace, queue.as_mut()) {
+            Ok(sb) => return Err(OpenError::AlreadyFormatted { uuid: hex(&sb.uuid) }),
+            Err(OpenError::NewerVersion { .. }) => {
+                return Err(OpenError::AlreadyFormatted {
+                    uuid: "unknown (newer format)".into(),
+                })
+            }
+            Err(_) => {}
+        }
+    }
+    let layout = Layout {
+        lba_bytes: geometry.lba_bytes,
+        segment_bytes: options.segment_bytes,
+        segment_count,
+    };
+    // Forget every segment of a previous store: a header that survived would
+    // carry the old UUID and be ignored anyway, but zeroes are unambiguous.
+    for segment in 1..segment_count {
+        let lba = layout.segment_lba(segment);
+        queue
+            .submit(u64::from(segment), Command::WriteZeroes { lba, lbas: 1 })
+            .map_err(|r| OpenError::Config(format!("write-zeroes refused: {:?}", r.reason)))?;
+        while let Some(done) = queue.wait(None) {
+            done.result?;
+            if queue.in_flight() == 0 {
+                break;
+            }
+        }
+    }
+    let sb = Superblock {
+        version: FORMAT_VERSION,
+        uuid: options.uuid,
+        generation: 1,
+        lba_bytes: geometry.lba_bytes,
+        segment_bytes: options.segment_bytes,
+        segment_count,
+        shard_count: crate::shard::SHARD_COUNT,
+        lba_count: geometry.lba_count,
+    };
+    let mut blocks = vec![0u8; geometry.lba_bytes as usize * 2];
+    sb.encode(&mut blocks[..geometry.lba_bytes as usize]);
+    sb.encode(&mut blocks[geometry.lba_bytes as usize..]);
+    blocking::write_durable(namespace, queue.as_mut(), 0, &blocks).map_err(nvme::IoError::from)?;
+    Ok(layout)
+}

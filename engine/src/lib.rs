@@ -1,0 +1,141 @@
+//! The VeltrixDB storage engine.
+//!
+//! Keys hash to 1024 shards ([`shard`]); shards are spread over workers.
+//! Each worker ([`WorkerCore`]) owns its shards' index, one queue pair and
+//! one log stream on the namespace, and commits writes in groups: one frame
+//! and one flush per batch, acknowledged only after the flush. Values are
+//! written once, inside their log records; the index points at them.
+//! Recovery replays the log streams ([`recovery`]).
+//!
+//! The engine sees storage only through `nvme::Namespace`. It owns no clock
+//! and no random source: the driver passes time in, and the caller supplies
+//! the UUID at format time. [`Engine`] drives workers on threads; tests
+//! drive [`WorkerCore`]s directly from one thread on the simulated
+//! namespace.
+#![forbid(unsafe_code)]
+
+mod blocking;
+pub mod config;
+pub mod error;
+pub mod format;
+#[path = "index_shim.rs"]
+pub mod index;
+pub mod layout;
+pub mod recovery;
+mod runtime;
+pub mod shard;
+pub mod stats;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use nvme::Namespace;
+
+pub use config::{EngineConfig, FormatOptions};
+pub use error::{EngineError, Location, OpenError};
+pub use layout::{format, Layout};
+pub use recovery::Damage;
+pub use runtime::Engine;
+pub use worker::{BatchOp, Op, Reply, RequestId, WorkerCore};
+
+/// What open found on the namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Log frames replayed.
+    pub frames: u64,
+    /// Records replayed.
+    pub records: u64,
+    /// Keys in the index afterwards.
+    pub keys: u64,
+    /// Corrupt ranges found in the middle of a log.
+    pub damage: Vec<Damage>,
+    /// The store's layout.
+    pub layout: Layout,
+}
+
+/// Workers recovered from a namespace, ready to be driven.
+pub struct Opened {
+    /// One per worker; worker `i` owns the shards `s` with `s % workers == i`.
+    pub cores: Vec<WorkerCore>,
+    /// What recovery found.
+    pub report: RecoveryReport,
+    pub(crate) shared: Arc<worker::Shared>,
+}
+
+impl Opened {
+    /// The engine-wide counters.
+    pub fn stats(&self) -> &stats::Stats {
+        &self.shared.stats
+    }
+}
+
+/// Reads the superblock, recovers every log stream, and builds `workers`
+/// worker state machines (each with its own queue pair).
+pub fn open_workers(
+    namespace: Arc<dyn Namespace>,
+    config: &EngineConfig,
+    workers: usize,
+) -> Result<Opened, OpenError> {
+    if workers == 0 || workers > usize::from(shard::SHARD_COUNT) {
+        return Err(OpenError::Config(format!("workers {workers} outside 1..=1024")));
+    }
+    let mut queue = namespace.queue_pair(8)?;
+    let sb = layout::read_superblock(namespace.as_ref(), queue.as_mut())?;
+    let layout = layout::layout_of(namespace.as_ref(), &sb)?;
+    let record_max = format::record::record_bytes(config.key_bytes_max, config.value_bytes_max)
+        + format::record::FRAME_HEADER_BYTES;
+    if record_max > layout.frame_bytes_max() {
+        return Err(OpenError::Config(format!(
+            "the largest record ({record_max} bytes) does not fit a {}-byte segment",
+            layout.segment_bytes
+        )));
+    }
+    let recovered = recovery::recover(namespace.as_ref(), queue.as_mut(), &layout, &sb.uuid, sb.generation)?;
+    drop(queue);
+    let free = (1..layout.segment_count)
+        .filter(|s| !recovered.used_segments.contains(s))
+        .collect();
+    let shared = Arc::new(worker::Shared {
+        layout,
+        uuid: sb.uuid,
+        config: config.clone(),
+        next_seq: AtomicU64::new(recovered.next_seq),
+        segments: Mutex::new(worker::SegmentAllocator {
+            free,
+            next_generation: recovered.next_generation,
+        }),
+        stats: stats::Stats::default(),
+    });
+    let keys = recovered.index.iter().map(|a| a.len() as u64).sum();
+    let report = RecoveryReport {
+        frames: recovered.frames,
+        records: recovered.records,
+        keys,
+        damage: recovered.damage.clone(),
+        layout,
+    };
+    let mut per_worker: Vec<BTreeMap<u16, index::Art>> = (0..workers).map(|_| BTreeMap::new()).collect();
+    for (shard_id, art) in recovered.index.into_iter().enumerate() {
+        per_worker[shard_id % workers].insert(shard_id as u16, art);
+    }
+    let mut cores = Vec::with_capacity(workers);
+    for (id, shards) in per_worker.into_iter().enumerate() {
+        let queue = namespace.queue_pair(config.queue_depth)?;
+        let tail = recovered.tails.get(&(id as u16)).copied();
+        cores.push(WorkerCore::new(
+            id as u16,
+            Arc::clone(&shared),
+            Arc::clone(&namespace),
+            queue,
+            shards,
+            tail,
+        ));
+    }
+    Ok(Opened {
+        cores,
+        report,
+        shared,
+    })
+}

@@ -1,0 +1,355 @@
+//! Recovery: rebuild the index by replaying every log stream.
+//!
+//! 1. Read the header block of every segment. Headers with this store's
+//!    UUID belong to a stream; order each stream's segments by generation.
+//! 2. Scan each stream's frames in order. A frame is valid when its crc
+//!    holds and its identity (segment, generation, offset) matches where it
+//!    was read, and its sequence numbers follow the previous frame's.
+//! 3. At the first invalid frame, look ahead through the rest of the stream
+//!    for any later valid frame. None: this is the torn tail of the last
+//!    group commit, which was never acknowledged; cut it. Some: this is
+//!    corruption in the middle of the log. Report the damaged range, never
+//!    truncate past it, and carry on from the next valid frame.
+//! 4. Apply every record in global sequence order, so a shard that moved
+//!    between workers (and so between streams) replays correctly.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use nvme::{Namespace, QueuePair};
+
+use crate::blocking;
+use crate::error::{Location, OpenError};
+use crate::format::record::{frame_records, verify_frame, RecordKind};
+use crate::format::segment::SegmentHeader;
+use crate::index::{Art, ValuePointer};
+use crate::layout::Layout;
+use crate::shard::{shard, SHARD_COUNT};
+
+/// Where a stream appends next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tail {
+    pub segment: u32,
+    pub generation: u64,
+    /// Byte offset of the next frame within the segment.
+    pub offset: u32,
+}
+
+/// A range of a log that failed verification and was followed by valid
+/// frames: acknowledged data may have been lost there, and it was reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// The stream (worker) whose log holds the range.
+    pub stream: u16,
+    /// First bad byte.
+    pub start: Location,
+    /// First good byte after it.
+    pub end: Location,
+}
+
+/// What recovery found.
+pub(crate) struct Recovered {
+    pub index: Vec<Art>,
+    pub tails: BTreeMap<u16, Tail>,
+    pub used_segments: BTreeSet<u32>,
+    pub next_seq: u64,
+    pub next_generation: u64,
+    pub damage: Vec<Damage>,
+    pub frames: u64,
+    pub records: u64,
+}
+
+struct Update {
+    seq: u64,
+    key: Vec<u8>,
+    pointer: Option<ValuePointer>,
+}
+
+pub(crate) fn recover(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    layout: &Layout,
+    uuid: &[u8; 16],
+    superblock_generation: u64,
+) -> Result<Recovered, OpenError> {
+    let lba_bytes = layout.lba_bytes as usize;
+    // 1. Segment headers.
+    let mut streams: BTreeMap<u16, Vec<SegmentHeader>> = BTreeMap::new();
+    let mut next_generation = superblock_generation + 1;
+    let mut block = Vec::with_capacity(lba_bytes);
+    for segment in 1..layout.segment_count {
+        blocking::read(namespace, queue, layout.segment_lba(segment), lba_bytes, &mut block)
+            .map_err(nvme::IoError::from)?;
+        let Ok(header) = SegmentHeader::decode(&block) else {
+            continue;
+        };
+        if header.uuid != *uuid || header.segment != segment {
+            continue;
+        }
+        next_generation = next_generation.max(header.generation + 1);
+        streams.entry(header.stream).or_default().push(header);
+    }
+    let mut recovered = Recovered {
+        index: (0..SHARD_COUNT).map(|_| Art::new()).collect(),
+        tails: BTreeMap::new(),
+        used_segments: BTreeSet::new(),
+        next_seq: 1,
+        next_generation,
+        damage: Vec::new(),
+        frames: 0,
+        records: 0,
+    };
+    let mut updates: Vec<Update> = Vec::new();
+    let mut data = Vec::new();
+    for (stream, headers) in streams.iter_mut() {
+        headers.sort_by_key(|h| h.generation);
+        // Read every segment of the stream up front: recovery is sequential
+        // and bounded by the namespace's size.
+        let mut contents: Vec<Vec<u8>> = Vec::with_capacity(headers.len());
+        for header in headers.iter() {
+            blocking::read(
+                namespace,
+                queue,
+                layout.segment_lba(header.segment),
+                layout.segment_bytes as usize,
+                &mut data,
+            )
+            .map_err(nvme::IoError::from)?;
+            contents.push(std::mem::take(&mut data));
+            recovered.used_segments.insert(header.segment);
+        }
+        let mut last_seq = 0u64;
+        let mut position = (0usize, lba_bytes);
+        let mut damage_start: Option<(usize, usize)> = None;
+        loop {
+            let (s, offset) = position;
+            if s >= headers.len() {
+                break;
+            }
+            match valid_frame_at(&contents[s], &headers[s], offset, last_seq) {
+                Some(frame_bytes) => {
+                    if let Some((ds, doff)) = damage_start.take() {
+                        recovered.damage.push(Damage {
+                            stream: *stream,
+                            start: location(&headers[ds], doff),
+                            end: location(&headers[s], offset),
+                        });
+                        tracing::error!(
+                            stream,
+                            "corrupt log range from {} to {}: reported, not truncated",
+                            location(&headers[ds], doff),
+                            location(&headers[s], offset)
+                        );
+                    }
+                    let frame = &contents[s][offset..offset + frame_bytes];
+                    recovered.frames += 1;
+                    for item in frame_records(frame) {
+                        let Ok((at, record)) = item else { break };
+                        last_seq = record.seq;
+                        let pointer = match record.kind {
+                            RecordKind::Put => Some(ValuePointer {
+                                segment: headers[s].segment,
+                                offset: (offset + at) as u32,
+                                length: crate::format::record::record_bytes(
+                                    record.key.len(),
+                                    record.value.len(),
+                                ) as u32,
+                                sequence_low: record.seq as u32,
+                            }),
+                            RecordKind::Delete => None,
+                        };
+                        updates.push(Update {
+                            seq: record.seq,
+                            key: record.key.to_vec(),
+                            pointer,
+                        });
+                        recovered.records += 1;
+                    }
+                    position = (s, offset + layout.pad(frame_bytes));
+                }
+                None => {
+                    let next = next_valid(&contents, headers, (s, offset + lba_bytes), last_seq, lba_bytes);
+                    // A frame that did not fit went to a fresh segment whose
+                    // header names the sequence it continues from: that is a
+                    // clean switch, not damage.
+                    let clean_switch = |(s2, off2): (usize, usize)| {
+                        s2 > s && off2 == lba_bytes && headers[s2].first_seq == last_seq + 1
+                    };
+                    match next {
+                        Some(next) if damage_start.is_none() && clean_switch(next) => {
+                            position = next;
+                        }
+                        Some(next) => {
+                            if damage_start.is_none() {
+                                // A frame followed by valid frames was flushed
+                                // and acknowledged: salvage what it still holds.
+                                last_seq = salvage(&contents[s], &headers[s], offset, last_seq, &mut updates);
+                            }
+                            damage_start.get_or_insert((s, offset));
+                            position = next;
+                        }
+                        None => {
+                            // The torn tail of the last group commit: append
+                            // after the last good frame, in the newest
+                            // segment opened for it if there is one.
+                            let (ts, toff) = match damage_start {
+                                Some(start) => start,
+                                None => match headers.iter().rposition(|h| h.first_seq == last_seq + 1) {
+                                    Some(fresh) if fresh > s => (fresh, lba_bytes),
+                                    _ => (s, offset),
+                                },
+                            };
+                            recovered.tails.insert(
+                                *stream,
+                                Tail {
+                                    segment: headers[ts].segment,
+                                    generation: headers[ts].generation,
+                                    offset: toff as u32,
+                                },
+                            );
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if !recovered.tails.contains_key(stream) {
+            if let Some(last) = headers.last() {
+                recovered.tails.insert(
+                    *stream,
+                    Tail {
+                        segment: last.segment,
+                        generation: last.generation,
+                        offset: layout.segment_bytes as u32,
+                    },
+                );
+            }
+        }
+        recovered.next_seq = recovered.next_seq.max(last_seq + 1);
+    }
+    updates.sort_by_key(|u| u.seq);
+    for update in updates {
+        let art = &mut recovered.index[usize::from(shard(&update.key))];
+        match update.pointer {
+            Some(pointer) => {
+                art.insert(&update.key, pointer);
+            }
+            None => {
+                art.remove(&update.key);
+            }
+        }
+    }
+    Ok(recovered)
+}
+
+/// Recovers what it can from a damaged frame in the middle of a log: every
+/// record whose own crc holds is indexed as usual, and a record whose header
+/// still parses but whose crc fails is indexed too, pointing at the damage,
+/// so that reading its key reports corruption instead of "not found".
+/// Stops at the first record whose header is unusable. Returns the last
+/// sequence number seen.
+fn salvage(
+    segment: &[u8],
+    header: &SegmentHeader,
+    offset: usize,
+    mut last_seq: u64,
+    updates: &mut Vec<Update>,
+) -> u64 {
+    use crate::format::record::{decode_frame_header, decode_record, record_bytes, FRAME_HEADER_BYTES, RECORD_HEADER_BYTES};
+    let Ok(frame) = decode_frame_header(&segment[offset..]) else {
+        return last_seq;
+    };
+    let identity_ok = frame.segment == header.segment
+        && frame.segment_generation == header.generation
+        && frame.offset as usize == offset
+        && frame.first_seq > last_seq;
+    let end = offset.saturating_add(frame.frame_bytes as usize);
+    if !identity_ok || end > segment.len() {
+        return last_seq;
+    }
+    let mut at = offset + FRAME_HEADER_BYTES;
+    for i in 0..u64::from(frame.record_count) {
+        if at + RECORD_HEADER_BYTES > end {
+            break;
+        }
+        let seq = frame.first_seq + i;
+        let bytes = &segment[at..end];
+        let (key, len, pointer) = match decode_record(bytes) {
+            Ok((record, len)) => {
+                let pointer = (record.kind == RecordKind::Put).then_some(ValuePointer {
+                    segment: header.segment,
+                    offset: at as u32,
+                    length: len as u32,
+                    sequence_low: seq as u32,
+                });
+                (record.key.to_vec(), len, pointer)
+            }
+            Err(_) => {
+                let key_len = usize::from(u16::from_le_bytes([bytes[6], bytes[7]]));
+                let value_len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+                let len = record_bytes(key_len, value_len);
+                if key_len == 0 || len > bytes.len() {
+                    break;
+                }
+                let pointer = ValuePointer {
+                    segment: header.segment,
+                    offset: at as u32,
+                    length: len as u32,
+                    sequence_low: seq as u32,
+                };
+                (bytes[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + key_len].to_vec(), len, Some(pointer))
+            }
+        };
+        updates.push(Update { seq, key, pointer });
+        last_seq = seq;
+        at += len;
+    }
+    last_seq
+}
+
+fn location(header: &SegmentHeader, offset: usize) -> Location {
+    Location {
+        segment: header.segment,
+        offset: offset as u32,
+    }
+}
+
+/// The length of the valid frame at `offset`, if there is one that belongs
+/// exactly there and follows `last_seq`.
+fn valid_frame_at(
+    segment: &[u8],
+    header: &SegmentHeader,
+    offset: usize,
+    last_seq: u64,
+) -> Option<usize> {
+    if offset >= segment.len() {
+        return None;
+    }
+    let frame = verify_frame(&segment[offset..]).ok()?;
+    let identity_ok = frame.segment == header.segment
+        && frame.segment_generation == header.generation
+        && frame.offset as usize == offset
+        && frame.first_seq > last_seq;
+    identity_ok.then_some(frame.frame_bytes as usize)
+}
+
+/// The next position at or after `from` that holds a valid frame.
+fn next_valid(
+    contents: &[Vec<u8>],
+    headers: &[SegmentHeader],
+    from: (usize, usize),
+    last_seq: u64,
+    lba_bytes: usize,
+) -> Option<(usize, usize)> {
+    let (mut s, mut offset) = from;
+    while s < contents.len() {
+        while offset < contents[s].len() {
+            if valid_frame_at(&contents[s], &headers[s], offset, last_seq).is_some() {
+                return Some((s, offset));
+            }
+            offset += lba_bytes;
+        }
+        s += 1;
+        offset = lba_bytes;
+    }
+    None
+}

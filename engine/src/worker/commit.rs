@@ -1,0 +1,429 @@
+//! The write path: group commit.
+//!
+//! Writes wait in `waiting`. When the oldest has waited `commit_interval_us`,
+//! or the waiting bytes reach `batch_bytes_max`, the worker takes them all
+//! (up to the limit) as one batch, encodes them as one log frame, writes the
+//! frame (and a segment header, when the frame opens a segment), then issues
+//! one flush. Only when the flush completes does it update the index and
+//! answer every writer of the batch at once: acknowledged means durable.
+//!
+//! A failed write fails the batch; the next batch rewrites the same place. A
+//! failed flush fails the batch and fences the worker: after a failed flush
+//! the device may have dropped the data it had cached, and a second flush
+//! that succeeds proves nothing (PostgreSQL's "fsyncgate"). Writes are then
+//! refused until the engine is reopened and recovery re-reads what is truly
+//! durable. Reads keep working.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+
+use nvme::{Command, IoError};
+
+use super::{token, Reply, RequestId, WorkerCore, TAG_FLUSH, TAG_WRITE};
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::format::record::{
+    begin_frame, encode_record, finish_frame, record_bytes, FrameHeader, Record, RecordKind,
+    FRAME_HEADER_BYTES,
+};
+use crate::format::segment::{SegmentHeader, KIND_LOG, SEGMENT_HEADER_BYTES};
+use crate::index::ValuePointer;
+use crate::recovery::Tail;
+
+/// One write in an atomic batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchOp {
+    /// Set a key.
+    Put(Vec<u8>, Vec<u8>),
+    /// Remove a key.
+    Delete(Vec<u8>),
+}
+
+impl BatchOp {
+    fn key(&self) -> &[u8] {
+        match self {
+            BatchOp::Put(key, _) | BatchOp::Delete(key) => key,
+        }
+    }
+
+    fn encoded_bytes(&self) -> usize {
+        match self {
+            BatchOp::Put(key, value) => record_bytes(key.len(), value.len()),
+            BatchOp::Delete(key) => record_bytes(key.len(), 0),
+        }
+    }
+}
+
+struct Waiting {
+    id: RequestId,
+    ops: Vec<BatchOp>,
+    /// Answer with `Deleted(existed)` rather than `Done`.
+    reply_deleted: bool,
+    bytes: usize,
+    arrived_us: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum State {
+    Idle,
+    Writing {
+        /// Bytes of the staged frame submitted so far.
+        submitted: usize,
+        outstanding: u32,
+        failed: Option<IoError>,
+    },
+    Flushing,
+}
+
+struct IndexUpdate {
+    shard: u16,
+    key: Vec<u8>,
+    pointer: Option<ValuePointer>,
+}
+
+pub(crate) struct CommitPath {
+    waiting: VecDeque<Waiting>,
+    waiting_bytes: usize,
+    state: State,
+    /// The batch being committed: its updates and its answers.
+    updates: Vec<IndexUpdate>,
+    answers: Vec<(RequestId, Reply)>,
+    /// Where the next frame goes, and whether its segment's header is known
+    /// durable.
+    tail: Option<Tail>,
+    header_durable: bool,
+    /// Header block to write before the frame (a new segment).
+    header_block: Option<Vec<u8>>,
+    /// The frame being written, padded to whole blocks.
+    staging: Vec<u8>,
+    fenced: Option<IoError>,
+    batch_bytes_max: usize,
+}
+
+impl CommitPath {
+    pub(crate) fn new(config: &EngineConfig, tail: Option<Tail>) -> CommitPath {
+        CommitPath {
+            waiting: VecDeque::new(),
+            waiting_bytes: 0,
+            state: State::Idle,
+            updates: Vec::new(),
+            answers: Vec::new(),
+            header_durable: tail.is_some(),
+            tail,
+            header_block: None,
+            staging: Vec::new(),
+            fenced: None,
+            batch_bytes_max: config.batch_bytes_max,
+        }
+    }
+
+    pub(crate) fn enqueue(&mut self, id: RequestId, ops: Vec<BatchOp>, reply_deleted: bool, now_us: u64) {
+        let bytes = ops.iter().map(BatchOp::encoded_bytes).sum();
+        self.waiting_bytes += bytes;
+        self.waiting.push_back(Waiting {
+            id,
+            ops,
+            reply_deleted,
+            bytes,
+            arrived_us: now_us,
+        });
+    }
+
+    pub(crate) fn has_work(&self) -> bool {
+        !self.waiting.is_empty() || self.state != State::Idle
+    }
+
+    pub(crate) fn due_us(&self, interval_us: u64) -> Option<u64> {
+        if self.state != State::Idle {
+            return None;
+        }
+        self.waiting.front().map(|w| w.arrived_us + interval_us)
+    }
+
+    pub(crate) fn touches_shard(&self, shard: u16) -> bool {
+        self.updates.iter().any(|u| u.shard == shard)
+            || self
+                .waiting
+                .iter()
+                .flat_map(|w| w.ops.iter())
+                .any(|op| WorkerCore::shard_of(op.key()) == shard)
+    }
+
+    /// Starts a group commit when one is due, or continues submitting the
+    /// current one.
+    pub(crate) fn maybe_start(core: &mut WorkerCore, now_us: u64) -> bool {
+        if let State::Writing { .. } = core.commit.state {
+            return Self::submit_chunks(core);
+        }
+        if core.commit.state != State::Idle || core.commit.waiting.is_empty() {
+            return false;
+        }
+        if let Some(error) = core.commit.fenced.clone() {
+            while let Some(w) = core.commit.waiting.pop_front() {
+                core.replies.push((w.id, Reply::Failed(EngineError::Fenced(error.clone()))));
+            }
+            core.commit.waiting_bytes = 0;
+            return true;
+        }
+        let interval = core.shared.config.commit_interval_us;
+        let due = core.commit.waiting_bytes >= core.commit.batch_bytes_max
+            || core.commit.waiting.front().is_some_and(|w| now_us >= w.arrived_us + interval);
+        if !due {
+            return false;
+        }
+        Self::start(core);
+        true
+    }
+
+    fn start(core: &mut WorkerCore) {
+        let layout = core.shared.layout;
+        let frame_max = layout.frame_bytes_max();
+        // Take whole requests up to the batch limit (always at least one).
+        let mut batch: Vec<Waiting> = Vec::new();
+        let mut frame_bytes = FRAME_HEADER_BYTES;
+        while let Some(next) = core.commit.waiting.front() {
+            let fits = frame_bytes + next.bytes <= frame_max
+                && (batch.is_empty() || frame_bytes + next.bytes <= core.commit.batch_bytes_max);
+            if !fits && !batch.is_empty() {
+                break;
+            }
+            let Some(next) = core.commit.waiting.pop_front() else { break };
+            core.commit.waiting_bytes -= next.bytes;
+            frame_bytes += next.bytes;
+            batch.push(next);
+        }
+        let padded = layout.pad(frame_bytes);
+        // Find room: the current segment, or a fresh one.
+        let tail = match core.commit.tail {
+            Some(t) if t.offset as usize + padded <= layout.segment_bytes as usize => t,
+            _ => {
+                let allocated = core
+                    .shared
+                    .segments
+                    .lock()
+                    .map_err(|_| ())
+                    .ok()
+                    .and_then(|mut s| s.allocate());
+                let Some((segment, generation)) = allocated else {
+                    for w in batch {
+                        core.replies.push((w.id, Reply::Failed(EngineError::OutOfSpace)));
+                    }
+                    return;
+                };
+                core.commit.header_durable = false;
+                let tail = Tail {
+                    segment,
+                    generation,
+                    offset: layout.lba_bytes,
+                };
+                core.commit.tail = Some(tail);
+                tail
+            }
+        };
+        let record_count: usize = batch.iter().map(|w| w.ops.len()).sum();
+        let first_seq = core
+            .shared
+            .next_seq
+            .fetch_add(record_count as u64, Ordering::Relaxed);
+        // The segment header names the first sequence it holds, so recovery
+        // can tell a clean segment switch from a lost frame.
+        core.commit.header_block = if core.commit.header_durable {
+            None
+        } else {
+            let mut block = vec![0u8; layout.lba_bytes as usize];
+            SegmentHeader {
+                kind: KIND_LOG,
+                uuid: core.shared.uuid,
+                generation: tail.generation,
+                segment: tail.segment,
+                stream: core.id,
+                first_seq,
+                key_id: 0,
+            }
+            .encode(&mut block[..SEGMENT_HEADER_BYTES]);
+            Some(block)
+        };
+        // Encode the frame; decide every answer against the index as it
+        // will be after the batches before this one (all applied: one batch
+        // at a time) and the earlier writes of this batch.
+        let mut staging = std::mem::take(&mut core.commit.staging);
+        staging.clear();
+        begin_frame(&mut staging);
+        let mut seq = first_seq;
+        let mut overlay: BTreeMap<&[u8], bool> = BTreeMap::new();
+        for w in &batch {
+            let mut existed_any = false;
+            for op in &w.ops {
+                let key = op.key();
+                let shard = WorkerCore::shard_of(key);
+                let existed = match overlay.get(key) {
+                    Some(&present) => present,
+                    None => core.shards.get(&shard).is_some_and(|art| art.get(key).is_some()),
+                };
+                existed_any |= existed;
+                let offset = tail.offset as usize + staging.len();
+                let (kind, value): (RecordKind, &[u8]) = match op {
+                    BatchOp::Put(_, value) => (RecordKind::Put, value),
+                    BatchOp::Delete(_) => (RecordKind::Delete, &[]),
+                };
+                encode_record(
+                    &mut staging,
+                    &Record {
+                        kind,
+                        seq,
+                        segment: tail.segment,
+                        key,
+                        value,
+                    },
+                );
+                let pointer = (kind == RecordKind::Put).then(|| ValuePointer {
+                    segment: tail.segment,
+                    offset: offset as u32,
+                    length: record_bytes(key.len(), value.len()) as u32,
+                    sequence_low: seq as u32,
+                });
+                overlay.insert(key, pointer.is_some());
+                core.commit.updates.push(IndexUpdate {
+                    shard,
+                    key: key.to_vec(),
+                    pointer,
+                });
+                seq += 1;
+            }
+            let answer = if w.reply_deleted {
+                Reply::Deleted(existed_any)
+            } else {
+                Reply::Done
+            };
+            core.commit.answers.push((w.id, answer));
+        }
+        drop(overlay);
+        assert_eq!(staging.len(), frame_bytes, "frame size as computed");
+        finish_frame(
+            &mut staging,
+            &FrameHeader {
+                frame_bytes: frame_bytes as u32,
+                record_count: record_count as u32,
+                segment_generation: tail.generation,
+                segment: tail.segment,
+                offset: tail.offset,
+                first_seq,
+            },
+        );
+        staging.resize(padded, 0);
+        core.commit.staging = staging;
+        core.commit.state = State::Writing {
+            submitted: 0,
+            outstanding: 0,
+            failed: None,
+        };
+        core.shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+        core.shared.stats.records.fetch_add(record_count as u64, Ordering::Relaxed);
+        Self::submit_chunks(core);
+    }
+
+    /// Submits as much of the staged frame (and header) as buffers allow.
+    fn submit_chunks(core: &mut WorkerCore) -> bool {
+        let layout = core.shared.layout;
+        let Some(tail) = core.commit.tail else { return false };
+        let mut progressed = false;
+        if let Some(block) = core.commit.header_block.take() {
+            let Some(mut buf) = core.namespace.buffers().alloc(block.len()) else {
+                core.commit.header_block = Some(block);
+                return false;
+            };
+            buf.as_mut_slice().copy_from_slice(&block);
+            let lba = layout.segment_lba(tail.segment);
+            core.submit(token(TAG_WRITE, 0), Command::Write { lba, buf, fua: false });
+            core.shared.stats.bytes_written.fetch_add(block.len() as u64, Ordering::Relaxed);
+            if let State::Writing { outstanding, .. } = &mut core.commit.state {
+                *outstanding += 1;
+            }
+            progressed = true;
+        }
+        let chunk_max = core.read.chunk_bytes_max();
+        loop {
+            let State::Writing { submitted, .. } = core.commit.state else { break };
+            if submitted >= core.commit.staging.len() {
+                break;
+            }
+            let len = chunk_max.min(core.commit.staging.len() - submitted);
+            let Some(mut buf) = core.namespace.buffers().alloc(len) else { break };
+            buf.as_mut_slice()
+                .copy_from_slice(&core.commit.staging[submitted..submitted + len]);
+            let lba = layout.segment_lba(tail.segment)
+                + (tail.offset as u64 + submitted as u64) / u64::from(layout.lba_bytes);
+            core.submit(token(TAG_WRITE, 0), Command::Write { lba, buf, fua: false });
+            core.shared.stats.bytes_written.fetch_add(len as u64, Ordering::Relaxed);
+            if let State::Writing { submitted, outstanding, .. } = &mut core.commit.state {
+                *submitted += len;
+                *outstanding += 1;
+            }
+            progressed = true;
+        }
+        progressed
+    }
+
+    pub(crate) fn write_done(core: &mut WorkerCore, result: Result<(), IoError>) {
+        let State::Writing { submitted, outstanding, failed } = &mut core.commit.state else {
+            panic!("write completion outside a commit");
+        };
+        *outstanding -= 1;
+        if let Err(e) = result {
+            failed.get_or_insert(e);
+        }
+        let all_submitted = *submitted >= core.commit.staging.len() && core.commit.header_block.is_none();
+        if *outstanding > 0 || !all_submitted {
+            return;
+        }
+        if let Some(error) = failed.take() {
+            // Nothing of this batch is acknowledged; the next batch rewrites
+            // the same place (and the segment header, if this one opened it).
+            core.shared.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            Self::fail_batch(core, EngineError::Io(error));
+            return;
+        }
+        core.commit.state = State::Flushing;
+        core.submit(token(TAG_FLUSH, 0), Command::Flush);
+    }
+
+    pub(crate) fn flush_done(core: &mut WorkerCore, result: Result<(), IoError>) {
+        assert_eq!(core.commit.state, State::Flushing, "flush completion outside a commit");
+        if let Err(error) = result {
+            tracing::error!(worker = core.id, "flush failed: {error}; fencing writes until restart");
+            core.shared.stats.flush_errors.fetch_add(1, Ordering::Relaxed);
+            core.commit.fenced = Some(error.clone());
+            Self::fail_batch(core, EngineError::Io(error));
+            return;
+        }
+        core.shared.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        core.commit.header_durable = true;
+        if let Some(tail) = &mut core.commit.tail {
+            tail.offset += core.commit.staging.len() as u32;
+        }
+        for update in core.commit.updates.drain(..) {
+            let art = core
+                .shards
+                .get_mut(&update.shard)
+                .unwrap_or_else(|| panic!("shard {} released while its writes were in flight", update.shard));
+            match update.pointer {
+                Some(pointer) => {
+                    art.insert(&update.key, pointer);
+                }
+                None => {
+                    art.remove(&update.key);
+                }
+            }
+        }
+        core.replies.append(&mut core.commit.answers);
+        core.commit.state = State::Idle;
+    }
+
+    fn fail_batch(core: &mut WorkerCore, error: EngineError) {
+        core.commit.updates.clear();
+        for (id, _) in core.commit.answers.drain(..) {
+            core.replies.push((id, Reply::Failed(error.clone())));
+        }
+        core.commit.state = State::Idle;
+    }
+}

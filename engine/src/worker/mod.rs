@@ -1,0 +1,332 @@
+//! A worker: the state machine that owns some shards, their index, one queue
+//! pair and one log stream.
+//!
+//! It owns no thread, clock or random source. A driver feeds it requests
+//! ([`WorkerCore::accept`]) and the current time ([`WorkerCore::step`]), and
+//! collects its replies. In production a pinned thread drives it
+//! (`runtime.rs`); in tests the simulator steps every worker from one thread.
+
+mod commit;
+mod read;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nvme::{Command, Completion, IoError, Namespace, QueuePair};
+
+use crate::config::EngineConfig;
+use crate::error::{EngineError, Location};
+use crate::index::Art;
+use crate::layout::Layout;
+use crate::recovery::Tail;
+use crate::shard::shard;
+use crate::stats::Stats;
+
+pub use commit::BatchOp;
+
+/// A caller's handle for matching replies to requests.
+pub type RequestId = u64;
+
+/// A request to a worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Read a key.
+    Get(Vec<u8>),
+    /// Whether a key exists.
+    Exists(Vec<u8>),
+    /// Set a key.
+    Put(Vec<u8>, Vec<u8>),
+    /// Remove a key.
+    Delete(Vec<u8>),
+    /// Apply several puts and deletes atomically.
+    Batch(Vec<BatchOp>),
+}
+
+/// The answer to a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// A write is durable.
+    Done,
+    /// A delete is durable; whether the key existed.
+    Deleted(bool),
+    /// The value, or `None` when the key is absent.
+    Value(Option<Vec<u8>>),
+    /// Whether the key exists.
+    Exists(bool),
+    /// The request failed.
+    Failed(EngineError),
+}
+
+/// Segments and sequence numbers, shared by every worker of an engine.
+pub(crate) struct Shared {
+    pub layout: Layout,
+    pub uuid: [u8; 16],
+    pub config: EngineConfig,
+    pub next_seq: AtomicU64,
+    pub segments: Mutex<SegmentAllocator>,
+    pub stats: Stats,
+}
+
+/// Free segments and the generation counter.
+pub(crate) struct SegmentAllocator {
+    pub free: std::collections::BTreeSet<u32>,
+    pub next_generation: u64,
+}
+
+impl SegmentAllocator {
+    /// Takes the lowest free segment and a fresh generation for it.
+    pub fn allocate(&mut self) -> Option<(u32, u64)> {
+        let segment = self.free.pop_first()?;
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        Some((segment, generation))
+    }
+}
+
+// Token tags: the top byte of a completion token says what it was for.
+const TAG_SHIFT: u32 = 56;
+const TAG_WRITE: u64 = 1;
+const TAG_FLUSH: u64 = 2;
+const TAG_READ: u64 = 3;
+
+fn token(tag: u64, payload: u64) -> u64 {
+    debug_assert!(payload < 1 << TAG_SHIFT);
+    (tag << TAG_SHIFT) | payload
+}
+
+/// One worker's state.
+pub struct WorkerCore {
+    pub(crate) id: u16,
+    shared: Arc<Shared>,
+    namespace: Arc<dyn Namespace>,
+    queue: Box<dyn QueuePair>,
+    /// The index of every shard this worker owns.
+    shards: BTreeMap<u16, Art>,
+    /// Commands the queue refused as full; retried on the next step.
+    deferred: VecDeque<(u64, Command)>,
+    commit: commit::CommitPath,
+    read: read::ReadPath,
+    replies: Vec<(RequestId, Reply)>,
+}
+
+impl WorkerCore {
+    pub(crate) fn new(
+        id: u16,
+        shared: Arc<Shared>,
+        namespace: Arc<dyn Namespace>,
+        queue: Box<dyn QueuePair>,
+        shards: BTreeMap<u16, Art>,
+        tail: Option<Tail>,
+    ) -> WorkerCore {
+        let config = shared.config.clone();
+        let geometry = namespace.geometry();
+        let lba_bytes = geometry.lba_bytes as usize;
+        let chunk_bytes_max = (geometry.transfer_bytes_max as usize)
+            .min(namespace.buffers().slot_bytes_max())
+            / lba_bytes
+            * lba_bytes;
+        WorkerCore {
+            id,
+            commit: commit::CommitPath::new(&config, tail),
+            read: read::ReadPath::new(&config, chunk_bytes_max),
+            shared,
+            namespace,
+            queue,
+            shards,
+            deferred: VecDeque::new(),
+            replies: Vec::new(),
+        }
+    }
+
+    /// Whether this worker owns `shard`.
+    pub fn owns(&self, shard: u16) -> bool {
+        self.shards.contains_key(&shard)
+    }
+
+    /// Keys indexed by this worker.
+    pub fn key_count(&self) -> usize {
+        self.shards.values().map(Art::len).sum()
+    }
+
+    /// Heap bytes held by this worker's index.
+    pub fn index_bytes(&self) -> usize {
+        self.shards.values().map(Art::memory_bytes).sum()
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), EngineError> {
+        let max = self.shared.config.key_bytes_max;
+        if key.is_empty() || key.len() > max {
+            return Err(EngineError::KeyLength { len: key.len(), max });
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), EngineError> {
+        let max = self.shared.config.value_bytes_max;
+        if value.len() > max {
+            return Err(EngineError::ValueLength { len: value.len(), max });
+        }
+        Ok(())
+    }
+
+    fn validate(&self, op: &Op) -> Result<(), EngineError> {
+        match op {
+            Op::Get(key) | Op::Exists(key) | Op::Delete(key) => self.check_key(key),
+            Op::Put(key, value) => {
+                self.check_key(key)?;
+                self.check_value(value)
+            }
+            Op::Batch(ops) => {
+                let mut bytes = crate::format::record::FRAME_HEADER_BYTES;
+                for op in ops {
+                    let (key, value): (&[u8], &[u8]) = match op {
+                        BatchOp::Put(k, v) => (k, v),
+                        BatchOp::Delete(k) => (k, &[]),
+                    };
+                    self.check_key(key)?;
+                    self.check_value(value)?;
+                    bytes += crate::format::record::record_bytes(key.len(), value.len());
+                }
+                let max = self.shared.layout.frame_bytes_max();
+                if bytes > max {
+                    return Err(EngineError::BatchTooLarge { bytes, max });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes a request. Its reply comes out of a later [`WorkerCore::step`]
+    /// (or at once, for a request that fails validation).
+    pub fn accept(&mut self, id: RequestId, op: Op, now_us: u64) {
+        if let Err(e) = self.validate(&op) {
+            self.replies.push((id, Reply::Failed(e)));
+            return;
+        }
+        match op {
+            Op::Get(key) => self.read.start(id, key, false, &self.shards, &mut self.replies),
+            Op::Exists(key) => self.read.start(id, key, true, &self.shards, &mut self.replies),
+            Op::Put(key, value) => self.commit.enqueue(id, vec![BatchOp::Put(key, value)], false, now_us),
+            Op::Delete(key) => self.commit.enqueue(id, vec![BatchOp::Delete(key)], true, now_us),
+            Op::Batch(ops) => self.commit.enqueue(id, ops, false, now_us),
+        }
+    }
+
+    /// Advances the state machine: reaps completions, retries deferred
+    /// submissions, starts reads and, when due, a group commit. Returns the
+    /// replies produced so far. `true` in the second field when anything
+    /// happened.
+    pub fn step(&mut self, now_us: u64, replies: &mut Vec<(RequestId, Reply)>) -> bool {
+        let mut progressed = false;
+        while let Some(done) = self.queue.poll() {
+            progressed = true;
+            self.complete(done);
+        }
+        progressed |= self.drive(now_us);
+        replies.append(&mut self.replies);
+        progressed
+    }
+
+    /// Blocks on the queue pair until a completion arrives or `timeout`
+    /// passes; for drivers with nothing else to do.
+    pub fn wait_io(&mut self, timeout: std::time::Duration, replies: &mut Vec<(RequestId, Reply)>) {
+        if let Some(done) = self.queue.wait(Some(timeout)) {
+            self.complete(done);
+        }
+        replies.append(&mut self.replies);
+    }
+
+    /// I/O in flight on this worker's queue pair.
+    pub fn io_in_flight(&self) -> u32 {
+        self.queue.in_flight()
+    }
+
+    /// Whether the worker has anything to do: I/O in flight or writes
+    /// waiting for a commit.
+    pub fn busy(&self) -> bool {
+        self.queue.in_flight() > 0 || !self.deferred.is_empty() || self.commit.has_work() || self.read.has_work()
+    }
+
+    /// When the oldest waiting write is due for commit, if any.
+    pub fn commit_due_us(&self) -> Option<u64> {
+        self.commit.due_us(self.shared.config.commit_interval_us)
+    }
+
+    fn drive(&mut self, now_us: u64) -> bool {
+        let mut progressed = false;
+        while let Some((token, command)) = self.deferred.pop_front() {
+            if let Err(refused) = self.queue.submit(token, command) {
+                self.deferred.push_front((token, refused.command));
+                break;
+            }
+            progressed = true;
+        }
+        progressed |= read::ReadPath::submit_waiting(self);
+        progressed |= commit::CommitPath::maybe_start(self, now_us);
+        progressed
+    }
+
+    fn submit(&mut self, token: u64, command: Command) {
+        if !self.deferred.is_empty() {
+            self.deferred.push_back((token, command));
+            return;
+        }
+        if let Err(refused) = self.queue.submit(token, command) {
+            match refused.reason {
+                nvme::RefuseReason::QueueFull => self.deferred.push_back((token, refused.command)),
+                reason => {
+                    // Every command is built within the geometry; a refusal
+                    // is a bug in the engine.
+                    panic!("engine built an invalid command: {reason:?}");
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self, done: Completion) {
+        let tag = done.token >> TAG_SHIFT;
+        let payload = done.token & ((1 << TAG_SHIFT) - 1);
+        match tag {
+            TAG_WRITE => commit::CommitPath::write_done(self, done.result),
+            TAG_FLUSH => commit::CommitPath::flush_done(self, done.result),
+            TAG_READ => read::ReadPath::chunk_done(self, payload, done),
+            other => panic!("completion with unknown tag {other}"),
+        }
+    }
+
+    /// Records a corruption detection.
+    fn corruption(&mut self, location: Location, detail: String) -> EngineError {
+        self.shared.stats.corruption_detected.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(worker = self.id, %location, "corruption detected: {detail}");
+        if let Ok(mut last) = self.shared.stats.corruption_locations.lock() {
+            if last.len() < crate::stats::CORRUPTION_LOCATIONS_MAX {
+                last.push(location);
+            }
+        }
+        EngineError::Corruption { location, detail }
+    }
+
+    /// Gives up a shard's index, for moving it to another worker. Refused
+    /// (`None`) while writes to the shard are waiting or in flight.
+    pub fn release_shard(&mut self, shard_id: u16) -> Option<Art> {
+        if self.commit.touches_shard(shard_id) {
+            return None;
+        }
+        self.shards.remove(&shard_id)
+    }
+
+    /// Takes over a shard's index.
+    pub fn adopt_shard(&mut self, shard_id: u16, index: Art) {
+        let previous = self.shards.insert(shard_id, index);
+        assert!(previous.is_none(), "shard {shard_id} adopted twice");
+    }
+
+    pub(crate) fn io_error(error: IoError) -> EngineError {
+        EngineError::Io(error)
+    }
+
+    pub(crate) fn shard_of(key: &[u8]) -> u16 {
+        shard(key)
+    }
+}

@@ -1,0 +1,207 @@
+//! The read path: index lookup, then read and verify the record.
+//!
+//! Every byte read is verified before use: the record's crc32c, its sequence
+//! number against the index pointer (a stale or misdirected block carries a
+//! different one), its segment, and its key. A record that fails is reported
+//! as corruption with its location and counted; it is never returned.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+
+use nvme::{Command, Completion, IoError};
+
+use super::{token, Reply, RequestId, WorkerCore, TAG_READ};
+use crate::config::EngineConfig;
+use crate::error::{EngineError, Location};
+use crate::format::record::{decode_record, RecordKind};
+use crate::index::{Art, ValuePointer};
+
+const CHUNK_BITS: u32 = 20;
+
+struct ReadOp {
+    id: RequestId,
+    key: Vec<u8>,
+    pointer: ValuePointer,
+    /// Bytes of whole blocks covering the record.
+    data: Vec<u8>,
+    outstanding: u32,
+    error: Option<IoError>,
+}
+
+pub(crate) struct ReadPath {
+    waiting: VecDeque<(RequestId, Vec<u8>, ValuePointer)>,
+    slots: Vec<Option<ReadOp>>,
+    free: Vec<usize>,
+    chunk_bytes_max: usize,
+}
+
+impl ReadPath {
+    pub(crate) fn new(config: &EngineConfig, chunk_bytes_max: usize) -> ReadPath {
+        let slots = config.reads_in_flight_max.max(1);
+        ReadPath {
+            waiting: VecDeque::new(),
+            slots: (0..slots).map(|_| None).collect(),
+            free: (0..slots).rev().collect(),
+            chunk_bytes_max,
+        }
+    }
+
+    pub(crate) fn chunk_bytes_max(&self) -> usize {
+        self.chunk_bytes_max
+    }
+
+    pub(crate) fn has_work(&self) -> bool {
+        !self.waiting.is_empty() || self.free.len() < self.slots.len()
+    }
+
+    /// Looks the key up; answers at once when absent (or for EXISTS), or
+    /// queues the record read.
+    pub(crate) fn start(
+        &mut self,
+        id: RequestId,
+        key: Vec<u8>,
+        exists_only: bool,
+        shards: &BTreeMap<u16, Art>,
+        replies: &mut Vec<(RequestId, Reply)>,
+    ) {
+        let shard = WorkerCore::shard_of(&key);
+        let Some(art) = shards.get(&shard) else {
+            replies.push((id, Reply::Failed(EngineError::NotOwner { shard })));
+            return;
+        };
+        let pointer = art.get(&key);
+        match (pointer, exists_only) {
+            (found, true) => replies.push((id, Reply::Exists(found.is_some()))),
+            (None, false) => replies.push((id, Reply::Value(None))),
+            (Some(pointer), false) => self.waiting.push_back((id, key, pointer)),
+        }
+    }
+
+    /// Starts waiting reads while slots and buffers last.
+    pub(crate) fn submit_waiting(core: &mut WorkerCore) -> bool {
+        let layout = core.shared.layout;
+        let lba_bytes = layout.lba_bytes as usize;
+        let mut progressed = false;
+        while !core.read.waiting.is_empty() {
+            let Some(&slot) = core.read.free.last() else { break };
+            let Some((_, _, pointer)) = core.read.waiting.front() else { break };
+            let start = pointer.offset as usize / lba_bytes * lba_bytes;
+            let end = layout.pad(pointer.offset as usize + pointer.length as usize);
+            let bytes = end - start;
+            let chunk_max = core.read.chunk_bytes_max;
+            // Take every buffer first, so a read is submitted whole or not yet.
+            let mut bufs = Vec::with_capacity(bytes.div_ceil(chunk_max));
+            let mut at = 0;
+            while at < bytes {
+                let len = chunk_max.min(bytes - at);
+                match core.namespace.buffers().alloc(len) {
+                    Some(buf) => bufs.push(buf),
+                    None => break,
+                }
+                at += len;
+            }
+            if at < bytes {
+                break;
+            }
+            let Some((id, key, pointer)) = core.read.waiting.pop_front() else { break };
+            core.read.free.pop();
+            let first_lba = layout.segment_lba(pointer.segment) + (start / lba_bytes) as u64;
+            let chunks = bufs.len() as u32;
+            core.read.slots[slot] = Some(ReadOp {
+                id,
+                key,
+                pointer,
+                data: vec![0u8; bytes],
+                outstanding: chunks,
+                error: None,
+            });
+            for (chunk, buf) in bufs.into_iter().enumerate() {
+                let lba = first_lba + (chunk * chunk_max / lba_bytes) as u64;
+                let payload = ((slot as u64) << CHUNK_BITS) | chunk as u64;
+                core.submit(token(TAG_READ, payload), Command::Read { lba, buf });
+            }
+            core.shared.stats.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
+            progressed = true;
+        }
+        progressed
+    }
+
+    pub(crate) fn chunk_done(core: &mut WorkerCore, payload: u64, done: Completion) {
+        let slot = (payload >> CHUNK_BITS) as usize;
+        let chunk = (payload & ((1 << CHUNK_BITS) - 1)) as usize;
+        let chunk_max = core.read.chunk_bytes_max;
+        let Some(op) = core.read.slots.get_mut(slot).and_then(Option::as_mut) else {
+            panic!("read completion for empty slot {slot}");
+        };
+        op.outstanding -= 1;
+        match (done.result, done.buf) {
+            (Ok(()), Some(buf)) => {
+                let at = chunk * chunk_max;
+                op.data[at..at + buf.len()].copy_from_slice(buf.as_slice());
+            }
+            (Err(e), _) => {
+                op.error.get_or_insert(e);
+            }
+            (Ok(()), None) => {
+                op.error.get_or_insert(IoError::Device { lba: 0, errno: 5 });
+            }
+        }
+        if op.outstanding > 0 {
+            return;
+        }
+        let Some(op) = core.read.slots[slot].take() else { return };
+        core.read.free.push(slot);
+        let reply = Self::finish(core, op.pointer, &op.key, &op.data, op.error);
+        core.shared.stats.gets.fetch_add(1, Ordering::Relaxed);
+        core.replies.push((op.id, reply));
+    }
+
+    fn finish(
+        core: &mut WorkerCore,
+        pointer: ValuePointer,
+        key: &[u8],
+        data: &[u8],
+        error: Option<IoError>,
+    ) -> Reply {
+        let location = Location {
+            segment: pointer.segment,
+            offset: pointer.offset,
+        };
+        match error {
+            Some(IoError::Integrity { lba }) => {
+                return Reply::Failed(core.corruption(
+                    location,
+                    format!("device reported a protection-information error at lba {lba}"),
+                ))
+            }
+            Some(e) => return Reply::Failed(WorkerCore::io_error(e)),
+            None => {}
+        }
+        let lba_bytes = core.shared.layout.lba_bytes as usize;
+        let in_block = pointer.offset as usize % lba_bytes;
+        let record_end = in_block + pointer.length as usize;
+        let verdict = match decode_record(&data[in_block..record_end]) {
+            Err(e) => Err(e.to_string()),
+            Ok((record, len)) => {
+                if len != pointer.length as usize {
+                    Err(format!("record length {len}, index says {}", pointer.length))
+                } else if record.seq as u32 != pointer.sequence_low || record.segment != pointer.segment {
+                    Err(format!(
+                        "stale or misdirected record (seq {} segment {}), index expects seq low {} segment {}",
+                        record.seq, record.segment, pointer.sequence_low, pointer.segment
+                    ))
+                } else if record.key != key {
+                    Err("record holds a different key".to_string())
+                } else if record.kind != RecordKind::Put {
+                    Err("index points at a delete record".to_string())
+                } else {
+                    Ok(record.value.to_vec())
+                }
+            }
+        };
+        match verdict {
+            Ok(value) => Reply::Value(Some(value)),
+            Err(detail) => Reply::Failed(core.corruption(location, detail)),
+        }
+    }
+}

@@ -32,7 +32,7 @@ pub struct ConfigError {
     /// is about no particular key (a line that does not parse as far as its
     /// key, a line or input that is too long). Names longer than
     /// [`ERROR_NAME_BYTES_MAX`] bytes are cut short.
-    pub key: heapless::String<ERROR_NAME_BYTES_MAX>,
+    pub key: heapless::String<ERROR_NAME_BYTES_MAX, u8>,
     /// What is wrong.
     pub kind: ErrorKind,
 }
@@ -227,3 +227,7 @@ impl fmt::Display for ErrorKind {
 /// `ConfigError` is `std::error::Error` too: since Rust 1.81 that trait is
 /// `core::error::Error`, so no `std` feature is needed for this.
 impl core::error::Error for ConfigError {}
+
+// Small enough to return by value everywhere (clippy's `result_large_err`
+// draws the line at 128 bytes); there is no allocator to box it into.
+const _: () = assert!(core::mem::size_of::<ConfigError>() <= 128);

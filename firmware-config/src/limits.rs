@@ -22,7 +22,7 @@ pub const SERIAL_BYTES_MAX: usize = 20;
 
 /// Most bytes of a key or section name kept in a
 /// [`ConfigError`](crate::ConfigError); longer names are cut short.
-pub const ERROR_NAME_BYTES_MAX: usize = 64;
+pub const ERROR_NAME_BYTES_MAX: usize = 48;
 
 /// Bytes of a VLog segment that `segment_bytes` keeps free for one record's
 /// header and checksum beyond its key and value: validation requires
@@ -56,3 +56,7 @@ const _: () = assert!(2 * PATH_BYTES_MAX + 32 <= LINE_BYTES_MAX);
 const _: () = assert!(INPUT_BYTES_MAX < u32::MAX as usize);
 // A section header with its brackets fits in an error's name.
 const _: () = assert!(ERROR_NAME_BYTES_MAX >= "[[namespace]]".len());
+// The `heapless` strings above count their length in a `u8`.
+const _: () = assert!(PATH_BYTES_MAX <= u8::MAX as usize);
+const _: () = assert!(SERIAL_BYTES_MAX <= u8::MAX as usize);
+const _: () = assert!(ERROR_NAME_BYTES_MAX <= u8::MAX as usize);

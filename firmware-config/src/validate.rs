@@ -1,0 +1,169 @@
+//! Checks that keys which are each valid fit together, and builds the
+//! [`Config`]. Errors point at the key that completed the conflict (the one
+//! given last) or, for a missing key, at its table's header.
+
+use crate::error::{ConfigError, ErrorKind};
+use crate::limits::{NAMESPACES_MAX, RECORD_OVERHEAD_BYTES_MAX};
+use crate::parser::{Document, NamespaceDraft, Position, Table};
+use crate::schema::{Backend, Config, NamespaceConfig, NamespaceTarget, Section};
+
+// The record-overhead relation's text names the constant's value.
+const _: () = assert!(RECORD_OVERHEAD_BYTES_MAX == 4096);
+
+/// Checks relations between keys and returns the configuration.
+pub(crate) fn finish(document: Document) -> Result<Config, ConfigError> {
+    tls(&document)?;
+    engine(&document)?;
+    let mut namespaces = heapless::Vec::new();
+    for draft in document.namespaces {
+        let header = draft.table.header;
+        let namespace = namespace(draft)?;
+        if namespaces.push(namespace).is_err() {
+            // Cannot happen: the drafts are bounded by the same capacity.
+            let at = header.unwrap_or(START);
+            return Err(error(
+                at,
+                Section::Namespace,
+                "",
+                ErrorKind::TooMany {
+                    max: u32::try_from(NAMESPACES_MAX).unwrap_or(u32::MAX),
+                },
+            ));
+        }
+    }
+    Ok(Config {
+        server: document.server,
+        tls: document.tls,
+        engine: document.engine,
+        namespaces,
+    })
+}
+
+const START: Position = Position { line: 1, column: 1 };
+
+fn tls(document: &Document) -> Result<(), ConfigError> {
+    let tls = &document.tls;
+    if !tls.enabled {
+        return Ok(());
+    }
+    for (key, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+        if path.is_empty() {
+            let table = &document.tls_table;
+            let at = table
+                .key(Section::Tls, key)
+                .or(table.header)
+                .unwrap_or(START);
+            return Err(error(
+                at,
+                Section::Tls,
+                key,
+                ErrorKind::Missing {
+                    required: "when `enabled = true`",
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn engine(document: &Document) -> Result<(), ConfigError> {
+    let engine = &document.engine;
+    let table = &document.engine_table;
+    if engine.batch_bytes_max > engine.segment_bytes {
+        return Err(inconsistent(
+            table,
+            &["batch_bytes_max", "segment_bytes"],
+            "`batch_bytes_max` <= `segment_bytes`",
+        ));
+    }
+    let record_bytes_max =
+        u64::from(engine.key_bytes_max) + engine.value_bytes_max + RECORD_OVERHEAD_BYTES_MAX;
+    if record_bytes_max > engine.segment_bytes {
+        return Err(inconsistent(
+            table,
+            &["key_bytes_max", "value_bytes_max", "segment_bytes"],
+            "`key_bytes_max` + `value_bytes_max` + 4KiB <= `segment_bytes`",
+        ));
+    }
+    Ok(())
+}
+
+/// An [`ErrorKind::Inconsistent`] at whichever of `keys` was given last.
+fn inconsistent(table: &Table, keys: &[&'static str], requires: &'static str) -> ConfigError {
+    let (key, at) =
+        last_given(table, Section::Engine, keys).unwrap_or(("", table.header.unwrap_or(START)));
+    error(
+        at,
+        Section::Engine,
+        key,
+        ErrorKind::Inconsistent { requires },
+    )
+}
+
+fn namespace(draft: NamespaceDraft) -> Result<NamespaceConfig, ConfigError> {
+    let table = &draft.table;
+    let header = table.header.unwrap_or(START);
+    let given = |key| table.key(Section::Namespace, key);
+    let conflict = |first: &'static str, second: &'static str| {
+        // Report at the key given last, naming the other.
+        let (key, at) =
+            last_given(table, Section::Namespace, &[first, second]).unwrap_or((second, header));
+        let with = if key == first { second } else { first };
+        error(at, Section::Namespace, key, ErrorKind::Conflict { with })
+    };
+    let missing = |key, required| {
+        error(
+            header,
+            Section::Namespace,
+            key,
+            ErrorKind::Missing { required },
+        )
+    };
+    let target = match (draft.path, draft.serial, draft.nsid) {
+        (Some(_), Some(_), _) => return Err(conflict("path", "serial")),
+        (Some(_), None, Some(_)) => return Err(conflict("path", "nsid")),
+        (Some(path), None, None) => NamespaceTarget::Path(path),
+        (None, Some(serial), Some(nsid)) => NamespaceTarget::Serial { serial, nsid },
+        (None, Some(_), None) => return Err(missing("nsid", "when `serial` is given")),
+        (None, None, Some(_)) => return Err(missing("serial", "when `nsid` is given")),
+        (None, None, None) => {
+            return Err(missing("path", "unless `serial` and `nsid` are given"));
+        }
+    };
+    if matches!(target, NamespaceTarget::Serial { .. }) && given("size").is_some() {
+        return Err(conflict("serial", "size"));
+    }
+    if draft.sqpoll && draft.backend != Backend::Uring {
+        let (key, at) = last_given(table, Section::Namespace, &["backend", "sqpoll"])
+            .unwrap_or(("sqpoll", header));
+        return Err(error(
+            at,
+            Section::Namespace,
+            key,
+            ErrorKind::Inconsistent {
+                requires: "`backend = \"uring\"` when `sqpoll = true`",
+            },
+        ));
+    }
+    Ok(NamespaceConfig {
+        target,
+        backend: draft.backend,
+        size_bytes: draft.size_bytes,
+        sqpoll: draft.sqpoll,
+    })
+}
+
+/// The key of `keys` given on the latest line, and where.
+fn last_given(
+    table: &Table,
+    section: Section,
+    keys: &[&'static str],
+) -> Option<(&'static str, Position)> {
+    keys.iter()
+        .filter_map(|&key| Some((key, table.key(section, key)?)))
+        .max_by_key(|(_, at)| (at.line, at.column))
+}
+
+fn error(at: Position, section: Section, key: &str, kind: ErrorKind) -> ConfigError {
+    ConfigError::new(at.line, at.column, Some(section.header()), key, kind)
+}

@@ -37,7 +37,7 @@ pub use config::{EngineConfig, FormatOptions};
 pub use error::{EngineError, Location, OpenError};
 pub use layout::{format, Layout};
 pub use recovery::Damage;
-pub use runtime::Engine;
+pub use runtime::{Engine, Frontend, Submitter, Wake, WorkerThread};
 pub use worker::{BatchOp, Op, Reply, RequestId, WorkerCore};
 
 /// What open found on the namespace.

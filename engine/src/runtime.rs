@@ -23,21 +23,87 @@ use crate::shard::{shard, SHARD_COUNT};
 use crate::worker::{BatchOp, Op, Reply, WorkerCore};
 use crate::{open_workers, stats::Stats, RecoveryReport};
 
+/// Where a reply goes: back to a blocked caller, or to a worker's frontend.
+enum ReplyTo {
+    Caller(SyncSender<Reply>),
+    Frontend { worker: u16, token: u64 },
+}
+
 enum Message {
-    Request { op: Op, reply: SyncSender<Reply> },
+    Request { op: Op, reply: ReplyTo },
+    Reply { token: u64, reply: Reply },
     MoveOut { shard: u16, to: u16, done: SyncSender<()> },
     MoveIn { shard: u16, index: Art },
     Shutdown,
 }
 
+/// Wakes a worker blocked in its frontend's poll.
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
 struct Router {
     owners: Vec<AtomicU16>,
     inboxes: Vec<SyncSender<Message>>,
+    wakers: Vec<Option<Wake>>,
 }
 
 impl Router {
     fn owner(&self, shard_id: u16) -> u16 {
         self.owners[usize::from(shard_id)].load(Ordering::Acquire)
+    }
+
+    fn wake(&self, worker: u16) {
+        if let Some(wake) = &self.wakers[usize::from(worker)] {
+            wake();
+        }
+    }
+
+    fn send(&self, worker: u16, message: Message) -> Result<(), ()> {
+        self.inboxes[usize::from(worker)].send(message).map_err(|_| ())?;
+        self.wake(worker);
+        Ok(())
+    }
+}
+
+/// The network side of a worker: it owns connections, parses requests and
+/// submits them through a [`Submitter`]; the worker thread calls it on every
+/// turn of its loop. Requests for the worker's own shards run right there;
+/// others go to the owning worker and their replies come back the same way.
+pub trait Frontend: Send {
+    /// Does the network work that is ready. May block up to `timeout` when
+    /// there is nothing to do (`None`: do not block). Returns whether it did
+    /// anything.
+    fn poll(&mut self, submitter: &mut Submitter<'_>, timeout: Option<Duration>) -> bool;
+    /// The reply to a request submitted with `token`.
+    fn reply(&mut self, token: u64, reply: Reply);
+    /// Stops accepting and closes connections once their replies are out.
+    fn shutdown(&mut self);
+    /// Whether the frontend still has work (connections with replies to
+    /// write) during shutdown.
+    fn draining(&self) -> bool;
+}
+
+/// How a frontend submits requests to the engine.
+pub struct Submitter<'a> {
+    thread: &'a mut WorkerThread,
+}
+
+impl Submitter<'_> {
+    /// Submits `op`; its reply arrives through [`Frontend::reply`] with
+    /// `token`.
+    pub fn submit(&mut self, token: u64, op: Op) {
+        let worker = self.thread.core.id;
+        self.thread.request(op, ReplyTo::Frontend { worker, token });
+    }
+
+    /// The worker this frontend runs on.
+    pub fn worker(&self) -> u16 {
+        self.thread.core.id
+    }
+
+    /// Keys indexed by this worker (for DBSIZE, summed over workers by the
+    /// caller).
+    pub fn local_keys(&self) -> usize {
+        self.thread.core.key_count()
     }
 }
 
@@ -53,6 +119,16 @@ pub struct Engine {
 impl Engine {
     /// Opens (recovers) the store on `namespace` and starts its workers.
     pub fn open(namespace: Arc<dyn Namespace>, config: &EngineConfig) -> Result<Engine, OpenError> {
+        Self::open_with_frontends(namespace, config, |_| None)
+    }
+
+    /// Opens the store and starts its workers, each with the frontend (and
+    /// its waker) that `frontend(worker)` returns.
+    pub fn open_with_frontends(
+        namespace: Arc<dyn Namespace>,
+        config: &EngineConfig,
+        mut frontend: impl FnMut(u16) -> Option<(Box<dyn Frontend>, Wake)>,
+    ) -> Result<Engine, OpenError> {
         let workers = if config.workers == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -66,17 +142,32 @@ impl Engine {
             inboxes.push(tx);
             receivers.push(rx);
         }
+        let mut frontends = Vec::with_capacity(workers);
+        let mut wakers = Vec::with_capacity(workers);
+        for worker in 0..workers {
+            match frontend(worker as u16) {
+                Some((f, wake)) => {
+                    frontends.push(Some(f));
+                    wakers.push(Some(wake));
+                }
+                None => {
+                    frontends.push(None);
+                    wakers.push(None);
+                }
+            }
+        }
         let router = Arc::new(Router {
             owners: (0..SHARD_COUNT).map(|s| AtomicU16::new((usize::from(s) % workers) as u16)).collect(),
             inboxes,
+            wakers,
         });
         let stopping = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(workers);
-        for (core, inbox) in opened.cores.into_iter().zip(receivers) {
+        for ((core, inbox), frontend) in opened.cores.into_iter().zip(receivers).zip(frontends) {
             let router = Arc::clone(&router);
             let thread = std::thread::Builder::new()
                 .name(format!("veltrix-worker-{}", core.id))
-                .spawn(move || WorkerThread::new(core, inbox, router).run())
+                .spawn(move || WorkerThread::new(core, inbox, router, frontend).run())
                 .map_err(|e| OpenError::Config(format!("cannot start worker thread: {e}")))?;
             threads.push(thread);
         }
@@ -114,7 +205,7 @@ impl Engine {
             return Reply::Failed(EngineError::ShuttingDown);
         }
         let (tx, rx) = mpsc::sync_channel(1);
-        let sent = self.router.inboxes[usize::from(worker)].send(Message::Request { op, reply: tx });
+        let sent = self.router.send(worker, Message::Request { op, reply: ReplyTo::Caller(tx) });
         if sent.is_err() {
             return Reply::Failed(EngineError::ShuttingDown);
         }
@@ -203,8 +294,8 @@ impl Engine {
             return Ok(());
         }
         let (tx, rx) = mpsc::sync_channel(1);
-        self.router.inboxes[usize::from(from)]
-            .send(Message::MoveOut { shard: shard_id, to, done: tx })
+        self.router
+            .send(from, Message::MoveOut { shard: shard_id, to, done: tx })
             .map_err(|_| EngineError::ShuttingDown)?;
         rx.recv().map_err(|_| EngineError::ShuttingDown)
     }
@@ -216,8 +307,8 @@ impl Engine {
 
     fn stop(&mut self) {
         self.stopping.store(true, Ordering::Release);
-        for inbox in &self.router.inboxes {
-            let _ = inbox.send(Message::Shutdown);
+        for worker in 0..self.router.inboxes.len() {
+            let _ = self.router.send(worker as u16, Message::Shutdown);
         }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
@@ -244,17 +335,21 @@ fn op_shard(op: &Op) -> Option<u16> {
     }
 }
 
-struct WorkerThread {
+/// One worker's thread: its core, its inbox, and its frontend if any.
+pub struct WorkerThread {
     core: WorkerCore,
+    frontend: Option<Box<dyn Frontend>>,
+    /// Replies for this worker's own frontend, delivered after its poll.
+    frontend_replies: Vec<(u64, Reply)>,
     inbox: Receiver<Message>,
     router: Arc<Router>,
     started: Instant,
     next_id: u64,
-    waiting: HashMap<u64, SyncSender<Reply>>,
+    waiting: HashMap<u64, ReplyTo>,
     /// Shards being moved out: (target, who to tell).
     moving: BTreeMap<u16, (u16, SyncSender<()>)>,
     /// Writes for a moving shard, forwarded once it has moved.
-    held: Vec<(Op, SyncSender<Reply>)>,
+    held: Vec<(Op, ReplyTo)>,
     /// Messages for other workers whose inboxes were full.
     outbox: Vec<(u16, Message)>,
     replies: Vec<(u64, Reply)>,
@@ -262,9 +357,16 @@ struct WorkerThread {
 }
 
 impl WorkerThread {
-    fn new(core: WorkerCore, inbox: Receiver<Message>, router: Arc<Router>) -> WorkerThread {
+    fn new(
+        core: WorkerCore,
+        inbox: Receiver<Message>,
+        router: Arc<Router>,
+        frontend: Option<Box<dyn Frontend>>,
+    ) -> WorkerThread {
         WorkerThread {
             core,
+            frontend,
+            frontend_replies: Vec::new(),
             inbox,
             router,
             started: Instant::now(),
@@ -289,11 +391,17 @@ impl WorkerThread {
                 progressed = true;
                 self.handle(message);
             }
+            progressed |= self.poll_frontend(None);
             progressed |= self.core.step(self.now_us(), &mut self.replies);
             self.send_replies();
             progressed |= self.finish_moves();
             self.flush_outbox();
-            if self.shutting_down && !self.core.busy() && self.waiting.is_empty() {
+            progressed |= self.deliver_frontend_replies();
+            if self.shutting_down
+                && !self.core.busy()
+                && self.waiting.is_empty()
+                && self.frontend.as_ref().is_none_or(|f| !f.draining())
+            {
                 return;
             }
             if progressed {
@@ -305,10 +413,18 @@ impl WorkerThread {
             } else if let Some(due) = self.core.commit_due_us() {
                 let now = self.now_us();
                 if due > now {
-                    std::thread::sleep(Duration::from_micros((due - now).min(1000)));
+                    let pause = Duration::from_micros((due - now).min(1000));
+                    if self.frontend.is_some() {
+                        self.poll_frontend(Some(pause));
+                    } else {
+                        std::thread::sleep(pause);
+                    }
                 }
             } else if self.core.busy() || !self.moving.is_empty() || !self.outbox.is_empty() {
                 std::thread::yield_now();
+            } else if self.frontend.is_some() {
+                // Sleeps in epoll; a message to our inbox wakes it.
+                self.poll_frontend(Some(Duration::from_millis(10)));
             } else {
                 match self.inbox.recv_timeout(Duration::from_millis(10)) {
                     Ok(message) => self.handle(message),
@@ -317,6 +433,24 @@ impl WorkerThread {
                 }
             }
         }
+    }
+
+    fn poll_frontend(&mut self, timeout: Option<Duration>) -> bool {
+        let Some(mut frontend) = self.frontend.take() else { return false };
+        let progressed = frontend.poll(&mut Submitter { thread: self }, timeout);
+        self.frontend = Some(frontend);
+        progressed
+    }
+
+    fn deliver_frontend_replies(&mut self) -> bool {
+        let Some(frontend) = self.frontend.as_mut() else { return false };
+        if self.frontend_replies.is_empty() {
+            return false;
+        }
+        for (token, reply) in self.frontend_replies.drain(..) {
+            frontend.reply(token, reply);
+        }
+        true
     }
 
     fn handle(&mut self, message: Message) {
@@ -329,13 +463,19 @@ impl WorkerThread {
                 self.core.adopt_shard(shard, index);
                 self.router.owners[usize::from(shard)].store(self.core.id, Ordering::Release);
             }
-            Message::Shutdown => self.shutting_down = true,
+            Message::Reply { token, reply } => self.frontend_replies.push((token, reply)),
+            Message::Shutdown => {
+                self.shutting_down = true;
+                if let Some(frontend) = self.frontend.as_mut() {
+                    frontend.shutdown();
+                }
+            }
         }
     }
 
-    fn request(&mut self, op: Op, reply: SyncSender<Reply>) {
+    fn request(&mut self, op: Op, reply: ReplyTo) {
         let Some(shard_id) = op_shard(&op) else {
-            let _ = reply.send(Reply::Done);
+            self.answer(reply, Reply::Done);
             return;
         };
         if !self.core.owns(shard_id) {
@@ -362,7 +502,7 @@ impl WorkerThread {
                 }
             });
             if foreign {
-                let _ = reply.send(Reply::Failed(EngineError::NotOwner { shard: shard_id }));
+                self.answer(reply, Reply::Failed(EngineError::NotOwner { shard: shard_id }));
                 return;
             }
         }
@@ -374,9 +514,24 @@ impl WorkerThread {
     }
 
     fn send_replies(&mut self) {
-        for (id, reply) in self.replies.drain(..) {
-            if let Some(tx) = self.waiting.remove(&id) {
+        let replies = std::mem::take(&mut self.replies);
+        for (id, reply) in replies {
+            if let Some(to) = self.waiting.remove(&id) {
+                self.answer(to, reply);
+            }
+        }
+    }
+
+    fn answer(&mut self, to: ReplyTo, reply: Reply) {
+        match to {
+            ReplyTo::Caller(tx) => {
                 let _ = tx.send(reply);
+            }
+            ReplyTo::Frontend { worker, token } if worker == self.core.id => {
+                self.frontend_replies.push((token, reply));
+            }
+            ReplyTo::Frontend { worker, token } => {
+                self.outbox.push((worker, Message::Reply { token, reply }));
             }
         }
     }
@@ -422,7 +577,7 @@ impl WorkerThread {
         let pending = std::mem::take(&mut self.outbox);
         for (to, message) in pending {
             match self.router.inboxes[usize::from(to)].try_send(message) {
-                Ok(()) => {}
+                Ok(()) => self.router.wake(to),
                 Err(TrySendError::Full(message)) => self.outbox.push((to, message)),
                 Err(TrySendError::Disconnected(_)) => {}
             }

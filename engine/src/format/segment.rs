@@ -58,6 +58,12 @@ impl SegmentHeader {
             return Err(DecodeError::BadMagic { found: magic });
         }
         check_crc(u32_at(b, 8), &[&b[12..]])?;
+        if b[46..48] != [0, 0] {
+            return Err(DecodeError::Invalid {
+                field: "reserved bytes",
+                value: u64::from(u16_at(b, 46)),
+            });
+        }
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(&b[16..32]);
         let header = SegmentHeader {

@@ -41,7 +41,7 @@ impl Superblock {
         b.fill(0);
         b[0..8].copy_from_slice(&SUPERBLOCK_MAGIC.to_le_bytes());
         b[8..12].copy_from_slice(&self.version.to_le_bytes());
-        // 12..16: crc32c of bytes 16..SUPERBLOCK_BYTES.
+        // 12..16: crc32c of bytes 8..12 and 16..SUPERBLOCK_BYTES.
         b[16..32].copy_from_slice(&self.uuid);
         b[32..40].copy_from_slice(&self.generation.to_le_bytes());
         b[40..44].copy_from_slice(&self.lba_bytes.to_le_bytes());
@@ -53,7 +53,7 @@ impl Superblock {
         b[64..72].copy_from_slice(&self.lba_count.to_le_bytes());
         // 72..96 reserved for encryption (key-encryption-key id) and
         // checkpoint locations.
-        let crc = crc32c::crc32c(&b[16..]);
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&b[8..12]), &b[16..]);
         b[12..16].copy_from_slice(&crc.to_le_bytes());
     }
 
@@ -65,12 +65,18 @@ impl Superblock {
         if magic != SUPERBLOCK_MAGIC {
             return Err(DecodeError::BadMagic { found: magic });
         }
-        check_crc(u32_at(b, 12), &[&b[16..]])?;
+        check_crc(u32_at(b, 12), &[&b[8..12], &b[16..]])?;
         let version = u32_at(b, 8);
         if version > FORMAT_VERSION {
             return Err(DecodeError::NewerVersion {
                 found: version,
                 supported: FORMAT_VERSION,
+            });
+        }
+        if b[46..48].iter().chain(&b[60..64]).chain(&b[72..]).any(|&x| x != 0) {
+            return Err(DecodeError::Invalid {
+                field: "reserved bytes",
+                value: 0,
             });
         }
         let mut uuid = [0u8; 16];
@@ -96,6 +102,9 @@ impl Superblock {
         }
         if self.segment_bytes == 0 || self.segment_bytes % u64::from(self.lba_bytes) != 0 {
             return invalid("segment_bytes", self.segment_bytes);
+        }
+        if self.version == 0 {
+            return invalid("version", 0);
         }
         if self.segment_count < 2 {
             return invalid("segment_count", u64::from(self.segment_count));

@@ -1,0 +1,203 @@
+//! In-process engine benchmark: durable puts from many writers, gets,
+//! restart time, index bytes per key, and write amplification.
+//!
+//! ```sh
+//! cargo run --release -p engine --example engine_bench -- \
+//!     --path /var/tmp/veltrix-bench.img --backend uring --workers 2 \
+//!     --writers 64 --value-bytes 1024 --seconds 5
+//! ```
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine::{format, Engine, EngineConfig, FormatOptions};
+use nvme::uring::UringOptions;
+use nvme::{open, Backend, Namespace, OpenOptions};
+
+struct Args {
+    path: PathBuf,
+    backend: String,
+    workers: usize,
+    writers: usize,
+    readers: usize,
+    value_bytes: usize,
+    seconds: u64,
+    size_bytes: u64,
+    keys: u64,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        path: PathBuf::from("/var/tmp/veltrix-engine-bench.img"),
+        backend: "uring".into(),
+        workers: 2,
+        writers: 64,
+        readers: 2,
+        value_bytes: 1024,
+        seconds: 5,
+        size_bytes: 4 << 30,
+        keys: 100_000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--path" => args.path = value.into(),
+            "--backend" => args.backend = value,
+            "--workers" => args.workers = value.parse().expect("--workers N"),
+            "--writers" => args.writers = value.parse().expect("--writers N"),
+            "--readers" => args.readers = value.parse().expect("--readers N"),
+            "--value-bytes" => args.value_bytes = value.parse().expect("--value-bytes N"),
+            "--seconds" => args.seconds = value.parse().expect("--seconds N"),
+            "--size-bytes" => args.size_bytes = value.parse().expect("--size-bytes N"),
+            "--keys" => args.keys = value.parse().expect("--keys N"),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    args
+}
+
+fn namespace(args: &Args) -> Arc<dyn Namespace> {
+    let backend = match args.backend.as_str() {
+        "sync" => Backend::Sync,
+        "uring" => Backend::Uring(UringOptions::default()),
+        "sqpoll" => Backend::Uring(UringOptions {
+            sqpoll: true,
+            sqpoll_idle_ms: 100,
+            ..UringOptions::default()
+        }),
+        other => panic!("unknown backend {other}"),
+    };
+    let options = OpenOptions {
+        backend,
+        create_bytes: Some(args.size_bytes),
+        ..OpenOptions::default()
+    };
+    open(&args.path, &options).expect("open namespace")
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p) as usize]
+}
+
+fn key(i: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(b"bench:k:");
+    k[8..].copy_from_slice(&i.to_be_bytes());
+    k
+}
+
+fn main() {
+    let args = parse_args();
+    let _ = std::fs::remove_file(&args.path);
+    let ns = namespace(&args);
+    let mut options = FormatOptions::new(*b"veltrix-bench-01");
+    options.segment_bytes = 8 << 20;
+    format(ns.as_ref(), &options).expect("format");
+    let config = EngineConfig {
+        workers: args.workers,
+        ..EngineConfig::default()
+    };
+    let engine = Arc::new(Engine::open(Arc::clone(&ns), &config).expect("open"));
+    let value = vec![0x5Au8; args.value_bytes];
+
+    // Durable puts from many writers.
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..args.writers)
+        .map(|_| {
+            let (engine, stop, next, value) = (Arc::clone(&engine), Arc::clone(&stop), Arc::clone(&next), value.clone());
+            let keys = args.keys;
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed) % keys;
+                    let t = Instant::now();
+                    engine.put(&key(i), &value).expect("put");
+                    latencies.push(t.elapsed().as_nanos() as u64);
+                }
+                latencies
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(args.seconds));
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies: Vec<u64> = handles.into_iter().flat_map(|h| h.join().expect("writer")).collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let puts = latencies.len() as f64;
+    let stats = engine.stats();
+    let batches = stats.batches.load(Ordering::Relaxed) as f64;
+    let device_bytes = stats.bytes_written.load(Ordering::Relaxed) as f64;
+    let user_bytes = puts * (16.0 + args.value_bytes as f64);
+    println!(
+        "put: {} writers, {} B values: {:.0} ops/s, {:.1} writes/flush, p50 {} us, p99 {} us, p999 {} us, write amplification {:.2}",
+        args.writers,
+        args.value_bytes,
+        puts / elapsed,
+        puts / batches.max(1.0),
+        percentile(&latencies, 0.5) / 1000,
+        percentile(&latencies, 0.99) / 1000,
+        percentile(&latencies, 0.999) / 1000,
+        device_bytes / user_bytes
+    );
+
+    // Make sure every key exists, then gets.
+    let filled = next.load(Ordering::Relaxed).min(args.keys);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..args.readers)
+        .map(|r| {
+            let (engine, stop) = (Arc::clone(&engine), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                let mut i = r as u64 * 7919;
+                while !stop.load(Ordering::Relaxed) {
+                    i = (i + 104_729) % filled.max(1);
+                    let t = Instant::now();
+                    let got = engine.get(&key(i)).expect("get");
+                    latencies.push(t.elapsed().as_nanos() as u64);
+                    assert!(got.is_some());
+                }
+                latencies
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(args.seconds));
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies: Vec<u64> = handles.into_iter().flat_map(|h| h.join().expect("reader")).collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    println!(
+        "get (device, {} readers): {:.0} ops/s, p50 {} us, p99 {} us, p999 {} us",
+        args.readers,
+        latencies.len() as f64 / elapsed,
+        percentile(&latencies, 0.5) / 1000,
+        percentile(&latencies, 0.99) / 1000,
+        percentile(&latencies, 0.999) / 1000
+    );
+
+    // Restart time.
+    let records = stats.records.load(Ordering::Relaxed);
+    drop(engine);
+    let started = Instant::now();
+    let engine = Engine::open(Arc::clone(&ns), &config).expect("reopen");
+    let restart = started.elapsed().as_secs_f64();
+    let report = engine.recovery_report();
+    println!(
+        "restart: {:.3} s for {} records ({} keys): {:.2} s per million records",
+        restart,
+        report.records,
+        report.keys,
+        restart / (report.records.max(1) as f64 / 1e6)
+    );
+    assert_eq!(report.records, records, "every written record is replayed");
+    drop(engine);
+    let _ = std::fs::remove_file(&args.path);
+}

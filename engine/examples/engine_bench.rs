@@ -112,7 +112,12 @@ fn main() {
     let started = Instant::now();
     let handles: Vec<_> = (0..args.writers)
         .map(|_| {
-            let (engine, stop, next, value) = (Arc::clone(&engine), Arc::clone(&stop), Arc::clone(&next), value.clone());
+            let (engine, stop, next, value) = (
+                Arc::clone(&engine),
+                Arc::clone(&stop),
+                Arc::clone(&next),
+                value.clone(),
+            );
             let keys = args.keys;
             std::thread::spawn(move || {
                 let mut latencies = Vec::new();
@@ -128,7 +133,10 @@ fn main() {
         .collect();
     std::thread::sleep(Duration::from_secs(args.seconds));
     stop.store(true, Ordering::Relaxed);
-    let mut latencies: Vec<u64> = handles.into_iter().flat_map(|h| h.join().expect("writer")).collect();
+    let mut latencies: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("writer"))
+        .collect();
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
     let puts = latencies.len() as f64;
@@ -171,7 +179,10 @@ fn main() {
         .collect();
     std::thread::sleep(Duration::from_secs(args.seconds));
     stop.store(true, Ordering::Relaxed);
-    let mut latencies: Vec<u64> = handles.into_iter().flat_map(|h| h.join().expect("reader")).collect();
+    let mut latencies: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("reader"))
+        .collect();
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
     println!(

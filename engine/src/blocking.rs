@@ -19,15 +19,14 @@ impl From<BlockingError> for IoError {
             BlockingError::Refused(why) => {
                 tracing::error!("blocking I/O refused: {why}");
                 IoError::Device {
-                lba: 0,
-                // EINVAL: the request itself was refused.
-                errno: 22,
+                    lba: 0,
+                    // EINVAL: the request itself was refused.
+                    errno: 22,
                 }
             }
         }
     }
 }
-
 
 fn run(queue: &mut dyn QueuePair, command: Command) -> Result<Option<nvme::DmaBuf>, BlockingError> {
     queue
@@ -51,7 +50,8 @@ pub(crate) fn read(
 ) -> Result<(), BlockingError> {
     let geometry = namespace.geometry();
     let lba_bytes = geometry.lba_bytes as usize;
-    let chunk_max = (geometry.transfer_bytes_max as usize).min(namespace.buffers().slot_bytes_max());
+    let chunk_max =
+        (geometry.transfer_bytes_max as usize).min(namespace.buffers().slot_bytes_max());
     let chunk_max = chunk_max / lba_bytes * lba_bytes;
     out.clear();
     let mut done = 0usize;
@@ -79,7 +79,8 @@ pub(crate) fn write_durable(
 ) -> Result<(), BlockingError> {
     let geometry = namespace.geometry();
     let lba_bytes = geometry.lba_bytes as usize;
-    let chunk_max = (geometry.transfer_bytes_max as usize).min(namespace.buffers().slot_bytes_max());
+    let chunk_max =
+        (geometry.transfer_bytes_max as usize).min(namespace.buffers().slot_bytes_max());
     let chunk_max = chunk_max / lba_bytes * lba_bytes;
     for (i, chunk) in data.chunks(chunk_max).enumerate() {
         let mut buf = namespace
@@ -88,8 +89,90 @@ pub(crate) fn write_durable(
             .ok_or_else(|| BlockingError::Refused("buffer pool exhausted".into()))?;
         buf.as_mut_slice().copy_from_slice(chunk);
         let at = lba + (i * chunk_max / lba_bytes) as u64;
-        run(queue, Command::Write { lba: at, buf, fua: false })?;
+        run(
+            queue,
+            Command::Write {
+                lba: at,
+                buf,
+                fua: false,
+            },
+        )?;
     }
     run(queue, Command::Flush)?;
     Ok(())
+}
+
+/// Like [`read`], but a block that cannot be read (after a few tries) is
+/// returned as zeroes and listed in `unreadable`, instead of failing the
+/// whole read: recovery reports such blocks as damage and carries on.
+pub(crate) fn read_tolerant(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    lba: u64,
+    bytes: usize,
+    out: &mut Vec<u8>,
+    unreadable: &mut Vec<u64>,
+) -> Result<(), BlockingError> {
+    const TRIES: u32 = 3;
+    for _ in 0..TRIES {
+        match read(namespace, queue, lba, bytes, out) {
+            Ok(()) => return Ok(()),
+            Err(BlockingError::Io(_)) => continue,
+            Err(refused) => return Err(refused),
+        }
+    }
+    let lba_bytes = namespace.geometry().lba_bytes as usize;
+    let mut block = Vec::with_capacity(lba_bytes);
+    let mut whole = Vec::with_capacity(bytes);
+    for i in 0..(bytes / lba_bytes) as u64 {
+        let mut ok = false;
+        for _ in 0..TRIES {
+            match read(namespace, queue, lba + i, lba_bytes, &mut block) {
+                Ok(()) => {
+                    ok = true;
+                    break;
+                }
+                Err(BlockingError::Io(_)) => continue,
+                Err(refused) => return Err(refused),
+            }
+        }
+        if ok {
+            whole.extend_from_slice(&block);
+        } else {
+            unreadable.push(lba + i);
+            whole.resize(whole.len() + lba_bytes, 0);
+        }
+    }
+    *out = whole;
+    Ok(())
+}
+
+/// Zeroes `lbas` blocks at `lba`, retrying transient failures.
+pub(crate) fn zero(
+    _namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    lba: u64,
+    lbas: u32,
+) -> Result<(), BlockingError> {
+    let mut last = None;
+    for _ in 0..3 {
+        match run(queue, Command::WriteZeroes { lba, lbas }) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(BlockingError::Refused("no attempt".into())))
+}
+
+/// Flushes, retrying transient failures: nothing written before was
+/// acknowledged to anyone, so a retry cannot make a false promise.
+pub(crate) fn flush(queue: &mut dyn QueuePair) -> Result<(), BlockingError> {
+    let mut last = None;
+    for _ in 0..3 {
+        match run(queue, Command::Flush) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(BlockingError::Refused("no attempt".into())))
 }

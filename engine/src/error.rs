@@ -40,7 +40,9 @@ pub enum OpenError {
         second: DecodeError,
     },
     /// `format` found an existing VeltrixDB superblock and was not forced.
-    #[error("namespace already holds a VeltrixDB store (uuid {uuid}); format with force to erase it")]
+    #[error(
+        "namespace already holds a VeltrixDB store (uuid {uuid}); format with force to erase it"
+    )]
     AlreadyFormatted {
         /// The existing store's UUID, hex.
         uuid: String,

@@ -101,7 +101,9 @@ pub(crate) fn layout_of(namespace: &dyn Namespace, sb: &Superblock) -> Result<La
 pub fn format(namespace: &dyn Namespace, options: &FormatOptions) -> Result<Layout, OpenError> {
     let geometry = namespace.geometry();
     let lba_bytes = u64::from(geometry.lba_bytes);
-    if options.segment_bytes % lba_bytes != 0 || options.segment_bytes < SEGMENT_LBAS_MIN * lba_bytes {
+    if !options.segment_bytes.is_multiple_of(lba_bytes)
+        || options.segment_bytes < SEGMENT_LBAS_MIN * lba_bytes
+    {
         return Err(OpenError::Config(format!(
             "segment_bytes {} must be a multiple of the {lba_bytes}-byte block and at least {} blocks",
             options.segment_bytes, SEGMENT_LBAS_MIN
@@ -120,7 +122,11 @@ pub fn format(namespace: &dyn Namespace, options: &FormatOptions) -> Result<Layo
     let mut queue = namespace.queue_pair(8)?;
     if !options.force {
         match read_superblock(namespace, queue.as_mut()) {
-            Ok(sb) => return Err(OpenError::AlreadyFormatted { uuid: hex(&sb.uuid) }),
+            Ok(sb) => {
+                return Err(OpenError::AlreadyFormatted {
+                    uuid: hex(&sb.uuid),
+                })
+            }
             Err(OpenError::NewerVersion { .. }) => {
                 return Err(OpenError::AlreadyFormatted {
                     uuid: "unknown (newer format)".into(),

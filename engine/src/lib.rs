@@ -38,7 +38,7 @@ pub use error::{EngineError, Location, OpenError};
 pub use layout::{format, Layout};
 pub use recovery::Damage;
 pub use runtime::{Engine, Frontend, Submitter, Wake, WorkerThread};
-pub use worker::{BatchOp, Op, Reply, RequestId, WorkerCore};
+pub use worker::{BatchOp, Condition, Op, Reply, RequestId, WorkerCore};
 
 /// What open found on the namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,7 +79,9 @@ pub fn open_workers(
     workers: usize,
 ) -> Result<Opened, OpenError> {
     if workers == 0 || workers > usize::from(shard::SHARD_COUNT) {
-        return Err(OpenError::Config(format!("workers {workers} outside 1..=1024")));
+        return Err(OpenError::Config(format!(
+            "workers {workers} outside 1..=1024"
+        )));
     }
     let mut queue = namespace.queue_pair(8)?;
     let sb = layout::read_superblock(namespace.as_ref(), queue.as_mut())?;
@@ -92,7 +94,14 @@ pub fn open_workers(
             layout.segment_bytes
         )));
     }
-    let recovered = recovery::recover(namespace.as_ref(), queue.as_mut(), &layout, &sb.uuid, sb.generation)?;
+    let recovered = recovery::recover(
+        namespace.as_ref(),
+        queue.as_mut(),
+        &layout,
+        &sb.uuid,
+        sb.generation,
+    )?;
+    erase_torn_tails(namespace.as_ref(), queue.as_mut(), &layout, &recovered)?;
     drop(queue);
     let free = (1..layout.segment_count)
         .filter(|s| !recovered.used_segments.contains(s))
@@ -100,6 +109,7 @@ pub fn open_workers(
     let shared = Arc::new(worker::Shared {
         layout,
         uuid: sb.uuid,
+        seed: format::store_seed(&sb.uuid),
         config: config.clone(),
         next_seq: AtomicU64::new(recovered.next_seq),
         segments: Mutex::new(worker::SegmentAllocator {
@@ -109,6 +119,10 @@ pub fn open_workers(
         stats: stats::Stats::default(),
     });
     let keys = recovered.index.iter().map(|a| a.len() as u64).sum();
+    shared
+        .stats
+        .keys
+        .store(keys, std::sync::atomic::Ordering::Relaxed);
     let report = RecoveryReport {
         frames: recovered.frames,
         records: recovered.records,
@@ -116,7 +130,8 @@ pub fn open_workers(
         damage: recovered.damage.clone(),
         layout,
     };
-    let mut per_worker: Vec<BTreeMap<u16, index::Art>> = (0..workers).map(|_| BTreeMap::new()).collect();
+    let mut per_worker: Vec<BTreeMap<u16, index::Art>> =
+        (0..workers).map(|_| BTreeMap::new()).collect();
     for (shard_id, art) in recovered.index.into_iter().enumerate() {
         per_worker[shard_id % workers].insert(shard_id as u16, art);
     }
@@ -138,4 +153,38 @@ pub fn open_workers(
         report,
         shared,
     })
+}
+
+/// Zeroes what recovery found past each stream's tail (the remains of an
+/// unacknowledged group commit) and the headers of segments opened for it,
+/// durably, before any new write. Without this, a later frame written after
+/// a segment switch would make those remains look like damage in the middle
+/// of the log.
+fn erase_torn_tails(
+    namespace: &dyn Namespace,
+    queue: &mut dyn nvme::QueuePair,
+    layout: &Layout,
+    recovered: &recovery::Recovered,
+) -> Result<(), OpenError> {
+    let lba_bytes = u64::from(layout.lba_bytes);
+    let segment_lbas = layout.segment_bytes / lba_bytes;
+    let mut ranges: Vec<(u64, u32)> = Vec::new();
+    for &(segment, offset) in &recovered.erase {
+        let first = u64::from(offset) / lba_bytes;
+        ranges.push((
+            layout.segment_lba(segment) + first,
+            (segment_lbas - first) as u32,
+        ));
+    }
+    for &segment in &recovered.orphans {
+        ranges.push((layout.segment_lba(segment), 1));
+    }
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    for (lba, lbas) in ranges {
+        blocking::zero(namespace, queue, lba, lbas).map_err(nvme::IoError::from)?;
+    }
+    blocking::flush(queue).map_err(nvme::IoError::from)?;
+    Ok(())
 }

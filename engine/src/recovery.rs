@@ -32,13 +32,16 @@ pub(crate) struct Tail {
     pub generation: u64,
     /// Byte offset of the next frame within the segment.
     pub offset: u32,
+    /// Sequence number of the stream's last durable record.
+    pub last_seq: u64,
 }
 
 /// A range of a log that failed verification and was followed by valid
 /// frames: acknowledged data may have been lost there, and it was reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Damage {
-    /// The stream (worker) whose log holds the range.
+    /// The stream (worker) whose log holds the range; `u16::MAX` when the
+    /// segment header itself was unreadable, so the stream is unknown.
     pub stream: u16,
     /// First bad byte.
     pub start: Location,
@@ -56,6 +59,14 @@ pub(crate) struct Recovered {
     pub damage: Vec<Damage>,
     pub frames: u64,
     pub records: u64,
+    /// Byte ranges past each stream's tail that may hold the torn remains of
+    /// an unacknowledged group commit: (segment, from offset). Open zeroes
+    /// them before any new write, so that no later recovery can mistake
+    /// them for damage in the middle of the log.
+    pub erase: Vec<(u32, u32)>,
+    /// Segments opened after a stream's tail whose frames never became
+    /// durable: their headers are zeroed and they go back to the free list.
+    pub orphans: Vec<u32>,
 }
 
 struct Update {
@@ -74,11 +85,28 @@ pub(crate) fn recover(
     let lba_bytes = layout.lba_bytes as usize;
     // 1. Segment headers.
     let mut streams: BTreeMap<u16, Vec<SegmentHeader>> = BTreeMap::new();
+    let mut recovered_unreadable: Vec<Location> = Vec::new();
     let mut next_generation = superblock_generation + 1;
     let mut block = Vec::with_capacity(lba_bytes);
     for segment in 1..layout.segment_count {
-        blocking::read(namespace, queue, layout.segment_lba(segment), lba_bytes, &mut block)
-            .map_err(nvme::IoError::from)?;
+        let mut unreadable = Vec::new();
+        blocking::read_tolerant(
+            namespace,
+            queue,
+            layout.segment_lba(segment),
+            lba_bytes,
+            &mut block,
+            &mut unreadable,
+        )
+        .map_err(nvme::IoError::from)?;
+        if !unreadable.is_empty() {
+            tracing::error!(
+                segment,
+                "segment header unreadable: the segment is skipped and reported"
+            );
+            recovered_unreadable.push(Location { segment, offset: 0 });
+            continue;
+        }
         let Ok(header) = SegmentHeader::decode(&block) else {
             continue;
         };
@@ -94,10 +122,23 @@ pub(crate) fn recover(
         used_segments: BTreeSet::new(),
         next_seq: 1,
         next_generation,
-        damage: Vec::new(),
+        damage: recovered_unreadable
+            .iter()
+            .map(|&start| Damage {
+                stream: u16::MAX,
+                start,
+                end: Location {
+                    segment: start.segment,
+                    offset: layout.lba_bytes,
+                },
+            })
+            .collect(),
         frames: 0,
         records: 0,
+        erase: Vec::new(),
+        orphans: Vec::new(),
     };
+    let seed = crate::format::store_seed(uuid);
     let mut updates: Vec<Update> = Vec::new();
     let mut data = Vec::new();
     for (stream, headers) in streams.iter_mut() {
@@ -106,14 +147,36 @@ pub(crate) fn recover(
         // and bounded by the namespace's size.
         let mut contents: Vec<Vec<u8>> = Vec::with_capacity(headers.len());
         for header in headers.iter() {
-            blocking::read(
+            let mut unreadable = Vec::new();
+            blocking::read_tolerant(
                 namespace,
                 queue,
                 layout.segment_lba(header.segment),
                 layout.segment_bytes as usize,
                 &mut data,
+                &mut unreadable,
             )
             .map_err(nvme::IoError::from)?;
+            for lba in unreadable {
+                let offset = ((lba - layout.segment_lba(header.segment))
+                    * u64::from(layout.lba_bytes)) as u32;
+                tracing::error!(
+                    segment = header.segment,
+                    offset,
+                    "unreadable block during recovery; reported as damage"
+                );
+                recovered.damage.push(Damage {
+                    stream: *stream,
+                    start: Location {
+                        segment: header.segment,
+                        offset,
+                    },
+                    end: Location {
+                        segment: header.segment,
+                        offset: offset + layout.lba_bytes,
+                    },
+                });
+            }
             contents.push(std::mem::take(&mut data));
             recovered.used_segments.insert(header.segment);
         }
@@ -125,7 +188,7 @@ pub(crate) fn recover(
             if s >= headers.len() {
                 break;
             }
-            match valid_frame_at(&contents[s], &headers[s], offset, last_seq) {
+            match valid_frame_at(&contents[s], &headers[s], offset, last_seq, seed) {
                 Some(frame_bytes) => {
                     if let Some((ds, doff)) = damage_start.take() {
                         recovered.damage.push(Damage {
@@ -142,7 +205,7 @@ pub(crate) fn recover(
                     }
                     let frame = &contents[s][offset..offset + frame_bytes];
                     recovered.frames += 1;
-                    for item in frame_records(frame) {
+                    for item in frame_records(frame, seed) {
                         let Ok((at, record)) = item else { break };
                         last_seq = record.seq;
                         let pointer = match record.kind {
@@ -167,12 +230,19 @@ pub(crate) fn recover(
                     position = (s, offset + layout.pad(frame_bytes));
                 }
                 None => {
-                    let next = next_valid(&contents, headers, (s, offset + lba_bytes), last_seq, lba_bytes);
-                    // A frame that did not fit went to a fresh segment whose
-                    // header names the sequence it continues from: that is a
-                    // clean switch, not damage.
+                    let next = next_valid(
+                        &contents,
+                        headers,
+                        (s, offset + lba_bytes),
+                        last_seq,
+                        lba_bytes,
+                        seed,
+                    );
+                    // A frame that did not fit went to the next segment,
+                    // whose header names the last sequence before it: that
+                    // is a clean switch, not damage.
                     let clean_switch = |(s2, off2): (usize, usize)| {
-                        s2 > s && off2 == lba_bytes && headers[s2].first_seq == last_seq + 1
+                        s2 == s + 1 && off2 == lba_bytes && headers[s2].prev_seq == last_seq
                     };
                     match next {
                         Some(next) if damage_start.is_none() && clean_switch(next) => {
@@ -180,32 +250,41 @@ pub(crate) fn recover(
                         }
                         Some(next) => {
                             if damage_start.is_none() {
-                                // A frame followed by valid frames was flushed
-                                // and acknowledged: salvage what it still holds.
-                                last_seq = salvage(&contents[s], &headers[s], offset, last_seq, &mut updates);
+                                // Open erases torn tails, so an invalid frame
+                                // followed by valid ones was flushed and
+                                // acknowledged: salvage what it still holds.
+                                last_seq = salvage(
+                                    &contents[s],
+                                    &headers[s],
+                                    offset,
+                                    last_seq,
+                                    seed,
+                                    &mut updates,
+                                );
                             }
                             damage_start.get_or_insert((s, offset));
                             position = next;
                         }
                         None => {
-                            // The torn tail of the last group commit: append
-                            // after the last good frame, in the newest
-                            // segment opened for it if there is one.
-                            let (ts, toff) = match damage_start {
-                                Some(start) => start,
-                                None => match headers.iter().rposition(|h| h.first_seq == last_seq + 1) {
-                                    Some(fresh) if fresh > s => (fresh, lba_bytes),
-                                    _ => (s, offset),
-                                },
-                            };
+                            // The torn tail of the last, unacknowledged group
+                            // commit: append from here, after erasing what is
+                            // left of it and any segment opened for it.
                             recovered.tails.insert(
                                 *stream,
                                 Tail {
-                                    segment: headers[ts].segment,
-                                    generation: headers[ts].generation,
-                                    offset: toff as u32,
+                                    segment: headers[s].segment,
+                                    generation: headers[s].generation,
+                                    offset: offset as u32,
+                                    last_seq,
                                 },
                             );
+                            if offset < layout.segment_bytes as usize {
+                                recovered.erase.push((headers[s].segment, offset as u32));
+                            }
+                            for orphan in &headers[s + 1..] {
+                                recovered.orphans.push(orphan.segment);
+                                recovered.used_segments.remove(&orphan.segment);
+                            }
                             break;
                         }
                     }
@@ -220,6 +299,7 @@ pub(crate) fn recover(
                         segment: last.segment,
                         generation: last.generation,
                         offset: layout.segment_bytes as u32,
+                        last_seq,
                     },
                 );
             }
@@ -252,9 +332,12 @@ fn salvage(
     header: &SegmentHeader,
     offset: usize,
     mut last_seq: u64,
+    seed: u32,
     updates: &mut Vec<Update>,
 ) -> u64 {
-    use crate::format::record::{decode_frame_header, decode_record, record_bytes, FRAME_HEADER_BYTES, RECORD_HEADER_BYTES};
+    use crate::format::record::{
+        decode_frame_header, decode_record, record_bytes, FRAME_HEADER_BYTES, RECORD_HEADER_BYTES,
+    };
     let Ok(frame) = decode_frame_header(&segment[offset..]) else {
         return last_seq;
     };
@@ -273,7 +356,7 @@ fn salvage(
         }
         let seq = frame.first_seq + i;
         let bytes = &segment[at..end];
-        let (key, len, pointer) = match decode_record(bytes) {
+        let (key, len, pointer) = match decode_record(bytes, seed) {
             Ok((record, len)) => {
                 let pointer = (record.kind == RecordKind::Put).then_some(ValuePointer {
                     segment: header.segment,
@@ -285,7 +368,8 @@ fn salvage(
             }
             Err(_) => {
                 let key_len = usize::from(u16::from_le_bytes([bytes[6], bytes[7]]));
-                let value_len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+                let value_len =
+                    u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
                 let len = record_bytes(key_len, value_len);
                 if key_len == 0 || len > bytes.len() {
                     break;
@@ -296,7 +380,11 @@ fn salvage(
                     length: len as u32,
                     sequence_low: seq as u32,
                 };
-                (bytes[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + key_len].to_vec(), len, Some(pointer))
+                (
+                    bytes[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + key_len].to_vec(),
+                    len,
+                    Some(pointer),
+                )
             }
         };
         updates.push(Update { seq, key, pointer });
@@ -320,11 +408,12 @@ fn valid_frame_at(
     header: &SegmentHeader,
     offset: usize,
     last_seq: u64,
+    seed: u32,
 ) -> Option<usize> {
     if offset >= segment.len() {
         return None;
     }
-    let frame = verify_frame(&segment[offset..]).ok()?;
+    let frame = verify_frame(&segment[offset..], seed).ok()?;
     let identity_ok = frame.segment == header.segment
         && frame.segment_generation == header.generation
         && frame.offset as usize == offset
@@ -339,11 +428,12 @@ fn next_valid(
     from: (usize, usize),
     last_seq: u64,
     lba_bytes: usize,
+    seed: u32,
 ) -> Option<(usize, usize)> {
     let (mut s, mut offset) = from;
     while s < contents.len() {
         while offset < contents[s].len() {
-            if valid_frame_at(&contents[s], &headers[s], offset, last_seq).is_some() {
+            if valid_frame_at(&contents[s], &headers[s], offset, last_seq, seed).is_some() {
                 return Some((s, offset));
             }
             offset += lba_bytes;

@@ -30,10 +30,23 @@ enum ReplyTo {
 }
 
 enum Message {
-    Request { op: Op, reply: ReplyTo },
-    Reply { token: u64, reply: Reply },
-    MoveOut { shard: u16, to: u16, done: SyncSender<()> },
-    MoveIn { shard: u16, index: Art },
+    Request {
+        op: Op,
+        reply: ReplyTo,
+    },
+    Reply {
+        token: u64,
+        reply: Reply,
+    },
+    MoveOut {
+        shard: u16,
+        to: u16,
+        done: Option<SyncSender<()>>,
+    },
+    MoveIn {
+        shard: u16,
+        index: Art,
+    },
     Shutdown,
 }
 
@@ -58,7 +71,9 @@ impl Router {
     }
 
     fn send(&self, worker: u16, message: Message) -> Result<(), ()> {
-        self.inboxes[usize::from(worker)].send(message).map_err(|_| ())?;
+        self.inboxes[usize::from(worker)]
+            .send(message)
+            .map_err(|_| ())?;
         self.wake(worker);
         Ok(())
     }
@@ -157,7 +172,9 @@ impl Engine {
             }
         }
         let router = Arc::new(Router {
-            owners: (0..SHARD_COUNT).map(|s| AtomicU16::new((usize::from(s) % workers) as u16)).collect(),
+            owners: (0..SHARD_COUNT)
+                .map(|s| AtomicU16::new((usize::from(s) % workers) as u16))
+                .collect(),
             inboxes,
             wakers,
         });
@@ -205,11 +222,18 @@ impl Engine {
             return Reply::Failed(EngineError::ShuttingDown);
         }
         let (tx, rx) = mpsc::sync_channel(1);
-        let sent = self.router.send(worker, Message::Request { op, reply: ReplyTo::Caller(tx) });
+        let sent = self.router.send(
+            worker,
+            Message::Request {
+                op,
+                reply: ReplyTo::Caller(tx),
+            },
+        );
         if sent.is_err() {
             return Reply::Failed(EngineError::ShuttingDown);
         }
-        rx.recv().unwrap_or(Reply::Failed(EngineError::ShuttingDown))
+        rx.recv()
+            .unwrap_or(Reply::Failed(EngineError::ShuttingDown))
     }
 
     fn call_for_key(&self, key: &[u8], op: Op) -> Reply {
@@ -254,7 +278,9 @@ impl Engine {
 
     /// Applies puts and deletes atomically: after a crash, all or none.
     pub fn write_batch(&self, ops: Vec<BatchOp>) -> Result<(), EngineError> {
-        let Some(first) = ops.first() else { return Ok(()) };
+        let Some(first) = ops.first() else {
+            return Ok(());
+        };
         let first_key = match first {
             BatchOp::Put(k, _) | BatchOp::Delete(k) => k.clone(),
         };
@@ -295,7 +321,14 @@ impl Engine {
         }
         let (tx, rx) = mpsc::sync_channel(1);
         self.router
-            .send(from, Message::MoveOut { shard: shard_id, to, done: tx })
+            .send(
+                from,
+                Message::MoveOut {
+                    shard: shard_id,
+                    to,
+                    done: Some(tx),
+                },
+            )
             .map_err(|_| EngineError::ShuttingDown)?;
         rx.recv().map_err(|_| EngineError::ShuttingDown)
     }
@@ -328,7 +361,10 @@ fn unreachable_reply<T>(reply: Reply) -> Result<T, EngineError> {
 
 fn op_shard(op: &Op) -> Option<u16> {
     match op {
-        Op::Get(k) | Op::Exists(k) | Op::Put(k, _) | Op::Delete(k) => Some(shard(k)),
+        Op::Get(k) | Op::Exists(k) | Op::Put(k, _) | Op::PutIf(k, _, _) | Op::Delete(k) => {
+            Some(shard(k))
+        }
+        Op::Scan(shard_id) => Some(*shard_id),
         Op::Batch(ops) => ops.first().map(|op| match op {
             BatchOp::Put(k, _) | BatchOp::Delete(k) => shard(k),
         }),
@@ -347,7 +383,9 @@ pub struct WorkerThread {
     next_id: u64,
     waiting: HashMap<u64, ReplyTo>,
     /// Shards being moved out: (target, who to tell).
-    moving: BTreeMap<u16, (u16, SyncSender<()>)>,
+    moving: BTreeMap<u16, (u16, Option<SyncSender<()>>)>,
+    /// Shards this worker asked for, to gather an atomic batch.
+    gathering: std::collections::BTreeSet<u16>,
     /// Writes for a moving shard, forwarded once it has moved.
     held: Vec<(Op, ReplyTo)>,
     /// Messages for other workers whose inboxes were full.
@@ -373,6 +411,7 @@ impl WorkerThread {
             next_id: 1,
             waiting: HashMap::new(),
             moving: BTreeMap::new(),
+            gathering: std::collections::BTreeSet::new(),
             held: Vec::new(),
             outbox: Vec::new(),
             replies: Vec::new(),
@@ -408,7 +447,8 @@ impl WorkerThread {
                 continue;
             }
             if self.core.io_in_flight() > 0 {
-                self.core.wait_io(Duration::from_micros(200), &mut self.replies);
+                self.core
+                    .wait_io(Duration::from_micros(200), &mut self.replies);
                 self.send_replies();
             } else if let Some(due) = self.core.commit_due_us() {
                 let now = self.now_us();
@@ -436,14 +476,18 @@ impl WorkerThread {
     }
 
     fn poll_frontend(&mut self, timeout: Option<Duration>) -> bool {
-        let Some(mut frontend) = self.frontend.take() else { return false };
+        let Some(mut frontend) = self.frontend.take() else {
+            return false;
+        };
         let progressed = frontend.poll(&mut Submitter { thread: self }, timeout);
         self.frontend = Some(frontend);
         progressed
     }
 
     fn deliver_frontend_replies(&mut self) -> bool {
-        let Some(frontend) = self.frontend.as_mut() else { return false };
+        let Some(frontend) = self.frontend.as_mut() else {
+            return false;
+        };
         if self.frontend_replies.is_empty() {
             return false;
         }
@@ -457,7 +501,19 @@ impl WorkerThread {
         match message {
             Message::Request { op, reply } => self.request(op, reply),
             Message::MoveOut { shard, to, done } => {
-                self.moving.insert(shard, (to, done));
+                let owner = self.router.owner(shard);
+                if to == self.core.id && self.core.owns(shard) {
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                } else if owner != self.core.id {
+                    // Ownership changed since the sender looked: pass it on.
+                    self.outbox
+                        .push((owner, Message::MoveOut { shard, to, done }));
+                } else {
+                    // Ours, or on its way to us: released once it is here.
+                    self.moving.insert(shard, (to, done));
+                }
             }
             Message::MoveIn { shard, index } => {
                 self.core.adopt_shard(shard, index);
@@ -494,16 +550,37 @@ impl WorkerThread {
             return;
         }
         if let Op::Batch(ops) = &op {
-            // Every shard of a batch must be ours; the caller gathers them.
-            let foreign = ops.iter().any(|o| match o {
-                BatchOp::Put(k, _) | BatchOp::Delete(k) => {
-                    let s = shard(k);
-                    !self.core.owns(s) || self.moving.contains_key(&s)
+            // A batch commits as one frame, so every shard it touches must be
+            // here: ask the owners of the others to move them, and hold the
+            // batch until they have arrived.
+            let mut missing = false;
+            for o in ops {
+                let s = match o {
+                    BatchOp::Put(k, _) | BatchOp::Delete(k) => shard(k),
+                };
+                if self.core.owns(s) && !self.moving.contains_key(&s) {
+                    continue;
                 }
-            });
-            if foreign {
-                self.answer(reply, Reply::Failed(EngineError::NotOwner { shard: shard_id }));
+                missing = true;
+                let owner = self.router.owner(s);
+                if owner != self.core.id && self.gathering.insert(s) {
+                    self.outbox.push((
+                        owner,
+                        Message::MoveOut {
+                            shard: s,
+                            to: self.core.id,
+                            done: None,
+                        },
+                    ));
+                }
+            }
+            if missing {
+                self.held.push((op, reply));
                 return;
+            }
+            for o in ops {
+                let (BatchOp::Put(k, _) | BatchOp::Delete(k)) = o;
+                self.gathering.remove(&shard(k));
             }
         }
         let id = self.next_id;
@@ -540,12 +617,22 @@ impl WorkerThread {
         let mut progressed = false;
         let shards: Vec<u16> = self.moving.keys().copied().collect();
         for shard_id in shards {
-            let Some(index) = self.core.release_shard(shard_id) else { continue };
-            let Some((to, done)) = self.moving.remove(&shard_id) else { continue };
+            let Some(index) = self.core.release_shard(shard_id) else {
+                continue;
+            };
+            let Some((to, done)) = self.moving.remove(&shard_id) else {
+                continue;
+            };
             // Publish the new owner only once the index is in the target's
             // inbox; requests that race ahead are held there until it lands.
             self.router.owners[usize::from(shard_id)].store(to, Ordering::Release);
-            self.outbox.push((to, Message::MoveIn { shard: shard_id, index }));
+            self.outbox.push((
+                to,
+                Message::MoveIn {
+                    shard: shard_id,
+                    index,
+                },
+            ));
             let held = std::mem::take(&mut self.held);
             for (op, reply) in held {
                 if op_shard(&op) == Some(shard_id) {
@@ -554,23 +641,35 @@ impl WorkerThread {
                     self.held.push((op, reply));
                 }
             }
-            let _ = done.send(());
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
             progressed = true;
         }
         // Requests held for shards that have since arrived.
         if !self.held.is_empty() {
             let held = std::mem::take(&mut self.held);
             for (op, reply) in held {
-                match op_shard(&op) {
-                    Some(s) if self.core.owns(s) && !self.moving.contains_key(&s) => {
-                        progressed = true;
-                        self.request(op, reply);
-                    }
-                    _ => self.held.push((op, reply)),
+                if self.ready(&op) {
+                    progressed = true;
+                    self.request(op, reply);
+                } else {
+                    self.held.push((op, reply));
                 }
             }
         }
         progressed
+    }
+
+    /// Whether every shard `op` needs is here and staying.
+    fn ready(&self, op: &Op) -> bool {
+        let here = |s: u16| self.core.owns(s) && !self.moving.contains_key(&s);
+        match op {
+            Op::Batch(ops) => ops.iter().all(|o| match o {
+                BatchOp::Put(k, _) | BatchOp::Delete(k) => here(shard(k)),
+            }),
+            other => op_shard(other).is_some_and(here),
+        }
     }
 
     fn flush_outbox(&mut self) {

@@ -11,6 +11,8 @@ pub const CORRUPTION_LOCATIONS_MAX: usize = 1024;
 /// Engine-wide counters, updated with relaxed atomics.
 #[derive(Default, Debug)]
 pub struct Stats {
+    /// Keys in the index.
+    pub keys: AtomicU64,
     /// Group commits started.
     pub batches: AtomicU64,
     /// Records written.

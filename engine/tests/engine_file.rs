@@ -1,6 +1,11 @@
 //! The engine end to end on a file-backed namespace (the sync backend):
 //! format, put/get/delete/batch, restart, shard moves, corruption.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -44,7 +49,10 @@ fn put_get_delete_survive_restart() {
     }
     assert_eq!(engine.get(b"key:7").unwrap(), Some(vec![7u8; 259]));
     assert!(engine.delete(b"key:7").unwrap());
-    assert!(!engine.delete(b"key:7").unwrap(), "second delete finds nothing");
+    assert!(
+        !engine.delete(b"key:7").unwrap(),
+        "second delete finds nothing"
+    );
     assert_eq!(engine.get(b"key:7").unwrap(), None);
     assert!(engine.exists(b"key:8").unwrap());
     engine.put(b"key:9", b"overwritten").unwrap();
@@ -59,7 +67,11 @@ fn put_get_delete_survive_restart() {
     assert_eq!(engine.get(b"big").unwrap(), Some(big));
     for i in (0..500u32).filter(|&i| i != 7 && i != 9) {
         let value = vec![(i % 251) as u8; (i as usize * 37) % 5000];
-        assert_eq!(engine.get(format!("key:{i}").as_bytes()).unwrap(), Some(value), "key:{i}");
+        assert_eq!(
+            engine.get(format!("key:{i}").as_bytes()).unwrap(),
+            Some(value),
+            "key:{i}"
+        );
     }
     assert!(engine.recovery_report().damage.is_empty());
 }
@@ -68,11 +80,20 @@ fn put_get_delete_survive_restart() {
 fn limits_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let engine = fresh(&dir.path().join("ns.img"), 1);
-    assert!(matches!(engine.put(b"", b"v"), Err(EngineError::KeyLength { len: 0, .. })));
+    assert!(matches!(
+        engine.put(b"", b"v"),
+        Err(EngineError::KeyLength { len: 0, .. })
+    ));
     let long_key = vec![b'k'; 1025];
-    assert!(matches!(engine.get(&long_key), Err(EngineError::KeyLength { len: 1025, .. })));
+    assert!(matches!(
+        engine.get(&long_key),
+        Err(EngineError::KeyLength { len: 1025, .. })
+    ));
     let huge = vec![0u8; (256 << 10) + 1];
-    assert!(matches!(engine.put(b"k", &huge), Err(EngineError::ValueLength { .. })));
+    assert!(matches!(
+        engine.put(b"k", &huge),
+        Err(EngineError::ValueLength { .. })
+    ));
     engine.put(b"k", b"still works").unwrap();
     assert_eq!(engine.get(b"k").unwrap(), Some(b"still works".to_vec()));
 }
@@ -87,7 +108,10 @@ fn batches_span_workers_atomically() {
         .collect();
     engine.write_batch(ops).unwrap();
     engine
-        .write_batch(vec![BatchOp::Delete(b"batch:3".to_vec()), BatchOp::Put(b"batch:4".to_vec(), b"x".to_vec())])
+        .write_batch(vec![
+            BatchOp::Delete(b"batch:3".to_vec()),
+            BatchOp::Put(b"batch:4".to_vec(), b"x".to_vec()),
+        ])
         .unwrap();
     drop(engine);
     let engine = Engine::open(namespace(&path), &config(2)).unwrap();
@@ -100,7 +124,9 @@ fn batches_span_workers_atomically() {
 fn shard_moves_never_fail_reads() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Arc::new(fresh(&dir.path().join("ns.img"), 2));
-    let keys: Vec<Vec<u8>> = (0..64).map(|i| format!("{{tag}}:{i}").into_bytes()).collect();
+    let keys: Vec<Vec<u8>> = (0..64)
+        .map(|i| format!("{{tag}}:{i}").into_bytes())
+        .collect();
     let shard = engine::shard::shard(&keys[0]);
     for key in &keys {
         engine.put(key, key).unwrap();
@@ -125,7 +151,9 @@ fn shard_moves_never_fail_reads() {
         let to = (engine.shard_owner(shard) + 1) % 2;
         engine.move_shard(shard, to).unwrap();
         assert_eq!(engine.shard_owner(shard), to);
-        engine.put(&keys[usize::from(round)], &keys[usize::from(round)]).unwrap();
+        engine
+            .put(&keys[usize::from(round)], &keys[usize::from(round)])
+            .unwrap();
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let reads = reader.join().unwrap();
@@ -137,11 +165,17 @@ fn open_refuses_foreign_and_reformat() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ns.img");
     let ns = namespace(&path);
-    assert!(matches!(Engine::open(Arc::clone(&ns), &config(1)), Err(OpenError::NotFormatted)));
+    assert!(matches!(
+        Engine::open(Arc::clone(&ns), &config(1)),
+        Err(OpenError::NotFormatted)
+    ));
     let mut options = FormatOptions::new([1; 16]);
     options.segment_bytes = 1 << 20;
     format(ns.as_ref(), &options).unwrap();
-    assert!(matches!(format(ns.as_ref(), &options), Err(OpenError::AlreadyFormatted { .. })));
+    assert!(matches!(
+        format(ns.as_ref(), &options),
+        Err(OpenError::AlreadyFormatted { .. })
+    ));
     options.force = true;
     format(ns.as_ref(), &options).unwrap();
     drop(ns);
@@ -150,7 +184,10 @@ fn open_refuses_foreign_and_reformat() {
     file.write_all_at(&[0xFF; 4], 20).unwrap();
     file.write_all_at(&[0xFF; 4], 4096 + 20).unwrap();
     drop(file);
-    assert!(matches!(Engine::open(namespace(&path), &config(1)), Err(OpenError::SuperblockCorrupt { .. })));
+    assert!(matches!(
+        Engine::open(namespace(&path), &config(1)),
+        Err(OpenError::SuperblockCorrupt { .. })
+    ));
 }
 
 #[test]
@@ -172,6 +209,12 @@ fn a_flipped_bit_is_detected_and_never_served() {
         Err(EngineError::Corruption { location, .. }) => assert!(location.segment >= 1),
         other => panic!("expected corruption, got {other:?}"),
     }
-    assert_eq!(engine.stats().corruption_detected.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        engine
+            .stats()
+            .corruption_detected
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     assert_eq!(engine.get(b"bystander").unwrap(), Some(vec![0x22; 3000]));
 }

@@ -205,7 +205,9 @@ impl BufferPool {
         let mut sizes: Vec<usize> = classes.iter().map(|c| c.slot_bytes).collect();
         sizes.dedup();
         if sizes.windows(2).any(|w| w[0] > w[1]) {
-            return Err(invalid("buffer classes must be listed smallest first".into()));
+            return Err(invalid(
+                "buffer classes must be listed smallest first".into(),
+            ));
         }
         Ok(Arc::new(BufferPool { classes }))
     }

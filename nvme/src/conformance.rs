@@ -101,7 +101,14 @@ pub fn round_trips(namespace: &dyn Namespace, seed: u64, writes: usize) {
             outstanding -= 1;
         }
         queue
-            .submit(generation, Command::Write { lba, buf, fua: false })
+            .submit(
+                generation,
+                Command::Write {
+                    lba,
+                    buf,
+                    fua: false,
+                },
+            )
             .expect("write admitted");
         outstanding += 1;
     }
@@ -156,7 +163,14 @@ pub fn flush_completes(namespace: &dyn Namespace) {
     assert!(done.buf.is_none());
     if g.supports_fua {
         let buf = done_buf_or_alloc(namespace, g.lba_bytes as usize);
-        let done = execute(queue.as_mut(), Command::Write { lba: 2, buf, fua: true });
+        let done = execute(
+            queue.as_mut(),
+            Command::Write {
+                lba: 2,
+                buf,
+                fua: true,
+            },
+        );
         assert!(done.result.is_ok(), "FUA write: {:?}", done.result);
     }
 }
@@ -172,7 +186,7 @@ pub fn write_zeroes_and_deallocate(namespace: &dyn Namespace) {
     let lba_bytes = g.lba_bytes as usize;
     let mut queue = namespace.queue_pair(4).expect("queue pair");
     let base = g.lba_count / 2;
-    let mut read = |queue: &mut dyn QueuePair, lba: u64| -> Vec<u8> {
+    let read = |queue: &mut dyn QueuePair, lba: u64| -> Vec<u8> {
         let buf = namespace.buffers().alloc(lba_bytes * 4).expect("buffer");
         let done = execute(queue, Command::Read { lba, buf });
         assert!(done.result.is_ok(), "read: {:?}", done.result);
@@ -184,13 +198,26 @@ pub fn write_zeroes_and_deallocate(namespace: &dyn Namespace) {
         }
         let mut buf = namespace.buffers().alloc(lba_bytes * 4).expect("buffer");
         fill_pattern(&mut buf, base, 7);
-        let done = execute(queue.as_mut(), Command::Write { lba: base, buf, fua: false });
+        let done = execute(
+            queue.as_mut(),
+            Command::Write {
+                lba: base,
+                buf,
+                fua: false,
+            },
+        );
         assert!(done.result.is_ok());
         assert!(read(queue.as_mut(), base).iter().any(|&b| b != 0));
         let command = if command_zeroes {
-            Command::WriteZeroes { lba: base + 1, lbas: 2 }
+            Command::WriteZeroes {
+                lba: base + 1,
+                lbas: 2,
+            }
         } else {
-            Command::Deallocate { lba: base + 1, lbas: 2 }
+            Command::Deallocate {
+                lba: base + 1,
+                lbas: 2,
+            }
         };
         let done = execute(queue.as_mut(), command);
         assert!(done.result.is_ok(), "{:?}", done.result);
@@ -230,28 +257,64 @@ pub fn refuses_bad_requests(namespace: &dyn Namespace) {
     let buf = pool.alloc(lba_bytes + 1).expect("buffer");
     expect_refused(q, Command::Read { lba: 0, buf }, RefuseReason::Misaligned);
     let buf = pool.alloc(0).expect("buffer");
-    expect_refused(q, Command::Write { lba: 0, buf, fua: false }, RefuseReason::Misaligned);
+    expect_refused(
+        q,
+        Command::Write {
+            lba: 0,
+            buf,
+            fua: false,
+        },
+        RefuseReason::Misaligned,
+    );
     let buf = pool.alloc(lba_bytes).expect("buffer");
-    expect_refused(q, Command::Read { lba: g.lba_count, buf }, RefuseReason::OutOfRange);
+    expect_refused(
+        q,
+        Command::Read {
+            lba: g.lba_count,
+            buf,
+        },
+        RefuseReason::OutOfRange,
+    );
     let buf = pool.alloc(lba_bytes * 2).expect("buffer");
     expect_refused(
         q,
-        Command::Write { lba: g.lba_count - 1, buf, fua: false },
+        Command::Write {
+            lba: g.lba_count - 1,
+            buf,
+            fua: false,
+        },
         RefuseReason::OutOfRange,
     );
     let buf = pool.alloc(lba_bytes).expect("buffer");
-    expect_refused(q, Command::Read { lba: u64::MAX, buf }, RefuseReason::OutOfRange);
     expect_refused(
         q,
-        Command::WriteZeroes { lba: g.lba_count - 1, lbas: 2 },
+        Command::Read { lba: u64::MAX, buf },
         RefuseReason::OutOfRange,
     );
-    expect_refused(q, Command::WriteZeroes { lba: 0, lbas: 0 }, RefuseReason::Misaligned);
+    expect_refused(
+        q,
+        Command::WriteZeroes {
+            lba: g.lba_count - 1,
+            lbas: 2,
+        },
+        RefuseReason::OutOfRange,
+    );
+    expect_refused(
+        q,
+        Command::WriteZeroes { lba: 0, lbas: 0 },
+        RefuseReason::Misaligned,
+    );
     assert_eq!(q.in_flight(), 0, "refused commands are not in flight");
     // A refusal hands the buffer back: it is usable for the retry.
     let buf = pool.alloc(lba_bytes).expect("buffer");
     let refused = q
-        .submit(1, Command::Read { lba: g.lba_count, buf })
+        .submit(
+            1,
+            Command::Read {
+                lba: g.lba_count,
+                buf,
+            },
+        )
         .expect_err("out of range");
     let buf = refused.command.into_buf().expect("buffer handed back");
     let done = execute(q, Command::Read { lba: 0, buf });
@@ -264,13 +327,25 @@ pub fn queue_full_is_backpressure(namespace: &dyn Namespace) {
     let depth = 8;
     let mut queue = namespace.queue_pair(depth).expect("queue pair");
     for i in 0..depth {
-        let buf = namespace.buffers().alloc(g.lba_bytes as usize).expect("buffer");
+        let buf = namespace
+            .buffers()
+            .alloc(g.lba_bytes as usize)
+            .expect("buffer");
         queue
-            .submit(u64::from(i), Command::Read { lba: u64::from(i), buf })
+            .submit(
+                u64::from(i),
+                Command::Read {
+                    lba: u64::from(i),
+                    buf,
+                },
+            )
             .expect("within depth");
     }
     assert_eq!(queue.in_flight(), depth);
-    let buf = namespace.buffers().alloc(g.lba_bytes as usize).expect("buffer");
+    let buf = namespace
+        .buffers()
+        .alloc(g.lba_bytes as usize)
+        .expect("buffer");
     let refused = queue
         .submit(99, Command::Read { lba: 0, buf })
         .expect_err("past depth");
@@ -309,7 +384,14 @@ pub fn queue_pairs_on_threads(namespace: &Arc<dyn Namespace>, seed: u64, threads
                     let mut buf = namespace.buffers().alloc(lba_bytes).expect("buffer");
                     fill_pattern(&mut buf, lba, generation + t * 1000);
                     let expected = buf.as_slice().to_vec();
-                    let done = execute(queue.as_mut(), Command::Write { lba, buf, fua: false });
+                    let done = execute(
+                        queue.as_mut(),
+                        Command::Write {
+                            lba,
+                            buf,
+                            fua: false,
+                        },
+                    );
                     assert!(done.result.is_ok());
                     let buf = done.buf.expect("buffer back");
                     let done = execute(queue.as_mut(), Command::Read { lba, buf });

@@ -144,9 +144,7 @@ pub(crate) fn open_device(path: &Path, options: &OpenOptions) -> Result<Device, 
                 .custom_flags(libc::O_DIRECT | libc::O_EXCL)
                 .open(path)
                 .map_err(|e| classify(path, e))?;
-            let bytes = file
-                .seek(SeekFrom::End(0))
-                .map_err(|e| classify(path, e))?;
+            let bytes = file.seek(SeekFrom::End(0)).map_err(|e| classify(path, e))?;
             let lba_bytes = logical_block_bytes(&file).map_err(|e| classify(path, e))?;
             (file, DeviceKind::BlockDevice, bytes, lba_bytes)
         }
@@ -158,9 +156,8 @@ pub(crate) fn open_device(path: &Path, options: &OpenOptions) -> Result<Device, 
     };
     check_size(path, bytes, lba_bytes, options.bytes_min)?;
     probe_direct_read(path, &file, lba_bytes)?;
-    let pool = BufferPool::new(&options.pool).map_err(|e| {
-        OpenError::InvalidOptions(format!("{}: buffer pool: {e}", path.display()))
-    })?;
+    let pool = BufferPool::new(&options.pool)
+        .map_err(|e| OpenError::InvalidOptions(format!("{}: buffer pool: {e}", path.display())))?;
     // The largest transfer is the largest pool slot, so any buffer the pool
     // hands out can be submitted whole.
     let transfer_bytes_max = u32::try_from(pool.slot_bytes_max()).unwrap_or(u32::MAX);
@@ -191,7 +188,7 @@ fn check_size(path: &Path, bytes: u64, lba_bytes: u32, bytes_min: u64) -> Result
             bytes_min: bytes_min.max(u64::from(lba_bytes)),
         });
     }
-    if bytes % u64::from(lba_bytes) != 0 {
+    if !bytes.is_multiple_of(u64::from(lba_bytes)) {
         return Err(OpenError::NotAligned {
             path: path.to_path_buf(),
             bytes,

@@ -49,7 +49,7 @@ pub(crate) fn validate(geometry: &Geometry, command: &Command) -> Result<(), Ref
     let lba_bytes = u64::from(geometry.lba_bytes);
     if let Command::Read { buf, .. } | Command::Write { buf, .. } = command {
         let bytes = buf.len() as u64;
-        if bytes == 0 || bytes % lba_bytes != 0 {
+        if bytes == 0 || !bytes.is_multiple_of(lba_bytes) {
             return Err(RefuseReason::Misaligned);
         }
         if bytes > u64::from(geometry.transfer_bytes_max) {

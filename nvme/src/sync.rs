@@ -66,7 +66,10 @@ impl Namespace for SyncNamespace {
     }
 
     fn describe(&self) -> String {
-        format!("sync (pread/pwrite, O_DIRECT) on {}", self.shared.path.display())
+        format!(
+            "sync (pread/pwrite, O_DIRECT) on {}",
+            self.shared.path.display()
+        )
     }
 }
 

@@ -1,5 +1,10 @@
 //! The conformance suite on the `sync` backend, over a regular file.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
 use nvme::{conformance, open, Backend, OpenOptions};
 
 #[test]

@@ -78,7 +78,24 @@ pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 pub(crate) fn check_crc(stored: u32, covered: &[&[u8]]) -> Result<(), DecodeError> {
-    let computed = covered.iter().fold(0u32, |c, part| crc32c::crc32c_append(c, part));
+    check_crc_seeded(stored, 0, covered)
+}
+
+/// The crc seed of a store: crc32c of its UUID. Frames and records are
+/// checksummed from this seed, so a frame or record left on the media by
+/// another store (an earlier format) never verifies as ours.
+pub fn store_seed(uuid: &[u8; 16]) -> u32 {
+    crc32c::crc32c(uuid)
+}
+
+pub(crate) fn check_crc_seeded(
+    stored: u32,
+    seed: u32,
+    covered: &[&[u8]],
+) -> Result<(), DecodeError> {
+    let computed = covered
+        .iter()
+        .fold(seed, |c, part| crc32c::crc32c_append(c, part));
     if stored != computed {
         return Err(DecodeError::Checksum { stored, computed });
     }

@@ -6,7 +6,7 @@
 //! rejected whole: a group commit is all or nothing. Each record has its own
 //! crc as well, so a point read verifies one record without the frame.
 
-use super::{check_crc, need, u16_at, u32_at, u64_at, DecodeError};
+use super::{check_crc_seeded, need, u16_at, u32_at, u64_at, DecodeError};
 
 /// "VXFR" as a little-endian u32.
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"VXFR");
@@ -62,7 +62,7 @@ pub fn record_bytes(key_len: usize, value_len: usize) -> usize {
 }
 
 /// Appends an encoded record to `out`.
-pub fn encode_record(out: &mut Vec<u8>, record: &Record<'_>) {
+pub fn encode_record(out: &mut Vec<u8>, record: &Record<'_>, seed: u32) {
     let start = out.len();
     let key_len = u16::try_from(record.key.len()).unwrap_or(u16::MAX);
     let value_len = u32::try_from(record.value.len()).unwrap_or(u32::MAX);
@@ -77,13 +77,13 @@ pub fn encode_record(out: &mut Vec<u8>, record: &Record<'_>) {
     out.extend_from_slice(&record.segment.to_le_bytes());
     out.extend_from_slice(record.key);
     out.extend_from_slice(record.value);
-    let crc = crc32c::crc32c(&out[start + 4..]);
+    let crc = crc32c::crc32c_append(seed, &out[start + 4..]);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Decodes and verifies the record at the start of `bytes`, returning it and
 /// its length.
-pub fn decode_record(bytes: &[u8]) -> Result<(Record<'_>, usize), DecodeError> {
+pub fn decode_record(bytes: &[u8], seed: u32) -> Result<(Record<'_>, usize), DecodeError> {
     need(bytes, RECORD_HEADER_BYTES)?;
     let kind = match bytes[4] {
         1 => RecordKind::Put,
@@ -99,7 +99,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(Record<'_>, usize), DecodeError> {
     let value_len = u32_at(bytes, 8) as usize;
     let len = record_bytes(key_len, value_len);
     need(bytes, len)?;
-    check_crc(u32_at(bytes, 0), &[&bytes[4..len]])?;
+    check_crc_seeded(u32_at(bytes, 0), seed, &[&bytes[4..len]])?;
     let key_start = RECORD_HEADER_BYTES;
     let record = Record {
         kind,
@@ -124,7 +124,7 @@ pub fn begin_frame(out: &mut Vec<u8>) {
 }
 
 /// Completes the frame begun in `out`: fills in the header and the crc.
-pub fn finish_frame(out: &mut [u8], header: &FrameHeader) {
+pub fn finish_frame(out: &mut [u8], header: &FrameHeader, seed: u32) {
     assert_eq!(header.frame_bytes as usize, out.len());
     let b = &mut out[..FRAME_HEADER_BYTES];
     b[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
@@ -134,7 +134,7 @@ pub fn finish_frame(out: &mut [u8], header: &FrameHeader) {
     b[24..28].copy_from_slice(&header.segment.to_le_bytes());
     b[28..32].copy_from_slice(&header.offset.to_le_bytes());
     b[32..40].copy_from_slice(&header.first_seq.to_le_bytes());
-    let crc = crc32c::crc32c(&out[8..]);
+    let crc = crc32c::crc32c_append(seed, &out[8..]);
     out[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -167,22 +167,25 @@ pub fn decode_frame_header(bytes: &[u8]) -> Result<FrameHeader, DecodeError> {
 
 /// Verifies a whole frame (`bytes` holds at least `frame_bytes`) and returns
 /// its header. Every record inside is then known good.
-pub fn verify_frame(bytes: &[u8]) -> Result<FrameHeader, DecodeError> {
+pub fn verify_frame(bytes: &[u8], seed: u32) -> Result<FrameHeader, DecodeError> {
     let header = decode_frame_header(bytes)?;
     let len = header.frame_bytes as usize;
     need(bytes, len)?;
-    check_crc(u32_at(bytes, 4), &[&bytes[8..len]])?;
+    check_crc_seeded(u32_at(bytes, 4), seed, &[&bytes[8..len]])?;
     Ok(header)
 }
 
 /// Iterates the records of a verified frame.
-pub fn frame_records(frame: &[u8]) -> impl Iterator<Item = Result<(usize, Record<'_>), DecodeError>> {
+pub fn frame_records(
+    frame: &[u8],
+    seed: u32,
+) -> impl Iterator<Item = Result<(usize, Record<'_>), DecodeError>> {
     let mut at = FRAME_HEADER_BYTES;
     std::iter::from_fn(move || {
         if at >= frame.len() {
             return None;
         }
-        match decode_record(&frame[at..]) {
+        match decode_record(&frame[at..], seed) {
             Ok((record, len)) => {
                 let start = at;
                 at += len;
@@ -200,6 +203,8 @@ pub fn frame_records(frame: &[u8]) -> impl Iterator<Item = Result<(usize, Record
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    const SEED: u32 = 0x1234_5678;
 
     fn arb_records() -> impl Strategy<Value = Vec<(bool, Vec<u8>, Vec<u8>)>> {
         proptest::collection::vec(
@@ -219,12 +224,17 @@ mod tests {
             encode_record(
                 &mut frame,
                 &Record {
-                    kind: if *put { RecordKind::Put } else { RecordKind::Delete },
+                    kind: if *put {
+                        RecordKind::Put
+                    } else {
+                        RecordKind::Delete
+                    },
                     seq: first_seq + i as u64,
                     segment: 7,
                     key,
                     value: if *put { value } else { &[] },
                 },
+                SEED,
             );
         }
         let header = FrameHeader {
@@ -235,7 +245,7 @@ mod tests {
             offset: 4096,
             first_seq,
         };
-        finish_frame(&mut frame, &header);
+        finish_frame(&mut frame, &header, SEED);
         frame
     }
 
@@ -243,10 +253,10 @@ mod tests {
         #[test]
         fn frames_round_trip(records in arb_records(), first_seq in 0u64..u64::MAX / 2) {
             let frame = build(&records, first_seq);
-            let header = verify_frame(&frame).unwrap();
+            let header = verify_frame(&frame, SEED).unwrap();
             prop_assert_eq!(header.record_count as usize, records.len());
             prop_assert_eq!(header.first_seq, first_seq);
-            let decoded: Vec<_> = frame_records(&frame).collect::<Result<_, _>>().unwrap();
+            let decoded: Vec<_> = frame_records(&frame, SEED).collect::<Result<_, _>>().unwrap();
             prop_assert_eq!(decoded.len(), records.len());
             for (i, ((_, r), (put, key, value))) in decoded.iter().zip(&records).enumerate() {
                 prop_assert_eq!(r.seq, first_seq + i as u64);
@@ -261,30 +271,36 @@ mod tests {
             let mut frame = build(&records, 1);
             let bit = bit % (frame.len() * 8);
             frame[bit / 8] ^= 1 << (bit % 8);
-            prop_assert!(verify_frame(&frame).is_err());
+            prop_assert!(verify_frame(&frame, SEED).is_err());
         }
 
         #[test]
         fn a_flipped_bit_in_a_record_fails_the_record(key in proptest::collection::vec(any::<u8>(), 1..40), value in proptest::collection::vec(any::<u8>(), 0..300), bit: usize) {
             let mut out = Vec::new();
-            encode_record(&mut out, &Record { kind: RecordKind::Put, seq: 9, segment: 1, key: &key, value: &value });
+            encode_record(&mut out, &Record { kind: RecordKind::Put, seq: 9, segment: 1, key: &key, value: &value }, SEED);
             let bit = bit % (out.len() * 8);
             out[bit / 8] ^= 1 << (bit % 8);
-            prop_assert!(decode_record(&out).is_err());
+            prop_assert!(decode_record(&out, SEED).is_err());
+        }
+
+        #[test]
+        fn another_stores_frame_never_verifies(records in arb_records()) {
+            let frame = build(&records, 1);
+            prop_assert!(verify_frame(&frame, SEED ^ 1).is_err());
         }
 
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = verify_frame(&bytes);
-            let _ = decode_record(&bytes);
-            let _ = frame_records(&bytes).count();
+            let _ = verify_frame(&bytes, SEED);
+            let _ = decode_record(&bytes, SEED);
+            let _ = frame_records(&bytes, SEED).count();
         }
 
         #[test]
         fn truncation_is_rejected(records in arb_records(), cut: usize) {
             let frame = build(&records, 1);
             let cut = cut % frame.len();
-            prop_assert!(verify_frame(&frame[..cut]).is_err());
+            prop_assert!(verify_frame(&frame[..cut], SEED).is_err());
         }
     }
 }

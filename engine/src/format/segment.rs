@@ -26,8 +26,10 @@ pub struct SegmentHeader {
     pub segment: u32,
     /// The log stream (worker) the segment belongs to.
     pub stream: u16,
-    /// Sequence number of the first record the segment was opened for.
-    pub first_seq: u64,
+    /// Sequence number of the stream's last record before this segment (0:
+    /// none). Recovery uses it to tell a clean segment switch from a lost
+    /// frame at the end of the previous segment.
+    pub prev_seq: u64,
     /// Data-encryption key id (0: none). Reserved for encryption at rest.
     pub key_id: u64,
 }
@@ -43,7 +45,7 @@ impl SegmentHeader {
         b[32..40].copy_from_slice(&self.generation.to_le_bytes());
         b[40..44].copy_from_slice(&self.segment.to_le_bytes());
         b[44..46].copy_from_slice(&self.stream.to_le_bytes());
-        b[48..56].copy_from_slice(&self.first_seq.to_le_bytes());
+        b[48..56].copy_from_slice(&self.prev_seq.to_le_bytes());
         b[56..64].copy_from_slice(&self.key_id.to_le_bytes());
         let crc = crc32c::crc32c(&b[12..]);
         b[8..12].copy_from_slice(&crc.to_le_bytes());
@@ -72,7 +74,7 @@ impl SegmentHeader {
             generation: u64_at(b, 32),
             segment: u32_at(b, 40),
             stream: u16_at(b, 44),
-            first_seq: u64_at(b, 48),
+            prev_seq: u64_at(b, 48),
             key_id: u64_at(b, 56),
         };
         if header.kind != KIND_LOG {
@@ -92,8 +94,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trips(uuid in any::<[u8; 16]>(), generation: u64, segment: u32, stream: u16, first_seq: u64, key_id: u64) {
-            let h = SegmentHeader { kind: KIND_LOG, uuid, generation, segment, stream, first_seq, key_id };
+        fn round_trips(uuid in any::<[u8; 16]>(), generation: u64, segment: u32, stream: u16, prev_seq: u64, key_id: u64) {
+            let h = SegmentHeader { kind: KIND_LOG, uuid, generation, segment, stream, prev_seq, key_id };
             let mut b = [0u8; SEGMENT_HEADER_BYTES];
             h.encode(&mut b);
             prop_assert_eq!(SegmentHeader::decode(&b), Ok(h));
@@ -101,7 +103,7 @@ mod tests {
 
         #[test]
         fn bit_flips_are_rejected(bit in 0usize..SEGMENT_HEADER_BYTES * 8) {
-            let h = SegmentHeader { kind: KIND_LOG, uuid: [7; 16], generation: 9, segment: 3, stream: 1, first_seq: 5, key_id: 0 };
+            let h = SegmentHeader { kind: KIND_LOG, uuid: [7; 16], generation: 9, segment: 3, stream: 1, prev_seq: 5, key_id: 0 };
             let mut b = [0u8; SEGMENT_HEADER_BYTES];
             h.encode(&mut b);
             b[bit / 8] ^= 1 << (bit % 8);

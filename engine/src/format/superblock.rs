@@ -73,7 +73,12 @@ impl Superblock {
                 supported: FORMAT_VERSION,
             });
         }
-        if b[46..48].iter().chain(&b[60..64]).chain(&b[72..]).any(|&x| x != 0) {
+        if b[46..48]
+            .iter()
+            .chain(&b[60..64])
+            .chain(&b[72..])
+            .any(|&x| x != 0)
+        {
             return Err(DecodeError::Invalid {
                 field: "reserved bytes",
                 value: 0,
@@ -100,7 +105,8 @@ impl Superblock {
         if !self.lba_bytes.is_power_of_two() || !(512..=4096).contains(&self.lba_bytes) {
             return invalid("lba_bytes", u64::from(self.lba_bytes));
         }
-        if self.segment_bytes == 0 || self.segment_bytes % u64::from(self.lba_bytes) != 0 {
+        if self.segment_bytes == 0 || !self.segment_bytes.is_multiple_of(u64::from(self.lba_bytes))
+        {
             return invalid("segment_bytes", self.segment_bytes);
         }
         if self.version == 0 {
@@ -122,21 +128,29 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb() -> impl Strategy<Value = Superblock> {
-        (any::<[u8; 16]>(), any::<u64>(), 0u32..3, 1u64..1000, 2u32..100_000, any::<u64>()).prop_map(
-            |(uuid, generation, lba_shift, segment_lbas, segment_count, lba_count)| {
-                let lba_bytes = 1024u32 << lba_shift;
-                Superblock {
-                    version: FORMAT_VERSION,
-                    uuid,
-                    generation,
-                    lba_bytes,
-                    segment_bytes: segment_lbas * u64::from(lba_bytes),
-                    segment_count,
-                    shard_count: crate::shard::SHARD_COUNT,
-                    lba_count,
-                }
-            },
+        (
+            any::<[u8; 16]>(),
+            any::<u64>(),
+            0u32..3,
+            1u64..1000,
+            2u32..100_000,
+            any::<u64>(),
         )
+            .prop_map(
+                |(uuid, generation, lba_shift, segment_lbas, segment_count, lba_count)| {
+                    let lba_bytes = 1024u32 << lba_shift;
+                    Superblock {
+                        version: FORMAT_VERSION,
+                        uuid,
+                        generation,
+                        lba_bytes,
+                        segment_bytes: segment_lbas * u64::from(lba_bytes),
+                        segment_count,
+                        shard_count: crate::shard::SHARD_COUNT,
+                        lba_count,
+                    }
+                },
+            )
     }
 
     proptest! {
@@ -177,7 +191,10 @@ mod tests {
         sb.encode(&mut block);
         assert!(matches!(
             Superblock::decode(&block),
-            Err(DecodeError::NewerVersion { found: 2, supported: 1 })
+            Err(DecodeError::NewerVersion {
+                found: 2,
+                supported: 1
+            })
         ));
     }
 }

@@ -8,16 +8,16 @@
 //!
 //! ```text
 //! short (suffix <= 239 bytes): [len: u8 (0..=239)] [pointer: 16] [suffix]
-//! long:                        [0xF4]              [pointer: 16] [len: u16] [suffix]
+//! long:                        [0xFF]              [pointer: 16] [len: u16] [suffix]
 //! ```
 //!
-//! The first byte doubles as the record's tag: node tags are 0xF0..=0xF3.
+//! The first byte doubles as the record's tag: node tags are 0xF0..=0xF8.
 //! A 16-byte key whose leaf sits three levels down is a 30-byte record.
 
 use super::ValuePointer;
 
 /// Tag of a leaf whose suffix length follows as a `u16`.
-const TAG_LONG: u8 = 0xF4;
+const TAG_LONG: u8 = 0xFF;
 /// The longest suffix whose length fits in the tag byte.
 const SHORT_SUFFIX_BYTES_MAX: usize = 0xEF;
 const VALUE_AT: usize = 1;
@@ -26,6 +26,8 @@ const LONG_HEADER_BYTES: usize = SHORT_HEADER_BYTES + 2;
 
 const _: () = assert!(SHORT_SUFFIX_BYTES_MAX < super::node::TAG_MIN as usize);
 const _: () = assert!(TAG_LONG > super::node::TAG_MAX);
+const _: () =
+    assert!(record_bytes(0).div_ceil(super::arena::UNIT_BYTES) == super::arena::RECORD_UNITS_MIN);
 
 /// Whether a record with first byte `tag` is a leaf.
 #[inline]
@@ -35,7 +37,7 @@ pub(super) fn is_leaf(tag: u8) -> bool {
 
 /// Bytes before the suffix in a leaf whose suffix is `suffix_len` bytes.
 #[inline]
-pub(super) fn header_bytes(suffix_len: usize) -> usize {
+pub(super) const fn header_bytes(suffix_len: usize) -> usize {
     if suffix_len <= SHORT_SUFFIX_BYTES_MAX {
         SHORT_HEADER_BYTES
     } else {
@@ -45,7 +47,7 @@ pub(super) fn header_bytes(suffix_len: usize) -> usize {
 
 /// Size of a leaf record whose suffix is `suffix_len` bytes.
 #[inline]
-pub(super) fn record_bytes(suffix_len: usize) -> usize {
+pub(super) const fn record_bytes(suffix_len: usize) -> usize {
     header_bytes(suffix_len) + suffix_len
 }
 

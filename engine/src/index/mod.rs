@@ -16,9 +16,12 @@
 //!   record (find, add and remove a child, walk children in order);
 //! - [`tree`]: [`Art`] and the point operations (get, insert, remove,
 //!   compare-and-swap), including growth, shrinking, prefix splits and merges;
-//! - [`iter`]: the ordered walks (`for_each`, `range_from`).
+//! - [`iter`]: the ordered walks (`for_each`, `range_from`);
+//! - [`compact`]: copying the tree into a fresh arena to give back the
+//!   space that removals left behind.
 
 mod arena;
+mod compact;
 mod iter;
 mod leaf;
 mod node;

@@ -3,8 +3,8 @@
 //! Structural invariants, checked by the tests after every operation:
 //! - every node has at least two entries (children plus its value), so a
 //!   path never runs through a node that does not branch;
-//! - a node's child count is within its kind's capacity and above its
-//!   kind's `shrink_at` (Node4 excepted);
+//! - a node's child count is within its size's capacity and above its
+//!   size's `shrink_at`;
 //! - a leaf in a value slot has an empty suffix;
 //! - every record in the arena is reachable from the root exactly once, or
 //!   is on a free list.
@@ -12,7 +12,7 @@
 use std::fmt;
 
 use super::arena::{self, read_u32, write_u32, Arena, Ref, NULL};
-use super::node::{self, Kind, HEADER_BYTES};
+use super::node::{self, Size, HEADER_BYTES};
 use super::{leaf, ValuePointer, KEY_BYTES_MAX};
 
 /// An adaptive radix tree from byte-string keys (1 to [`KEY_BYTES_MAX`]
@@ -282,12 +282,15 @@ impl Art {
         fresh
     }
 
-    /// A fresh node of `kind` with the given prefix, value and children.
-    fn new_node(&mut self, kind: Kind, prefix: &[u8], value: Ref, children: &[(u8, Ref)]) -> Ref {
-        let fresh = self.arena.alloc(node::record_bytes(kind, prefix.len()));
+    /// A fresh node of the smallest size (two entries) with the given
+    /// prefix, value and children.
+    fn new_node(&mut self, prefix: &[u8], value: Ref, children: &[(u8, Ref)]) -> Ref {
+        let size = Size::SMALLEST;
+        let fresh = self.arena.alloc(node::record_bytes(size, prefix.len()));
         let record = self.arena.record_mut(fresh);
-        node::write_header(record, kind, children.len(), prefix.len(), value);
-        record[HEADER_BYTES..HEADER_BYTES + prefix.len()].copy_from_slice(prefix);
+        node::write_header(record, size, children.len(), prefix.len(), value);
+        let at = node::prefix_at(size);
+        record[at..at + prefix.len()].copy_from_slice(prefix);
         node::write_body(record, &node::header(record), children);
         fresh
     }
@@ -316,10 +319,10 @@ impl Art {
                 } else {
                     [(b, fresh), (a, moved)]
                 };
-                self.new_node(Kind::N4, &rest[..common], NULL, &children)
+                self.new_node(&rest[..common], NULL, &children)
             }
-            (None, Some(b)) => self.new_node(Kind::N4, &rest[..common], moved, &[(b, fresh)]),
-            (Some(a), None) => self.new_node(Kind::N4, &rest[..common], fresh, &[(a, moved)]),
+            (None, Some(b)) => self.new_node(&rest[..common], moved, &[(b, fresh)]),
+            (Some(a), None) => self.new_node(&rest[..common], fresh, &[(a, moved)]),
             (None, None) => unreachable!("split_leaf of equal keys"),
         };
         self.set_slot(slot, parent);
@@ -347,21 +350,21 @@ impl Art {
                 } else {
                     [(new_branch, fresh), (old_branch, moved)]
                 };
-                self.new_node(Kind::N4, &rest[..common], NULL, &children)
+                self.new_node(&rest[..common], NULL, &children)
             }
             None => {
                 let fresh = self.new_leaf(&[], value);
-                self.new_node(Kind::N4, &rest[..common], fresh, &[(old_branch, moved)])
+                self.new_node(&rest[..common], fresh, &[(old_branch, moved)])
             }
         };
         self.set_slot(slot, parent);
     }
 
-    /// Adds a child to `target`, growing it into the next kind if full.
+    /// Adds a child to `target`, growing it into the next size if full.
     fn add_child(&mut self, slot: Slot, target: Ref, byte: u8, child: Ref) {
         let header = node::header(self.arena.record(target));
-        let target = if header.count == header.kind.capacity() {
-            let grown = self.change_kind(target, header.kind.grown());
+        let target = if header.count == header.capacity() {
+            let grown = self.resize(target, header.size.grown());
             self.set_slot(slot, grown);
             grown
         } else {
@@ -392,27 +395,32 @@ impl Art {
             let merged = self.prepend(only, &front[..front_len]);
             self.arena.free(target, header.record_bytes());
             self.set_slot(slot, merged);
-        } else if header.count <= header.kind.shrink_at() {
-            let shrunk = self.change_kind(target, header.kind.shrunk());
+        } else if header.count <= header.size.shrink_at() {
+            let shrunk = self.resize(target, header.size.shrunk());
             self.set_slot(slot, shrunk);
         }
     }
 
-    /// Moves a node's children, value and prefix into a new node of `kind`.
-    fn change_kind(&mut self, old: Ref, kind: Kind) -> Ref {
+    /// Moves a node's children, value and prefix into a new node of `size`.
+    fn resize(&mut self, old: Ref, size: Size) -> Ref {
         let record = self.arena.record(old);
         let header = node::header(record);
         let mut children = [(0u8, NULL); 256];
         let count = node::children(record, &header, &mut children);
-        assert!(count <= kind.capacity(), "change_kind would drop children");
+        assert!(count <= size.capacity(), "resize would drop children");
         let fresh = self
             .arena
-            .alloc(node::record_bytes(kind, header.prefix_len));
+            .alloc(node::record_bytes(size, header.prefix_len));
         let record = self.arena.record_mut(fresh);
-        node::write_header(record, kind, count, header.prefix_len, header.value);
+        node::write_header(record, size, count, header.prefix_len, header.value);
         node::write_body(record, &node::header(record), &children[..count]);
-        self.arena
-            .copy(old, HEADER_BYTES, fresh, HEADER_BYTES, header.prefix_len);
+        self.arena.copy(
+            old,
+            header.prefix_at(),
+            fresh,
+            node::prefix_at(size),
+            header.prefix_len,
+        );
         self.arena.free(old, header.record_bytes());
         fresh
     }
@@ -443,19 +451,25 @@ impl Art {
             target
         } else {
             let header = node::header(record);
+            let prefix_at = header.prefix_at();
             let prefix_len = header.prefix_len - n;
             let old_bytes = header.record_bytes();
-            let new_bytes = node::record_bytes(header.kind, prefix_len);
+            let new_bytes = node::record_bytes(header.size, prefix_len);
             let target = self.shift_tail(
                 old,
                 old_bytes,
                 new_bytes,
-                HEADER_BYTES + n,
-                HEADER_BYTES,
-                new_bytes - HEADER_BYTES,
+                prefix_at + n,
+                prefix_at,
+                prefix_len,
             );
+            if target != old {
+                let body_bytes = prefix_at - HEADER_BYTES;
+                self.arena
+                    .copy(old, HEADER_BYTES, target, HEADER_BYTES, body_bytes);
+            }
             let record = self.arena.record_mut(target);
-            node::write_header(record, header.kind, header.count, prefix_len, header.value);
+            node::write_header(record, header.size, header.count, prefix_len, header.value);
             if target != old {
                 self.arena.free(old, old_bytes);
             }
@@ -517,22 +531,26 @@ impl Art {
             old_bytes = header.record_bytes();
             fresh = self
                 .arena
-                .alloc(node::record_bytes(header.kind, new_prefix_len));
+                .alloc(node::record_bytes(header.size, new_prefix_len));
             let record = self.arena.record_mut(fresh);
             node::write_header(
                 record,
-                header.kind,
+                header.size,
                 header.count,
                 new_prefix_len,
                 header.value,
             );
-            record[HEADER_BYTES..HEADER_BYTES + front.len()].copy_from_slice(front);
+            let prefix_at = header.prefix_at();
+            record[prefix_at..prefix_at + front.len()].copy_from_slice(front);
+            let body_bytes = prefix_at - HEADER_BYTES;
+            self.arena
+                .copy(old, HEADER_BYTES, fresh, HEADER_BYTES, body_bytes);
             self.arena.copy(
                 old,
-                HEADER_BYTES,
+                prefix_at,
                 fresh,
-                HEADER_BYTES + front.len(),
-                old_bytes - HEADER_BYTES,
+                prefix_at + front.len(),
+                header.prefix_len,
             );
         }
         self.arena.free(old, old_bytes);

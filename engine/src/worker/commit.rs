@@ -54,11 +54,21 @@ impl BatchOp {
     }
 }
 
+/// What a waiting write answers, and whether it is conditional.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteKind {
+    /// Answer `Done`.
+    Plain,
+    /// Answer `Deleted(existed)`.
+    Delete,
+    /// Write only if the condition holds; answer `Done` or `NotApplied`.
+    Conditional(super::Condition),
+}
+
 struct Waiting {
     id: RequestId,
     ops: Vec<BatchOp>,
-    /// Answer with `Deleted(existed)` rather than `Done`.
-    reply_deleted: bool,
+    kind: WriteKind,
     bytes: usize,
     arrived_us: u64,
 }
@@ -98,6 +108,10 @@ pub(crate) struct CommitPath {
     staging: Vec<u8>,
     fenced: Option<IoError>,
     batch_bytes_max: usize,
+    /// Sequence number of the last record of this stream known durable.
+    last_seq: u64,
+    /// Sequence number of the last record of the frame being committed.
+    batch_last_seq: u64,
 }
 
 impl CommitPath {
@@ -114,16 +128,24 @@ impl CommitPath {
             staging: Vec::new(),
             fenced: None,
             batch_bytes_max: config.batch_bytes_max,
+            last_seq: tail.map_or(0, |t| t.last_seq),
+            batch_last_seq: 0,
         }
     }
 
-    pub(crate) fn enqueue(&mut self, id: RequestId, ops: Vec<BatchOp>, reply_deleted: bool, now_us: u64) {
+    pub(crate) fn enqueue(
+        &mut self,
+        id: RequestId,
+        ops: Vec<BatchOp>,
+        kind: WriteKind,
+        now_us: u64,
+    ) {
         let bytes = ops.iter().map(BatchOp::encoded_bytes).sum();
         self.waiting_bytes += bytes;
         self.waiting.push_back(Waiting {
             id,
             ops,
-            reply_deleted,
+            kind,
             bytes,
             arrived_us: now_us,
         });
@@ -160,14 +182,19 @@ impl CommitPath {
         }
         if let Some(error) = core.commit.fenced.clone() {
             while let Some(w) = core.commit.waiting.pop_front() {
-                core.replies.push((w.id, Reply::Failed(EngineError::Fenced(error.clone()))));
+                core.replies
+                    .push((w.id, Reply::Failed(EngineError::Fenced(error.clone()))));
             }
             core.commit.waiting_bytes = 0;
             return true;
         }
         let interval = core.shared.config.commit_interval_us;
         let due = core.commit.waiting_bytes >= core.commit.batch_bytes_max
-            || core.commit.waiting.front().is_some_and(|w| now_us >= w.arrived_us + interval);
+            || core
+                .commit
+                .waiting
+                .front()
+                .is_some_and(|w| now_us >= w.arrived_us + interval);
         if !due {
             return false;
         }
@@ -187,7 +214,9 @@ impl CommitPath {
             if !fits && !batch.is_empty() {
                 break;
             }
-            let Some(next) = core.commit.waiting.pop_front() else { break };
+            let Some(next) = core.commit.waiting.pop_front() else {
+                break;
+            };
             core.commit.waiting_bytes -= next.bytes;
             frame_bytes += next.bytes;
             batch.push(next);
@@ -206,7 +235,8 @@ impl CommitPath {
                     .and_then(|mut s| s.allocate());
                 let Some((segment, generation)) = allocated else {
                     for w in batch {
-                        core.replies.push((w.id, Reply::Failed(EngineError::OutOfSpace)));
+                        core.replies
+                            .push((w.id, Reply::Failed(EngineError::OutOfSpace)));
                     }
                     return;
                 };
@@ -215,6 +245,7 @@ impl CommitPath {
                     segment,
                     generation,
                     offset: layout.lba_bytes,
+                    last_seq: core.commit.last_seq,
                 };
                 core.commit.tail = Some(tail);
                 tail
@@ -237,7 +268,7 @@ impl CommitPath {
                 generation: tail.generation,
                 segment: tail.segment,
                 stream: core.id,
-                first_seq,
+                prev_seq: core.commit.last_seq,
                 key_id: 0,
             }
             .encode(&mut block[..SEGMENT_HEADER_BYTES]);
@@ -252,13 +283,35 @@ impl CommitPath {
         let mut seq = first_seq;
         let mut overlay: BTreeMap<&[u8], bool> = BTreeMap::new();
         for w in &batch {
+            if let WriteKind::Conditional(condition) = w.kind {
+                let key = w.ops.first().map(BatchOp::key).unwrap_or_default();
+                let shard = WorkerCore::shard_of(key);
+                let exists = match overlay.get(key) {
+                    Some(&present) => present,
+                    None => core
+                        .shards
+                        .get(&shard)
+                        .is_some_and(|art| art.get(key).is_some()),
+                };
+                let holds = match condition {
+                    super::Condition::Absent => !exists,
+                    super::Condition::Present => exists,
+                };
+                if !holds {
+                    core.commit.answers.push((w.id, Reply::NotApplied));
+                    continue;
+                }
+            }
             let mut existed_any = false;
             for op in &w.ops {
                 let key = op.key();
                 let shard = WorkerCore::shard_of(key);
                 let existed = match overlay.get(key) {
                     Some(&present) => present,
-                    None => core.shards.get(&shard).is_some_and(|art| art.get(key).is_some()),
+                    None => core
+                        .shards
+                        .get(&shard)
+                        .is_some_and(|art| art.get(key).is_some()),
                 };
                 existed_any |= existed;
                 let offset = tail.offset as usize + staging.len();
@@ -275,6 +328,7 @@ impl CommitPath {
                         key,
                         value,
                     },
+                    core.shared.seed,
                 );
                 let pointer = (kind == RecordKind::Put).then(|| ValuePointer {
                     segment: tail.segment,
@@ -290,42 +344,60 @@ impl CommitPath {
                 });
                 seq += 1;
             }
-            let answer = if w.reply_deleted {
-                Reply::Deleted(existed_any)
-            } else {
-                Reply::Done
+            let answer = match w.kind {
+                WriteKind::Delete => Reply::Deleted(existed_any),
+                WriteKind::Plain | WriteKind::Conditional(_) => Reply::Done,
             };
             core.commit.answers.push((w.id, answer));
         }
         drop(overlay);
-        assert_eq!(staging.len(), frame_bytes, "frame size as computed");
+        let written = (seq - first_seq) as usize;
+        if written == 0 {
+            // Every write of the batch was a conditional put that did not
+            // apply: nothing to write, answer now.
+            core.commit.staging = staging;
+            core.replies.append(&mut core.commit.answers);
+            return;
+        }
+        // Conditional puts that did not apply make the frame smaller than
+        // estimated, never larger.
+        assert!(staging.len() <= frame_bytes, "frame larger than estimated");
+        let frame_bytes = staging.len();
+        let padded = layout.pad(frame_bytes);
         finish_frame(
             &mut staging,
             &FrameHeader {
                 frame_bytes: frame_bytes as u32,
-                record_count: record_count as u32,
+                record_count: written as u32,
                 segment_generation: tail.generation,
                 segment: tail.segment,
                 offset: tail.offset,
                 first_seq,
             },
+            core.shared.seed,
         );
         staging.resize(padded, 0);
         core.commit.staging = staging;
+        core.commit.batch_last_seq = seq - 1;
         core.commit.state = State::Writing {
             submitted: 0,
             outstanding: 0,
             failed: None,
         };
         core.shared.stats.batches.fetch_add(1, Ordering::Relaxed);
-        core.shared.stats.records.fetch_add(record_count as u64, Ordering::Relaxed);
+        core.shared
+            .stats
+            .records
+            .fetch_add(written as u64, Ordering::Relaxed);
         Self::submit_chunks(core);
     }
 
     /// Submits as much of the staged frame (and header) as buffers allow.
     fn submit_chunks(core: &mut WorkerCore) -> bool {
         let layout = core.shared.layout;
-        let Some(tail) = core.commit.tail else { return false };
+        let Some(tail) = core.commit.tail else {
+            return false;
+        };
         let mut progressed = false;
         if let Some(block) = core.commit.header_block.take() {
             let Some(mut buf) = core.namespace.buffers().alloc(block.len()) else {
@@ -334,28 +406,54 @@ impl CommitPath {
             };
             buf.as_mut_slice().copy_from_slice(&block);
             let lba = layout.segment_lba(tail.segment);
-            core.submit(token(TAG_WRITE, 0), Command::Write { lba, buf, fua: false });
-            core.shared.stats.bytes_written.fetch_add(block.len() as u64, Ordering::Relaxed);
+            core.submit(
+                token(TAG_WRITE, 0),
+                Command::Write {
+                    lba,
+                    buf,
+                    fua: false,
+                },
+            );
+            core.shared
+                .stats
+                .bytes_written
+                .fetch_add(block.len() as u64, Ordering::Relaxed);
             if let State::Writing { outstanding, .. } = &mut core.commit.state {
                 *outstanding += 1;
             }
             progressed = true;
         }
         let chunk_max = core.read.chunk_bytes_max();
-        loop {
-            let State::Writing { submitted, .. } = core.commit.state else { break };
+        while let State::Writing { submitted, .. } = core.commit.state {
             if submitted >= core.commit.staging.len() {
                 break;
             }
             let len = chunk_max.min(core.commit.staging.len() - submitted);
-            let Some(mut buf) = core.namespace.buffers().alloc(len) else { break };
+            let Some(mut buf) = core.namespace.buffers().alloc(len) else {
+                break;
+            };
             buf.as_mut_slice()
                 .copy_from_slice(&core.commit.staging[submitted..submitted + len]);
             let lba = layout.segment_lba(tail.segment)
                 + (tail.offset as u64 + submitted as u64) / u64::from(layout.lba_bytes);
-            core.submit(token(TAG_WRITE, 0), Command::Write { lba, buf, fua: false });
-            core.shared.stats.bytes_written.fetch_add(len as u64, Ordering::Relaxed);
-            if let State::Writing { submitted, outstanding, .. } = &mut core.commit.state {
+            core.submit(
+                token(TAG_WRITE, 0),
+                Command::Write {
+                    lba,
+                    buf,
+                    fua: false,
+                },
+            );
+            core.shared
+                .stats
+                .bytes_written
+                .fetch_add(len as u64, Ordering::Relaxed);
+            if let State::Writing {
+                submitted,
+                outstanding,
+                ..
+            } = &mut core.commit.state
+            {
                 *submitted += len;
                 *outstanding += 1;
             }
@@ -365,21 +463,30 @@ impl CommitPath {
     }
 
     pub(crate) fn write_done(core: &mut WorkerCore, result: Result<(), IoError>) {
-        let State::Writing { submitted, outstanding, failed } = &mut core.commit.state else {
+        let State::Writing {
+            submitted,
+            outstanding,
+            failed,
+        } = &mut core.commit.state
+        else {
             panic!("write completion outside a commit");
         };
         *outstanding -= 1;
         if let Err(e) = result {
             failed.get_or_insert(e);
         }
-        let all_submitted = *submitted >= core.commit.staging.len() && core.commit.header_block.is_none();
+        let all_submitted =
+            *submitted >= core.commit.staging.len() && core.commit.header_block.is_none();
         if *outstanding > 0 || !all_submitted {
             return;
         }
         if let Some(error) = failed.take() {
             // Nothing of this batch is acknowledged; the next batch rewrites
             // the same place (and the segment header, if this one opened it).
-            core.shared.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            core.shared
+                .stats
+                .write_errors
+                .fetch_add(1, Ordering::Relaxed);
             Self::fail_batch(core, EngineError::Io(error));
             return;
         }
@@ -388,30 +495,47 @@ impl CommitPath {
     }
 
     pub(crate) fn flush_done(core: &mut WorkerCore, result: Result<(), IoError>) {
-        assert_eq!(core.commit.state, State::Flushing, "flush completion outside a commit");
+        assert_eq!(
+            core.commit.state,
+            State::Flushing,
+            "flush completion outside a commit"
+        );
         if let Err(error) = result {
-            tracing::error!(worker = core.id, "flush failed: {error}; fencing writes until restart");
-            core.shared.stats.flush_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                worker = core.id,
+                "flush failed: {error}; fencing writes until restart"
+            );
+            core.shared
+                .stats
+                .flush_errors
+                .fetch_add(1, Ordering::Relaxed);
             core.commit.fenced = Some(error.clone());
             Self::fail_batch(core, EngineError::Io(error));
             return;
         }
         core.shared.stats.flushes.fetch_add(1, Ordering::Relaxed);
         core.commit.header_durable = true;
+        core.commit.last_seq = core.commit.batch_last_seq;
         if let Some(tail) = &mut core.commit.tail {
             tail.offset += core.commit.staging.len() as u32;
         }
         for update in core.commit.updates.drain(..) {
-            let art = core
-                .shards
-                .get_mut(&update.shard)
-                .unwrap_or_else(|| panic!("shard {} released while its writes were in flight", update.shard));
+            let art = core.shards.get_mut(&update.shard).unwrap_or_else(|| {
+                panic!(
+                    "shard {} released while its writes were in flight",
+                    update.shard
+                )
+            });
             match update.pointer {
                 Some(pointer) => {
-                    art.insert(&update.key, pointer);
+                    if art.insert(&update.key, pointer).is_none() {
+                        core.shared.stats.keys.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 None => {
-                    art.remove(&update.key);
+                    if art.remove(&update.key).is_some() {
+                        core.shared.stats.keys.fetch_sub(1, Ordering::Relaxed);
+                    }
                 }
             }
         }

@@ -39,8 +39,21 @@ pub enum Op {
     Put(Vec<u8>, Vec<u8>),
     /// Remove a key.
     Delete(Vec<u8>),
+    /// Set a key only if it is absent (`SET NX`) or present (`SET XX`).
+    PutIf(Vec<u8>, Vec<u8>, Condition),
     /// Apply several puts and deletes atomically.
     Batch(Vec<BatchOp>),
+    /// Every key of one shard (a SCAN step).
+    Scan(u16),
+}
+
+/// The condition of a conditional put.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// Only if the key does not exist.
+    Absent,
+    /// Only if the key exists.
+    Present,
 }
 
 /// The answer to a request.
@@ -54,6 +67,10 @@ pub enum Reply {
     Value(Option<Vec<u8>>),
     /// Whether the key exists.
     Exists(bool),
+    /// A conditional put whose condition did not hold: nothing was written.
+    NotApplied,
+    /// The keys of a shard.
+    Keys(Vec<Vec<u8>>),
     /// The request failed.
     Failed(EngineError),
 }
@@ -62,6 +79,8 @@ pub enum Reply {
 pub(crate) struct Shared {
     pub layout: Layout,
     pub uuid: [u8; 16],
+    /// crc seed of every frame and record of this store.
+    pub seed: u32,
     pub config: EngineConfig,
     pub next_seq: AtomicU64,
     pub segments: Mutex<SegmentAllocator>,
@@ -157,7 +176,10 @@ impl WorkerCore {
     fn check_key(&self, key: &[u8]) -> Result<(), EngineError> {
         let max = self.shared.config.key_bytes_max;
         if key.is_empty() || key.len() > max {
-            return Err(EngineError::KeyLength { len: key.len(), max });
+            return Err(EngineError::KeyLength {
+                len: key.len(),
+                max,
+            });
         }
         Ok(())
     }
@@ -165,7 +187,10 @@ impl WorkerCore {
     fn check_value(&self, value: &[u8]) -> Result<(), EngineError> {
         let max = self.shared.config.value_bytes_max;
         if value.len() > max {
-            return Err(EngineError::ValueLength { len: value.len(), max });
+            return Err(EngineError::ValueLength {
+                len: value.len(),
+                max,
+            });
         }
         Ok(())
     }
@@ -173,10 +198,11 @@ impl WorkerCore {
     fn validate(&self, op: &Op) -> Result<(), EngineError> {
         match op {
             Op::Get(key) | Op::Exists(key) | Op::Delete(key) => self.check_key(key),
-            Op::Put(key, value) => {
+            Op::Put(key, value) | Op::PutIf(key, value, _) => {
                 self.check_key(key)?;
                 self.check_value(value)
             }
+            Op::Scan(_) => Ok(()),
             Op::Batch(ops) => {
                 let mut bytes = crate::format::record::FRAME_HEADER_BYTES;
                 for op in ops {
@@ -205,11 +231,44 @@ impl WorkerCore {
             return;
         }
         match op {
-            Op::Get(key) => self.read.start(id, key, false, &self.shards, &mut self.replies),
-            Op::Exists(key) => self.read.start(id, key, true, &self.shards, &mut self.replies),
-            Op::Put(key, value) => self.commit.enqueue(id, vec![BatchOp::Put(key, value)], false, now_us),
-            Op::Delete(key) => self.commit.enqueue(id, vec![BatchOp::Delete(key)], true, now_us),
-            Op::Batch(ops) => self.commit.enqueue(id, ops, false, now_us),
+            Op::Get(key) => self
+                .read
+                .start(id, key, false, &self.shards, &mut self.replies),
+            Op::Exists(key) => self
+                .read
+                .start(id, key, true, &self.shards, &mut self.replies),
+            Op::Put(key, value) => self.commit.enqueue(
+                id,
+                vec![BatchOp::Put(key, value)],
+                commit::WriteKind::Plain,
+                now_us,
+            ),
+            Op::PutIf(key, value, condition) => self.commit.enqueue(
+                id,
+                vec![BatchOp::Put(key, value)],
+                commit::WriteKind::Conditional(condition),
+                now_us,
+            ),
+            Op::Delete(key) => self.commit.enqueue(
+                id,
+                vec![BatchOp::Delete(key)],
+                commit::WriteKind::Delete,
+                now_us,
+            ),
+            Op::Batch(ops) => self
+                .commit
+                .enqueue(id, ops, commit::WriteKind::Plain, now_us),
+            Op::Scan(shard_id) => {
+                let reply = match self.shards.get(&shard_id) {
+                    Some(art) => {
+                        let mut keys = Vec::with_capacity(art.len());
+                        art.for_each(|key, _| keys.push(key.to_vec()));
+                        Reply::Keys(keys)
+                    }
+                    None => Reply::Failed(EngineError::NotOwner { shard: shard_id }),
+                };
+                self.replies.push((id, reply));
+            }
         }
     }
 
@@ -245,7 +304,10 @@ impl WorkerCore {
     /// Whether the worker has anything to do: I/O in flight or writes
     /// waiting for a commit.
     pub fn busy(&self) -> bool {
-        self.queue.in_flight() > 0 || !self.deferred.is_empty() || self.commit.has_work() || self.read.has_work()
+        self.queue.in_flight() > 0
+            || !self.deferred.is_empty()
+            || self.commit.has_work()
+            || self.read.has_work()
     }
 
     /// When the oldest waiting write is due for commit, if any.
@@ -297,7 +359,10 @@ impl WorkerCore {
 
     /// Records a corruption detection.
     fn corruption(&mut self, location: Location, detail: String) -> EngineError {
-        self.shared.stats.corruption_detected.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .stats
+            .corruption_detected
+            .fetch_add(1, Ordering::Relaxed);
         tracing::error!(worker = self.id, %location, "corruption detected: {detail}");
         if let Ok(mut last) = self.shared.stats.corruption_locations.lock() {
             if last.len() < crate::stats::CORRUPTION_LOCATIONS_MAX {

@@ -83,8 +83,12 @@ impl ReadPath {
         let lba_bytes = layout.lba_bytes as usize;
         let mut progressed = false;
         while !core.read.waiting.is_empty() {
-            let Some(&slot) = core.read.free.last() else { break };
-            let Some((_, _, pointer)) = core.read.waiting.front() else { break };
+            let Some(&slot) = core.read.free.last() else {
+                break;
+            };
+            let Some((_, _, pointer)) = core.read.waiting.front() else {
+                break;
+            };
             let start = pointer.offset as usize / lba_bytes * lba_bytes;
             let end = layout.pad(pointer.offset as usize + pointer.length as usize);
             let bytes = end - start;
@@ -103,7 +107,9 @@ impl ReadPath {
             if at < bytes {
                 break;
             }
-            let Some((id, key, pointer)) = core.read.waiting.pop_front() else { break };
+            let Some((id, key, pointer)) = core.read.waiting.pop_front() else {
+                break;
+            };
             core.read.free.pop();
             let first_lba = layout.segment_lba(pointer.segment) + (start / lba_bytes) as u64;
             let chunks = bufs.len() as u32;
@@ -120,7 +126,10 @@ impl ReadPath {
                 let payload = ((slot as u64) << CHUNK_BITS) | chunk as u64;
                 core.submit(token(TAG_READ, payload), Command::Read { lba, buf });
             }
-            core.shared.stats.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
+            core.shared
+                .stats
+                .bytes_read
+                .fetch_add(bytes as u64, Ordering::Relaxed);
             progressed = true;
         }
         progressed
@@ -149,7 +158,9 @@ impl ReadPath {
         if op.outstanding > 0 {
             return;
         }
-        let Some(op) = core.read.slots[slot].take() else { return };
+        let Some(op) = core.read.slots[slot].take() else {
+            return;
+        };
         core.read.free.push(slot);
         let reply = Self::finish(core, op.pointer, &op.key, &op.data, op.error);
         core.shared.stats.gets.fetch_add(1, Ordering::Relaxed);
@@ -180,12 +191,17 @@ impl ReadPath {
         let lba_bytes = core.shared.layout.lba_bytes as usize;
         let in_block = pointer.offset as usize % lba_bytes;
         let record_end = in_block + pointer.length as usize;
-        let verdict = match decode_record(&data[in_block..record_end]) {
+        let verdict = match decode_record(&data[in_block..record_end], core.shared.seed) {
             Err(e) => Err(e.to_string()),
             Ok((record, len)) => {
                 if len != pointer.length as usize {
-                    Err(format!("record length {len}, index says {}", pointer.length))
-                } else if record.seq as u32 != pointer.sequence_low || record.segment != pointer.segment {
+                    Err(format!(
+                        "record length {len}, index says {}",
+                        pointer.length
+                    ))
+                } else if record.seq as u32 != pointer.sequence_low
+                    || record.segment != pointer.segment
+                {
                     Err(format!(
                         "stale or misdirected record (seq {} segment {}), index expects seq low {} segment {}",
                         record.seq, record.segment, pointer.sequence_low, pointer.segment

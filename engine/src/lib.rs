@@ -116,7 +116,7 @@ pub fn open_workers(
             free,
             next_generation: recovered.next_generation,
         }),
-        stats: stats::Stats::default(),
+        stats: Arc::new(stats::Stats::default()),
     });
     let keys = recovered.index.iter().map(|a| a.len() as u64).sum();
     shared

@@ -110,6 +110,11 @@ impl Submitter<'_> {
         self.thread.request(op, ReplyTo::Frontend { worker, token });
     }
 
+    /// Engine-wide counters.
+    pub fn stats(&self) -> &Stats {
+        self.thread.core.stats()
+    }
+
     /// The worker this frontend runs on.
     pub fn worker(&self) -> u16 {
         self.thread.core.id
@@ -205,6 +210,11 @@ impl Engine {
     /// Engine-wide counters.
     pub fn stats(&self) -> &Stats {
         &self.shared.stats
+    }
+
+    /// A shared handle on the engine-wide counters, for other threads.
+    pub fn stats_handle(&self) -> Arc<Stats> {
+        Arc::clone(&self.shared.stats)
     }
 
     /// Number of workers.

@@ -162,6 +162,16 @@ impl CommitPath {
         self.waiting.front().map(|w| w.arrived_us + interval_us)
     }
 
+    /// Whether a write to `key` is waiting or being committed.
+    pub(crate) fn touches_key(&self, key: &[u8]) -> bool {
+        self.updates.iter().any(|u| u.key == key)
+            || self
+                .waiting
+                .iter()
+                .flat_map(|w| w.ops.iter())
+                .any(|op| op.key() == key)
+    }
+
     pub(crate) fn touches_shard(&self, shard: u16) -> bool {
         self.updates.iter().any(|u| u.shard == shard)
             || self

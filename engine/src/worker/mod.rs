@@ -84,7 +84,7 @@ pub(crate) struct Shared {
     pub config: EngineConfig,
     pub next_seq: AtomicU64,
     pub segments: Mutex<SegmentAllocator>,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
 }
 
 /// Free segments and the generation counter.
@@ -127,6 +127,8 @@ pub struct WorkerCore {
     commit: commit::CommitPath,
     read: read::ReadPath,
     replies: Vec<(RequestId, Reply)>,
+    /// Reads parked behind a write to the same key.
+    reads_after_commit: Vec<(RequestId, Op)>,
 }
 
 impl WorkerCore {
@@ -155,12 +157,18 @@ impl WorkerCore {
             shards,
             deferred: VecDeque::new(),
             replies: Vec::new(),
+            reads_after_commit: Vec::new(),
         }
     }
 
     /// Whether this worker owns `shard`.
     pub fn owns(&self, shard: u16) -> bool {
         self.shards.contains_key(&shard)
+    }
+
+    /// Engine-wide counters.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
     }
 
     /// Keys indexed by this worker.
@@ -231,6 +239,15 @@ impl WorkerCore {
             return;
         }
         match op {
+            // A read of a key with a write waiting or in flight waits for
+            // that write: commands reach a worker in order, and a client
+            // that pipelines SET then GET must read its own write.
+            Op::Get(key) if self.commit.touches_key(&key) => {
+                self.reads_after_commit.push((id, Op::Get(key)));
+            }
+            Op::Exists(key) if self.commit.touches_key(&key) => {
+                self.reads_after_commit.push((id, Op::Exists(key)));
+            }
             Op::Get(key) => self
                 .read
                 .start(id, key, false, &self.shards, &mut self.replies),
@@ -282,6 +299,14 @@ impl WorkerCore {
             progressed = true;
             self.complete(done);
         }
+        if !self.reads_after_commit.is_empty() {
+            let parked = std::mem::take(&mut self.reads_after_commit);
+            let count = parked.len();
+            for (id, op) in parked {
+                self.accept(id, op, now_us);
+            }
+            progressed |= self.reads_after_commit.len() < count;
+        }
         progressed |= self.drive(now_us);
         replies.append(&mut self.replies);
         progressed
@@ -306,6 +331,7 @@ impl WorkerCore {
     pub fn busy(&self) -> bool {
         self.queue.in_flight() > 0
             || !self.deferred.is_empty()
+            || !self.reads_after_commit.is_empty()
             || self.commit.has_work()
             || self.read.has_work()
     }

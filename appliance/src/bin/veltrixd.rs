@@ -1,0 +1,179 @@
+//! veltrixd: the VeltrixDB daemon.
+//!
+//! With no arguments it runs on its embedded default: a sparse 4 GiB file
+//! namespace in `./veltrix-data`, RESP on 127.0.0.1:6379, admin HTTP on
+//! 127.0.0.1:9379.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use appliance::daemon::{Daemon, Settings, DEFAULT_NAMESPACE_BYTES};
+use clap::Parser;
+use engine::EngineConfig;
+
+/// The VeltrixDB key-value appliance daemon.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about,
+    after_help = "Example:\n  veltrixd                          # embedded default: ./veltrix-data, RESP on 127.0.0.1:6379\n  veltrixd --namespace /dev/nvme0n1 --listen 0.0.0.0:6379 --workers 4"
+)]
+struct Args {
+    /// Configuration file (see docs/config.md); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory for the embedded default namespace.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A namespace: a block device or a file (created at --namespace-size if missing).
+    #[arg(long)]
+    namespace: Vec<PathBuf>,
+    /// Size of a namespace file created on first start, in bytes (suffixes KiB, MiB, GiB).
+    #[arg(long, value_parser = parse_size)]
+    namespace_size: Option<u64>,
+    /// RESP listen address.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Admin HTTP listen address.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Worker threads (0: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// I/O backend: uring or sync.
+    #[arg(long, value_parser = ["uring", "sync"])]
+    backend: Option<String>,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 4GiB"))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        "T" | "TiB" => 40,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` (use KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+fn settings(args: &Args) -> anyhow::Result<(Settings, String)> {
+    let config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            firmware_config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => firmware_config::Config::default(),
+    };
+    let e = &config.engine;
+    let mut namespaces: Vec<PathBuf> = Vec::new();
+    let mut backend_uring = true;
+    let mut sqpoll = false;
+    let mut namespace_bytes = DEFAULT_NAMESPACE_BYTES;
+    for ns in &config.namespaces {
+        match &ns.target {
+            firmware_config::NamespaceTarget::Path(p) => namespaces.push(PathBuf::from(p.as_str())),
+            firmware_config::NamespaceTarget::Serial { .. } => {
+                anyhow::bail!("namespaces by NVMe serial need the appliance image (not supported by a plain veltrixd)")
+            }
+        }
+        backend_uring = matches!(ns.backend, firmware_config::Backend::Uring);
+        if matches!(
+            ns.backend,
+            firmware_config::Backend::Vfio | firmware_config::Backend::Sim
+        ) {
+            anyhow::bail!(
+                "backend `{}` is not available in this build",
+                ns.backend.as_str()
+            );
+        }
+        sqpoll = ns.sqpoll;
+        if let Some(size) = ns.size_bytes {
+            namespace_bytes = size;
+        }
+    }
+    if !args.namespace.is_empty() {
+        namespaces = args.namespace.clone();
+    }
+    if let Some(b) = &args.backend {
+        backend_uring = b == "uring";
+    }
+    let engine = EngineConfig {
+        workers: args.workers.unwrap_or(config.server.workers as usize),
+        commit_interval_us: u64::from(e.commit_interval_us),
+        batch_bytes_max: e.batch_bytes_max as usize,
+        key_bytes_max: (e.key_bytes_max as usize).min(1024), // the index holds keys up to 1 KiB,
+        value_bytes_max: e.value_bytes_max as usize,
+        ..EngineConfig::default()
+    };
+    let settings = Settings {
+        data_dir: args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(config.server.data_dir.as_str())),
+        namespaces,
+        namespace_bytes: args.namespace_size.unwrap_or(namespace_bytes),
+        uring: backend_uring,
+        sqpoll,
+        listen: args.listen.unwrap_or(config.server.listen),
+        admin_listen: args.admin_listen.unwrap_or(config.server.admin_listen),
+        engine,
+        segment_bytes: e.segment_bytes,
+        connections_max: config.server.connections_max as usize,
+        config_text: config.to_string(),
+    };
+    let level = args
+        .log_level
+        .clone()
+        .unwrap_or_else(|| config.server.log_level.as_str().to_string());
+    Ok((settings, level))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let (settings, level) = settings(&args)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&level)
+                .with_context(|| format!("bad log level `{level}`"))?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
+    let daemon = Daemon::start(&settings)?;
+    println!(
+        "veltrixd {} ready: RESP on {}, admin on http://{}",
+        env!("CARGO_PKG_VERSION"),
+        daemon.listen,
+        daemon.admin_listen
+    );
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    tracing::info!("signal received: draining and shutting down");
+    daemon.shutdown();
+    tracing::info!("shut down cleanly");
+    Ok(())
+}

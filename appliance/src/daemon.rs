@@ -1,0 +1,300 @@
+//! Starting and stopping veltrixd: configuration, namespaces, the engine,
+//! the data port and the admin port.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use engine::{Engine, EngineConfig, FormatOptions, OpenError};
+use nvme::uring::UringOptions;
+use nvme::{Backend, Namespace, OpenOptions};
+
+use crate::admin::{AdminState, EngineView};
+use crate::server::{bind_reuseport, RespFrontend, ServerLimits, ServerStats};
+
+/// The file name of the embedded default namespace in the data directory.
+pub const DEFAULT_NAMESPACE_FILE: &str = "namespace-0.veltrix";
+/// Size of the embedded default namespace (sparse).
+pub const DEFAULT_NAMESPACE_BYTES: u64 = 4 << 30;
+
+/// Everything veltrixd needs to start, after config file and flags merge.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Directory for the embedded default namespace.
+    pub data_dir: PathBuf,
+    /// Namespace paths; empty means the embedded default.
+    pub namespaces: Vec<PathBuf>,
+    /// Size for namespaces created as files.
+    pub namespace_bytes: u64,
+    /// io_uring (true) or pread/pwrite.
+    pub uring: bool,
+    /// SQPOLL for io_uring.
+    pub sqpoll: bool,
+    /// RESP port.
+    pub listen: SocketAddr,
+    /// Admin port.
+    pub admin_listen: SocketAddr,
+    /// Engine tunables.
+    pub engine: EngineConfig,
+    /// Segment size when formatting.
+    pub segment_bytes: u64,
+    /// Connections across all workers.
+    pub connections_max: usize,
+    /// The configuration as text, for the admin API.
+    pub config_text: String,
+}
+
+/// A running daemon.
+pub struct Daemon {
+    engine: Option<Engine>,
+    admin_stop: Arc<AtomicBool>,
+    admin_thread: Option<std::thread::JoinHandle<()>>,
+    /// The RESP address actually bound.
+    pub listen: SocketAddr,
+    /// The admin address actually bound.
+    pub admin_listen: SocketAddr,
+}
+
+/// Opens a namespace, waiting a little while it is in use: after a process
+/// is killed, the kernel releases its io_uring (and with it the file lock)
+/// asynchronously, so an immediate restart can briefly find it held.
+fn open_namespace(path: &Path, settings: &Settings) -> anyhow::Result<Arc<dyn Namespace>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match open_namespace_once(path, settings) {
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && matches!(
+                        e.downcast_ref::<nvme::OpenError>(),
+                        Some(nvme::OpenError::InUse { .. })
+                    ) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn open_namespace_once(path: &Path, settings: &Settings) -> anyhow::Result<Arc<dyn Namespace>> {
+    let mut options = OpenOptions {
+        create_bytes: Some(settings.namespace_bytes),
+        ..OpenOptions::default()
+    };
+    if settings.uring {
+        options.backend = Backend::Uring(UringOptions {
+            sqpoll: settings.sqpoll,
+            sqpoll_idle_ms: if settings.sqpoll { 50 } else { 0 },
+            ..UringOptions::default()
+        });
+        match nvme::open(path, &options) {
+            Ok(ns) => return Ok(ns),
+            Err(nvme::OpenError::BackendUnavailable { source, .. }) => {
+                tracing::warn!(
+                    "io_uring unavailable on {} ({source}); falling back to pread/pwrite",
+                    path.display()
+                );
+                options.backend = Backend::Sync;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(nvme::open(path, &options)?)
+}
+
+/// Whether the superblock area of a namespace was never written: the only
+/// case in which veltrixd formats on its own. Anything else that is not a
+/// VeltrixDB store belongs to someone else and is refused.
+fn blank(namespace: &dyn Namespace) -> anyhow::Result<bool> {
+    let lba_bytes = namespace.geometry().lba_bytes as usize;
+    let mut queue = namespace.queue_pair(2)?;
+    let buf = namespace
+        .buffers()
+        .alloc(lba_bytes * 2)
+        .context("no buffer to read the superblock")?;
+    queue
+        .submit(0, nvme::Command::Read { lba: 0, buf })
+        .map_err(|r| anyhow::anyhow!("superblock read refused: {:?}", r.reason))?;
+    loop {
+        if let Some(done) = queue.wait(None) {
+            done.result?;
+            let buf = done.buf.context("read returned no buffer")?;
+            return Ok(buf.as_slice().iter().all(|&b| b == 0));
+        }
+    }
+}
+
+impl Daemon {
+    /// Opens (or, on first start, creates and formats) the namespace, starts
+    /// the engine with a RESP frontend per worker, and the admin port.
+    pub fn start(settings: &Settings) -> anyhow::Result<Daemon> {
+        let path = match settings.namespaces.as_slice() {
+            [] => {
+                std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+                    format!(
+                        "cannot create data directory {}",
+                        settings.data_dir.display()
+                    )
+                })?;
+                settings.data_dir.join(DEFAULT_NAMESPACE_FILE)
+            }
+            [one] => one.clone(),
+            _ => bail!("more than one namespace is not supported yet: give one --namespace"),
+        };
+        let namespace = open_namespace(&path, settings)
+            .with_context(|| format!("cannot open namespace {}", path.display()))?;
+        let description = namespace.describe();
+        tracing::info!("namespace: {description}");
+
+        let workers = if settings.engine.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            settings.engine.workers
+        };
+        let mut engine_config = settings.engine.clone();
+        engine_config.workers = workers;
+
+        // Bind before opening the engine, so a port in use fails fast.
+        let mut listeners = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            listeners.push(
+                bind_reuseport(settings.listen)
+                    .with_context(|| format!("cannot listen on {}", settings.listen))?,
+            );
+        }
+        let listen = listeners[0].local_addr()?;
+        // With port 0, every worker must listen on the port the first got.
+        if settings.listen.port() == 0 {
+            listeners.truncate(1);
+            for _ in 1..workers {
+                listeners.push(bind_reuseport(listen)?);
+            }
+        }
+        let admin = tiny_http::Server::http(settings.admin_listen).map_err(|e| {
+            anyhow::anyhow!("cannot listen on admin port {}: {e}", settings.admin_listen)
+        })?;
+        let admin_listen = admin
+            .server_addr()
+            .to_ip()
+            .context("admin port is not an IP socket")?;
+
+        let server_stats = Arc::new(ServerStats::default());
+        let engine_slot: Arc<std::sync::Mutex<Option<Arc<engine::stats::Stats>>>> = Arc::default();
+        let view_slot = Arc::clone(&engine_slot);
+        let state = Arc::new(AdminState {
+            engine: Arc::new(move || {
+                view_slot
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.clone())
+                    .map(|stats| EngineView { stats })
+            }),
+            server: Arc::clone(&server_stats),
+            ready: AtomicBool::new(false),
+            config_text: settings.config_text.clone(),
+            namespaces: vec![description],
+            workers,
+        });
+        let admin_stop = Arc::new(AtomicBool::new(false));
+        let admin_thread = {
+            let (state, stop) = (Arc::clone(&state), Arc::clone(&admin_stop));
+            std::thread::Builder::new()
+                .name("veltrix-admin".into())
+                .spawn(move || crate::admin::serve(admin, state, stop))?
+        };
+
+        if blank(namespace.as_ref())? {
+            let uuid: [u8; 16] = rand::random();
+            let mut options = FormatOptions::new(uuid);
+            options.segment_bytes = settings.segment_bytes;
+            tracing::info!("blank namespace: formatting {}", path.display());
+            engine::format(namespace.as_ref(), &options)?;
+        }
+        let limits = ServerLimits {
+            connections_max: settings.connections_max,
+            bulk_bytes_max: settings.engine.value_bytes_max + 1024,
+            request_bytes_max: settings.engine.value_bytes_max
+                + settings.engine.key_bytes_max
+                + (64 << 10),
+        };
+        let mut listeners = listeners.into_iter();
+        let mut failure = None;
+        let started = std::time::Instant::now();
+        let engine = Engine::open_with_frontends(namespace, &engine_config, |_| {
+            let listener = listeners.next()?;
+            match RespFrontend::new(listener, limits, Arc::clone(&server_stats)) {
+                Ok((frontend, waker)) => {
+                    let wake: engine::Wake = Arc::new(move || {
+                        let _ = waker.wake();
+                    });
+                    Some((Box::new(frontend) as Box<dyn engine::Frontend>, wake))
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    None
+                }
+            }
+        });
+        let engine = match engine {
+            Ok(engine) => engine,
+            Err(OpenError::NotFormatted) => bail!(
+                "{} holds data that is not a VeltrixDB store; refusing to touch it (format it explicitly to erase it)",
+                path.display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("cannot open the store on {}", path.display())),
+        };
+        if let Some(e) = failure {
+            bail!("cannot start the data port: {e}");
+        }
+        let report = engine.recovery_report().clone();
+        tracing::info!(
+            "recovered {} keys from {} records in {:.3} s",
+            report.keys,
+            report.records,
+            started.elapsed().as_secs_f64()
+        );
+        for damage in &report.damage {
+            tracing::error!(
+                "damaged log range in stream {}: {} to {} (reported, not truncated)",
+                damage.stream,
+                damage.start,
+                damage.end
+            );
+        }
+        if let Ok(mut slot) = engine_slot.lock() {
+            *slot = Some(engine.stats_handle());
+        }
+        state.ready.store(true, Ordering::Release);
+        Ok(Daemon {
+            engine: Some(engine),
+            admin_stop,
+            admin_thread: Some(admin_thread),
+            listen,
+            admin_listen,
+        })
+    }
+
+    /// Stops accepting, drains in-flight requests (every acknowledged write
+    /// is already durable), and stops the workers and the admin port.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(engine) = self.engine.take() {
+            engine.shutdown();
+        }
+        self.admin_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.admin_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,551 @@
+//! The per-worker event loop of the RESP port (mio: epoll).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::{Frontend, Reply, Submitter};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::connection::{Connection, Slot};
+use crate::commands::{self, Action};
+use crate::resp::{self, encode, Limits, Parser, Protocol};
+
+const WAKER: Token = Token(0);
+const LISTENER: Token = Token(1);
+const FIRST_CONNECTION: usize = 2;
+const READ_CHUNK_BYTES: usize = 64 << 10;
+/// Commands a connection may have in flight before its reads pause.
+const PIPELINE_MAX: usize = 1024;
+/// Unsent reply bytes a connection may hold before its reads pause.
+const WRITE_BACKLOG_BYTES_MAX: usize = 64 << 20;
+
+/// Limits of the data port.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerLimits {
+    /// Connections across every worker.
+    pub connections_max: usize,
+    /// Largest bulk string (a value): the engine's value limit plus slack.
+    pub bulk_bytes_max: usize,
+    /// Largest command in bytes.
+    pub request_bytes_max: usize,
+}
+
+/// Counters of the data port, shared by every worker's frontend.
+#[derive(Default, Debug)]
+pub struct ServerStats {
+    /// Connections open now.
+    pub connections: AtomicUsize,
+    /// Connections accepted.
+    pub connections_accepted: AtomicU64,
+    /// Connections refused past `connections_max`.
+    pub connections_refused: AtomicU64,
+    /// Commands executed.
+    pub commands: AtomicU64,
+    /// Protocol errors (connection closed).
+    pub protocol_errors: AtomicU64,
+    /// Bytes read from clients.
+    pub bytes_read: AtomicU64,
+    /// Bytes written to clients.
+    pub bytes_written: AtomicU64,
+}
+
+/// Binds a listening socket with SO_REUSEPORT, so that every worker can
+/// have its own and the kernel spreads connections over them.
+pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// One worker's share of the RESP port.
+pub struct RespFrontend {
+    poll: Poll,
+    events: Events,
+    listener: Option<TcpListener>,
+    connections: Vec<Option<Connection>>,
+    free: Vec<usize>,
+    generations: Vec<u16>,
+    limits: ServerLimits,
+    stats: Arc<ServerStats>,
+    started: std::time::Instant,
+    /// Connections with unparsed input left after a pause.
+    backlog: Vec<usize>,
+    args: Vec<std::ops::Range<usize>>,
+}
+
+impl RespFrontend {
+    /// A frontend on `listener`, and the waker the engine uses to interrupt
+    /// its poll.
+    pub fn new(
+        listener: std::net::TcpListener,
+        limits: ServerLimits,
+        stats: Arc<ServerStats>,
+    ) -> std::io::Result<(RespFrontend, Arc<Waker>)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok((
+            RespFrontend {
+                poll,
+                events: Events::with_capacity(1024),
+                listener: Some(listener),
+                connections: Vec::new(),
+                free: Vec::new(),
+                generations: Vec::new(),
+                limits,
+                stats,
+                started: std::time::Instant::now(),
+                backlog: Vec::new(),
+                args: Vec::new(),
+            },
+            waker,
+        ))
+    }
+
+    fn accept(&mut self) {
+        let Some(listener) = self.listener.as_ref() else {
+            return;
+        };
+        loop {
+            let (mut stream, _) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    return;
+                }
+            };
+            let open = self.stats.connections.fetch_add(1, Ordering::Relaxed);
+            if open >= self.limits.connections_max {
+                self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+                self.stats
+                    .connections_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                let _ = stream.write(b"-ERR max number of clients reached\r\n");
+                continue;
+            }
+            self.stats
+                .connections_accepted
+                .fetch_add(1, Ordering::Relaxed);
+            let _ = stream.set_nodelay(true);
+            let index = match self.free.pop() {
+                Some(i) => i,
+                None => {
+                    self.connections.push(None);
+                    self.generations.push(0);
+                    self.connections.len() - 1
+                }
+            };
+            let generation = self.generations[index].wrapping_add(1);
+            self.generations[index] = generation;
+            let token = Token(index + FIRST_CONNECTION);
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                tracing::warn!("cannot register connection: {e}");
+                self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+                self.free.push(index);
+                continue;
+            }
+            self.connections[index] = Some(Connection {
+                stream,
+                generation,
+                read: Vec::with_capacity(4096),
+                write: Vec::new(),
+                parser: Parser::new(Limits {
+                    bulk_bytes_max: self.limits.bulk_bytes_max,
+                    array_len_max: commands::KEYS_PER_COMMAND_MAX * 2 + 8,
+                    inline_bytes_max: 64 << 10,
+                    request_bytes_max: self.limits.request_bytes_max,
+                }),
+                protocol: Protocol::Resp2,
+                name: None,
+                slots: Default::default(),
+                next_seq: 0,
+                closing: false,
+                peer_closed: false,
+            });
+        }
+    }
+
+    fn close(&mut self, index: usize) {
+        if let Some(mut conn) = self.connections[index].take() {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+            self.free.push(index);
+        }
+    }
+
+    /// Reads what is available; returns false when the connection is gone.
+    fn read(&mut self, index: usize) -> bool {
+        let Some(conn) = self.connections[index].as_mut() else {
+            return false;
+        };
+        loop {
+            if conn.read.len() >= self.limits.request_bytes_max + READ_CHUNK_BYTES {
+                // A full buffer holds a complete command or the parser has
+                // refused it; stop reading until it is consumed.
+                return true;
+            }
+            let start = conn.read.len();
+            conn.read.resize(start + READ_CHUNK_BYTES, 0);
+            match conn.stream.read(&mut conn.read[start..]) {
+                Ok(0) => {
+                    conn.read.truncate(start);
+                    conn.peer_closed = true;
+                    return true;
+                }
+                Ok(n) => {
+                    conn.read.truncate(start + n);
+                    self.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    conn.read.truncate(start);
+                    return true;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => conn.read.truncate(start),
+                Err(_) => {
+                    conn.read.truncate(start);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Parses and starts as many commands as the pipeline allows.
+    fn process(&mut self, index: usize, submitter: &mut Submitter<'_>) {
+        let mut consumed_total = 0;
+        loop {
+            let Some(conn) = self.connections[index].as_mut() else {
+                return;
+            };
+            if conn.closing
+                || conn.slots.len() >= PIPELINE_MAX
+                || conn.write.len() >= WRITE_BACKLOG_BYTES_MAX
+            {
+                if !conn.closing && consumed_total < conn.read.len() {
+                    self.backlog.push(index);
+                }
+                break;
+            }
+            let mut args = std::mem::take(&mut self.args);
+            let parsed = conn
+                .parser
+                .parse(&mut conn.read[consumed_total..], &mut args);
+            match parsed {
+                Ok(None) => {
+                    self.args = args;
+                    break;
+                }
+                Err(error) => {
+                    self.args = args;
+                    self.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    let mut out = Vec::new();
+                    encode::protocol_error(&mut out, &error);
+                    let seq = conn.next_seq;
+                    conn.next_seq = conn.next_seq.wrapping_add(1);
+                    conn.slots.push_back(Slot {
+                        seq,
+                        ready: Some(out),
+                        combine: None,
+                        parts: Vec::new(),
+                        outstanding: 0,
+                        close_after: true,
+                    });
+                    conn.closing = true;
+                    break;
+                }
+                Ok(Some(used)) => {
+                    let base = consumed_total;
+                    consumed_total += used;
+                    if args.is_empty() {
+                        self.args = args;
+                        continue;
+                    }
+                    let buf = &conn.read[base..base + used];
+                    let words: Vec<&[u8]> = resp::arg_bytes(buf, &args).collect();
+                    let action = commands::dispatch(&words, conn.protocol);
+                    self.args = args;
+                    self.stats.commands.fetch_add(1, Ordering::Relaxed);
+                    self.start(index, action, submitter);
+                }
+            }
+        }
+        if let Some(conn) = self.connections[index].as_mut() {
+            conn.read.drain(..consumed_total);
+        }
+    }
+
+    fn start(&mut self, index: usize, action: Action, submitter: &mut Submitter<'_>) {
+        let Some(conn) = self.connections[index].as_mut() else {
+            return;
+        };
+        let seq = conn.next_seq;
+        conn.next_seq = conn.next_seq.wrapping_add(1);
+        let mut slot = Slot {
+            seq,
+            ready: None,
+            combine: None,
+            parts: Vec::new(),
+            outstanding: 0,
+            close_after: false,
+        };
+        let mut ops = Vec::new();
+        match action {
+            Action::Reply(bytes) => slot.ready = Some(bytes),
+            Action::ReplyAndClose(bytes) => {
+                slot.ready = Some(bytes);
+                slot.close_after = true;
+                conn.closing = true;
+            }
+            Action::Hello(protocol, name) => {
+                conn.protocol = protocol;
+                if name.is_some() {
+                    conn.name = name;
+                }
+                let mut out = Vec::new();
+                encode::map_header(&mut out, 7, protocol);
+                for (k, v) in [
+                    ("server", "veltrixdb"),
+                    ("version", env!("CARGO_PKG_VERSION")),
+                ] {
+                    encode::bulk(&mut out, k.as_bytes());
+                    encode::bulk(&mut out, v.as_bytes());
+                }
+                encode::bulk(&mut out, b"proto");
+                encode::integer(&mut out, if protocol == Protocol::Resp3 { 3 } else { 2 });
+                encode::bulk(&mut out, b"id");
+                encode::integer(&mut out, (index as i64) << 16 | i64::from(conn.generation));
+                for (k, v) in [("mode", "standalone"), ("role", "master")] {
+                    encode::bulk(&mut out, k.as_bytes());
+                    encode::bulk(&mut out, v.as_bytes());
+                }
+                encode::bulk(&mut out, b"modules");
+                encode::array_header(&mut out, 0);
+                slot.ready = Some(out);
+            }
+            Action::SetName(name) => {
+                conn.name = Some(name);
+                let mut out = Vec::new();
+                encode::simple(&mut out, "OK");
+                slot.ready = Some(out);
+            }
+            Action::GetName => {
+                let mut out = Vec::new();
+                match &conn.name {
+                    Some(n) => encode::bulk(&mut out, n),
+                    None => encode::null(&mut out, conn.protocol),
+                }
+                slot.ready = Some(out);
+            }
+            Action::DbSize => {
+                let mut out = Vec::new();
+                encode::integer(
+                    &mut out,
+                    submitter.stats().keys.load(Ordering::Relaxed) as i64,
+                );
+                slot.ready = Some(out);
+            }
+            Action::Info => {
+                let stats = submitter.stats();
+                let text = format!(
+                    "# Server\r\nveltrixdb_version:{}\r\nredis_version:7.2.0\r\nredis_mode:standalone\r\nuptime_in_seconds:{}\r\n\r\n# Clients\r\nconnected_clients:{}\r\n\r\n# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\r\n# Persistence\r\nveltrix_group_commits:{}\r\nveltrix_flushes:{}\r\nveltrix_records_written:{}\r\nveltrix_corruption_detected:{}\r\n\r\n# Keyspace\r\ndb0:keys={},expires=0\r\n",
+                    env!("CARGO_PKG_VERSION"),
+                    self.started.elapsed().as_secs(),
+                    self.stats.connections.load(Ordering::Relaxed),
+                    self.stats.connections_accepted.load(Ordering::Relaxed),
+                    self.stats.commands.load(Ordering::Relaxed),
+                    stats.batches.load(Ordering::Relaxed),
+                    stats.flushes.load(Ordering::Relaxed),
+                    stats.records.load(Ordering::Relaxed),
+                    stats.corruption_detected.load(Ordering::Relaxed),
+                    stats.keys.load(Ordering::Relaxed),
+                );
+                let mut out = Vec::new();
+                encode::verbatim(&mut out, *b"txt", text.as_bytes(), conn.protocol);
+                slot.ready = Some(out);
+            }
+            Action::Engine(engine_ops, combine) => {
+                slot.outstanding = engine_ops.len();
+                slot.parts = (0..engine_ops.len()).map(|_| None).collect();
+                slot.combine = Some(combine);
+                ops = engine_ops;
+            }
+        }
+        let generation = conn.generation;
+        conn.slots.push_back(slot);
+        for (part, op) in ops.into_iter().enumerate() {
+            submitter.submit(token(index, generation, seq, part), op);
+        }
+    }
+
+    /// Writes what it can; returns false when the connection should close.
+    fn flush(&mut self, index: usize) -> bool {
+        let Some(conn) = self.connections[index].as_mut() else {
+            return false;
+        };
+        let close_after = conn.collect_ready();
+        let mut written = 0;
+        while written < conn.write.len() {
+            match conn.stream.write(&conn.write[written..]) {
+                Ok(0) => return false,
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        self.stats
+            .bytes_written
+            .fetch_add(written as u64, Ordering::Relaxed);
+        conn.write.drain(..written);
+        let done = conn.write.is_empty() && conn.slots.is_empty();
+        !(close_after && conn.write.is_empty() || (conn.peer_closed || conn.closing) && done)
+    }
+
+    fn service(&mut self, index: usize, submitter: &mut Submitter<'_>) {
+        if !self.read(index) {
+            self.close(index);
+            return;
+        }
+        self.process(index, submitter);
+        if !self.flush(index) {
+            self.close(index);
+        }
+    }
+}
+
+/// A reply token: connection slot, its generation (so a reply for a closed
+/// connection is dropped), the command's sequence number and the part.
+fn token(index: usize, generation: u16, seq: u32, part: usize) -> u64 {
+    ((index as u64) << 44)
+        | (u64::from(generation) << 28)
+        | (u64::from(seq & 0xFFFF) << 12)
+        | part as u64
+}
+
+fn untoken(token: u64) -> (usize, u16, u32, usize) {
+    (
+        (token >> 44) as usize,
+        ((token >> 28) & 0xFFFF) as u16,
+        ((token >> 12) & 0xFFFF) as u32,
+        (token & 0xFFF) as usize,
+    )
+}
+
+const _: () = assert!(commands::KEYS_PER_COMMAND_MAX <= 0x1000);
+const _: () = assert!(PIPELINE_MAX < 0x10000);
+
+impl Frontend for RespFrontend {
+    fn poll(&mut self, submitter: &mut Submitter<'_>, timeout: Option<Duration>) -> bool {
+        let mut progressed = false;
+        // Connections paused by backpressure whose replies have since drained.
+        let backlog = std::mem::take(&mut self.backlog);
+        for index in backlog {
+            progressed = true;
+            self.process(index, submitter);
+            if !self.flush(index) {
+                self.close(index);
+            }
+        }
+        let timeout = if progressed {
+            Some(Duration::ZERO)
+        } else {
+            timeout.or(Some(Duration::ZERO))
+        };
+        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+            if e.kind() != ErrorKind::Interrupted {
+                tracing::warn!("poll failed: {e}");
+            }
+            return progressed;
+        }
+        let tokens: Vec<Token> = self.events.iter().map(|e| e.token()).collect();
+        for token in tokens {
+            progressed = true;
+            match token {
+                WAKER => {}
+                LISTENER => self.accept(),
+                Token(t) => self.service(t - FIRST_CONNECTION, submitter),
+            }
+        }
+        progressed
+    }
+
+    fn reply(&mut self, token: u64, reply: Reply) {
+        let (index, generation, seq, part) = untoken(token);
+        let Some(Some(conn)) = self.connections.get_mut(index) else {
+            return;
+        };
+        if conn.generation != generation {
+            return;
+        }
+        let protocol = conn.protocol;
+        let Some(slot) = conn
+            .slots
+            .iter_mut()
+            .find(|s| s.seq & 0xFFFF == seq && s.ready.is_none())
+        else {
+            return;
+        };
+        if let Some(p) = slot.parts.get_mut(part) {
+            *p = Some(reply);
+        }
+        slot.outstanding = slot.outstanding.saturating_sub(1);
+        if slot.outstanding == 0 {
+            let mut out = Vec::new();
+            if let Some(combine) = slot.combine.take() {
+                commands::combine(&mut out, &combine, &mut slot.parts, protocol);
+            }
+            slot.parts.clear();
+            slot.ready = Some(out);
+            if !self.flush(index) {
+                self.close(index);
+            } else if self.connections[index]
+                .as_ref()
+                .is_some_and(|c| !c.read.is_empty())
+            {
+                self.backlog.push(index);
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        for index in 0..self.connections.len() {
+            if let Some(conn) = self.connections[index].as_mut() {
+                conn.closing = true;
+                if conn.slots.is_empty() && conn.write.is_empty() {
+                    self.close(index);
+                }
+            }
+        }
+    }
+
+    fn draining(&self) -> bool {
+        self.listener.is_none()
+            && self
+                .connections
+                .iter()
+                .flatten()
+                .any(|c| !c.slots.is_empty() || !c.write.is_empty())
+    }
+}

@@ -48,6 +48,8 @@ struct Model {
     /// Every value ever written to each key: with media faults injected, a
     /// stale value may come back, but never one that was not written.
     history: BTreeMap<Vec<u8>, BTreeSet<Vec<u8>>>,
+    /// Every write to each key, by write number.
+    log: BTreeMap<Vec<u8>, Vec<(u64, Value)>>,
     /// Keys whose state became unknown after a reported fault.
     unknown: BTreeSet<Vec<u8>>,
     /// Batches: their keys, their value, and whether acknowledged.
@@ -56,12 +58,19 @@ struct Model {
 
 impl Model {
     fn issue(&mut self, write: u64, key: &[u8], value: Value) {
+        if std::env::var("VELTRIX_SIM_TRACE").is_ok_and(|k| k.as_bytes() == key) {
+            eprintln!("issue write {write}: {:?}", value.as_ref().map(Vec::len));
+        }
         if let Some(v) = &value {
             self.history
                 .entry(key.to_vec())
                 .or_default()
                 .insert(v.clone());
         }
+        self.log
+            .entry(key.to_vec())
+            .or_default()
+            .push((write, value.clone()));
         self.keys
             .entry(key.to_vec())
             .or_default()
@@ -70,6 +79,9 @@ impl Model {
     }
 
     fn ack(&mut self, write: u64, key: &[u8]) {
+        if std::env::var("VELTRIX_SIM_TRACE").is_ok_and(|k| k.as_bytes() == key) {
+            eprintln!("ack write {write}");
+        }
         let model = self.keys.entry(key.to_vec()).or_default();
         let Some(at) = model.maybe.iter().position(|(w, _)| *w == write) else {
             panic!("ack for unknown write {write}");
@@ -98,6 +110,8 @@ struct Pending {
     get_key: Option<Vec<u8>>,
     /// For gets: what the key could hold when the get was issued.
     get_acceptable: Vec<Value>,
+    /// For gets: the first write number issued after the get.
+    get_first_write: u64,
 }
 
 struct Sim {
@@ -377,6 +391,7 @@ impl Sim {
                     batch: Some(index),
                     get_key: None,
                     get_acceptable: Vec::new(),
+                    get_first_write: 0,
                 },
             )
         } else {
@@ -390,6 +405,7 @@ impl Sim {
                         write: None,
                         batch: None,
                         get_acceptable: self.model.acceptable(&key),
+                        get_first_write: self.next_write,
                         get_key: Some(key),
                     },
                 )
@@ -412,6 +428,7 @@ impl Sim {
                         batch: None,
                         get_key: None,
                         get_acceptable: Vec::new(),
+                        get_first_write: 0,
                     },
                 )
             }
@@ -441,6 +458,15 @@ impl Sim {
                 let key = p.get_key.expect("get");
                 let mut acceptable = self.model.acceptable(&key);
                 acceptable.extend(p.get_acceptable.iter().cloned());
+                // Or any write issued during its lifetime, even one already
+                // superseded when it returned.
+                if let Some(log) = self.model.log.get(&key) {
+                    acceptable.extend(
+                        log.iter()
+                            .filter(|(w, _)| *w >= p.get_first_write)
+                            .map(|(_, v)| v.clone()),
+                    );
+                }
                 // A get linearizes somewhere in its lifetime: the last acked
                 // state when it was issued, or any write since.
                 if !acceptable.contains(&value) {
@@ -451,8 +477,10 @@ impl Sim {
                     let unknown = self.model.unknown.contains(&key);
                     if !(unknown && written) {
                         self.violation(format!(
-                            "get {:?} returned {:?} bytes, acceptable {:?}",
+                            "get {:?} (id {id}, crash {}, snapshot {:?}) returned {:?} bytes, acceptable {:?}",
                             String::from_utf8_lossy(&key),
+                            self.crash_states,
+                            p.get_acceptable.iter().map(|v| v.as_ref().map(Vec::len)).collect::<Vec<_>>(),
                             value.as_ref().map(Vec::len),
                             acceptable
                                 .iter()

@@ -2,7 +2,7 @@
 //! from key to [`ValuePointer`], one tree per shard.
 //!
 //! The tree is built for memory per key. Every node and leaf is a record in
-//! one chunked byte arena owned by the tree ([`arena`]), and records refer to
+//! one chunked byte arena owned by the tree (`arena.rs`), and records refer to
 //! each other by 32-bit references instead of 64-bit pointers. Leaves hold only
 //! the part of the key below their parent and the 16-byte pointer. Prefixes are
 //! stored in full in their node (pessimistic path compression), and a key that
@@ -11,13 +11,13 @@
 //! per key.
 //!
 //! Code map:
-//! - [`arena`]: the chunked byte arena, its references and free lists;
-//! - [`leaf`] and [`node`]: the record layouts, and the operations on one
+//! - `arena.rs`: the chunked byte arena, its references and free lists;
+//! - `leaf.rs` and `node.rs`: the record layouts, and the operations on one
 //!   record (find, add and remove a child, walk children in order);
-//! - [`tree`]: [`Art`] and the point operations (get, insert, remove,
+//! - `tree.rs`: [`Art`] and the point operations (get, insert, remove,
 //!   compare-and-swap), including growth, shrinking, prefix splits and merges;
-//! - [`iter`]: the ordered walks (`for_each`, `range_from`);
-//! - [`compact`]: copying the tree into a fresh arena to give back the
+//! - `iter.rs`: the ordered walks (`for_each`, `range_from`);
+//! - `compact.rs`: copying the tree into a fresh arena to give back the
 //!   space that removals left behind.
 
 mod arena;

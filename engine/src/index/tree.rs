@@ -465,8 +465,7 @@ impl Art {
             );
             if target != old {
                 let body_bytes = prefix_at - HEADER_BYTES;
-                self.arena
-                    .copy(old, HEADER_BYTES, target, HEADER_BYTES, body_bytes);
+                let _ = body_bytes;
             }
             let record = self.arena.record_mut(target);
             node::write_header(record, header.size, header.count, prefix_len, header.value);

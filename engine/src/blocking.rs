@@ -40,6 +40,15 @@ fn run(queue: &mut dyn QueuePair, command: Command) -> Result<Option<nvme::DmaBu
     }
 }
 
+/// The largest single transfer: the namespace's limit, the pool's largest
+/// buffer, whole blocks.
+pub(crate) fn chunk_bytes_max(namespace: &dyn Namespace) -> usize {
+    let geometry = namespace.geometry();
+    let lba_bytes = geometry.lba_bytes as usize;
+    let bytes = (geometry.transfer_bytes_max as usize).min(namespace.buffers().slot_bytes_max());
+    bytes / lba_bytes * lba_bytes
+}
+
 /// Reads `bytes` (a multiple of the LBA size) starting at `lba`.
 pub(crate) fn read(
     namespace: &dyn Namespace,
@@ -48,11 +57,8 @@ pub(crate) fn read(
     bytes: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), BlockingError> {
-    let geometry = namespace.geometry();
-    let lba_bytes = geometry.lba_bytes as usize;
-    let chunk_max =
-        (geometry.transfer_bytes_max as usize).min(namespace.buffers().slot_bytes_max());
-    let chunk_max = chunk_max / lba_bytes * lba_bytes;
+    let lba_bytes = namespace.geometry().lba_bytes as usize;
+    let chunk_max = chunk_bytes_max(namespace);
     out.clear();
     let mut done = 0usize;
     while done < bytes {
@@ -77,11 +83,8 @@ pub(crate) fn write_durable(
     lba: u64,
     data: &[u8],
 ) -> Result<(), BlockingError> {
-    let geometry = namespace.geometry();
-    let lba_bytes = geometry.lba_bytes as usize;
-    let chunk_max =
-        (geometry.transfer_bytes_max as usize).min(namespace.buffers().slot_bytes_max());
-    let chunk_max = chunk_max / lba_bytes * lba_bytes;
+    let lba_bytes = namespace.geometry().lba_bytes as usize;
+    let chunk_max = chunk_bytes_max(namespace);
     for (i, chunk) in data.chunks(chunk_max).enumerate() {
         let mut buf = namespace
             .buffers()

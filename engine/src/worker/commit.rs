@@ -415,22 +415,7 @@ impl CommitPath {
                 return false;
             };
             buf.as_mut_slice().copy_from_slice(&block);
-            let lba = layout.segment_lba(tail.segment);
-            core.submit(
-                token(TAG_WRITE, 0),
-                Command::Write {
-                    lba,
-                    buf,
-                    fua: false,
-                },
-            );
-            core.shared
-                .stats
-                .bytes_written
-                .fetch_add(block.len() as u64, Ordering::Relaxed);
-            if let State::Writing { outstanding, .. } = &mut core.commit.state {
-                *outstanding += 1;
-            }
+            Self::submit_write(core, layout.segment_lba(tail.segment), buf);
             progressed = true;
         }
         let chunk_max = core.read.chunk_bytes_max();
@@ -446,30 +431,32 @@ impl CommitPath {
                 .copy_from_slice(&core.commit.staging[submitted..submitted + len]);
             let lba = layout.segment_lba(tail.segment)
                 + (tail.offset as u64 + submitted as u64) / u64::from(layout.lba_bytes);
-            core.submit(
-                token(TAG_WRITE, 0),
-                Command::Write {
-                    lba,
-                    buf,
-                    fua: false,
-                },
-            );
-            core.shared
-                .stats
-                .bytes_written
-                .fetch_add(len as u64, Ordering::Relaxed);
-            if let State::Writing {
-                submitted,
-                outstanding,
-                ..
-            } = &mut core.commit.state
-            {
+            Self::submit_write(core, lba, buf);
+            if let State::Writing { submitted, .. } = &mut core.commit.state {
                 *submitted += len;
-                *outstanding += 1;
             }
             progressed = true;
         }
         progressed
+    }
+
+    /// Submits one write of the commit and counts it.
+    fn submit_write(core: &mut WorkerCore, lba: u64, buf: nvme::DmaBuf) {
+        core.shared
+            .stats
+            .bytes_written
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        core.submit(
+            token(TAG_WRITE, 0),
+            Command::Write {
+                lba,
+                buf,
+                fua: false,
+            },
+        );
+        if let State::Writing { outstanding, .. } = &mut core.commit.state {
+            *outstanding += 1;
+        }
     }
 
     pub(crate) fn write_done(core: &mut WorkerCore, result: Result<(), IoError>) {

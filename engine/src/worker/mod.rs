@@ -141,12 +141,7 @@ impl WorkerCore {
         tail: Option<Tail>,
     ) -> WorkerCore {
         let config = shared.config.clone();
-        let geometry = namespace.geometry();
-        let lba_bytes = geometry.lba_bytes as usize;
-        let chunk_bytes_max = (geometry.transfer_bytes_max as usize)
-            .min(namespace.buffers().slot_bytes_max())
-            / lba_bytes
-            * lba_bytes;
+        let chunk_bytes_max = crate::blocking::chunk_bytes_max(namespace.as_ref());
         WorkerCore {
             id,
             commit: commit::CommitPath::new(&config, tail),

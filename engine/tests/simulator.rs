@@ -617,3 +617,36 @@ fn faults_are_detected_and_never_served() {
         );
     }
 }
+
+/// Runs one frozen seed, as the exploration does.
+fn replay(seed: u64, faults: bool, crashes: u32) {
+    let mut sim = Sim::new(seed, faults);
+    sim.run(crashes, 400);
+    assert!(
+        sim.violations.is_empty(),
+        "frozen seed {seed} regressed:\n{}",
+        sim.violations.join("\n")
+    );
+}
+
+/// Caught a segment switch read as damage, and the torn remains of an
+/// unacknowledged frame salvaged as if acknowledged (stale values after a
+/// crash). Fixed by `prev_seq` in segment headers and erasing torn tails.
+#[test]
+fn regression_torn_tail_remains_were_salvaged() {
+    replay(1592590654, false, 20);
+}
+
+/// Caught a latent sector error in a segment header failing the whole open.
+/// Fixed by tolerant recovery reads that report unreadable blocks as damage.
+#[test]
+fn regression_unreadable_header_failed_open() {
+    replay(1592590417, true, 4);
+}
+
+/// Caught the model rejecting a read parked behind a write that returned a
+/// value written during its lifetime (the model was too strict).
+#[test]
+fn regression_read_parked_behind_a_write() {
+    replay(1592590614, false, 20);
+}

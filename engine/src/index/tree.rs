@@ -465,7 +465,8 @@ impl Art {
             );
             if target != old {
                 let body_bytes = prefix_at - HEADER_BYTES;
-                let _ = body_bytes;
+                self.arena
+                    .copy(old, HEADER_BYTES, target, HEADER_BYTES, body_bytes);
             }
             let record = self.arena.record_mut(target);
             node::write_header(record, header.size, header.count, prefix_len, header.value);

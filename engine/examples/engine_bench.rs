@@ -208,6 +208,12 @@ fn main() {
         report.keys,
         restart / (report.records.max(1) as f64 / 1e6)
     );
+    println!(
+        "index: {} bytes for {} keys: {:.1} bytes per key",
+        report.index_bytes,
+        report.keys,
+        report.index_bytes as f64 / report.keys.max(1) as f64
+    );
     assert_eq!(report.records, records, "every written record is replayed");
     drop(engine);
     let _ = std::fs::remove_file(&args.path);

@@ -18,7 +18,6 @@ mod blocking;
 pub mod config;
 pub mod error;
 pub mod format;
-#[path = "index_shim.rs"]
 pub mod index;
 pub mod layout;
 pub mod recovery;
@@ -49,6 +48,8 @@ pub struct RecoveryReport {
     pub records: u64,
     /// Keys in the index afterwards.
     pub keys: u64,
+    /// Heap bytes the index holds afterwards (every shard's tree).
+    pub index_bytes: u64,
     /// Corrupt ranges found in the middle of a log.
     pub damage: Vec<Damage>,
     /// The store's layout.
@@ -81,6 +82,13 @@ pub fn open_workers(
     if workers == 0 || workers > usize::from(shard::SHARD_COUNT) {
         return Err(OpenError::Config(format!(
             "workers {workers} outside 1..=1024"
+        )));
+    }
+    if config.key_bytes_max == 0 || config.key_bytes_max > index::KEY_BYTES_MAX {
+        return Err(OpenError::Config(format!(
+            "key_bytes_max {} outside 1..={}",
+            config.key_bytes_max,
+            index::KEY_BYTES_MAX
         )));
     }
     let mut queue = namespace.queue_pair(8)?;
@@ -123,10 +131,12 @@ pub fn open_workers(
         .stats
         .keys
         .store(keys, std::sync::atomic::Ordering::Relaxed);
+    let index_bytes = recovered.index.iter().map(|a| a.memory_bytes() as u64).sum();
     let report = RecoveryReport {
         frames: recovered.frames,
         records: recovered.records,
         keys,
+        index_bytes,
         damage: recovered.damage.clone(),
         layout,
     };

@@ -24,8 +24,13 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path) -> Daemon {
+        Self::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_veltrixd"))
             .args(["--data-dir", dir.to_str().unwrap()])
+            .args(extra)
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args([
                 "--namespace-size",
@@ -417,4 +422,92 @@ fn parse_tag(value: &[u8]) -> (u32, u32) {
     let round = parts.next().unwrap().parse().unwrap();
     let i = parts.next().unwrap().parse().unwrap();
     (round, i)
+}
+
+#[test]
+fn a_connection_flood_is_refused_past_connections_max() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("veltrix.conf");
+    std::fs::write(&config, "[server]\nconnections_max = 5\n").unwrap();
+    let daemon = Daemon::start_with(dir.path(), &["--config", config.to_str().unwrap()]);
+    let mut held: Vec<Client> = (0..5).map(|_| daemon.client()).collect();
+    for c in &mut held {
+        assert_eq!(c.call(&[b"PING"]), Reply::Simple("PONG".into()));
+    }
+    for _ in 0..20 {
+        let mut extra = daemon.client();
+        assert_eq!(
+            extra.read(),
+            Some(Reply::Error("ERR max number of clients reached".into()))
+        );
+        assert_eq!(extra.read(), None, "the refused connection is closed");
+    }
+    // The connections inside the limit are unaffected.
+    for c in &mut held {
+        assert_eq!(c.call(&[b"SET", b"k", b"v"]), Reply::Simple("OK".into()));
+    }
+    // Closing one makes room for another.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = daemon.client();
+        c.send(&[b"GET", b"k"]);
+        match c.read() {
+            Some(reply) if reply == bulk(b"v") => break,
+            _ => assert!(Instant::now() < deadline, "a slot never came free"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("SKIPPED: {name} is not installed (apt-get install redis-tools)");
+    }
+    found
+}
+
+#[test]
+fn redis_cli_and_redis_benchmark_work_unchanged() {
+    if !tool("redis-cli") || !tool("redis-benchmark") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let port = daemon.port.to_string();
+    let cli = |args: &[&str]| -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["set", "greeting", "hello"]), "OK");
+    assert_eq!(cli(&["get", "greeting"]), "hello");
+    assert_eq!(cli(&["dbsize"]), "1");
+    assert_eq!(cli(&["--scan"]), "greeting");
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-p", &port, "-t", "set,get", "-n", "2000", "-c", "10", "-q", "--csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for test in ["\"SET\"", "\"GET\""] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(test))
+            .unwrap_or_else(|| panic!("no {test} in {text}"));
+        let rps: f64 = line.split("\",\"").nth(1).unwrap().parse().unwrap();
+        assert!(rps > 0.0, "{line}");
+    }
+    // Every SET redis-benchmark was acknowledged for is readable.
+    assert_eq!(cli(&["exists", "key:__rand_int__"]), "1");
 }

@@ -131,7 +131,11 @@ pub fn open_workers(
         .stats
         .keys
         .store(keys, std::sync::atomic::Ordering::Relaxed);
-    let index_bytes = recovered.index.iter().map(|a| a.memory_bytes() as u64).sum();
+    let index_bytes = recovered
+        .index
+        .iter()
+        .map(|a| a.memory_bytes() as u64)
+        .sum();
     let report = RecoveryReport {
         frames: recovered.frames,
         records: recovered.records,

@@ -85,6 +85,53 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() as f64 - 1.0) * p) as usize]
 }
 
+/// Runs `op` on `threads` threads for `seconds`, each call timed. `op` gets a
+/// per-thread call counter offset by the thread index. Returns the sorted
+/// latencies in ns and the elapsed seconds.
+fn timed_threads(
+    threads: usize,
+    seconds: u64,
+    op: impl Fn(u64) + Send + Sync + 'static,
+) -> (Vec<u64>, f64) {
+    let op = Arc::new(op);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (op, stop) = (Arc::clone(&op), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                let mut n = t as u64 * 7919;
+                while !stop.load(Ordering::Relaxed) {
+                    let at = Instant::now();
+                    op(n);
+                    latencies.push(at.elapsed().as_nanos() as u64);
+                    n += 1;
+                }
+                latencies
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("benchmark thread"))
+        .collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    (latencies, elapsed)
+}
+
+fn summary(sorted: &[u64]) -> String {
+    format!(
+        "p50 {} us, p99 {} us, p999 {} us",
+        percentile(sorted, 0.5) / 1000,
+        percentile(sorted, 0.99) / 1000,
+        percentile(sorted, 0.999) / 1000
+    )
+}
+
 fn key(i: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[..8].copy_from_slice(b"bench:k:");
@@ -107,91 +154,43 @@ fn main() {
     let value = vec![0x5Au8; args.value_bytes];
 
     // Durable puts from many writers.
-    let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..args.writers)
-        .map(|_| {
-            let (engine, stop, next, value) = (
-                Arc::clone(&engine),
-                Arc::clone(&stop),
-                Arc::clone(&next),
-                value.clone(),
-            );
-            let keys = args.keys;
-            std::thread::spawn(move || {
-                let mut latencies = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed) % keys;
-                    let t = Instant::now();
-                    engine.put(&key(i), &value).expect("put");
-                    latencies.push(t.elapsed().as_nanos() as u64);
-                }
-                latencies
-            })
+    let (latencies, elapsed) = {
+        let (engine, next, keys) = (Arc::clone(&engine), Arc::clone(&next), args.keys);
+        timed_threads(args.writers, args.seconds, move |_| {
+            let i = next.fetch_add(1, Ordering::Relaxed) % keys;
+            engine.put(&key(i), &value).expect("put");
         })
-        .collect();
-    std::thread::sleep(Duration::from_secs(args.seconds));
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies: Vec<u64> = handles
-        .into_iter()
-        .flat_map(|h| h.join().expect("writer"))
-        .collect();
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
+    };
     let puts = latencies.len() as f64;
     let stats = engine.stats();
     let batches = stats.batches.load(Ordering::Relaxed) as f64;
     let device_bytes = stats.bytes_written.load(Ordering::Relaxed) as f64;
     let user_bytes = puts * (16.0 + args.value_bytes as f64);
     println!(
-        "put: {} writers, {} B values: {:.0} ops/s, {:.1} writes/flush, p50 {} us, p99 {} us, p999 {} us, write amplification {:.2}",
+        "put: {} writers, {} B values: {:.0} ops/s, {:.1} writes/flush, {}, write amplification {:.2}",
         args.writers,
         args.value_bytes,
         puts / elapsed,
         puts / batches.max(1.0),
-        percentile(&latencies, 0.5) / 1000,
-        percentile(&latencies, 0.99) / 1000,
-        percentile(&latencies, 0.999) / 1000,
+        summary(&latencies),
         device_bytes / user_bytes
     );
 
-    // Make sure every key exists, then gets.
-    let filled = next.load(Ordering::Relaxed).min(args.keys);
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..args.readers)
-        .map(|r| {
-            let (engine, stop) = (Arc::clone(&engine), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                let mut latencies = Vec::new();
-                let mut i = r as u64 * 7919;
-                while !stop.load(Ordering::Relaxed) {
-                    i = (i + 104_729) % filled.max(1);
-                    let t = Instant::now();
-                    let got = engine.get(&key(i)).expect("get");
-                    latencies.push(t.elapsed().as_nanos() as u64);
-                    assert!(got.is_some());
-                }
-                latencies
-            })
+    // Gets of the keys written, spread over them.
+    let filled = next.load(Ordering::Relaxed).min(args.keys).max(1);
+    let (latencies, elapsed) = {
+        let engine = Arc::clone(&engine);
+        timed_threads(args.readers, args.seconds, move |n| {
+            let i = n.wrapping_mul(104_729) % filled;
+            assert!(engine.get(&key(i)).expect("get").is_some());
         })
-        .collect();
-    std::thread::sleep(Duration::from_secs(args.seconds));
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies: Vec<u64> = handles
-        .into_iter()
-        .flat_map(|h| h.join().expect("reader"))
-        .collect();
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
+    };
     println!(
-        "get (device, {} readers): {:.0} ops/s, p50 {} us, p99 {} us, p999 {} us",
+        "get (device, {} readers): {:.0} ops/s, {}",
         args.readers,
         latencies.len() as f64 / elapsed,
-        percentile(&latencies, 0.5) / 1000,
-        percentile(&latencies, 0.99) / 1000,
-        percentile(&latencies, 0.999) / 1000
+        summary(&latencies)
     );
 
     // Restart time.

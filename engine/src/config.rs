@@ -20,6 +20,9 @@ pub struct EngineConfig {
     pub inbox_max: usize,
     /// Reads a worker keeps in flight.
     pub reads_in_flight_max: usize,
+    /// Percent of a worker's I/O bytes that GC may use while foreground
+    /// requests are waiting (1..=100; GC runs freely when none wait).
+    pub gc_io_share: u8,
 }
 
 impl Default for EngineConfig {
@@ -33,6 +36,7 @@ impl Default for EngineConfig {
             queue_depth: 128,
             inbox_max: 4096,
             reads_in_flight_max: 64,
+            gc_io_share: 10,
         }
     }
 }

@@ -103,8 +103,10 @@ pub enum EngineError {
     /// reopened and recovers what is durable (see docs/format/wal.md).
     #[error("writes fenced after a failed flush ({0}); restart to recover")]
     Fenced(nvme::IoError),
-    /// No free segment is left.
-    #[error("namespace is full: no free segment")]
+    /// No free segment is left for user writes (the rest is GC's reserve).
+    #[error(
+        "namespace is full: writes are refused until deletes and GC free space; reads still work"
+    )]
     OutOfSpace,
     /// The engine is shutting down.
     #[error("engine is shutting down")]

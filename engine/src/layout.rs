@@ -32,9 +32,10 @@ impl Layout {
         u64::from(segment) * self.segment_bytes / u64::from(self.lba_bytes)
     }
 
-    /// Largest frame a segment can take (the first block is the header).
+    /// Largest frame a segment can take: the first block is the header,
+    /// and the last is kept for the seal that closes the segment.
     pub fn frame_bytes_max(&self) -> usize {
-        (self.segment_bytes - u64::from(self.lba_bytes)) as usize
+        (self.segment_bytes - 2 * u64::from(self.lba_bytes)) as usize
     }
 
     /// Rounds up to whole blocks.

@@ -22,6 +22,7 @@ pub mod index;
 pub mod layout;
 pub mod recovery;
 mod runtime;
+mod segments;
 pub mod shard;
 pub mod stats;
 mod worker;
@@ -56,6 +57,22 @@ pub struct RecoveryReport {
     pub layout: Layout,
 }
 
+/// How the namespace's segments are used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Space {
+    /// Bytes per segment.
+    pub segment_bytes: u64,
+    /// Segments for data (all but the reserved segment 0).
+    pub segments: u32,
+    /// Segments free now.
+    pub free: u32,
+    /// Free segments kept for GC and deletes: user writes fail with
+    /// `OutOfSpace` rather than take them.
+    pub reserve: u32,
+    /// Bytes of records the index points at.
+    pub live_bytes: u64,
+}
+
 /// Workers recovered from a namespace, ready to be driven.
 pub struct Opened {
     /// One per worker; worker `i` owns the shards `s` with `s % workers == i`.
@@ -69,6 +86,11 @@ impl Opened {
     /// The engine-wide counters.
     pub fn stats(&self) -> &stats::Stats {
         &self.shared.stats
+    }
+
+    /// How the namespace's segments are used.
+    pub fn space(&self) -> Space {
+        self.shared.space()
     }
 }
 
@@ -111,19 +133,32 @@ pub fn open_workers(
     )?;
     erase_torn_tails(namespace.as_ref(), queue.as_mut(), &layout, &recovered)?;
     drop(queue);
-    let free = (1..layout.segment_count)
+    let free: std::collections::BTreeSet<u32> = (1..layout.segment_count)
         .filter(|s| !recovered.used_segments.contains(s))
         .collect();
+    let live = segments::LiveBytes::new(layout.segment_count);
+    for art in &recovered.index {
+        art.for_each(|_, pointer| live.add(pointer.segment, pointer.length));
+    }
+    // GC needs a segment per worker to relocate into, and one spare.
+    let reserve = 2 * workers + 2;
+    let gc_free_target = (2 * reserve).max(layout.segment_count as usize / 8);
     let shared = Arc::new(worker::Shared {
         layout,
         uuid: sb.uuid,
         seed: format::store_seed(&sb.uuid),
         config: config.clone(),
+        workers: workers as u16,
         next_seq: AtomicU64::new(recovered.next_seq),
-        segments: Mutex::new(worker::SegmentAllocator {
+        segments: Mutex::new(segments::SegmentAllocator {
             free,
+            used: recovered.segments.clone(),
             next_generation: recovered.next_generation,
+            reserve,
         }),
+        live,
+        gc_storms: AtomicU64::new(0),
+        gc_free_target,
         stats: Arc::new(stats::Stats::default()),
     });
     let keys = recovered.index.iter().map(|a| a.len() as u64).sum();

@@ -19,10 +19,11 @@ use nvme::{Namespace, QueuePair};
 
 use crate::blocking;
 use crate::error::{Location, OpenError};
-use crate::format::record::{frame_records, verify_frame, RecordKind};
+use crate::format::record::{frame_records, verify_frame, FrameHeader, RecordKind};
 use crate::format::segment::SegmentHeader;
 use crate::index::{Art, ValuePointer};
 use crate::layout::Layout;
+use crate::segments::SegmentInfo;
 use crate::shard::{shard, SHARD_COUNT};
 
 /// Where a stream appends next.
@@ -54,6 +55,8 @@ pub(crate) struct Recovered {
     pub index: Vec<Art>,
     pub tails: BTreeMap<u16, Tail>,
     pub used_segments: BTreeSet<u32>,
+    /// What each used segment holds, for GC.
+    pub segments: BTreeMap<u32, SegmentInfo>,
     pub next_seq: u64,
     pub next_generation: u64,
     pub damage: Vec<Damage>,
@@ -120,6 +123,7 @@ pub(crate) fn recover(
         index: (0..SHARD_COUNT).map(|_| Art::new()).collect(),
         tails: BTreeMap::new(),
         used_segments: BTreeSet::new(),
+        segments: BTreeMap::new(),
         next_seq: 1,
         next_generation,
         damage: recovered_unreadable
@@ -179,17 +183,47 @@ pub(crate) fn recover(
             }
             contents.push(std::mem::take(&mut data));
             recovered.used_segments.insert(header.segment);
+            recovered.segments.insert(
+                header.segment,
+                SegmentInfo {
+                    stream: *stream,
+                    generation: header.generation,
+                    min_seq: u64::MAX,
+                    last_seq: header.prev_seq,
+                    sealed: false,
+                    retry_after_seq: 0,
+                },
+            );
         }
         let mut last_seq = 0u64;
         let mut position = (0usize, lba_bytes);
         let mut damage_start: Option<(usize, usize)> = None;
+        // Whether the last valid frame of the segment being walked is a seal.
+        let mut sealed = (usize::MAX, false);
         loop {
             let (s, offset) = position;
             if s >= headers.len() {
                 break;
             }
-            match valid_frame_at(&contents[s], &headers[s], offset, last_seq, seed) {
-                Some(frame_bytes) => {
+            let found = valid_frame_at(
+                &contents[s],
+                headers[s].segment,
+                headers[s].generation,
+                offset,
+                last_seq,
+                seed,
+            );
+            match found {
+                Some(frame) => {
+                    let frame_bytes = frame.frame_bytes as usize;
+                    sealed = (s, frame.record_count == 0);
+                    if let Some(info) = recovered.segments.get_mut(&headers[s].segment) {
+                        info.sealed = frame.record_count == 0;
+                        if frame.record_count > 0 {
+                            info.min_seq = info.min_seq.min(frame.first_seq);
+                            info.last_seq = frame.first_seq + u64::from(frame.record_count) - 1;
+                        }
+                    }
                     if let Some((ds, doff)) = damage_start.take() {
                         recovered.damage.push(Damage {
                             stream: *stream,
@@ -241,8 +275,12 @@ pub(crate) fn recover(
                     // A frame that did not fit went to the next segment,
                     // whose header names the last sequence before it: that
                     // is a clean switch, not damage.
+                    // So is a gap after a sealed segment: GC collected the
+                    // segments between.
                     let clean_switch = |(s2, off2): (usize, usize)| {
-                        s2 == s + 1 && off2 == lba_bytes && headers[s2].prev_seq == last_seq
+                        s2 == s + 1
+                            && off2 == lba_bytes
+                            && (headers[s2].prev_seq == last_seq || sealed == (s, true))
                     };
                     match next {
                         Some(next) if damage_start.is_none() && clean_switch(next) => {
@@ -284,6 +322,7 @@ pub(crate) fn recover(
                             for orphan in &headers[s + 1..] {
                                 recovered.orphans.push(orphan.segment);
                                 recovered.used_segments.remove(&orphan.segment);
+                                recovered.segments.remove(&orphan.segment);
                             }
                             break;
                         }
@@ -305,6 +344,15 @@ pub(crate) fn recover(
             }
         }
         recovered.next_seq = recovered.next_seq.max(last_seq + 1);
+    }
+    // GC never collects a segment with reported damage: the report stays
+    // true at every later open.
+    for damage in &recovered.damage {
+        for segment in [damage.start.segment, damage.end.segment] {
+            if let Some(info) = recovered.segments.get_mut(&segment) {
+                info.retry_after_seq = u64::MAX;
+            }
+        }
     }
     updates.sort_by_key(|u| u.seq);
     for update in updates {
@@ -401,24 +449,26 @@ fn location(header: &SegmentHeader, offset: usize) -> Location {
     }
 }
 
-/// The length of the valid frame at `offset`, if there is one that belongs
-/// exactly there and follows `last_seq`.
-fn valid_frame_at(
-    segment: &[u8],
-    header: &SegmentHeader,
+/// The header of the valid frame at `offset` of a segment's bytes, if there
+/// is one that belongs exactly there and follows `last_seq`. A frame with no
+/// records is a seal: the stream left the segment there.
+pub(crate) fn valid_frame_at(
+    data: &[u8],
+    segment: u32,
+    generation: u64,
     offset: usize,
     last_seq: u64,
     seed: u32,
-) -> Option<usize> {
-    if offset >= segment.len() {
+) -> Option<FrameHeader> {
+    if offset >= data.len() {
         return None;
     }
-    let frame = verify_frame(&segment[offset..], seed).ok()?;
-    let identity_ok = frame.segment == header.segment
-        && frame.segment_generation == header.generation
+    let frame = verify_frame(&data[offset..], seed).ok()?;
+    let identity_ok = frame.segment == segment
+        && frame.segment_generation == generation
         && frame.offset as usize == offset
         && frame.first_seq > last_seq;
-    identity_ok.then_some(frame.frame_bytes as usize)
+    identity_ok.then_some(frame)
 }
 
 /// The next position at or after `from` that holds a valid frame.
@@ -433,7 +483,16 @@ fn next_valid(
     let (mut s, mut offset) = from;
     while s < contents.len() {
         while offset < contents[s].len() {
-            if valid_frame_at(&contents[s], &headers[s], offset, last_seq, seed).is_some() {
+            if valid_frame_at(
+                &contents[s],
+                headers[s].segment,
+                headers[s].generation,
+                offset,
+                last_seq,
+                seed,
+            )
+            .is_some()
+            {
                 return Some((s, offset));
             }
             offset += lba_bytes;

@@ -217,6 +217,23 @@ impl Engine {
         Arc::clone(&self.shared.stats)
     }
 
+    /// How the namespace's segments are used.
+    pub fn space(&self) -> crate::Space {
+        self.shared.space()
+    }
+
+    /// Starts a GC storm: every worker collects every segment of its stream
+    /// that holds any garbage, under the I/O budget. Returns at once; the
+    /// `gc_*` counters and [`Engine::space`] show the progress.
+    pub fn gc_storm(&self) {
+        self.shared
+            .gc_storms
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        for worker in 0..self.router.inboxes.len() {
+            self.router.wake(worker as u16);
+        }
+    }
+
     /// Number of workers.
     pub fn workers(&self) -> usize {
         self.router.inboxes.len()

@@ -31,6 +31,19 @@ pub struct Stats {
     pub gets: AtomicU64,
     /// Corrupt records detected on reads.
     pub corruption_detected: AtomicU64,
+    /// GC victims started.
+    pub gc_runs: AtomicU64,
+    /// Segments GC freed.
+    pub gc_segments_freed: AtomicU64,
+    /// Bytes GC read from victims.
+    pub gc_bytes_read: AtomicU64,
+    /// Records GC rewrote.
+    pub gc_records_relocated: AtomicU64,
+    /// Victims left in use because records of shards owned by other
+    /// workers remained.
+    pub gc_victims_blocked: AtomicU64,
+    /// Victims left in use because GC found damage in them.
+    pub gc_victims_damaged: AtomicU64,
     /// Where (the first [`CORRUPTION_LOCATIONS_MAX`]).
     pub corruption_locations: Mutex<Vec<Location>>,
 }

@@ -19,6 +19,7 @@
 )]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use engine::{
@@ -139,6 +140,10 @@ struct SimRunStats {
     gets_verified: u64,
     corruption_reported: u64,
     io_errors: u64,
+    gc_storms: u64,
+    gc_segments_freed: u64,
+    gc_records_relocated: u64,
+    crashes_during_gc: u64,
 }
 
 const CLIENTS: usize = 12;
@@ -182,6 +187,7 @@ impl Sim {
             queue_depth: self.rng.random_range(4..32),
             inbox_max: 64,
             reads_in_flight_max: self.rng.random_range(1..8),
+            gc_io_share: self.rng.random_range(1..=100),
         }
     }
 
@@ -281,10 +287,17 @@ impl Sim {
             if failed && self.faults {
                 continue;
             }
-            if present != 0 && present != keys.len() {
+            // Media faults can destroy a batch's records after the fact
+            // (GC moves them into other frames); recovery then reports the
+            // damage. Without reported damage, a batch is all or nothing.
+            let reported = self.faults && (damaged || self.misdirected > 0);
+            if present != 0 && present != keys.len() && !reported {
                 self.violation(format!(
-                    "batch torn: {present} of {} keys present",
-                    keys.len()
+                    "batch torn: {present} of {} keys present ({:?})",
+                    keys.len(),
+                    keys.iter()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                        .collect::<Vec<_>>()
                 ));
             }
             if *acked && present == 0 && !(self.faults && (damaged || self.misdirected > 0)) {
@@ -508,6 +521,24 @@ impl Sim {
     }
 
     fn crash(&mut self) {
+        if let Some(core) = self.cores.first() {
+            let stats = core.stats();
+            self.stats.gc_segments_freed += stats.gc_segments_freed.load(Ordering::Relaxed);
+            self.stats.gc_records_relocated += stats.gc_records_relocated.load(Ordering::Relaxed);
+        }
+        if std::env::var("VELTRIX_SIM_SEED").is_ok() {
+            if let Some(core) = self.cores.first() {
+                eprintln!(
+                    "crash {}: {:?} {:?}",
+                    self.crash_states,
+                    core.stats(),
+                    core.space()
+                );
+            }
+        }
+        if self.cores.iter().any(WorkerCore::gc_in_progress) {
+            self.stats.crashes_during_gc += 1;
+        }
         self.misdirected = self.namespace.stats().faults.misdirected_write;
         self.cores.clear();
         self.pending.clear();
@@ -541,6 +572,16 @@ impl Sim {
                         self.cores[w].step(self.now_us, &mut replies);
                         for (id, reply) in replies {
                             self.handle_reply(id, reply);
+                        }
+                    }
+                    // Now and then, a GC storm: crashes then land in every
+                    // phase of collection (reading a victim, relocating,
+                    // erasing its header), as well as in GC started on its
+                    // own when free segments run low.
+                    9 if self.rng.random_range(0..16) == 0 => {
+                        if let Some(core) = self.cores.first() {
+                            core.request_gc_storm();
+                            self.stats.gc_storms += 1;
                         }
                     }
                     _ => {
@@ -589,6 +630,10 @@ fn explore(faults: bool, crashes: u32) -> (u64, SimRunStats) {
         total.gets_verified += sim.stats.gets_verified;
         total.corruption_reported += sim.stats.corruption_reported;
         total.io_errors += sim.stats.io_errors;
+        total.gc_storms += sim.stats.gc_storms;
+        total.gc_segments_freed += sim.stats.gc_segments_freed;
+        total.gc_records_relocated += sim.stats.gc_records_relocated;
+        total.crashes_during_gc += sim.stats.crashes_during_gc;
     }
     (states, total)
 }
@@ -602,6 +647,10 @@ fn crash_states_respect_the_model() {
         assert!(
             stats.acked_writes > 10_000,
             "the workload must acknowledge writes: {stats:?}"
+        );
+        assert!(
+            stats.gc_segments_freed > 100 && stats.crashes_during_gc > 100,
+            "GC must run, and crashes must land in it: {stats:?}"
         );
     }
 }

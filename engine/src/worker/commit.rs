@@ -29,6 +29,7 @@ use crate::format::record::{
 use crate::format::segment::{SegmentHeader, KIND_LOG, SEGMENT_HEADER_BYTES};
 use crate::index::ValuePointer;
 use crate::recovery::Tail;
+use crate::segments::Purpose;
 
 /// One write in an atomic batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +64,17 @@ pub(crate) enum WriteKind {
     Delete,
     /// Write only if the condition holds; answer `Done` or `NotApplied`.
     Conditional(super::Condition),
+    /// GC: rewrite a live record, only if the index still points at
+    /// `expected` (a newer write of the key wins). Answers nobody.
+    Relocate(ValuePointer),
+    /// GC: rewrite a delete record, only if the key is still absent.
+    RelocateDelete,
+}
+
+impl WriteKind {
+    fn is_gc(self) -> bool {
+        matches!(self, WriteKind::Relocate(_) | WriteKind::RelocateDelete)
+    }
 }
 
 struct Waiting {
@@ -89,6 +101,8 @@ struct IndexUpdate {
     shard: u16,
     key: Vec<u8>,
     pointer: Option<ValuePointer>,
+    /// For a GC relocation: apply only if the index still holds this.
+    expected: Option<ValuePointer>,
 }
 
 pub(crate) struct CommitPath {
@@ -104,6 +118,17 @@ pub(crate) struct CommitPath {
     header_durable: bool,
     /// Header block to write before the frame (a new segment).
     header_block: Option<Vec<u8>>,
+    /// The previous segment of the stream, to seal when a new one opens:
+    /// set at the switch, cleared once the seal is durable.
+    to_seal: Option<Tail>,
+    /// The seal frame's block and where it goes, while being written.
+    seal_block: Option<(u64, Vec<u8>)>,
+    /// GC requests in the batch being committed.
+    gc_in_batch: u64,
+    /// GC requests finished (written, skipped or failed), ever.
+    pub(crate) gc_finished: u64,
+    /// GC requests that failed, ever.
+    pub(crate) gc_failed: u64,
     /// The frame being written, padded to whole blocks.
     staging: Vec<u8>,
     fenced: Option<IoError>,
@@ -125,6 +150,11 @@ impl CommitPath {
             header_durable: tail.is_some(),
             tail,
             header_block: None,
+            to_seal: None,
+            seal_block: None,
+            gc_in_batch: 0,
+            gc_finished: 0,
+            gc_failed: 0,
             staging: Vec::new(),
             fenced: None,
             batch_bytes_max: config.batch_bytes_max,
@@ -149,6 +179,27 @@ impl CommitPath {
             bytes,
             arrived_us: now_us,
         });
+    }
+
+    /// Whether writes are fenced after a failed flush.
+    pub(crate) fn fenced(&self) -> bool {
+        self.fenced.is_some()
+    }
+
+    /// Fences writes after a failed flush outside the commit path (GC's).
+    pub(crate) fn fence(&mut self, error: IoError) {
+        self.fenced.get_or_insert(error);
+    }
+
+    /// Queues a GC request: one record to rewrite, under `kind`.
+    pub(crate) fn enqueue_gc(&mut self, op: BatchOp, kind: WriteKind, now_us: u64) {
+        debug_assert!(kind.is_gc());
+        self.enqueue(0, vec![op], kind, now_us);
+    }
+
+    /// Whether user writes are waiting or being committed.
+    pub(crate) fn has_user_work(&self) -> bool {
+        !self.answers.is_empty() || self.waiting.iter().any(|w| !w.kind.is_gc())
     }
 
     pub(crate) fn has_work(&self) -> bool {
@@ -192,6 +243,11 @@ impl CommitPath {
         }
         if let Some(error) = core.commit.fenced.clone() {
             while let Some(w) = core.commit.waiting.pop_front() {
+                if w.kind.is_gc() {
+                    core.commit.gc_finished += 1;
+                    core.commit.gc_failed += 1;
+                    continue;
+                }
                 core.replies
                     .push((w.id, Reply::Failed(EngineError::Fenced(error.clone()))));
             }
@@ -231,35 +287,8 @@ impl CommitPath {
             frame_bytes += next.bytes;
             batch.push(next);
         }
-        let padded = layout.pad(frame_bytes);
-        // Find room: the current segment, or a fresh one.
-        let tail = match core.commit.tail {
-            Some(t) if t.offset as usize + padded <= layout.segment_bytes as usize => t,
-            _ => {
-                let allocated = core
-                    .shared
-                    .segments
-                    .lock()
-                    .map_err(|_| ())
-                    .ok()
-                    .and_then(|mut s| s.allocate());
-                let Some((segment, generation)) = allocated else {
-                    for w in batch {
-                        core.replies
-                            .push((w.id, Reply::Failed(EngineError::OutOfSpace)));
-                    }
-                    return;
-                };
-                core.commit.header_durable = false;
-                let tail = Tail {
-                    segment,
-                    generation,
-                    offset: layout.lba_bytes,
-                    last_seq: core.commit.last_seq,
-                };
-                core.commit.tail = Some(tail);
-                tail
-            }
+        let Some((tail, batch, frame_bytes)) = Self::find_room(core, batch, frame_bytes) else {
+            return;
         };
         let record_count: usize = batch.iter().map(|w| w.ops.len()).sum();
         let first_seq = core
@@ -267,9 +296,12 @@ impl CommitPath {
             .next_seq
             .fetch_add(record_count as u64, Ordering::Relaxed);
         // The segment header names the first sequence it holds, so recovery
-        // can tell a clean segment switch from a lost frame.
-        core.commit.header_block = if core.commit.header_durable {
-            None
+        // can tell a clean segment switch from a lost frame; the seal closes
+        // the segment before it, so recovery accepts a gap after it once GC
+        // has collected the segments in between.
+        if core.commit.header_durable {
+            core.commit.header_block = None;
+            core.commit.seal_block = None;
         } else {
             let mut block = vec![0u8; layout.lba_bytes as usize];
             SegmentHeader {
@@ -282,8 +314,14 @@ impl CommitPath {
                 key_id: 0,
             }
             .encode(&mut block[..SEGMENT_HEADER_BYTES]);
-            Some(block)
-        };
+            core.commit.header_block = Some(block);
+            core.commit.seal_block = core.commit.to_seal.map(|old| {
+                (
+                    layout.segment_lba(old.segment) + u64::from(old.offset / layout.lba_bytes),
+                    Self::seal(core, old),
+                )
+            });
+        }
         // Encode the frame; decide every answer against the index as it
         // will be after the batches before this one (all applied: one batch
         // at a time) and the earlier writes of this batch.
@@ -292,25 +330,54 @@ impl CommitPath {
         begin_frame(&mut staging);
         let mut seq = first_seq;
         let mut overlay: BTreeMap<&[u8], bool> = BTreeMap::new();
+        let lookup = |core: &WorkerCore, key: &[u8]| {
+            core.shards
+                .get(&WorkerCore::shard_of(key))
+                .and_then(|art| art.get(key))
+        };
+        core.commit.gc_in_batch = 0;
         for w in &batch {
-            if let WriteKind::Conditional(condition) = w.kind {
-                let key = w.ops.first().map(BatchOp::key).unwrap_or_default();
-                let shard = WorkerCore::shard_of(key);
-                let exists = match overlay.get(key) {
-                    Some(&present) => present,
-                    None => core
-                        .shards
-                        .get(&shard)
-                        .is_some_and(|art| art.get(key).is_some()),
-                };
-                let holds = match condition {
-                    super::Condition::Absent => !exists,
-                    super::Condition::Present => exists,
-                };
-                if !holds {
-                    core.commit.answers.push((w.id, Reply::NotApplied));
-                    continue;
+            let mut expected = None;
+            match w.kind {
+                WriteKind::Conditional(condition) => {
+                    let key = w.ops.first().map(BatchOp::key).unwrap_or_default();
+                    let exists = match overlay.get(key) {
+                        Some(&present) => present,
+                        None => lookup(core, key).is_some(),
+                    };
+                    let holds = match condition {
+                        super::Condition::Absent => !exists,
+                        super::Condition::Present => exists,
+                    };
+                    if !holds {
+                        core.commit.answers.push((w.id, Reply::NotApplied));
+                        continue;
+                    }
                 }
+                WriteKind::Relocate(_) | WriteKind::RelocateDelete => {
+                    core.commit.gc_in_batch += 1;
+                    // A write of the key in this batch or since GC read the
+                    // record has superseded it: nothing to move.
+                    let key = w.ops.first().map(BatchOp::key).unwrap_or_default();
+                    let current = lookup(core, key);
+                    let live = !overlay.contains_key(key)
+                        && match w.kind {
+                            WriteKind::Relocate(pointer) => current == Some(pointer),
+                            _ => current.is_none(),
+                        };
+                    if !live {
+                        continue;
+                    }
+                    if let WriteKind::Relocate(pointer) = w.kind {
+                        expected = Some(pointer);
+                    }
+                    core.gc.gc_bytes += w.bytes as u64;
+                    core.shared
+                        .stats
+                        .gc_records_relocated
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                WriteKind::Plain | WriteKind::Delete => {}
             }
             let mut existed_any = false;
             for op in &w.ops {
@@ -318,10 +385,7 @@ impl CommitPath {
                 let shard = WorkerCore::shard_of(key);
                 let existed = match overlay.get(key) {
                     Some(&present) => present,
-                    None => core
-                        .shards
-                        .get(&shard)
-                        .is_some_and(|art| art.get(key).is_some()),
+                    None => lookup(core, key).is_some(),
                 };
                 existed_any |= existed;
                 let offset = tail.offset as usize + staging.len();
@@ -351,26 +415,32 @@ impl CommitPath {
                     shard,
                     key: key.to_vec(),
                     pointer,
+                    expected,
                 });
                 seq += 1;
             }
             let answer = match w.kind {
                 WriteKind::Delete => Reply::Deleted(existed_any),
                 WriteKind::Plain | WriteKind::Conditional(_) => Reply::Done,
+                WriteKind::Relocate(_) | WriteKind::RelocateDelete => continue,
             };
             core.commit.answers.push((w.id, answer));
         }
         drop(overlay);
         let written = (seq - first_seq) as usize;
         if written == 0 {
-            // Every write of the batch was a conditional put that did not
-            // apply: nothing to write, answer now.
+            // Nothing to write (conditional puts that did not apply, records
+            // GC no longer needs to move): answer now. A segment opened for
+            // this batch stays the tail; its header goes out with the next.
             core.commit.staging = staging;
+            core.commit.header_block = None;
+            core.commit.seal_block = None;
+            core.commit.gc_finished += core.commit.gc_in_batch;
             core.replies.append(&mut core.commit.answers);
             return;
         }
-        // Conditional puts that did not apply make the frame smaller than
-        // estimated, never larger.
+        // Writes that did not apply make the frame smaller than estimated,
+        // never larger.
         assert!(staging.len() <= frame_bytes, "frame larger than estimated");
         let frame_bytes = staging.len();
         let padded = layout.pad(frame_bytes);
@@ -402,6 +472,108 @@ impl CommitPath {
         Self::submit_chunks(core);
     }
 
+    /// Where the batch goes: the current segment, or a fresh one. Keeps the
+    /// last block of every segment free for its seal. On a full namespace,
+    /// user writes fail with `OutOfSpace` and GC's records go on alone into
+    /// the reserve. Returns the tail and what is left of the batch.
+    fn find_room(
+        core: &mut WorkerCore,
+        mut batch: Vec<Waiting>,
+        mut frame_bytes: usize,
+    ) -> Option<(Tail, Vec<Waiting>, usize)> {
+        let layout = core.shared.layout;
+        let room_end = layout.segment_bytes as usize - layout.lba_bytes as usize;
+        if let Some(t) = core.commit.tail {
+            if t.offset as usize + layout.pad(frame_bytes) <= room_end {
+                return Some((t, batch, frame_bytes));
+            }
+        }
+        let purpose = |batch: &[Waiting]| {
+            let user = batch.iter().filter(|w| !w.kind.is_gc());
+            if user
+                .clone()
+                .any(|w| w.ops.iter().any(|op| matches!(op, BatchOp::Put(..))))
+            {
+                Purpose::Write
+            } else if user.count() > 0 {
+                Purpose::Delete
+            } else {
+                Purpose::Gc
+            }
+        };
+        loop {
+            let min_seq = core.shared.next_seq.load(Ordering::Relaxed);
+            let wanted = purpose(&batch);
+            let allocated = core
+                .shared
+                .segments
+                .lock()
+                .ok()
+                .and_then(|mut s| s.allocate(core.id, min_seq, wanted));
+            if let Some((segment, generation)) = allocated {
+                core.commit.header_durable = false;
+                // Seal the segment we leave, if its seal block is ours to
+                // write (a stream recovered at a segment's very end has
+                // nothing to seal).
+                if let Some(old) = core.commit.tail {
+                    if (old.offset as usize) <= room_end && core.commit.to_seal.is_none() {
+                        core.commit.to_seal = Some(old);
+                    }
+                }
+                let tail = Tail {
+                    segment,
+                    generation,
+                    offset: layout.lba_bytes,
+                    last_seq: core.commit.last_seq,
+                };
+                core.commit.tail = Some(tail);
+                return Some((tail, batch, frame_bytes));
+            }
+            // Out of space for this purpose: user writes fail, GC's go on.
+            let (gc, user): (Vec<Waiting>, Vec<Waiting>) =
+                batch.into_iter().partition(|w| w.kind.is_gc());
+            for w in user {
+                core.replies
+                    .push((w.id, Reply::Failed(EngineError::OutOfSpace)));
+            }
+            if gc.is_empty() {
+                return None;
+            }
+            if wanted == Purpose::Gc {
+                // Not even GC can get a segment: its requests fail, and GC
+                // gives up on its victim.
+                tracing::error!(worker = core.id, "no free segment left even for GC");
+                core.commit.gc_finished += gc.len() as u64;
+                core.commit.gc_failed += gc.len() as u64;
+                return None;
+            }
+            frame_bytes = FRAME_HEADER_BYTES + gc.iter().map(|w| w.bytes).sum::<usize>();
+            batch = gc;
+        }
+    }
+
+    /// A seal: a frame with no records at a segment's end, saying the
+    /// stream left this segment cleanly after `old.last_seq`.
+    fn seal(core: &WorkerCore, old: Tail) -> Vec<u8> {
+        let layout = core.shared.layout;
+        let mut block = Vec::with_capacity(layout.lba_bytes as usize);
+        begin_frame(&mut block);
+        finish_frame(
+            &mut block,
+            &FrameHeader {
+                frame_bytes: FRAME_HEADER_BYTES as u32,
+                record_count: 0,
+                segment_generation: old.generation,
+                segment: old.segment,
+                offset: old.offset,
+                first_seq: old.last_seq + 1,
+            },
+            core.shared.seed,
+        );
+        block.resize(layout.lba_bytes as usize, 0);
+        block
+    }
+
     /// Submits as much of the staged frame (and header) as buffers allow.
     fn submit_chunks(core: &mut WorkerCore) -> bool {
         let layout = core.shared.layout;
@@ -416,6 +588,15 @@ impl CommitPath {
             };
             buf.as_mut_slice().copy_from_slice(&block);
             Self::submit_write(core, layout.segment_lba(tail.segment), buf);
+            progressed = true;
+        }
+        if let Some((lba, block)) = core.commit.seal_block.take() {
+            let Some(mut buf) = core.namespace.buffers().alloc(block.len()) else {
+                core.commit.seal_block = Some((lba, block));
+                return progressed;
+            };
+            buf.as_mut_slice().copy_from_slice(&block);
+            Self::submit_write(core, lba, buf);
             progressed = true;
         }
         let chunk_max = core.read.chunk_bytes_max();
@@ -472,8 +653,9 @@ impl CommitPath {
         if let Err(e) = result {
             failed.get_or_insert(e);
         }
-        let all_submitted =
-            *submitted >= core.commit.staging.len() && core.commit.header_block.is_none();
+        let all_submitted = *submitted >= core.commit.staging.len()
+            && core.commit.header_block.is_none()
+            && core.commit.seal_block.is_none();
         if *outstanding > 0 || !all_submitted {
             return;
         }
@@ -513,9 +695,19 @@ impl CommitPath {
         core.shared.stats.flushes.fetch_add(1, Ordering::Relaxed);
         core.commit.header_durable = true;
         core.commit.last_seq = core.commit.batch_last_seq;
+        let sealed = core.commit.to_seal.take();
         if let Some(tail) = &mut core.commit.tail {
             tail.offset += core.commit.staging.len() as u32;
+            if let Ok(mut segments) = core.shared.segments.lock() {
+                if let Some(info) = segments.used.get_mut(&tail.segment) {
+                    info.last_seq = core.commit.last_seq;
+                }
+                if let Some(info) = sealed.and_then(|old| segments.used.get_mut(&old.segment)) {
+                    info.sealed = true;
+                }
+            }
         }
+        let live = &core.shared.live;
         for update in core.commit.updates.drain(..) {
             let art = core.shards.get_mut(&update.shard).unwrap_or_else(|| {
                 panic!(
@@ -523,24 +715,43 @@ impl CommitPath {
                     update.shard
                 )
             });
-            match update.pointer {
-                Some(pointer) => {
-                    if art.insert(&update.key, pointer).is_none() {
-                        core.shared.stats.keys.fetch_add(1, Ordering::Relaxed);
+            match (update.pointer, update.expected) {
+                (Some(pointer), Some(expected)) => {
+                    // A relocation: it was live when the batch was built,
+                    // and nothing can have changed it since (one batch at a
+                    // time); the swap is conditional all the same.
+                    if art.compare_and_swap(&update.key, expected, pointer) {
+                        live.add(pointer.segment, pointer.length);
+                        live.sub(expected.segment, expected.length);
                     }
                 }
-                None => {
-                    if art.remove(&update.key).is_some() {
+                (Some(pointer), None) => {
+                    live.add(pointer.segment, pointer.length);
+                    match art.insert(&update.key, pointer) {
+                        Some(old) => live.sub(old.segment, old.length),
+                        None => {
+                            core.shared.stats.keys.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                (None, _) => {
+                    if let Some(old) = art.remove(&update.key) {
+                        live.sub(old.segment, old.length);
                         core.shared.stats.keys.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
             }
         }
+        core.commit.gc_finished += core.commit.gc_in_batch;
+        core.commit.gc_in_batch = 0;
         core.replies.append(&mut core.commit.answers);
         core.commit.state = State::Idle;
     }
 
     fn fail_batch(core: &mut WorkerCore, error: EngineError) {
+        core.commit.gc_finished += core.commit.gc_in_batch;
+        core.commit.gc_failed += core.commit.gc_in_batch;
+        core.commit.gc_in_batch = 0;
         core.commit.updates.clear();
         for (id, _) in core.commit.answers.drain(..) {
             core.replies.push((id, Reply::Failed(error.clone())));

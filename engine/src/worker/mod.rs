@@ -7,6 +7,7 @@
 //! (`runtime.rs`); in tests the simulator steps every worker from one thread.
 
 mod commit;
+mod gc;
 mod read;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -20,6 +21,7 @@ use crate::error::{EngineError, Location};
 use crate::index::Art;
 use crate::layout::Layout;
 use crate::recovery::Tail;
+use crate::segments::{LiveBytes, SegmentAllocator};
 use crate::shard::shard;
 use crate::stats::Stats;
 
@@ -82,24 +84,32 @@ pub(crate) struct Shared {
     /// crc seed of every frame and record of this store.
     pub seed: u32,
     pub config: EngineConfig,
+    /// Number of workers (GC: worker `w` collects streams `s % workers == w`).
+    pub workers: u16,
     pub next_seq: AtomicU64,
     pub segments: Mutex<SegmentAllocator>,
+    /// Bytes the index points at, per segment.
+    pub live: LiveBytes,
+    /// GC storms requested so far (each worker starts one per increment).
+    pub gc_storms: AtomicU64,
+    /// GC starts on its own when fewer segments than this are free.
+    pub gc_free_target: usize,
     pub stats: Arc<Stats>,
 }
 
-/// Free segments and the generation counter.
-pub(crate) struct SegmentAllocator {
-    pub free: std::collections::BTreeSet<u32>,
-    pub next_generation: u64,
-}
-
-impl SegmentAllocator {
-    /// Takes the lowest free segment and a fresh generation for it.
-    pub fn allocate(&mut self) -> Option<(u32, u64)> {
-        let segment = self.free.pop_first()?;
-        let generation = self.next_generation;
-        self.next_generation += 1;
-        Some((segment, generation))
+impl Shared {
+    pub fn space(&self) -> crate::Space {
+        let (free, reserve) = self
+            .segments
+            .lock()
+            .map_or((0, 0), |s| (s.free.len(), s.reserve));
+        crate::Space {
+            segment_bytes: self.layout.segment_bytes,
+            segments: self.layout.segment_count.saturating_sub(1),
+            free: free as u32,
+            reserve: reserve as u32,
+            live_bytes: self.live.total(),
+        }
     }
 }
 
@@ -108,6 +118,9 @@ const TAG_SHIFT: u32 = 56;
 const TAG_WRITE: u64 = 1;
 const TAG_FLUSH: u64 = 2;
 const TAG_READ: u64 = 3;
+const TAG_GC_READ: u64 = 4;
+const TAG_GC_ERASE: u64 = 5;
+const TAG_GC_FLUSH: u64 = 6;
 
 fn token(tag: u64, payload: u64) -> u64 {
     debug_assert!(payload < 1 << TAG_SHIFT);
@@ -126,6 +139,9 @@ pub struct WorkerCore {
     deferred: VecDeque<(u64, Command)>,
     commit: commit::CommitPath,
     read: read::ReadPath,
+    gc: gc::GcPath,
+    /// The time of the latest step or request.
+    now_us: u64,
     replies: Vec<(RequestId, Reply)>,
     /// Reads parked behind a write to the same key.
     reads_after_commit: Vec<(RequestId, Op)>,
@@ -146,6 +162,8 @@ impl WorkerCore {
             id,
             commit: commit::CommitPath::new(&config, tail),
             read: read::ReadPath::new(&config, chunk_bytes_max),
+            gc: gc::GcPath::new(config.gc_io_share),
+            now_us: 0,
             shared,
             namespace,
             queue,
@@ -229,6 +247,7 @@ impl WorkerCore {
     /// Takes a request. Its reply comes out of a later [`WorkerCore::step`]
     /// (or at once, for a request that fails validation).
     pub fn accept(&mut self, id: RequestId, op: Op, now_us: u64) {
+        self.now_us = self.now_us.max(now_us);
         if let Err(e) = self.validate(&op) {
             self.replies.push((id, Reply::Failed(e)));
             return;
@@ -289,6 +308,7 @@ impl WorkerCore {
     /// replies produced so far. `true` in the second field when anything
     /// happened.
     pub fn step(&mut self, now_us: u64, replies: &mut Vec<(RequestId, Reply)>) -> bool {
+        self.now_us = self.now_us.max(now_us);
         let mut progressed = false;
         while let Some(done) = self.queue.poll() {
             progressed = true;
@@ -329,6 +349,37 @@ impl WorkerCore {
             || !self.reads_after_commit.is_empty()
             || self.commit.has_work()
             || self.read.has_work()
+            || self.gc.has_work()
+    }
+
+    /// Whether foreground requests are waiting or in flight (GC then keeps
+    /// to its share of the I/O).
+    fn foreground_busy(&self) -> bool {
+        self.read.has_work() || self.commit.has_user_work()
+    }
+
+    /// Whether free segments are below the level where GC starts on its own.
+    fn space_low(&self) -> bool {
+        self.shared
+            .segments
+            .lock()
+            .is_ok_and(|s| s.free.len() < self.shared.gc_free_target)
+    }
+
+    /// Whether GC is collecting a victim (reading, relocating or freeing).
+    pub fn gc_in_progress(&self) -> bool {
+        self.gc.has_work()
+    }
+
+    /// How the namespace's segments are used.
+    pub fn space(&self) -> crate::Space {
+        self.shared.space()
+    }
+
+    /// Asks every worker of the engine to collect every segment of its
+    /// stream that holds any garbage (a "GC storm"), under the I/O budget.
+    pub fn request_gc_storm(&self) {
+        self.shared.gc_storms.fetch_add(1, Ordering::AcqRel);
     }
 
     /// When the oldest waiting write is due for commit, if any.
@@ -346,11 +397,15 @@ impl WorkerCore {
             progressed = true;
         }
         progressed |= read::ReadPath::submit_waiting(self);
+        progressed |= gc::GcPath::drive(self);
         progressed |= commit::CommitPath::maybe_start(self, now_us);
         progressed
     }
 
     fn submit(&mut self, token: u64, command: Command) {
+        if let Command::Read { buf, .. } | Command::Write { buf, .. } = &command {
+            self.gc.io_bytes += buf.len() as u64;
+        }
         if !self.deferred.is_empty() {
             self.deferred.push_back((token, command));
             return;
@@ -374,6 +429,9 @@ impl WorkerCore {
             TAG_WRITE => commit::CommitPath::write_done(self, done.result),
             TAG_FLUSH => commit::CommitPath::flush_done(self, done.result),
             TAG_READ => read::ReadPath::chunk_done(self, payload, done),
+            TAG_GC_READ => gc::GcPath::read_done(self, payload, done),
+            TAG_GC_ERASE => gc::GcPath::erase_done(self, done.result),
+            TAG_GC_FLUSH => gc::GcPath::flush_done(self, done.result),
             other => panic!("completion with unknown tag {other}"),
         }
     }

@@ -163,6 +163,15 @@ impl ReadPath {
         };
         core.read.free.push(slot);
         let reply = Self::finish(core, op.pointer, &op.key, &op.data, op.error);
+        let Some(reply) = reply else {
+            // The index moved on while the record was read (GC relocated it
+            // and the segment was reused): look the key up again.
+            let shards = std::mem::take(&mut core.shards);
+            core.read
+                .start(op.id, op.key, false, &shards, &mut core.replies);
+            core.shards = shards;
+            return;
+        };
         core.shared.stats.gets.fetch_add(1, Ordering::Relaxed);
         core.replies.push((op.id, reply));
     }
@@ -173,19 +182,19 @@ impl ReadPath {
         key: &[u8],
         data: &[u8],
         error: Option<IoError>,
-    ) -> Reply {
+    ) -> Option<Reply> {
         let location = Location {
             segment: pointer.segment,
             offset: pointer.offset,
         };
         match error {
             Some(IoError::Integrity { lba }) => {
-                return Reply::Failed(core.corruption(
+                return Some(Reply::Failed(core.corruption(
                     location,
                     format!("device reported a protection-information error at lba {lba}"),
-                ))
+                )))
             }
-            Some(e) => return Reply::Failed(WorkerCore::io_error(e)),
+            Some(e) => return Some(Reply::Failed(WorkerCore::io_error(e))),
             None => {}
         }
         let lba_bytes = core.shared.layout.lba_bytes as usize;
@@ -216,8 +225,16 @@ impl ReadPath {
             }
         };
         match verdict {
-            Ok(value) => Reply::Value(Some(value)),
-            Err(detail) => Reply::Failed(core.corruption(location, detail)),
+            Ok(value) => Some(Reply::Value(Some(value))),
+            Err(_) if Self::moved(core, key, pointer) => None,
+            Err(detail) => Some(Reply::Failed(core.corruption(location, detail))),
         }
+    }
+
+    /// Whether the index no longer points at `pointer` for `key`.
+    fn moved(core: &WorkerCore, key: &[u8], pointer: ValuePointer) -> bool {
+        core.shards
+            .get(&WorkerCore::shard_of(key))
+            .is_some_and(|art| art.get(key) != Some(pointer))
     }
 }

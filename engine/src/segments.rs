@@ -1,0 +1,173 @@
+//! The segment table: which segments are free, what each used one holds,
+//! and how many of its bytes the index still points at.
+//!
+//! Shared by every worker. Allocation and GC decisions take the mutex;
+//! live-byte accounting, which every committed write touches, is a relaxed
+//! atomic per segment.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What the engine knows about one segment in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentInfo {
+    /// The log stream (worker) that wrote it.
+    pub stream: u16,
+    /// Its generation: orders a stream's segments.
+    pub generation: u64,
+    /// No record in the segment has a sequence number below this. GC may
+    /// drop a delete record only when every other segment is above it.
+    pub min_seq: u64,
+    /// The last sequence number written to it (its age, for GC).
+    pub last_seq: u64,
+    /// Whether its end is marked by a durable seal frame, so that recovery
+    /// accepts a gap after it (the next segment of the stream collected).
+    pub sealed: bool,
+    /// GC found damage in it, or live data it cannot move: not a victim
+    /// again until `retry_after_seq`.
+    pub retry_after_seq: u64,
+}
+
+/// Why a write may take a segment: user writes stop short of the reserve
+/// that GC (and deletes, which make garbage GC can then reclaim) need to
+/// make progress on a full namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A batch with user puts.
+    Write,
+    /// A batch of deletes (and GC records).
+    Delete,
+    /// A batch of GC records only.
+    Gc,
+}
+
+/// Free segments, used segments, and the generation counter.
+pub(crate) struct SegmentAllocator {
+    pub free: BTreeSet<u32>,
+    pub used: BTreeMap<u32, SegmentInfo>,
+    pub next_generation: u64,
+    /// Free segments only GC and deletes may take.
+    pub reserve: usize,
+}
+
+impl SegmentAllocator {
+    /// Takes the lowest free segment and a fresh generation for it, for
+    /// `stream`, unless the free segments left are reserved for others.
+    pub fn allocate(&mut self, stream: u16, min_seq: u64, purpose: Purpose) -> Option<(u32, u64)> {
+        let floor = match purpose {
+            Purpose::Write => self.reserve,
+            Purpose::Delete => self.reserve / 2,
+            Purpose::Gc => 0,
+        };
+        if self.free.len() <= floor {
+            return None;
+        }
+        let segment = self.free.pop_first()?;
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.used.insert(
+            segment,
+            SegmentInfo {
+                stream,
+                generation,
+                min_seq,
+                last_seq: min_seq.saturating_sub(1),
+                sealed: false,
+                retry_after_seq: 0,
+            },
+        );
+        Some((segment, generation))
+    }
+
+    /// Returns a collected segment (its header durably erased) to the free
+    /// list.
+    pub fn release(&mut self, segment: u32) {
+        self.used.remove(&segment);
+        self.free.insert(segment);
+    }
+
+    /// The lowest `min_seq` of every used segment but `except`.
+    pub fn min_seq_except(&self, except: u32) -> u64 {
+        self.used
+            .iter()
+            .filter(|(&s, _)| s != except)
+            .map(|(_, info)| info.min_seq)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+}
+
+/// Bytes of records the index points at, per segment.
+pub(crate) struct LiveBytes {
+    bytes: Vec<AtomicU64>,
+}
+
+impl LiveBytes {
+    pub fn new(segment_count: u32) -> LiveBytes {
+        LiveBytes {
+            bytes: (0..segment_count).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    pub fn add(&self, segment: u32, bytes: u32) {
+        if let Some(b) = self.bytes.get(segment as usize) {
+            b.fetch_add(u64::from(bytes), Ordering::Relaxed);
+        }
+    }
+
+    pub fn sub(&self, segment: u32, bytes: u32) {
+        if let Some(b) = self.bytes.get(segment as usize) {
+            b.fetch_sub(u64::from(bytes), Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self, segment: u32) -> u64 {
+        self.bytes
+            .get(segment as usize)
+            .map_or(0, |b| b.load(Ordering::Relaxed))
+    }
+
+    /// Every segment's live bytes, summed.
+    pub fn total(&self) -> u64 {
+        self.bytes.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allocator(free: u32, reserve: usize) -> SegmentAllocator {
+        SegmentAllocator {
+            free: (1..=free).collect(),
+            used: BTreeMap::new(),
+            next_generation: 1,
+            reserve,
+        }
+    }
+
+    #[test]
+    fn user_writes_stop_at_the_reserve_and_gc_does_not() {
+        let mut a = allocator(4, 2);
+        assert!(a.allocate(0, 1, Purpose::Write).is_some());
+        assert!(a.allocate(0, 2, Purpose::Write).is_some());
+        assert_eq!(a.allocate(0, 3, Purpose::Write), None);
+        assert!(a.allocate(0, 3, Purpose::Delete).is_some());
+        assert_eq!(a.allocate(0, 4, Purpose::Delete), None);
+        assert!(a.allocate(0, 4, Purpose::Gc).is_some());
+        assert_eq!(a.allocate(0, 5, Purpose::Gc), None);
+        a.release(2);
+        assert_eq!(a.allocate(0, 6, Purpose::Gc), Some((2, 5)));
+    }
+
+    #[test]
+    fn min_seq_skips_the_victim() {
+        let mut a = allocator(6, 0);
+        let (s1, _) = a.allocate(0, 10, Purpose::Write).unwrap();
+        let (s2, _) = a.allocate(1, 20, Purpose::Write).unwrap();
+        assert_eq!(a.min_seq_except(s1), 20);
+        assert_eq!(a.min_seq_except(s2), 10);
+        a.release(s1);
+        assert_eq!(a.min_seq_except(s2), u64::MAX);
+    }
+}

@@ -1,0 +1,519 @@
+//! Garbage collection of log segments.
+//!
+//! The log is also the value log, so an overwritten or deleted key leaves
+//! its old record behind as garbage. Each worker collects segments of its
+//! own stream, one victim at a time:
+//!
+//! 1. **Choose** by cost-benefit, as in LFS: garbage ratio against age,
+//!    `(1 - u) × age / (1 + u)`, with `u` the live fraction and age the
+//!    sequence numbers written since the segment's last record. Never a
+//!    stream's newest segment (it is being appended to), never a segment
+//!    whose predecessor in the stream is unsealed (recovery must see where
+//!    the stream resumes), never a segment with reported damage.
+//! 2. **Read** the victim in chunks, under the I/O budget.
+//! 3. **Relocate** what is live, through the commit path like any write, so
+//!    that it is ordered with the worker's own writes: a put is rewritten
+//!    only if the index still points at it; a delete only if the key is
+//!    still absent and some other segment may hold an older record of it.
+//! 4. **Free**: once every relocation is durable and the index points at
+//!    nothing in the victim (`live` is zero, which also covers shards that
+//!    moved to other workers), zero its header, flush, and return it to the
+//!    free list.
+//!
+//! A crash anywhere leaves either the victim (whose records recovery
+//! replays under the relocated copies' newer sequence numbers) or the
+//! copies, and never frees what is referenced. See `docs/gc.md`.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+use nvme::{Command, Completion, IoError};
+
+use super::commit::WriteKind;
+use super::{token, BatchOp, WorkerCore, TAG_GC_ERASE, TAG_GC_FLUSH, TAG_GC_READ};
+use crate::format::record::{frame_records, RecordKind};
+use crate::index::ValuePointer;
+use crate::recovery::valid_frame_at;
+use crate::segments::SegmentInfo;
+
+/// GC reads at most this many chunks of a victim at once.
+const READS_IN_FLIGHT_MAX: u32 = 2;
+
+#[derive(Debug)]
+enum State {
+    Idle,
+    Reading {
+        victim: u32,
+        info: SegmentInfo,
+        data: Vec<u8>,
+        submitted: usize,
+        outstanding: u32,
+        failed: bool,
+    },
+    Relocating {
+        victim: u32,
+        /// `gc_finished` of the commit path once every request is done.
+        until: u64,
+        failed_before: u64,
+    },
+    Erasing {
+        victim: u32,
+    },
+    Flushing {
+        victim: u32,
+    },
+}
+
+pub(crate) struct GcPath {
+    state: State,
+    /// Storms requested engine-wide that this worker has started.
+    storms_seen: u64,
+    /// Victims of the storm in progress.
+    storm: BTreeSet<u32>,
+    /// Percent of this worker's I/O bytes GC may use while foreground
+    /// requests wait.
+    share: u64,
+    /// Bytes this worker submitted, all of them and GC's.
+    pub(crate) io_bytes: u64,
+    pub(crate) gc_bytes: u64,
+    /// After finding no victim, GC looks again only once the store has
+    /// written past this sequence number (or a storm is requested).
+    idle_until_seq: u64,
+}
+
+impl GcPath {
+    pub(crate) fn new(share_percent: u8) -> GcPath {
+        GcPath {
+            state: State::Idle,
+            storms_seen: 0,
+            storm: BTreeSet::new(),
+            share: u64::from(share_percent.clamp(1, 100)),
+            io_bytes: 0,
+            gc_bytes: 0,
+            idle_until_seq: 0,
+        }
+    }
+
+    pub(crate) fn has_work(&self) -> bool {
+        !matches!(self.state, State::Idle) || !self.storm.is_empty()
+    }
+
+    /// Whether GC may spend more I/O now: always when no foreground request
+    /// waits, otherwise while its bytes stay within its share.
+    fn within_budget(core: &WorkerCore) -> bool {
+        let gc = &core.gc;
+        let foreground = gc.io_bytes.saturating_sub(gc.gc_bytes);
+        !core.foreground_busy() || gc.gc_bytes * (100 - gc.share.min(99)) <= foreground * gc.share
+    }
+
+    /// Advances GC: starts a victim when one is due, reads it under the
+    /// budget, and frees it once its relocations are durable.
+    pub(crate) fn drive(core: &mut WorkerCore) -> bool {
+        match core.gc.state {
+            State::Idle => Self::maybe_choose(core),
+            State::Reading { .. } => Self::submit_reads(core),
+            State::Relocating {
+                victim,
+                until,
+                failed_before,
+            } => {
+                if core.commit.gc_finished < until {
+                    return false;
+                }
+                if core.commit.gc_failed > failed_before {
+                    Self::give_up(core, victim, "a relocation failed", 1);
+                    return true;
+                }
+                let live = core.shared.live.get(victim);
+                if live > 0 {
+                    // Live records of shards this worker no longer owns, or
+                    // delete records of them: try again after a while.
+                    core.shared
+                        .stats
+                        .gc_victims_blocked
+                        .fetch_add(1, Ordering::Relaxed);
+                    Self::give_up(
+                        core,
+                        victim,
+                        "live records of shards owned by other workers remain",
+                        1 << 16,
+                    );
+                    return true;
+                }
+                Self::erase(core, victim);
+                true
+            }
+            State::Erasing { .. } | State::Flushing { .. } => false,
+        }
+    }
+
+    /// Leaves `victim` in use and makes it a candidate again after
+    /// `retry_after` more sequence numbers.
+    fn give_up(core: &mut WorkerCore, victim: u32, why: &str, retry_after: u64) {
+        tracing::debug!(worker = core.id, victim, "GC gave up on a victim: {why}");
+        let next_seq = core.shared.next_seq.load(Ordering::Relaxed);
+        if let Ok(mut segments) = core.shared.segments.lock() {
+            if let Some(info) = segments.used.get_mut(&victim) {
+                info.retry_after_seq = next_seq.saturating_add(retry_after);
+            }
+        }
+        core.gc.storm.remove(&victim);
+        core.gc.state = State::Idle;
+    }
+
+    fn maybe_choose(core: &mut WorkerCore) -> bool {
+        if core.commit.fenced() {
+            return false;
+        }
+        let requested = core.shared.gc_storms.load(Ordering::Acquire);
+        let new_storm = requested > core.gc.storms_seen;
+        core.gc.storms_seen = requested;
+        if !new_storm && core.gc.storm.is_empty() && !core.space_low() {
+            return false;
+        }
+        let next_seq = core.shared.next_seq.load(Ordering::Relaxed);
+        if !new_storm && next_seq < core.gc.idle_until_seq {
+            return false;
+        }
+        if !Self::within_budget(core) {
+            return false;
+        }
+        let Some((victim, info, storm)) = Self::choose(core, new_storm) else {
+            // Nothing worth collecting: look again after more writes.
+            core.gc.storm.clear();
+            core.gc.idle_until_seq = next_seq + 256;
+            return false;
+        };
+        if storm.is_some() {
+            core.gc.storm = storm.unwrap_or_default();
+        }
+        core.gc.storm.remove(&victim);
+        core.shared.stats.gc_runs.fetch_add(1, Ordering::Relaxed);
+        core.gc.state = State::Reading {
+            victim,
+            info,
+            data: vec![0u8; core.shared.layout.segment_bytes as usize],
+            submitted: core.shared.layout.lba_bytes as usize,
+            outstanding: 0,
+            failed: false,
+        };
+        Self::submit_reads(core);
+        true
+    }
+
+    /// The best victim among this worker's segments, by cost-benefit. On a
+    /// new storm, also every segment with any garbage (the storm's list).
+    #[allow(clippy::type_complexity)]
+    fn choose(
+        core: &WorkerCore,
+        new_storm: bool,
+    ) -> Option<(u32, SegmentInfo, Option<BTreeSet<u32>>)> {
+        let layout = core.shared.layout;
+        let capacity = layout.frame_bytes_max() as f64;
+        let workers = core.shared.workers.max(1);
+        let next_seq = core.shared.next_seq.load(Ordering::Relaxed);
+        let segments = core.shared.segments.lock().ok()?;
+        // Streams in generation order, to find tails and predecessors in
+        // one pass.
+        let mut ordered: Vec<(u32, SegmentInfo)> =
+            segments.used.iter().map(|(&s, &i)| (s, i)).collect();
+        ordered.sort_by_key(|(_, i)| (i.stream, i.generation));
+        let mut candidates: Vec<(u32, SegmentInfo, f64)> = Vec::new();
+        for (at, &(segment, info)) in ordered.iter().enumerate() {
+            if info.stream % workers != core.id {
+                continue;
+            }
+            let is_tail = ordered
+                .get(at + 1)
+                .is_none_or(|(_, next)| next.stream != info.stream);
+            let predecessor_sealed = at
+                .checked_sub(1)
+                .and_then(|p| ordered.get(p))
+                .filter(|(_, prev)| prev.stream == info.stream)
+                .is_none_or(|(_, prev)| prev.sealed);
+            if is_tail || !predecessor_sealed || info.retry_after_seq > next_seq {
+                continue;
+            }
+            let live = core.shared.live.get(segment) as f64;
+            let u = (live / capacity).min(1.0);
+            if u >= 1.0 {
+                continue;
+            }
+            let age = next_seq.saturating_sub(info.last_seq).max(1) as f64;
+            candidates.push((segment, info, (1.0 - u) * age / (1.0 + u)));
+        }
+        drop(segments);
+        let storm = new_storm.then(|| candidates.iter().map(|c| c.0).collect::<BTreeSet<u32>>());
+        let in_storm = |s: u32| match &storm {
+            Some(list) => list.contains(&s),
+            None => core.gc.storm.is_empty() || core.gc.storm.contains(&s),
+        };
+        // Outside a storm, only segments worth the copy: at least an eighth
+        // garbage.
+        let storming = storm.is_some() || !core.gc.storm.is_empty();
+        candidates
+            .into_iter()
+            .filter(|&(s, _, _)| in_storm(s))
+            .filter(|&(s, _, _)| storming || (core.shared.live.get(s) as f64) < capacity * 0.875)
+            .max_by(|a, b| a.2.total_cmp(&b.2))
+            .map(|(s, info, _)| (s, info, storm))
+    }
+
+    fn submit_reads(core: &mut WorkerCore) -> bool {
+        let layout = core.shared.layout;
+        let lba_bytes = layout.lba_bytes as usize;
+        let chunk_max = core.read.chunk_bytes_max();
+        let mut progressed = false;
+        loop {
+            let State::Reading {
+                victim,
+                submitted,
+                outstanding,
+                ..
+            } = &core.gc.state
+            else {
+                return progressed;
+            };
+            let (victim, at, outstanding) = (*victim, *submitted, *outstanding);
+            let end = layout.segment_bytes as usize;
+            if at >= end || outstanding >= READS_IN_FLIGHT_MAX || !Self::within_budget(core) {
+                return progressed;
+            }
+            let len = chunk_max.min(end - at);
+            let Some(buf) = core.namespace.buffers().alloc(len) else {
+                return progressed;
+            };
+            let lba = layout.segment_lba(victim) + (at / lba_bytes) as u64;
+            if let State::Reading {
+                submitted,
+                outstanding,
+                ..
+            } = &mut core.gc.state
+            {
+                *submitted += len;
+                *outstanding += 1;
+            }
+            core.gc.gc_bytes += len as u64;
+            core.shared
+                .stats
+                .gc_bytes_read
+                .fetch_add(len as u64, Ordering::Relaxed);
+            core.submit(
+                token(TAG_GC_READ, (at / lba_bytes) as u64),
+                Command::Read { lba, buf },
+            );
+            progressed = true;
+        }
+    }
+
+    pub(crate) fn read_done(core: &mut WorkerCore, block: u64, done: Completion) {
+        let lba_bytes = core.shared.layout.lba_bytes as usize;
+        let State::Reading {
+            data,
+            outstanding,
+            failed,
+            submitted,
+            ..
+        } = &mut core.gc.state
+        else {
+            panic!("GC read completion outside a GC read");
+        };
+        *outstanding -= 1;
+        match (done.result, done.buf) {
+            (Ok(()), Some(buf)) => {
+                let at = block as usize * lba_bytes;
+                data[at..at + buf.len()].copy_from_slice(buf.as_slice());
+            }
+            _ => *failed = true,
+        }
+        if *outstanding > 0 || *submitted < data.len() {
+            return;
+        }
+        let State::Reading {
+            victim,
+            info,
+            data,
+            failed,
+            ..
+        } = std::mem::replace(&mut core.gc.state, State::Idle)
+        else {
+            return;
+        };
+        if failed {
+            Self::give_up(core, victim, "reading it failed", 1 << 16);
+            return;
+        }
+        Self::relocate(core, victim, info, &data);
+    }
+
+    /// Walks the victim's frames and queues what is live for relocation.
+    fn relocate(core: &mut WorkerCore, victim: u32, info: SegmentInfo, data: &[u8]) {
+        let layout = core.shared.layout;
+        let lba_bytes = layout.lba_bytes as usize;
+        let seed = core.shared.seed;
+        let min_seq_elsewhere = core
+            .shared
+            .segments
+            .lock()
+            .map_or(0, |s| s.min_seq_except(victim));
+        let mut requests: Vec<(BatchOp, WriteKind)> = Vec::new();
+        let mut offset = lba_bytes;
+        let mut last_seq = 0;
+        let mut foreign_delete = false;
+        while let Some(frame) =
+            valid_frame_at(data, victim, info.generation, offset, last_seq, seed)
+        {
+            let frame_bytes = frame.frame_bytes as usize;
+            for item in frame_records(&data[offset..offset + frame_bytes], seed) {
+                let Ok((at, record)) = item else { break };
+                last_seq = record.seq;
+                let shard = WorkerCore::shard_of(record.key);
+                let Some(art) = core.shards.get(&shard) else {
+                    // Another worker's shard now. Its live puts keep `live`
+                    // above zero, which stops the free; its deletes cannot
+                    // be checked here.
+                    foreign_delete |=
+                        record.kind == RecordKind::Delete && record.seq > min_seq_elsewhere;
+                    continue;
+                };
+                let current = art.get(record.key);
+                match record.kind {
+                    RecordKind::Put => {
+                        let pointer = ValuePointer {
+                            segment: victim,
+                            offset: (offset + at) as u32,
+                            length: crate::format::record::record_bytes(
+                                record.key.len(),
+                                record.value.len(),
+                            ) as u32,
+                            sequence_low: record.seq as u32,
+                        };
+                        if current == Some(pointer) {
+                            requests.push((
+                                BatchOp::Put(record.key.to_vec(), record.value.to_vec()),
+                                WriteKind::Relocate(pointer),
+                            ));
+                        }
+                    }
+                    // A delete must outlive every older record of its key.
+                    // Which segments hold one is not tracked, so it is kept
+                    // while any other segment may hold older records at all.
+                    RecordKind::Delete => {
+                        if current.is_none() && record.seq > min_seq_elsewhere {
+                            requests.push((
+                                BatchOp::Delete(record.key.to_vec()),
+                                WriteKind::RelocateDelete,
+                            ));
+                        }
+                    }
+                }
+            }
+            offset += layout.pad(frame_bytes);
+        }
+        // The walk must reach the last record the segment is known to hold,
+        // with nothing valid past where it stopped: otherwise the read or the
+        // media is damaged, and what was not seen cannot be relocated.
+        let damaged = last_seq < info.last_seq
+            || (offset + lba_bytes..data.len())
+                .step_by(lba_bytes)
+                .any(|o| valid_frame_at(data, victim, info.generation, o, 0, seed).is_some());
+        if damaged {
+            core.shared
+                .stats
+                .gc_victims_damaged
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                worker = core.id,
+                victim,
+                offset,
+                "GC found damage in a segment; it is kept and not collected"
+            );
+            // A read fault may pass; media damage stays and is found again.
+            Self::give_up(core, victim, "damaged", 1 << 20);
+            return;
+        }
+        if foreign_delete {
+            core.shared
+                .stats
+                .gc_victims_blocked
+                .fetch_add(1, Ordering::Relaxed);
+            Self::give_up(
+                core,
+                victim,
+                "delete records of shards owned by other workers",
+                1 << 16,
+            );
+            return;
+        }
+        let now_us = core.now_us;
+        let failed_before = core.commit.gc_failed;
+        // One victim at a time: no other GC request is pending.
+        let until = core.commit.gc_finished + requests.len() as u64;
+        for (op, kind) in requests {
+            core.commit.enqueue_gc(op, kind, now_us);
+        }
+        core.gc.state = State::Relocating {
+            victim,
+            until,
+            failed_before,
+        };
+    }
+
+    fn erase(core: &mut WorkerCore, victim: u32) {
+        let layout = core.shared.layout;
+        let Some(mut buf) = core.namespace.buffers().alloc(layout.lba_bytes as usize) else {
+            // Try again on the next step.
+            return;
+        };
+        buf.as_mut_slice().fill(0);
+        core.gc.state = State::Erasing { victim };
+        core.gc.gc_bytes += buf.len() as u64;
+        core.submit(
+            token(TAG_GC_ERASE, 0),
+            Command::Write {
+                lba: layout.segment_lba(victim),
+                buf,
+                fua: false,
+            },
+        );
+    }
+
+    pub(crate) fn erase_done(core: &mut WorkerCore, result: Result<(), IoError>) {
+        let State::Erasing { victim } = core.gc.state else {
+            panic!("GC erase completion outside an erase");
+        };
+        if let Err(e) = result {
+            Self::give_up(
+                core,
+                victim,
+                &format!("erasing its header failed: {e}"),
+                1 << 16,
+            );
+            return;
+        }
+        core.gc.state = State::Flushing { victim };
+        core.submit(token(TAG_GC_FLUSH, 0), Command::Flush);
+    }
+
+    pub(crate) fn flush_done(core: &mut WorkerCore, result: Result<(), IoError>) {
+        let State::Flushing { victim } = core.gc.state else {
+            panic!("GC flush completion outside a GC flush");
+        };
+        if let Err(error) = result {
+            // As in the commit path: after a failed flush nothing written
+            // since the last good one is known durable. Fence.
+            tracing::error!(worker = core.id, "GC flush failed: {error}; fencing writes");
+            core.commit.fence(error);
+            Self::give_up(core, victim, "flush failed", u64::MAX);
+            return;
+        }
+        if let Ok(mut segments) = core.shared.segments.lock() {
+            segments.release(victim);
+        }
+        core.shared
+            .stats
+            .gc_segments_freed
+            .fetch_add(1, Ordering::Relaxed);
+        core.gc.state = State::Idle;
+    }
+}

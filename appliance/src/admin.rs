@@ -6,14 +6,12 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use engine::stats::Stats;
-
 use crate::server::ServerStats;
 
 /// What the admin port reports on.
 pub struct AdminState {
     /// Engine counters.
-    pub engine: Arc<dyn Fn() -> Option<EngineView> + Send + Sync>,
+    pub engine: Arc<dyn Fn() -> Option<Arc<EngineView>> + Send + Sync>,
     /// Data-port counters.
     pub server: Arc<ServerStats>,
     /// Set once the engine is open and the data port listens.
@@ -24,136 +22,40 @@ pub struct AdminState {
     pub namespaces: Vec<String>,
     /// Workers.
     pub workers: usize,
+    /// When the daemon started.
+    pub started: std::time::Instant,
 }
 
-/// A snapshot handle on the engine's counters.
+/// What the admin port sees of the open engine.
 pub struct EngineView {
-    /// The counters.
-    pub stats: Arc<Stats>,
+    /// Counters, space, shard owners and the GC trigger.
+    pub handle: engine::EngineHandle,
+    /// What the open found.
+    pub report: engine::RecoveryReport,
+    /// How long the open took.
+    pub recovery_seconds: f64,
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name}_total {help}\n# TYPE {name}_total counter\n{name}_total {value}"
-    );
+fn space_json(space: &engine::Space) -> String {
+    format!(
+        "{{\"segment_bytes\":{},\"segments\":{},\"free\":{},\"reserved\":{},\"live_bytes\":{}}}",
+        space.segment_bytes, space.segments, space.free, space.reserve, space.live_bytes
+    )
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-    );
-}
-
-/// Renders the Prometheus text exposition.
-pub fn metrics(stats: &Stats, server: &ServerStats) -> String {
+fn gc_json(view: &EngineView) -> String {
+    let stats = view.handle.stats();
     let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let u = |a: &std::sync::atomic::AtomicUsize| a.load(Ordering::Relaxed) as u64;
-    let mut out = String::new();
-    gauge(
-        &mut out,
-        "veltrix_keys",
-        "Keys in the index.",
-        l(&stats.keys),
-    );
-    counter(
-        &mut out,
-        "veltrix_group_commits",
-        "Group commits started.",
-        l(&stats.batches),
-    );
-    counter(
-        &mut out,
-        "veltrix_records_written",
-        "Log records written.",
-        l(&stats.records),
-    );
-    counter(
-        &mut out,
-        "veltrix_flushes",
-        "Flushes that completed.",
-        l(&stats.flushes),
-    );
-    counter(
-        &mut out,
-        "veltrix_flush_errors",
-        "Flushes that failed (writes fenced).",
-        l(&stats.flush_errors),
-    );
-    counter(
-        &mut out,
-        "veltrix_write_errors",
-        "Group commits failed by a write error.",
-        l(&stats.write_errors),
-    );
-    counter(
-        &mut out,
-        "veltrix_log_written_bytes",
-        "Bytes the log submitted for writing.",
-        l(&stats.bytes_written),
-    );
-    counter(
-        &mut out,
-        "veltrix_get_read_bytes",
-        "Bytes read from the namespace for gets.",
-        l(&stats.bytes_read),
-    );
-    counter(
-        &mut out,
-        "veltrix_gets",
-        "Gets that read a record.",
-        l(&stats.gets),
-    );
-    counter(
-        &mut out,
-        "veltrix_corruption_detected",
-        "Records that failed verification (never served).",
-        l(&stats.corruption_detected),
-    );
-    gauge(
-        &mut out,
-        "veltrix_connections",
-        "Client connections open.",
-        u(&server.connections),
-    );
-    counter(
-        &mut out,
-        "veltrix_connections_accepted",
-        "Client connections accepted.",
-        l(&server.connections_accepted),
-    );
-    counter(
-        &mut out,
-        "veltrix_connections_refused",
-        "Connections refused past connections_max.",
-        l(&server.connections_refused),
-    );
-    counter(
-        &mut out,
-        "veltrix_commands",
-        "RESP commands executed.",
-        l(&server.commands),
-    );
-    counter(
-        &mut out,
-        "veltrix_protocol_errors",
-        "Protocol errors (connection closed).",
-        l(&server.protocol_errors),
-    );
-    counter(
-        &mut out,
-        "veltrix_network_received_bytes",
-        "Bytes read from clients.",
-        l(&server.bytes_read),
-    );
-    counter(
-        &mut out,
-        "veltrix_network_sent_bytes",
-        "Bytes written to clients.",
-        l(&server.bytes_written),
-    );
-    out
+    format!(
+        "{{\"runs\":{},\"segments_freed\":{},\"records_relocated\":{},\"read_bytes\":{},\"victims_blocked\":{},\"victims_damaged\":{},\"space\":{}}}",
+        l(&stats.gc_runs),
+        l(&stats.gc_segments_freed),
+        l(&stats.gc_records_relocated),
+        l(&stats.gc_bytes_read),
+        l(&stats.gc_victims_blocked),
+        l(&stats.gc_victims_damaged),
+        space_json(&view.handle.space())
+    )
 }
 
 fn json_string(s: &str) -> String {
@@ -195,27 +97,58 @@ pub fn serve(server: tiny_http::Server, state: Arc<AdminState>, stop: Arc<Atomic
                 Some(view) => (
                     200,
                     "text/plain; version=0.0.4",
-                    metrics(&view.stats, &state.server),
+                    crate::metrics::render(
+                        &view,
+                        &state.server,
+                        state.started.elapsed().as_secs_f64(),
+                        ready,
+                    ),
                 ),
                 None => (503, "text/plain", "engine not open\n".to_string()),
             },
             (tiny_http::Method::Get, "/api/status") => {
-                let keys = (state.engine)().map_or(0, |v| v.stats.keys.load(Ordering::Relaxed));
+                let view = (state.engine)();
+                let keys = view
+                    .as_ref()
+                    .map_or(0, |v| v.handle.stats().keys.load(Ordering::Relaxed));
+                let space = view
+                    .as_ref()
+                    .map_or("null".to_string(), |v| space_json(&v.handle.space()));
                 let namespaces: Vec<String> =
                     state.namespaces.iter().map(|n| json_string(n)).collect();
                 (
                     200,
                     "application/json",
                     format!(
-                        "{{\"version\":{},\"ready\":{},\"workers\":{},\"keys\":{},\"namespaces\":[{}]}}\n",
+                        "{{\"version\":{},\"ready\":{},\"workers\":{},\"keys\":{},\"space\":{},\"namespaces\":[{}]}}\n",
                         json_string(env!("CARGO_PKG_VERSION")),
                         ready,
                         state.workers,
                         keys,
+                        space,
                         namespaces.join(",")
                     ),
                 )
             }
+            (tiny_http::Method::Get, "/api/gc") => match (state.engine)() {
+                Some(view) => (200, "application/json", format!("{}\n", gc_json(&view))),
+                None => (503, "text/plain", "engine not open\n".to_string()),
+            },
+            // Starts a GC storm: every worker collects every segment of its
+            // stream that holds garbage, under the I/O budget. Returns at
+            // once; GET /api/gc shows the progress.
+            (tiny_http::Method::Post, "/api/gc") => match (state.engine)() {
+                Some(view) => {
+                    view.handle.gc_storm();
+                    tracing::info!("GC storm requested on the admin port");
+                    (
+                        202,
+                        "application/json",
+                        format!("{{\"started\":true,\"gc\":{}}}\n", gc_json(&view)),
+                    )
+                }
+                None => (503, "text/plain", "engine not open\n".to_string()),
+            },
             (tiny_http::Method::Get, "/api/config") => {
                 (200, "text/plain", state.config_text.clone())
             }

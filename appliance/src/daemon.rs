@@ -181,16 +181,11 @@ impl Daemon {
             .context("admin port is not an IP socket")?;
 
         let server_stats = Arc::new(ServerStats::default());
-        let engine_slot: Arc<std::sync::Mutex<Option<Arc<engine::stats::Stats>>>> = Arc::default();
+        let engine_slot: Arc<std::sync::Mutex<Option<Arc<EngineView>>>> = Arc::default();
         let view_slot = Arc::clone(&engine_slot);
         let state = Arc::new(AdminState {
-            engine: Arc::new(move || {
-                view_slot
-                    .lock()
-                    .ok()
-                    .and_then(|s| s.clone())
-                    .map(|stats| EngineView { stats })
-            }),
+            engine: Arc::new(move || view_slot.lock().ok().and_then(|s| s.clone())),
+            started: std::time::Instant::now(),
             server: Arc::clone(&server_stats),
             ready: AtomicBool::new(false),
             config_text: settings.config_text.clone(),
@@ -249,11 +244,11 @@ impl Daemon {
             bail!("cannot start the data port: {e}");
         }
         let report = engine.recovery_report().clone();
+        let recovery_seconds = started.elapsed().as_secs_f64();
         tracing::info!(
-            "recovered {} keys from {} records in {:.3} s",
+            "recovered {} keys from {} records in {recovery_seconds:.3} s",
             report.keys,
             report.records,
-            started.elapsed().as_secs_f64()
         );
         for damage in &report.damage {
             tracing::error!(
@@ -264,7 +259,11 @@ impl Daemon {
             );
         }
         if let Ok(mut slot) = engine_slot.lock() {
-            *slot = Some(engine.stats_handle());
+            *slot = Some(Arc::new(EngineView {
+                handle: engine.handle(),
+                report: report.clone(),
+                recovery_seconds,
+            }));
         }
         state.ready.store(true, Ordering::Release);
         Ok(Daemon {

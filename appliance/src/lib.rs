@@ -11,5 +11,6 @@
 pub mod admin;
 pub mod commands;
 pub mod daemon;
+pub mod metrics;
 pub mod resp;
 pub mod server;

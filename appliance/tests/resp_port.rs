@@ -466,7 +466,9 @@ fn tool(name: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        eprintln!("SKIPPED: {name} is not installed (apt-get install redis-tools)");
+        eprintln!(
+            "SKIPPED: {name} is not installed (.ci/run installs it: redis-tools, prometheus)"
+        );
     }
     found
 }
@@ -510,4 +512,81 @@ fn redis_cli_and_redis_benchmark_work_unchanged() {
     }
     // Every SET redis-benchmark was acknowledged for is readable.
     assert_eq!(cli(&["exists", "key:__rand_int__"]), "1");
+}
+
+fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
+
+#[test]
+fn metrics_cover_the_engine_nvme_and_network_and_pass_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let mut c = daemon.client();
+    for i in 0..50u32 {
+        let key = format!("m{}", i % 10);
+        assert_eq!(
+            c.call(&[b"SET", key.as_bytes(), b"value"]),
+            Reply::Simple("OK".into())
+        );
+        c.call(&[b"GET", key.as_bytes()]);
+    }
+    c.call(&[b"GET", b"absent"]);
+    let (status, body) = http(daemon.admin, "GET", "/metrics");
+    assert_eq!(status, 200);
+    let families = body.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    assert!(families >= 50, "only {families} metric families:\n{body}");
+    for needle in [
+        "veltrix_ops_total{op=\"put\",result=\"ok\"} 50",
+        "veltrix_ops_total{op=\"get\",result=\"not_found\"} 1",
+        "veltrix_op_duration_seconds_count{op=\"put\"} 50",
+        "veltrix_flush_duration_seconds_bucket{le=\"+Inf\"}",
+        "veltrix_nvme_submissions_total{kind=\"flush\"}",
+        "veltrix_segments_free ",
+        "veltrix_connections 1",
+    ] {
+        assert!(body.contains(needle), "no {needle:?} in:\n{body}");
+    }
+    if tool("promtool") {
+        let path = dir.path().join("metrics.txt");
+        std::fs::write(&path, &body).unwrap();
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                &format!("promtool check metrics < {}", path.display()),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The GC trigger starts a storm and reports progress.
+    let (status, body) = http(daemon.admin, "POST", "/api/gc");
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains("\"started\":true"), "{body}");
+    let (status, body) = http(daemon.admin, "GET", "/api/gc");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"segments_freed\":"), "{body}");
+    let (_, status_body) = http(daemon.admin, "GET", "/api/status");
+    assert!(status_body.contains("\"space\":{"), "{status_body}");
 }

@@ -48,21 +48,56 @@ fn hex(uuid: &[u8; 16]) -> String {
     uuid.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Segment generations one open may use: each open persists a superblock
+/// generation this far ahead before allocating any segment, so that no
+/// later life reuses a generation this one may have written (a reused
+/// generation would make a stale frame in a reused segment valid again).
+pub const GENERATIONS_PER_OPEN: u64 = 1 << 40;
+
 /// Reads both superblock copies. Returns the newest valid copy, or why none
 /// is usable.
 pub(crate) fn read_superblock(
     namespace: &dyn Namespace,
     queue: &mut dyn QueuePair,
 ) -> Result<Superblock, OpenError> {
+    read_superblock_copy(namespace, queue).map(|(sb, _)| sb)
+}
+
+/// Durably writes `sb` with `generation` into the copy that is not in force,
+/// so that a torn write leaves the current copy.
+pub(crate) fn advance_superblock(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    generation: u64,
+) -> Result<Superblock, OpenError> {
+    let (mut sb, in_force) = read_superblock_copy(namespace, queue)?;
+    sb.generation = generation;
+    let lba_bytes = namespace.geometry().lba_bytes as usize;
+    let mut block = vec![0u8; lba_bytes];
+    sb.encode(&mut block);
+    blocking::write_durable(namespace, queue, SUPERBLOCK_LBAS[1 - in_force], &block)
+        .map_err(nvme::IoError::from)?;
+    Ok(sb)
+}
+
+/// The newest valid copy and which copy it is (0: A, 1: B).
+fn read_superblock_copy(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+) -> Result<(Superblock, usize), OpenError> {
     let lba_bytes = namespace.geometry().lba_bytes as usize;
     let mut bytes = Vec::new();
     blocking::read(namespace, queue, 0, lba_bytes * 2, &mut bytes).map_err(nvme::IoError::from)?;
     let first = Superblock::decode(&bytes[..lba_bytes]);
     let second = Superblock::decode(&bytes[lba_bytes..]);
     match (first, second) {
-        (Ok(a), Ok(b)) => Ok(if b.generation > a.generation { b } else { a }),
-        (Ok(a), Err(_)) => Ok(a),
-        (Err(_), Ok(b)) => Ok(b),
+        (Ok(a), Ok(b)) => Ok(if b.generation > a.generation {
+            (b, 1)
+        } else {
+            (a, 0)
+        }),
+        (Ok(a), Err(_)) => Ok((a, 0)),
+        (Err(_), Ok(b)) => Ok((b, 1)),
         (Err(DecodeError::NewerVersion { found, supported }), _)
         | (_, Err(DecodeError::NewerVersion { found, supported })) => {
             Err(OpenError::NewerVersion { found, supported })

@@ -37,7 +37,7 @@ pub use config::{EngineConfig, FormatOptions};
 pub use error::{EngineError, Location, OpenError};
 pub use layout::{format, Layout};
 pub use recovery::Damage;
-pub use runtime::{Engine, Frontend, Submitter, Wake, WorkerThread};
+pub use runtime::{Engine, EngineHandle, Frontend, Submitter, Wake, WorkerThread};
 pub use worker::{BatchOp, Condition, Op, Reply, RequestId, WorkerCore};
 
 /// What open found on the namespace.
@@ -132,6 +132,13 @@ pub fn open_workers(
         sb.generation,
     )?;
     erase_torn_tails(namespace.as_ref(), queue.as_mut(), &layout, &recovered)?;
+    // Claim this open's range of segment generations before using any.
+    let sb = layout::advance_superblock(
+        namespace.as_ref(),
+        queue.as_mut(),
+        recovered.next_generation + layout::GENERATIONS_PER_OPEN,
+    )?;
+    debug_assert!(sb.generation > recovered.next_generation);
     drop(queue);
     let free: std::collections::BTreeSet<u32> = (1..layout.segment_count)
         .filter(|s| !recovered.used_segments.contains(s))

@@ -20,8 +20,9 @@ use crate::config::EngineConfig;
 use crate::error::{EngineError, OpenError};
 use crate::index::Art;
 use crate::shard::{shard, SHARD_COUNT};
+use crate::stats::{OpKind, OpResult, Stats};
 use crate::worker::{BatchOp, Op, Reply, WorkerCore};
-use crate::{open_workers, stats::Stats, RecoveryReport};
+use crate::{open_workers, RecoveryReport};
 
 /// Where a reply goes: back to a blocked caller, or to a worker's frontend.
 enum ReplyTo {
@@ -226,11 +227,15 @@ impl Engine {
     /// that holds any garbage, under the I/O budget. Returns at once; the
     /// `gc_*` counters and [`Engine::space`] show the progress.
     pub fn gc_storm(&self) {
-        self.shared
-            .gc_storms
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        for worker in 0..self.router.inboxes.len() {
-            self.router.wake(worker as u16);
+        self.handle().gc_storm();
+    }
+
+    /// A handle for other threads (the admin port): counters, space, shard
+    /// owners and the GC trigger, without access to the data path.
+    pub fn handle(&self) -> EngineHandle {
+        EngineHandle {
+            router: Arc::clone(&self.router),
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -382,8 +387,67 @@ impl Drop for Engine {
     }
 }
 
+/// A cloneable handle on a running engine for observers and operators.
+#[derive(Clone)]
+pub struct EngineHandle {
+    router: Arc<Router>,
+    shared: Arc<crate::worker::Shared>,
+}
+
+impl EngineHandle {
+    /// Engine-wide counters.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// How the namespace's segments are used.
+    pub fn space(&self) -> crate::Space {
+        self.shared.space()
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.router.inboxes.len()
+    }
+
+    /// The worker that owns a shard now.
+    pub fn shard_owner(&self, shard_id: u16) -> u16 {
+        self.router.owner(shard_id)
+    }
+
+    /// Starts a GC storm (see [`Engine::gc_storm`]).
+    pub fn gc_storm(&self) {
+        self.shared.gc_storms.fetch_add(1, Ordering::AcqRel);
+        for worker in 0..self.router.inboxes.len() {
+            self.router.wake(worker as u16);
+        }
+    }
+}
+
 fn unreachable_reply<T>(reply: Reply) -> Result<T, EngineError> {
     panic!("engine answered with the wrong kind of reply: {reply:?}")
+}
+
+fn op_kind(op: &Op) -> OpKind {
+    match op {
+        Op::Get(_) => OpKind::Get,
+        Op::Exists(_) => OpKind::Exists,
+        Op::Put(..) => OpKind::Put,
+        Op::PutIf(..) => OpKind::PutIf,
+        Op::Delete(_) => OpKind::Delete,
+        Op::Batch(_) => OpKind::Batch,
+        Op::Scan(_) => OpKind::Scan,
+    }
+}
+
+fn op_result(reply: &Reply) -> OpResult {
+    match reply {
+        Reply::Done | Reply::Deleted(true) | Reply::Exists(true) | Reply::Keys(_) => OpResult::Ok,
+        Reply::Value(Some(_)) => OpResult::Ok,
+        Reply::Value(None) | Reply::Deleted(false) | Reply::Exists(false) => OpResult::NotFound,
+        Reply::NotApplied => OpResult::NotApplied,
+        Reply::Failed(_) => OpResult::Error,
+    }
 }
 
 fn op_shard(op: &Op) -> Option<u16> {
@@ -408,7 +472,8 @@ pub struct WorkerThread {
     router: Arc<Router>,
     started: Instant,
     next_id: u64,
-    waiting: HashMap<u64, ReplyTo>,
+    /// Requests at the core: who to answer, what they were, since when.
+    waiting: HashMap<u64, (ReplyTo, OpKind, Instant)>,
     /// Shards being moved out: (target, who to tell).
     moving: BTreeMap<u16, (u16, Option<SyncSender<()>>)>,
     /// Shards this worker asked for, to gather an atomic batch.
@@ -612,7 +677,8 @@ impl WorkerThread {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.waiting.insert(id, reply);
+        self.waiting
+            .insert(id, (reply, op_kind(&op), Instant::now()));
         let now = self.now_us();
         self.core.accept(id, op, now);
     }
@@ -620,7 +686,11 @@ impl WorkerThread {
     fn send_replies(&mut self) {
         let replies = std::mem::take(&mut self.replies);
         for (id, reply) in replies {
-            if let Some(to) = self.waiting.remove(&id) {
+            if let Some((to, kind, since)) = self.waiting.remove(&id) {
+                let stats = self.core.stats();
+                stats.ops[kind as usize][op_result(&reply) as usize]
+                    .fetch_add(1, Ordering::Relaxed);
+                stats.op_latency[kind as usize].record(since.elapsed().as_micros() as u64);
                 self.answer(to, reply);
             }
         }
@@ -650,6 +720,10 @@ impl WorkerThread {
             let Some((to, done)) = self.moving.remove(&shard_id) else {
                 continue;
             };
+            self.core
+                .stats()
+                .shard_moves
+                .fetch_add(1, Ordering::Relaxed);
             // Publish the new owner only once the index is in the target's
             // inbox; requests that race ahead are held there until it lands.
             self.router.owners[usize::from(shard_id)].store(to, Ordering::Release);

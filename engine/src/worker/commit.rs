@@ -132,6 +132,8 @@ pub(crate) struct CommitPath {
     /// The frame being written, padded to whole blocks.
     staging: Vec<u8>,
     fenced: Option<IoError>,
+    /// When the current batch's flush was submitted.
+    flush_started_us: u64,
     batch_bytes_max: usize,
     /// Sequence number of the last record of this stream known durable.
     last_seq: u64,
@@ -157,6 +159,7 @@ impl CommitPath {
             gc_failed: 0,
             staging: Vec::new(),
             fenced: None,
+            flush_started_us: 0,
             batch_bytes_max: config.batch_bytes_max,
             last_seq: tail.map_or(0, |t| t.last_seq),
             batch_last_seq: 0,
@@ -187,8 +190,10 @@ impl CommitPath {
     }
 
     /// Fences writes after a failed flush outside the commit path (GC's).
-    pub(crate) fn fence(&mut self, error: IoError) {
+    pub(crate) fn fence(&mut self, error: IoError) -> bool {
+        let first = self.fenced.is_none();
         self.fenced.get_or_insert(error);
+        first
     }
 
     /// Queues a GC request: one record to rewrite, under `kind`.
@@ -464,11 +469,11 @@ impl CommitPath {
             outstanding: 0,
             failed: None,
         };
-        core.shared.stats.batches.fetch_add(1, Ordering::Relaxed);
-        core.shared
-            .stats
-            .records
-            .fetch_add(written as u64, Ordering::Relaxed);
+        let stats = &core.shared.stats;
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.records.fetch_add(written as u64, Ordering::Relaxed);
+        stats.batch_records.record(written as u64);
+        stats.batch_bytes.record(padded as u64);
         Self::submit_chunks(core);
     }
 
@@ -533,6 +538,10 @@ impl CommitPath {
             let (gc, user): (Vec<Waiting>, Vec<Waiting>) =
                 batch.into_iter().partition(|w| w.kind.is_gc());
             for w in user {
+                core.shared
+                    .stats
+                    .out_of_space
+                    .fetch_add(1, Ordering::Relaxed);
                 core.replies
                     .push((w.id, Reply::Failed(EngineError::OutOfSpace)));
             }
@@ -670,6 +679,7 @@ impl CommitPath {
             return;
         }
         core.commit.state = State::Flushing;
+        core.commit.flush_started_us = core.now_us;
         core.submit(token(TAG_FLUSH, 0), Command::Flush);
     }
 
@@ -688,11 +698,21 @@ impl CommitPath {
                 .stats
                 .flush_errors
                 .fetch_add(1, Ordering::Relaxed);
+            if core.commit.fenced.is_none() {
+                core.shared
+                    .stats
+                    .fenced_workers
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             core.commit.fenced = Some(error.clone());
             Self::fail_batch(core, EngineError::Io(error));
             return;
         }
         core.shared.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        core.shared
+            .stats
+            .flush_latency
+            .record(core.now_us.saturating_sub(core.commit.flush_started_us));
         core.commit.header_durable = true;
         core.commit.last_seq = core.commit.batch_last_seq;
         let sealed = core.commit.to_seal.take();

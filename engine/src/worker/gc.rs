@@ -503,7 +503,12 @@ impl GcPath {
             // As in the commit path: after a failed flush nothing written
             // since the last good one is known durable. Fence.
             tracing::error!(worker = core.id, "GC flush failed: {error}; fencing writes");
-            core.commit.fence(error);
+            if core.commit.fence(error) {
+                core.shared
+                    .stats
+                    .fenced_workers
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             Self::give_up(core, victim, "flush failed", u64::MAX);
             return;
         }

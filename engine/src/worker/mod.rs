@@ -122,6 +122,17 @@ const TAG_GC_READ: u64 = 4;
 const TAG_GC_ERASE: u64 = 5;
 const TAG_GC_FLUSH: u64 = 6;
 
+/// What kind of block-layer command a token is for, for the I/O counters.
+fn io_kind(token: u64) -> crate::stats::IoKind {
+    use crate::stats::IoKind;
+    match token >> TAG_SHIFT {
+        TAG_READ | TAG_GC_READ => IoKind::Read,
+        TAG_WRITE | TAG_GC_ERASE => IoKind::Write,
+        TAG_FLUSH | TAG_GC_FLUSH => IoKind::Flush,
+        _ => IoKind::Other,
+    }
+}
+
 fn token(tag: u64, payload: u64) -> u64 {
     debug_assert!(payload < 1 << TAG_SHIFT);
     (tag << TAG_SHIFT) | payload
@@ -406,13 +417,22 @@ impl WorkerCore {
         if let Command::Read { buf, .. } | Command::Write { buf, .. } = &command {
             self.gc.io_bytes += buf.len() as u64;
         }
+        let stats = &self.shared.stats;
+        stats.io_submitted[io_kind(token) as usize].fetch_add(1, Ordering::Relaxed);
+        stats.io_in_flight.fetch_add(1, Ordering::Relaxed);
         if !self.deferred.is_empty() {
             self.deferred.push_back((token, command));
             return;
         }
         if let Err(refused) = self.queue.submit(token, command) {
             match refused.reason {
-                nvme::RefuseReason::QueueFull => self.deferred.push_back((token, refused.command)),
+                nvme::RefuseReason::QueueFull => {
+                    self.shared
+                        .stats
+                        .io_queue_full
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.deferred.push_back((token, refused.command))
+                }
                 reason => {
                     // Every command is built within the geometry; a refusal
                     // is a bug in the engine.
@@ -423,6 +443,13 @@ impl WorkerCore {
     }
 
     fn complete(&mut self, done: Completion) {
+        let stats = &self.shared.stats;
+        let kind = io_kind(done.token) as usize;
+        stats.io_completed[kind].fetch_add(1, Ordering::Relaxed);
+        stats.io_in_flight.fetch_sub(1, Ordering::Relaxed);
+        if done.result.is_err() {
+            stats.io_failed[kind].fetch_add(1, Ordering::Relaxed);
+        }
         let tag = done.token >> TAG_SHIFT;
         let payload = done.token & ((1 << TAG_SHIFT) - 1);
         match tag {

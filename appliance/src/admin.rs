@@ -30,6 +30,8 @@ pub struct AdminState {
 pub struct EngineView {
     /// The counters.
     pub stats: Arc<Stats>,
+    /// Which worker owns each shard.
+    pub owners: Option<engine::ShardOwners>,
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
@@ -172,6 +174,49 @@ fn json_string(s: &str) -> String {
     out
 }
 
+/// `/api/shards`: each shard's owning worker, and how many shards each
+/// worker owns. Per-shard key counts are not tracked by the engine yet, so
+/// `keys` is null per shard; the total is in `keys` at the top.
+pub fn shards_json(view: &EngineView) -> String {
+    let keys = view.stats.keys.load(Ordering::Relaxed);
+    let Some(owners) = &view.owners else {
+        return format!(
+            "{{\"shard_count\":{},\"keys\":{keys},\"shards\":[]}}\n",
+            engine::shard::SHARD_COUNT
+        );
+    };
+    let mut per_worker = vec![0u32; owners.workers()];
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "{{\"shard_count\":{},\"workers\":{},\"keys\":{keys},\"shards\":[",
+        engine::shard::SHARD_COUNT,
+        owners.workers()
+    );
+    for shard in 0..engine::shard::SHARD_COUNT {
+        let worker = owners.owner(shard);
+        if let Some(n) = per_worker.get_mut(usize::from(worker)) {
+            *n += 1;
+        }
+        if shard > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"shard\":{shard},\"worker\":{worker},\"keys\":null}}"
+        );
+    }
+    out.push_str("],\"shards_per_worker\":[");
+    for (worker, n) in per_worker.iter().enumerate() {
+        if worker > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{n}");
+    }
+    out.push_str("]}\n");
+    out
+}
+
 /// Serves the admin port until `stop` is set.
 pub fn serve(server: tiny_http::Server, state: Arc<AdminState>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
@@ -216,6 +261,14 @@ pub fn serve(server: tiny_http::Server, state: Arc<AdminState>, stop: Arc<Atomic
                     ),
                 )
             }
+            (tiny_http::Method::Get, "/api/shards") => match (state.engine)() {
+                Some(view) => (200, "application/json", shards_json(&view)),
+                None => (
+                    503,
+                    "application/json",
+                    "{\"error\":\"engine not open\"}\n".into(),
+                ),
+            },
             (tiny_http::Method::Get, "/api/config") => {
                 (200, "text/plain", state.config_text.clone())
             }

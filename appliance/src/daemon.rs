@@ -198,7 +198,8 @@ impl Daemon {
             .context("admin port is not an IP socket")?;
 
         let server_stats = Arc::new(ServerStats::default());
-        let engine_slot: Arc<std::sync::Mutex<Option<Arc<engine::stats::Stats>>>> = Arc::default();
+        type EngineSlot = Option<(Arc<engine::stats::Stats>, engine::ShardOwners)>;
+        let engine_slot: Arc<std::sync::Mutex<EngineSlot>> = Arc::default();
         let view_slot = Arc::clone(&engine_slot);
         let state = Arc::new(AdminState {
             engine: Arc::new(move || {
@@ -206,7 +207,10 @@ impl Daemon {
                     .lock()
                     .ok()
                     .and_then(|s| s.clone())
-                    .map(|stats| EngineView { stats })
+                    .map(|(stats, owners)| EngineView {
+                        stats,
+                        owners: Some(owners),
+                    })
             }),
             server: Arc::clone(&server_stats),
             ready: AtomicBool::new(false),
@@ -283,7 +287,7 @@ impl Daemon {
             );
         }
         if let Ok(mut slot) = engine_slot.lock() {
-            *slot = Some(engine.stats_handle());
+            *slot = Some((engine.stats_handle(), engine.shard_owners()));
         }
         state.ready.store(true, Ordering::Release);
         Ok(Daemon {

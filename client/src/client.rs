@@ -20,20 +20,20 @@ const READ_CHUNK_BYTES: usize = 64 << 10;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The TCP connection could not be made.
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}: {cause}")]
     Connect {
         /// The address tried.
         addr: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Reading or writing failed (a timeout included).
-    #[error("I/O error talking to {addr}: {source}")]
+    #[error("I/O error talking to {addr}: {cause}")]
     Io {
         /// The server's address.
         addr: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The server closed the connection.
     #[error("{addr} closed the connection")]
@@ -121,7 +121,7 @@ impl Client {
             .to_socket_addrs()
             .map_err(|source| ClientError::Connect {
                 addr: "(unresolved)".into(),
-                source,
+                cause: source,
             })?
             .collect();
         let name = addrs
@@ -141,12 +141,12 @@ impl Client {
         let Some((stream, addr)) = connected else {
             return Err(ClientError::Connect {
                 addr: name,
-                source: last,
+                cause: last,
             });
         };
         let io = |source| ClientError::Io {
             addr: addr.clone(),
-            source,
+            cause: source,
         };
         stream.set_nodelay(true).map_err(io)?;
         stream.set_read_timeout(Some(timeout)).map_err(io)?;
@@ -228,7 +228,7 @@ impl Client {
             .write_all(bytes)
             .map_err(|source| ClientError::Io {
                 addr: self.addr.clone(),
-                source,
+                cause: source,
             })
     }
 
@@ -251,7 +251,7 @@ impl Client {
                 Err(source) => {
                     return Err(ClientError::Io {
                         addr: self.addr.clone(),
-                        source,
+                        cause: source,
                     })
                 }
             }

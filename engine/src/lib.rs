@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod format;
 pub mod index;
+pub mod inspect;
 pub mod layout;
 pub mod recovery;
 mod runtime;
@@ -36,7 +37,7 @@ pub use config::{EngineConfig, FormatOptions};
 pub use error::{EngineError, Location, OpenError};
 pub use layout::{format, Layout};
 pub use recovery::Damage;
-pub use runtime::{Engine, Frontend, Submitter, Wake, WorkerThread};
+pub use runtime::{Engine, Frontend, ShardOwners, Submitter, Wake, WorkerThread};
 pub use worker::{BatchOp, Condition, Op, Reply, RequestId, WorkerCore};
 
 /// What open found on the namespace.

@@ -127,6 +127,24 @@ impl Submitter<'_> {
     }
 }
 
+/// A read-only view of which worker owns each shard, for other threads.
+#[derive(Clone)]
+pub struct ShardOwners {
+    router: Arc<Router>,
+}
+
+impl ShardOwners {
+    /// The worker that owns `shard_id` now.
+    pub fn owner(&self, shard_id: u16) -> u16 {
+        self.router.owner(shard_id)
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.router.inboxes.len()
+    }
+}
+
 /// A running engine: worker threads over one namespace.
 pub struct Engine {
     router: Arc<Router>,
@@ -225,6 +243,14 @@ impl Engine {
     /// The worker that owns a shard now.
     pub fn shard_owner(&self, shard_id: u16) -> u16 {
         self.router.owner(shard_id)
+    }
+
+    /// A read-only handle on the shard-owner table that other threads (the
+    /// admin port) can keep.
+    pub fn shard_owners(&self) -> ShardOwners {
+        ShardOwners {
+            router: Arc::clone(&self.router),
+        }
     }
 
     fn call(&self, worker: u16, op: Op) -> Reply {

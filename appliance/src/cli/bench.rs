@@ -209,61 +209,67 @@ pub fn run(options: &Options, progress: &dyn Fn(u64)) -> anyhow::Result<Outcome>
                 Arc::clone(&answered),
                 Arc::clone(&stop),
             );
-            std::thread::spawn(move || -> anyhow::Result<(Histogram<u64>, [u64; 3])> {
-                let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-                let mut rng = rand::rng();
-                let value = vec![b'v'; options.value_bytes];
-                let mut counts = [0u64; 3]; // gets, misses, errors
-                let total = options.gets + options.sets;
-                loop {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let n = if deadline.is_some() {
-                        options.pipeline as u64
-                    } else {
-                        let first = tickets.fetch_add(options.pipeline as u64, Ordering::Relaxed);
-                        if first >= options.requests {
+            std::thread::spawn(
+                move || -> anyhow::Result<(Histogram<u64>, [u64; 3], Instant)> {
+                    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+                    let mut rng = rand::rng();
+                    let value = vec![b'v'; options.value_bytes];
+                    let mut counts = [0u64; 3]; // gets, misses, errors
+                    let total = options.gets + options.sets;
+                    loop {
+                        if stop.load(Ordering::Relaxed) {
                             break;
                         }
-                        (options.requests - first).min(options.pipeline as u64)
-                    };
-                    let ops: Vec<(bool, Vec<u8>)> = (0..n)
-                        .map(|_| {
-                            let get = rng.random_range(0..total) < options.gets;
-                            let key = format!("key:{}", rng.random_range(0..options.keys));
-                            (get, key.into_bytes())
-                        })
-                        .collect();
-                    counts[0] += ops.iter().filter(|(g, _)| *g).count() as u64;
-                    let sent = Instant::now();
-                    let (misses, errors) = conn.batch(&ops, &value, &mut |at| {
-                        let us = at.duration_since(sent).as_micros().max(1) as u64;
-                        let _ = histogram.record(us.min(60_000_000));
-                    })?;
-                    counts[1] += misses;
-                    counts[2] += errors;
-                    answered.fetch_add(n, Ordering::Relaxed);
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        break;
+                        let n = if deadline.is_some() {
+                            options.pipeline as u64
+                        } else {
+                            let first =
+                                tickets.fetch_add(options.pipeline as u64, Ordering::Relaxed);
+                            if first >= options.requests {
+                                break;
+                            }
+                            (options.requests - first).min(options.pipeline as u64)
+                        };
+                        let ops: Vec<(bool, Vec<u8>)> = (0..n)
+                            .map(|_| {
+                                let get = rng.random_range(0..total) < options.gets;
+                                let key = format!("key:{}", rng.random_range(0..options.keys));
+                                (get, key.into_bytes())
+                            })
+                            .collect();
+                        counts[0] += ops.iter().filter(|(g, _)| *g).count() as u64;
+                        let sent = Instant::now();
+                        let (misses, errors) = conn.batch(&ops, &value, &mut |at| {
+                            let us = at.duration_since(sent).as_micros().max(1) as u64;
+                            let _ = histogram.record(us.min(60_000_000));
+                        })?;
+                        counts[1] += misses;
+                        counts[2] += errors;
+                        answered.fetch_add(n, Ordering::Relaxed);
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            break;
+                        }
                     }
-                }
-                Ok((histogram, counts))
-            })
+                    Ok((histogram, counts, Instant::now()))
+                },
+            )
         })
         .collect();
     while !threads.iter().all(|t| t.is_finished()) {
         progress(answered.load(Ordering::Relaxed));
         std::thread::sleep(Duration::from_millis(100));
     }
-    let elapsed = started.elapsed();
     progress(answered.load(Ordering::Relaxed));
+    // The wall time runs to the last client's last reply (not to this
+    // loop's next wake-up).
+    let mut finished = started;
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut counts = [0u64; 3];
     let mut failure = None;
     for t in threads {
         match t.join() {
-            Ok(Ok((h, c))) => {
+            Ok(Ok((h, c, at))) => {
+                finished = finished.max(at);
                 latency_us.add(&h)?;
                 for (total, part) in counts.iter_mut().zip(c) {
                     *total += part;
@@ -277,6 +283,7 @@ pub fn run(options: &Options, progress: &dyn Fn(u64)) -> anyhow::Result<Outcome>
     if let Some(e) = failure {
         return Err(e.context("a bench client failed"));
     }
+    let elapsed = finished.duration_since(started);
     Ok(Outcome {
         requests: latency_us.len(),
         gets: counts[0],

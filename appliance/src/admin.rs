@@ -74,6 +74,46 @@ fn json_string(s: &str) -> String {
     out
 }
 
+/// `/api/shards`: each shard's owning worker, and how many shards each
+/// worker owns. Per-shard key counts are not tracked by the engine yet, so
+/// `keys` is null per shard; the total is in `keys` at the top.
+pub fn shards_json(view: &EngineView) -> String {
+    let handle = &view.handle;
+    let keys = handle.stats().keys.load(Ordering::Relaxed);
+    let owners = handle;
+    let mut per_worker = vec![0u32; owners.workers()];
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "{{\"shard_count\":{},\"workers\":{},\"keys\":{keys},\"shards\":[",
+        engine::shard::SHARD_COUNT,
+        owners.workers()
+    );
+    for shard in 0..engine::shard::SHARD_COUNT {
+        let worker = owners.shard_owner(shard);
+        if let Some(n) = per_worker.get_mut(usize::from(worker)) {
+            *n += 1;
+        }
+        if shard > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"shard\":{shard},\"worker\":{worker},\"keys\":{}}}",
+            handle.shard_keys(shard)
+        );
+    }
+    out.push_str("],\"shards_per_worker\":[");
+    for (worker, n) in per_worker.iter().enumerate() {
+        if worker > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{n}");
+    }
+    out.push_str("]}\n");
+    out
+}
+
 /// Serves the admin port until `stop` is set.
 pub fn serve(server: tiny_http::Server, state: Arc<AdminState>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
@@ -148,6 +188,14 @@ pub fn serve(server: tiny_http::Server, state: Arc<AdminState>, stop: Arc<Atomic
                     )
                 }
                 None => (503, "text/plain", "engine not open\n".to_string()),
+            },
+            (tiny_http::Method::Get, "/api/shards") => match (state.engine)() {
+                Some(view) => (200, "application/json", shards_json(&view)),
+                None => (
+                    503,
+                    "application/json",
+                    "{\"error\":\"engine not open\"}\n".into(),
+                ),
             },
             (tiny_http::Method::Get, "/api/config") => {
                 (200, "text/plain", state.config_text.clone())

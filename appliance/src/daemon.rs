@@ -34,6 +34,8 @@ pub struct Settings {
     pub sqpoll: bool,
     /// RESP port.
     pub listen: SocketAddr,
+    /// Native protocol port.
+    pub native_listen: SocketAddr,
     /// Admin port.
     pub admin_listen: SocketAddr,
     /// Engine tunables.
@@ -53,6 +55,8 @@ pub struct Daemon {
     admin_thread: Option<std::thread::JoinHandle<()>>,
     /// The RESP address actually bound.
     pub listen: SocketAddr,
+    /// The native protocol address actually bound.
+    pub native_listen: SocketAddr,
     /// The admin address actually bound.
     pub admin_listen: SocketAddr,
 }
@@ -172,6 +176,19 @@ impl Daemon {
                 listeners.push(bind_reuseport(listen)?);
             }
         }
+        let mut native_listeners = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            native_listeners.push(bind_reuseport(settings.native_listen).with_context(|| {
+                format!("cannot listen on native port {}", settings.native_listen)
+            })?);
+        }
+        let native_listen = native_listeners[0].local_addr()?;
+        if settings.native_listen.port() == 0 {
+            native_listeners.truncate(1);
+            for _ in 1..workers {
+                native_listeners.push(bind_reuseport(native_listen)?);
+            }
+        }
         let admin = tiny_http::Server::http(settings.admin_listen).map_err(|e| {
             anyhow::anyhow!("cannot listen on admin port {}: {e}", settings.admin_listen)
         })?;
@@ -215,11 +232,13 @@ impl Daemon {
                 + (64 << 10),
         };
         let mut listeners = listeners.into_iter();
+        let mut native_listeners = native_listeners.into_iter();
         let mut failure = None;
         let started = std::time::Instant::now();
         let engine = Engine::open_with_frontends(namespace, &engine_config, |_| {
             let listener = listeners.next()?;
-            match RespFrontend::new(listener, limits, Arc::clone(&server_stats)) {
+            let native = native_listeners.next();
+            match RespFrontend::new(listener, native, limits, Arc::clone(&server_stats)) {
                 Ok((frontend, waker)) => {
                     let wake: engine::Wake = Arc::new(move || {
                         let _ = waker.wake();
@@ -271,6 +290,7 @@ impl Daemon {
             admin_stop,
             admin_thread: Some(admin_thread),
             listen,
+            native_listen,
             admin_listen,
         })
     }

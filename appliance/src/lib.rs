@@ -1,5 +1,6 @@
-//! The VeltrixDB appliance: the daemon's data port (RESP), its admin port
-//! (HTTP: metrics, health, a JSON API) and its startup.
+//! The VeltrixDB appliance: the daemon's data port (RESP and the native
+//! protocol), its admin port (HTTP: metrics, health, a JSON API), its
+//! startup, and the `veltrix` operator CLI's commands ([`cli`]).
 //!
 //! The data port runs on the engine's worker threads: each worker owns a
 //! listening socket (SO_REUSEPORT) and the connections the kernel gives it,
@@ -9,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod cli;
 pub mod commands;
 pub mod daemon;
 pub mod metrics;

@@ -6,145 +6,19 @@
     reason = "test code: a panic is the failure report"
 )]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use appliance::resp::{encode, parse_reply, Reply};
-
-struct Daemon {
-    child: Child,
-    port: u16,
-    admin: u16,
-}
-
-impl Daemon {
-    fn start(dir: &Path) -> Daemon {
-        Self::start_with(dir, &[])
-    }
-
-    fn start_with(dir: &Path, extra: &[&str]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_veltrixd"))
-            .args(["--data-dir", dir.to_str().unwrap()])
-            .args(extra)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .args([
-                "--namespace-size",
-                "256MiB",
-                "--workers",
-                "2",
-                "--log-level",
-                "warn",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        // "veltrixd X ready: RESP on 127.0.0.1:P, admin on http://127.0.0.1:Q"
-        let port = line
-            .split("RESP on 127.0.0.1:")
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let admin = line
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        Daemon { child, port, admin }
-    }
-
-    fn client(&self) -> Client {
-        Client::connect(self.port)
-    }
-
-    fn sigterm(mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let status = self.child.wait().unwrap();
-        std::mem::forget(self);
-        status
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Client {
-    fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, args: &[&[u8]]) {
-        let mut out = Vec::new();
-        encode::command(&mut out, args);
-        self.stream.write_all(&out).unwrap();
-    }
-
-    fn read(&mut self) -> Option<Reply> {
-        loop {
-            if let Some((reply, used)) = parse_reply(&self.buf).unwrap() {
-                self.buf.drain(..used);
-                return Some(reply);
-            }
-            let mut chunk = [0u8; 65536];
-            match self.stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    fn call(&mut self, args: &[&[u8]]) -> Reply {
-        self.send(args);
-        self.read().expect("connection closed")
-    }
-}
+use appliance::resp::{encode, Reply};
+use common::{bulk, http, http_get, tool, Client, Daemon};
 
 /// A key and its value.
 type KeyValue = (Vec<u8>, Vec<u8>);
-
-fn bulk(v: &[u8]) -> Reply {
-    Reply::Bulk(Some(v.to_vec()))
-}
 
 #[test]
 fn commands_behave_like_redis() {
@@ -244,14 +118,6 @@ fn commands_behave_like_redis() {
     let metrics = http_get(daemon.admin, "/metrics");
     assert!(metrics.contains("veltrix_keys 1003"), "{metrics}");
     assert!(http_get(daemon.admin, "/readyz").contains("ready"));
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
 }
 
 #[test]
@@ -460,19 +326,6 @@ fn a_connection_flood_is_refused_past_connections_max() {
     }
 }
 
-fn tool(name: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!(
-            "SKIPPED: {name} is not installed (.ci/run installs it: redis-tools, prometheus)"
-        );
-    }
-    found
-}
-
 #[test]
 fn redis_cli_and_redis_benchmark_work_unchanged() {
     if !tool("redis-cli") || !tool("redis-benchmark") {
@@ -512,26 +365,6 @@ fn redis_cli_and_redis_benchmark_work_unchanged() {
     }
     // Every SET redis-benchmark was acknowledged for is readable.
     assert_eq!(cli(&["exists", "key:__rand_int__"]), "1");
-}
-
-fn http(port: u16, method: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string());
-    (status, body)
 }
 
 #[test]

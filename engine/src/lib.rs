@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod format;
 pub mod index;
+pub mod inspect;
 pub mod layout;
 pub mod recovery;
 mod runtime;
@@ -164,6 +165,11 @@ pub fn open_workers(
             reserve,
         }),
         live,
+        shard_keys: recovered
+            .index
+            .iter()
+            .map(|art| AtomicU64::new(art.len() as u64))
+            .collect(),
         gc_storms: AtomicU64::new(0),
         gc_free_target,
         stats: Arc::new(stats::Stats::default()),

@@ -415,6 +415,14 @@ impl EngineHandle {
         self.router.owner(shard_id)
     }
 
+    /// Keys in a shard.
+    pub fn shard_keys(&self, shard_id: u16) -> u64 {
+        self.shared
+            .shard_keys
+            .get(usize::from(shard_id))
+            .map_or(0, |k| k.load(Ordering::Relaxed))
+    }
+
     /// Starts a GC storm (see [`Engine::gc_storm`]).
     pub fn gc_storm(&self) {
         self.shared.gc_storms.fetch_add(1, Ordering::AcqRel);

@@ -1,8 +1,8 @@
 //! veltrixd: the VeltrixDB daemon.
 //!
 //! With no arguments it runs on its embedded default: a sparse 4 GiB file
-//! namespace in `./veltrix-data`, RESP on 127.0.0.1:6379, admin HTTP on
-//! 127.0.0.1:9379.
+//! namespace in `./veltrix-data`, RESP on 127.0.0.1:6379, the native
+//! protocol on 127.0.0.1:7379, admin HTTP on 127.0.0.1:9379.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +37,9 @@ struct Args {
     /// RESP listen address.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Native binary protocol listen address (docs/protocol.md).
+    #[arg(long)]
+    native_listen: Option<SocketAddr>,
     /// Admin HTTP listen address.
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
@@ -137,6 +140,7 @@ fn settings(args: &Args) -> anyhow::Result<(Settings, String)> {
         uring: backend_uring,
         sqpoll,
         listen: args.listen.unwrap_or(config.server.listen),
+        native_listen: args.native_listen.unwrap_or(config.server.native_listen),
         admin_listen: args.admin_listen.unwrap_or(config.server.admin_listen),
         engine,
         segment_bytes: e.segment_bytes,
@@ -165,9 +169,10 @@ fn main() -> anyhow::Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
     let daemon = Daemon::start(&settings)?;
     println!(
-        "veltrixd {} ready: RESP on {}, admin on http://{}",
+        "veltrixd {} ready: RESP on {}, native on {}, admin on http://{}",
         env!("CARGO_PKG_VERSION"),
         daemon.listen,
+        daemon.native_listen,
         daemon.admin_listen
     );
     while !stop.load(Ordering::Relaxed) {

@@ -20,6 +20,8 @@ pub(crate) struct Slot {
     pub outstanding: usize,
     /// Close the connection after this reply (QUIT, protocol errors).
     pub close_after: bool,
+    /// A native-protocol request: the id and opcode its reply carries.
+    pub native: Option<super::native::Pending>,
 }
 
 pub(crate) struct Connection {
@@ -36,6 +38,8 @@ pub(crate) struct Connection {
     pub closing: bool,
     /// The peer closed its side.
     pub peer_closed: bool,
+    /// A native-protocol connection (else RESP).
+    pub native: Option<super::native::Session>,
 }
 
 impl Connection {

@@ -1,4 +1,6 @@
-//! The per-worker event loop of the RESP port (mio: epoll).
+//! The per-worker event loop of the data port (mio: epoll): RESP and, on a
+//! second listener, the native protocol. A connection speaks the protocol of
+//! the listener that accepted it.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
@@ -11,12 +13,14 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::connection::{Connection, Slot};
+use super::native;
 use crate::commands::{self, Action};
 use crate::resp::{self, encode, Limits, Parser, Protocol};
 
 const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
-const FIRST_CONNECTION: usize = 2;
+const NATIVE_LISTENER: Token = Token(2);
+const FIRST_CONNECTION: usize = 3;
 const READ_CHUNK_BYTES: usize = 64 << 10;
 /// Commands a connection may have in flight before its reads pause.
 const PIPELINE_MAX: usize = 1024;
@@ -70,11 +74,13 @@ pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     Ok(socket.into())
 }
 
-/// One worker's share of the RESP port.
+/// One worker's share of the data port: RESP and native connections.
 pub struct RespFrontend {
     poll: Poll,
     events: Events,
     listener: Option<TcpListener>,
+    native_listener: Option<TcpListener>,
+    native_limits: veltrix_client::protocol::Limits,
     connections: Vec<Option<Connection>>,
     free: Vec<usize>,
     generations: Vec<u16>,
@@ -87,10 +93,11 @@ pub struct RespFrontend {
 }
 
 impl RespFrontend {
-    /// A frontend on `listener`, and the waker the engine uses to interrupt
-    /// its poll.
+    /// A frontend on `listener` (RESP) and `native` (the native protocol),
+    /// and the waker the engine uses to interrupt its poll.
     pub fn new(
         listener: std::net::TcpListener,
+        native: Option<std::net::TcpListener>,
         limits: ServerLimits,
         stats: Arc<ServerStats>,
     ) -> std::io::Result<(RespFrontend, Arc<Waker>)> {
@@ -99,11 +106,28 @@ impl RespFrontend {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let native_listener = match native {
+            Some(l) => {
+                let mut l = TcpListener::from_std(l);
+                poll.registry()
+                    .register(&mut l, NATIVE_LISTENER, Interest::READABLE)?;
+                Some(l)
+            }
+            None => None,
+        };
+        let native_limits = veltrix_client::protocol::Limits {
+            body_bytes_max: limits
+                .request_bytes_max
+                .min(veltrix_client::protocol::BODY_BYTES_MAX),
+            batch_ops_max: commands::KEYS_PER_COMMAND_MAX,
+        };
         Ok((
             RespFrontend {
                 poll,
                 events: Events::with_capacity(1024),
                 listener: Some(listener),
+                native_listener,
+                native_limits,
                 connections: Vec::new(),
                 free: Vec::new(),
                 generations: Vec::new(),
@@ -117,8 +141,13 @@ impl RespFrontend {
         ))
     }
 
-    fn accept(&mut self) {
-        let Some(listener) = self.listener.as_ref() else {
+    fn accept(&mut self, native: bool) {
+        let listener = if native {
+            self.native_listener.as_ref()
+        } else {
+            self.listener.as_ref()
+        };
+        let Some(listener) = listener else {
             return;
         };
         loop {
@@ -136,7 +165,17 @@ impl RespFrontend {
                 self.stats
                     .connections_refused
                     .fetch_add(1, Ordering::Relaxed);
-                let _ = stream.write(b"-ERR max number of clients reached\r\n");
+                if native {
+                    let mut out = Vec::new();
+                    native::hello_refusal(
+                        &mut out,
+                        veltrix_client::Status::Busy,
+                        "max number of clients reached",
+                    );
+                    let _ = stream.write(&out);
+                } else {
+                    let _ = stream.write(b"-ERR max number of clients reached\r\n");
+                }
                 continue;
             }
             self.stats
@@ -181,6 +220,7 @@ impl RespFrontend {
                 next_seq: 0,
                 closing: false,
                 peer_closed: false,
+                native: native.then(native::Session::default),
             });
         }
     }
@@ -231,6 +271,13 @@ impl RespFrontend {
 
     /// Parses and starts as many commands as the pipeline allows.
     fn process(&mut self, index: usize, submitter: &mut Submitter<'_>) {
+        if self.connections[index]
+            .as_ref()
+            .is_some_and(|c| c.native.is_some())
+        {
+            self.process_native(index, submitter);
+            return;
+        }
         let mut consumed_total = 0;
         loop {
             let Some(conn) = self.connections[index].as_mut() else {
@@ -268,6 +315,7 @@ impl RespFrontend {
                         parts: Vec::new(),
                         outstanding: 0,
                         close_after: true,
+                        native: None,
                     });
                     conn.closing = true;
                     break;
@@ -293,6 +341,74 @@ impl RespFrontend {
         }
     }
 
+    /// The native protocol's [`process`](Self::process): decodes frames and
+    /// starts their operations, under the same pipeline and backlog bounds.
+    fn process_native(&mut self, index: usize, submitter: &mut Submitter<'_>) {
+        let mut consumed_total = 0;
+        loop {
+            let Some(conn) = self.connections[index].as_mut() else {
+                return;
+            };
+            if conn.closing
+                || conn.slots.len() >= PIPELINE_MAX
+                || conn.write.len() >= WRITE_BACKLOG_BYTES_MAX
+            {
+                if !conn.closing && consumed_total < conn.read.len() {
+                    self.backlog.push(index);
+                }
+                break;
+            }
+            let Some(session) = conn.native.as_mut() else {
+                break;
+            };
+            let step = native::next(&conn.read[consumed_total..], session, &self.native_limits);
+            let seq = conn.next_seq;
+            let mut slot = Slot {
+                seq,
+                ready: None,
+                combine: None,
+                parts: Vec::new(),
+                outstanding: 0,
+                close_after: false,
+                native: None,
+            };
+            let op = match step {
+                native::Step::NeedMore => break,
+                native::Step::Reply { used, bytes, close } => {
+                    consumed_total += used;
+                    if close {
+                        self.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                        conn.closing = true;
+                    }
+                    slot.ready = Some(bytes);
+                    slot.close_after = close;
+                    None
+                }
+                native::Step::Engine {
+                    used,
+                    id,
+                    opcode,
+                    op,
+                } => {
+                    consumed_total += used;
+                    self.stats.commands.fetch_add(1, Ordering::Relaxed);
+                    slot.native = Some(native::Pending { id, opcode });
+                    slot.outstanding = 1;
+                    slot.parts = vec![None];
+                    Some(op)
+                }
+            };
+            conn.next_seq = conn.next_seq.wrapping_add(1);
+            conn.slots.push_back(slot);
+            if let Some(op) = op {
+                submitter.submit(token(index, conn.generation, seq, 0), op);
+            }
+        }
+        if let Some(conn) = self.connections[index].as_mut() {
+            conn.read.drain(..consumed_total);
+        }
+    }
+
     fn start(&mut self, index: usize, action: Action, submitter: &mut Submitter<'_>) {
         let Some(conn) = self.connections[index].as_mut() else {
             return;
@@ -306,6 +422,7 @@ impl RespFrontend {
             parts: Vec::new(),
             outstanding: 0,
             close_after: false,
+            native: None,
         };
         let mut ops = Vec::new();
         match action {
@@ -481,7 +598,8 @@ impl Frontend for RespFrontend {
             progressed = true;
             match token {
                 WAKER => {}
-                LISTENER => self.accept(),
+                LISTENER => self.accept(false),
+                NATIVE_LISTENER => self.accept(true),
                 Token(t) => self.service(t - FIRST_CONNECTION, submitter),
             }
         }
@@ -510,7 +628,10 @@ impl Frontend for RespFrontend {
         slot.outstanding = slot.outstanding.saturating_sub(1);
         if slot.outstanding == 0 {
             let mut out = Vec::new();
-            if let Some(combine) = slot.combine.take() {
+            if let Some(pending) = slot.native.take() {
+                let reply = slot.parts.first_mut().and_then(Option::take);
+                native::encode_reply(&mut out, &pending, reply);
+            } else if let Some(combine) = slot.combine.take() {
                 commands::combine(&mut out, &combine, &mut slot.parts, protocol);
             }
             slot.parts.clear();
@@ -528,6 +649,9 @@ impl Frontend for RespFrontend {
 
     fn shutdown(&mut self) {
         if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        if let Some(mut listener) = self.native_listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         for index in 0..self.connections.len() {

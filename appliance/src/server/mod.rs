@@ -1,6 +1,8 @@
-//! The RESP data port: one event loop per engine worker.
+//! The data port (RESP and the native protocol): one event loop per
+//! engine worker.
 
 mod connection;
 mod frontend;
+mod native;
 
 pub use frontend::{bind_reuseport, RespFrontend, ServerLimits, ServerStats};

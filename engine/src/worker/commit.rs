@@ -751,6 +751,8 @@ impl CommitPath {
                         Some(old) => live.sub(old.segment, old.length),
                         None => {
                             core.shared.stats.keys.fetch_add(1, Ordering::Relaxed);
+                            core.shared.shard_keys[usize::from(update.shard)]
+                                .fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 }
@@ -758,6 +760,8 @@ impl CommitPath {
                     if let Some(old) = art.remove(&update.key) {
                         live.sub(old.segment, old.length);
                         core.shared.stats.keys.fetch_sub(1, Ordering::Relaxed);
+                        core.shared.shard_keys[usize::from(update.shard)]
+                            .fetch_sub(1, Ordering::Relaxed);
                     }
                 }
             }

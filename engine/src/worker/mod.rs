@@ -90,6 +90,8 @@ pub(crate) struct Shared {
     pub segments: Mutex<SegmentAllocator>,
     /// Bytes the index points at, per segment.
     pub live: LiveBytes,
+    /// Keys per shard (for the admin port's shard listing).
+    pub shard_keys: Vec<AtomicU64>,
     /// GC storms requested so far (each worker starts one per increment).
     pub gc_storms: AtomicU64,
     /// GC starts on its own when fewer segments than this are free.

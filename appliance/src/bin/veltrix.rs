@@ -1,0 +1,329 @@
+//! veltrix: the VeltrixDB operator CLI. See `docs/cli.md`.
+
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use appliance::cli::{bench, http, offline, parse_size};
+use clap::{Parser, Subcommand, ValueEnum};
+use veltrix_client::Client;
+
+/// The VeltrixDB operator CLI: inspect and drive a veltrixd, format and
+/// verify namespaces offline, and generate load.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about,
+    after_help = "Examples:\n  veltrix status\n  veltrix put greeting hello && veltrix get greeting\n  veltrix --admin 10.0.0.5:9379 shards\n  veltrix inspect /dev/nvme0n1\n  veltrix bench --protocol native --clients 16 --seconds 10\n\nEach command has its own examples: veltrix help COMMAND"
+)]
+struct Args {
+    /// The daemon's admin HTTP port (status, shards, gc).
+    #[arg(long, global = true, default_value = "127.0.0.1:9379")]
+    admin: String,
+    /// The daemon's native protocol port (get, put, del, bench).
+    #[arg(long, global = true, default_value = "127.0.0.1:7379")]
+    native: String,
+    /// The daemon's RESP port (bench --protocol resp).
+    #[arg(long, global = true, default_value = "127.0.0.1:6379")]
+    resp: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show the daemon's status (GET /api/status on the admin port).
+    #[command(after_help = "Example:\n  veltrix status\n  veltrix --admin 10.0.0.5:9379 status")]
+    Status,
+    /// Show which worker owns each shard (GET /api/shards).
+    #[command(
+        after_help = "Examples:\n  veltrix shards            # a summary per worker\n  veltrix shards --json     # the admin API's JSON, every shard"
+    )]
+    Shards {
+        /// Print the admin API's JSON as is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read a key over the native protocol; the value goes to stdout as is.
+    /// Exits 1 when the key does not exist.
+    #[command(
+        after_help = "Example:\n  veltrix get greeting\n  veltrix --native 10.0.0.5:7379 get user:42 > value.bin"
+    )]
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Set a key over the native protocol; durable when it returns.
+    #[command(
+        after_help = "Examples:\n  veltrix put greeting hello\n  veltrix put avatar:42 --file avatar.png"
+    )]
+    Put {
+        /// The key.
+        key: String,
+        /// The value (or use --file).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the value from a file.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Delete a key over the native protocol.
+    #[command(after_help = "Example:\n  veltrix del greeting")]
+    Del {
+        /// The key.
+        key: String,
+    },
+    /// Ask the daemon to run a GC pass (POST /api/gc) and print its answer.
+    #[command(after_help = "Example:\n  veltrix gc")]
+    Gc,
+    /// Format a namespace (file or block device) offline. Refuses an existing
+    /// VeltrixDB store unless --force.
+    #[command(
+        after_help = "Examples:\n  veltrix format ./ns.veltrix --size 4GiB     # create and format a file\n  veltrix format /dev/nvme0n1 --force         # erase an existing store"
+    )]
+    Format {
+        /// The namespace: a block device or a file.
+        path: PathBuf,
+        /// Create the file at this size if it does not exist (KiB, MiB, GiB, TiB).
+        #[arg(long, value_parser = parse_size)]
+        size: Option<u64>,
+        /// Segment size.
+        #[arg(long, value_parser = parse_size, default_value = "8MiB")]
+        segment_size: u64,
+        /// Erase an existing VeltrixDB store.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Verify a namespace offline: every superblock, segment header, frame
+    /// and record checksum. Exits 2 when it finds corruption.
+    #[command(
+        after_help = "Example:\n  veltrix inspect ./veltrix-data/namespace-0.veltrix\n\nExit status: 0 clean (a torn tail is a warning), 1 cannot inspect, 2 corruption found."
+    )]
+    Inspect {
+        /// The namespace: a block device or a file (veltrixd must not be running on it).
+        path: PathBuf,
+    },
+    /// Generate load over RESP or the native protocol and report throughput
+    /// and a latency histogram.
+    #[command(
+        after_help = "Examples:\n  veltrix bench                                            # native, 8 clients, 100k requests, 1:1\n  veltrix bench --protocol resp --clients 50 --pipeline 16 --seconds 10\n  veltrix bench --ratio 9:1 --value-bytes 1024 --keys 1000000"
+    )]
+    Bench {
+        /// Which data port to load.
+        #[arg(long, value_enum, default_value = "native")]
+        protocol: BenchProtocol,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Total requests.
+        #[arg(long, default_value_t = 100_000, conflicts_with = "seconds")]
+        requests: u64,
+        /// Run for this many seconds instead of a request count.
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Bytes per value written.
+        #[arg(long, default_value_t = 100)]
+        value_bytes: usize,
+        /// Distinct keys (drawn uniformly).
+        #[arg(long, default_value_t = 10_000)]
+        keys: u64,
+        /// gets:sets.
+        #[arg(long, default_value = "1:1", value_parser = bench::parse_ratio)]
+        ratio: (u32, u32),
+        /// Requests per connection in flight.
+        #[arg(long, default_value_t = 1)]
+        pipeline: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BenchProtocol {
+    Resp,
+    Native,
+}
+
+fn resolve(text: &str, what: &str) -> anyhow::Result<SocketAddr> {
+    text.to_socket_addrs()
+        .with_context(|| format!("bad {what} address `{text}` (want HOST:PORT)"))?
+        .next()
+        .with_context(|| format!("{what} address `{text}` resolves to nothing"))
+}
+
+fn native(args: &Args) -> anyhow::Result<Client> {
+    let addr = resolve(&args.native, "native")?;
+    Client::connect(addr).with_context(|| {
+        format!("cannot use the native port at {addr} (is veltrixd running? --native ADDR)")
+    })
+}
+
+fn admin_get(args: &Args, path: &str) -> anyhow::Result<String> {
+    let addr = resolve(&args.admin, "admin")?;
+    let answer = http::request(addr, "GET", path)?;
+    if answer.status != 200 {
+        bail!(
+            "http://{addr}{path} answered {}: {}",
+            answer.status,
+            answer.body.trim()
+        );
+    }
+    Ok(answer.body)
+}
+
+fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match &args.command {
+        Command::Status => {
+            write!(stdout, "{}", admin_get(args, "/api/status")?)?;
+        }
+        Command::Shards { json } => {
+            let body = admin_get(args, "/api/shards")?;
+            if *json {
+                write!(stdout, "{body}")?;
+            } else {
+                shards_summary(&body, &mut stdout)?;
+            }
+        }
+        Command::Get { key } => match native(args)?.get(key.as_bytes())? {
+            Some(value) => {
+                stdout.write_all(&value)?;
+                if std::io::IsTerminal::is_terminal(&stdout) {
+                    writeln!(stdout)?;
+                }
+            }
+            None => {
+                eprintln!("(not found) {key}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        Command::Put { key, value, file } => {
+            let value = match (value, file) {
+                (Some(v), _) => v.clone().into_bytes(),
+                (None, Some(path)) => std::fs::read(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                (None, None) => bail!("give a value or --file"),
+            };
+            native(args)?.put(key.as_bytes(), &value)?;
+            writeln!(stdout, "OK")?;
+        }
+        Command::Del { key } => {
+            let existed = native(args)?.delete(key.as_bytes())?;
+            writeln!(stdout, "{}", if existed { "deleted" } else { "not found" })?;
+        }
+        Command::Gc => {
+            let addr = resolve(&args.admin, "admin")?;
+            let answer = http::request(addr, "POST", "/api/gc")?;
+            match answer.status {
+                200..=299 => write!(stdout, "{}", answer.body)?,
+                404 | 405 => bail!(
+                    "this daemon has no GC endpoint (http://{addr}/api/gc answered {}): it predates VLog GC",
+                    answer.status
+                ),
+                status => bail!("GC failed: http://{addr}/api/gc answered {status}: {}", answer.body.trim()),
+            }
+        }
+        Command::Format {
+            path,
+            size,
+            segment_size,
+            force,
+        } => offline::format(path, *size, *segment_size, *force, &mut stdout)?,
+        Command::Inspect { path } => {
+            let report = offline::inspect(path, &mut stdout)?;
+            if report.corrupt() {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Bench {
+            protocol,
+            clients,
+            requests,
+            seconds,
+            value_bytes,
+            keys,
+            ratio,
+            pipeline,
+        } => {
+            let (protocol, addr) = match protocol {
+                BenchProtocol::Native => {
+                    (bench::Protocol::Native, resolve(&args.native, "native")?)
+                }
+                BenchProtocol::Resp => (bench::Protocol::Resp, resolve(&args.resp, "RESP")?),
+            };
+            let options = bench::Options {
+                protocol,
+                addr,
+                clients: *clients,
+                requests: *requests,
+                seconds: *seconds,
+                value_bytes: *value_bytes,
+                keys: *keys,
+                gets: ratio.0,
+                sets: ratio.1,
+                pipeline: *pipeline,
+            };
+            let bar = match seconds {
+                Some(s) => indicatif::ProgressBar::new(*s),
+                None => indicatif::ProgressBar::new(*requests),
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {msg} [{bar:40}] {pos}/{len} {elapsed}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            let started = std::time::Instant::now();
+            let outcome = bench::run(&options, &|answered| {
+                bar.set_message(format!("{answered} requests"));
+                match seconds {
+                    Some(_) => bar.set_position(started.elapsed().as_secs()),
+                    None => bar.set_position(answered),
+                }
+            })?;
+            bar.finish_and_clear();
+            bench::print(&options, &outcome, &mut stdout)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A per-worker summary of `/api/shards`, read with plain string scanning
+/// (the JSON's shape is ours).
+fn shards_summary(body: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let field = |name: &str| -> Option<String> {
+        let at = body.find(&format!("\"{name}\":"))? + name.len() + 3;
+        let rest = &body[at..];
+        let end = rest.find([',', '}'])?;
+        Some(rest[..end].to_string())
+    };
+    let per_worker = body
+        .split("\"shards_per_worker\":[")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .context("the admin port's /api/shards answer lacks shards_per_worker")?;
+    writeln!(
+        out,
+        "{} shards over {} workers, {} keys",
+        field("shard_count").unwrap_or_default(),
+        field("workers").unwrap_or_default(),
+        field("keys").unwrap_or_default()
+    )?;
+    for (worker, n) in per_worker.split(',').enumerate() {
+        writeln!(out, "  worker {worker}: {n} shards")?;
+    }
+    writeln!(out, "(veltrix shards --json lists every shard's owner)")?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("veltrix: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Helpers shared by the tests that run the real daemon: start it on a
+//! temporary namespace with every port on 127.0.0.1:0, a RESP client, HTTP.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use appliance::resp::{encode, parse_reply, Reply};
+
+/// A running veltrixd on a temporary namespace.
+pub struct Daemon {
+    pub child: Child,
+    /// RESP port.
+    pub port: u16,
+    /// Native protocol port.
+    pub native: u16,
+    /// Admin port.
+    pub admin: u16,
+}
+
+impl Daemon {
+    pub fn start(dir: &Path) -> Daemon {
+        Self::start_with(dir, &[])
+    }
+
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_veltrixd"))
+            .args(["--data-dir", dir.to_str().unwrap()])
+            .args(extra)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--native-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--namespace-size",
+                "256MiB",
+                "--workers",
+                "2",
+                "--log-level",
+                "warn",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "veltrixd X ready: RESP on 127.0.0.1:P, native on 127.0.0.1:N, admin on http://127.0.0.1:Q"
+        let port = line
+            .split("RESP on 127.0.0.1:")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let native = line
+            .split("native on 127.0.0.1:")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let admin = line
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        Daemon {
+            child,
+            port,
+            native,
+            admin,
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    pub fn sigterm(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A RESP client.
+pub struct Client {
+    pub stream: TcpStream,
+    pub buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, args: &[&[u8]]) {
+        let mut out = Vec::new();
+        encode::command(&mut out, args);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    pub fn read(&mut self) -> Option<Reply> {
+        loop {
+            if let Some((reply, used)) = parse_reply(&self.buf).unwrap() {
+                self.buf.drain(..used);
+                return Some(reply);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub fn call(&mut self, args: &[&[u8]]) -> Reply {
+        self.send(args);
+        self.read().expect("connection closed")
+    }
+}
+
+pub fn bulk(v: &[u8]) -> Reply {
+    Reply::Bulk(Some(v.to_vec()))
+}
+
+/// GETs `path` from the admin port; returns the whole response.
+/// One HTTP request to the admin port: the status code and the body.
+pub fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
+
+pub fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// Whether a tool is installed; prints a loud SKIPPED line when not.
+pub fn tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!(
+            "SKIPPED: {name} is not installed (.ci/run installs it: redis-tools, prometheus)"
+        );
+    }
+    found
+}

@@ -1,0 +1,515 @@
+//! Offline verification of a namespace (`veltrix inspect`): read both
+//! superblock copies, every segment header, and every frame and record of
+//! every log stream, verify every checksum, and report what is there and
+//! where anything is wrong.
+//!
+//! It decodes with the same functions open and recovery use
+//! (`layout::read_superblock`, `SegmentHeader::decode`, `verify_frame`,
+//! `decode_record`) and judges a stream the way recovery does: frames must
+//! sit exactly where their header says, in sequence order; an invalid frame
+//! followed by a valid one later in the stream is damage in the middle of
+//! the log; an invalid frame with nothing valid after it is a torn tail,
+//! which the next open erases (it was never acknowledged, unless the damage
+//! hit the very last acknowledged commit; the report says so).
+//!
+//! It never writes, and reads one segment at a time.
+
+use std::collections::{BTreeMap, HashMap};
+
+use nvme::Namespace;
+
+use crate::blocking;
+use crate::error::{Location, OpenError};
+use crate::format::record::{
+    decode_frame_header, decode_record, frame_records, record_bytes, verify_frame, RecordKind,
+    FRAME_HEADER_BYTES, RECORD_HEADER_BYTES,
+};
+use crate::format::segment::SegmentHeader;
+use crate::format::superblock::Superblock;
+use crate::format::{store_seed, DecodeError};
+use crate::layout::{self, Layout};
+
+/// What kind of structure failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// A superblock copy fails verification (the store opens from the other).
+    Superblock,
+    /// A segment header is damaged, or not where it says it is.
+    SegmentHeader,
+    /// A frame fails verification in the middle of a log.
+    Frame,
+    /// A record fails its own checksum in the middle of a log.
+    Record,
+    /// A block the device could not read.
+    Unreadable,
+    /// An invalid frame at the end of a log, with nothing valid after it:
+    /// the torn remains of an unacknowledged group commit, which the next
+    /// open erases. Not counted as corruption.
+    TornTail,
+}
+
+impl ProblemKind {
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProblemKind::Superblock => "superblock",
+            ProblemKind::SegmentHeader => "segment header",
+            ProblemKind::Frame => "frame",
+            ProblemKind::Record => "record",
+            ProblemKind::Unreadable => "unreadable block",
+            ProblemKind::TornTail => "torn tail",
+        }
+    }
+}
+
+/// One thing found wrong, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// What failed.
+    pub kind: ProblemKind,
+    /// Segment and byte offset within it.
+    pub location: Location,
+    /// The namespace block holding the first bad byte.
+    pub lba: u64,
+    /// The log stream, when known.
+    pub stream: Option<u16>,
+    /// What failed, for people.
+    pub detail: String,
+}
+
+/// What `inspect` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InspectReport {
+    /// The store's geometry.
+    pub layout: Layout,
+    /// The store's UUID.
+    pub uuid: [u8; 16],
+    /// Superblock copies that verify (0..=2).
+    pub superblocks_valid: u8,
+    /// Segments holding a log of this store.
+    pub segments_used: u32,
+    /// Segments not in use (zero header, or another store's leftovers).
+    pub segments_free: u32,
+    /// Log streams (one per worker that ever wrote).
+    pub streams: u32,
+    /// Valid frames.
+    pub frames: u64,
+    /// Records in valid frames.
+    pub records: u64,
+    /// Of which puts.
+    pub puts: u64,
+    /// Of which deletes.
+    pub deletes: u64,
+    /// Keys whose latest record is a put.
+    pub live_keys: u64,
+    /// Key and value bytes of those latest puts.
+    pub live_bytes: u64,
+    /// Bytes of valid frames (before padding).
+    pub log_bytes: u64,
+    /// Everything wrong, in namespace order per stream.
+    pub problems: Vec<Problem>,
+}
+
+impl InspectReport {
+    /// Whether anything other than a torn tail failed verification.
+    pub fn corrupt(&self) -> bool {
+        self.problems
+            .iter()
+            .any(|p| p.kind != ProblemKind::TornTail)
+    }
+}
+
+/// Walks and verifies the whole store on `namespace`. `progress` is called
+/// with (segments done, segments in all) as the walk goes. Fails only when
+/// there is no store to walk (no valid superblock, geometry mismatch) or
+/// the device refuses I/O; damage is reported in the result.
+pub fn inspect(
+    namespace: &dyn Namespace,
+    progress: &mut dyn FnMut(u32, u32),
+) -> Result<InspectReport, OpenError> {
+    let mut queue = namespace.queue_pair(8)?;
+    let sb = layout::read_superblock(namespace, queue.as_mut())?;
+    let layout = layout::layout_of(namespace, &sb)?;
+    let lba_bytes = layout.lba_bytes as usize;
+    let mut report = InspectReport {
+        layout,
+        uuid: sb.uuid,
+        superblocks_valid: 0,
+        segments_used: 0,
+        segments_free: 0,
+        streams: 0,
+        frames: 0,
+        records: 0,
+        puts: 0,
+        deletes: 0,
+        live_keys: 0,
+        live_bytes: 0,
+        log_bytes: 0,
+        problems: Vec::new(),
+    };
+    let io = |e: blocking::BlockingError| OpenError::Io(nvme::IoError::from(e));
+
+    // Superblocks: both copies must verify.
+    let mut block = Vec::new();
+    let mut unreadable = Vec::new();
+    blocking::read_tolerant(
+        namespace,
+        queue.as_mut(),
+        0,
+        lba_bytes * 2,
+        &mut block,
+        &mut unreadable,
+    )
+    .map_err(io)?;
+    for (copy, lba) in layout::SUPERBLOCK_LBAS.iter().enumerate() {
+        let bytes = &block[copy * lba_bytes..(copy + 1) * lba_bytes];
+        match Superblock::decode(bytes) {
+            _ if unreadable.contains(lba) => report.problems.push(Problem {
+                kind: ProblemKind::Unreadable,
+                location: Location {
+                    segment: 0,
+                    offset: (copy * lba_bytes) as u32,
+                },
+                lba: *lba,
+                stream: None,
+                detail: format!("superblock copy {} cannot be read", copy_name(copy)),
+            }),
+            Ok(_) => report.superblocks_valid += 1,
+            Err(e) => report.problems.push(Problem {
+                kind: ProblemKind::Superblock,
+                location: Location {
+                    segment: 0,
+                    offset: (copy * lba_bytes) as u32,
+                },
+                lba: *lba,
+                stream: None,
+                detail: format!("superblock copy {}: {e}", copy_name(copy)),
+            }),
+        }
+    }
+
+    // Segment headers.
+    let total = layout.segment_count;
+    let mut streams: BTreeMap<u16, Vec<SegmentHeader>> = BTreeMap::new();
+    for segment in 1..layout.segment_count {
+        let mut unreadable = Vec::new();
+        let lba = layout.segment_lba(segment);
+        blocking::read_tolerant(
+            namespace,
+            queue.as_mut(),
+            lba,
+            lba_bytes,
+            &mut block,
+            &mut unreadable,
+        )
+        .map_err(io)?;
+        let at = |detail: String, kind| Problem {
+            kind,
+            location: Location { segment, offset: 0 },
+            lba,
+            stream: None,
+            detail,
+        };
+        if !unreadable.is_empty() {
+            report.problems.push(at(
+                "segment header cannot be read".into(),
+                ProblemKind::Unreadable,
+            ));
+            continue;
+        }
+        match SegmentHeader::decode(&block) {
+            Ok(h) if h.uuid == sb.uuid && h.segment == segment => {
+                streams.entry(h.stream).or_default().push(h);
+            }
+            Ok(h) if h.uuid == sb.uuid => report.problems.push(at(
+                format!("header of segment {} found in segment {segment}", h.segment),
+                ProblemKind::SegmentHeader,
+            )),
+            // Another store's leftover: not ours, so free.
+            Ok(_) => report.segments_free += 1,
+            Err(DecodeError::BadMagic { .. }) if block.iter().all(|&b| b == 0) => {
+                report.segments_free += 1
+            }
+            Err(e) => report.problems.push(at(
+                format!("segment header: {e}"),
+                ProblemKind::SegmentHeader,
+            )),
+        }
+        if segment % 64 == 0 {
+            progress(segment, total);
+        }
+    }
+    report.streams = streams.len() as u32;
+
+    // Every stream's frames, in generation order, one segment at a time.
+    let seed = store_seed(&sb.uuid);
+    let mut keys: HashMap<Vec<u8>, (u64, Option<u64>)> = HashMap::new();
+    let mut done = 0u32;
+    for (stream, headers) in streams.iter_mut() {
+        headers.sort_by_key(|h| h.generation);
+        let mut walk = StreamWalk {
+            stream: *stream,
+            layout,
+            seed,
+            last_seq: 0,
+            damage: None,
+        };
+        for (i, header) in headers.iter().enumerate() {
+            report.segments_used += 1;
+            let mut unreadable = Vec::new();
+            blocking::read_tolerant(
+                namespace,
+                queue.as_mut(),
+                layout.segment_lba(header.segment),
+                layout.segment_bytes as usize,
+                &mut block,
+                &mut unreadable,
+            )
+            .map_err(io)?;
+            for lba in unreadable {
+                let offset = ((lba - layout.segment_lba(header.segment)) as usize) * lba_bytes;
+                report.problems.push(Problem {
+                    kind: ProblemKind::Unreadable,
+                    location: Location {
+                        segment: header.segment,
+                        offset: offset as u32,
+                    },
+                    lba,
+                    stream: Some(*stream),
+                    detail: "block cannot be read".into(),
+                });
+            }
+            let first = i == 0;
+            walk.segment(&block, header, first, &mut report, &mut keys);
+            done += 1;
+            progress(total.min(done + report.segments_free), total);
+        }
+        if let Some(damage) = walk.damage.take() {
+            if !damage.zeroes {
+                // Nothing valid follows: a torn tail, not damage.
+                for mut p in damage.problems {
+                    p.kind = ProblemKind::TornTail;
+                    p.detail = format!(
+                        "{} (at the end of the log: the torn remains of an unacknowledged group commit, erased at the next open; if the last acknowledged write is missing, it was damaged)",
+                        p.detail
+                    );
+                    report.problems.push(p);
+                }
+            }
+        }
+    }
+    for (key, (_, value_bytes)) in &keys {
+        if let Some(value_bytes) = value_bytes {
+            report.live_keys += 1;
+            report.live_bytes += key.len() as u64 + value_bytes;
+        }
+    }
+    progress(total, total);
+    Ok(report)
+}
+
+fn copy_name(copy: usize) -> &'static str {
+    if copy == 0 {
+        "A"
+    } else {
+        "B"
+    }
+}
+
+/// An invalid stretch of a log, not yet known to be damage or a torn tail.
+struct Pending {
+    /// Whether it began with zeroed blocks (the normal end of a log) rather
+    /// than a failed frame.
+    zeroes: bool,
+    problems: Vec<Problem>,
+}
+
+struct StreamWalk {
+    stream: u16,
+    layout: Layout,
+    seed: u32,
+    last_seq: u64,
+    damage: Option<Pending>,
+}
+
+impl StreamWalk {
+    fn problem(&self, kind: ProblemKind, segment: u32, offset: usize, detail: String) -> Problem {
+        Problem {
+            kind,
+            location: Location {
+                segment,
+                offset: offset as u32,
+            },
+            lba: self.layout.segment_lba(segment)
+                + (offset / self.layout.lba_bytes as usize) as u64,
+            stream: Some(self.stream),
+            detail,
+        }
+    }
+
+    /// A valid frame that belongs exactly at `offset` and follows the
+    /// stream's last sequence number: its length.
+    fn valid_at(&self, data: &[u8], header: &SegmentHeader, offset: usize) -> Option<usize> {
+        let frame = verify_frame(data.get(offset..)?, self.seed).ok()?;
+        let identity_ok = frame.segment == header.segment
+            && frame.segment_generation == header.generation
+            && frame.offset as usize == offset
+            && frame.first_seq > self.last_seq;
+        identity_ok.then_some(frame.frame_bytes as usize)
+    }
+
+    fn segment(
+        &mut self,
+        data: &[u8],
+        header: &SegmentHeader,
+        first_of_stream: bool,
+        report: &mut InspectReport,
+        keys: &mut HashMap<Vec<u8>, (u64, Option<u64>)>,
+    ) {
+        let lba_bytes = self.layout.lba_bytes as usize;
+        let mut offset = lba_bytes;
+        while offset < data.len() {
+            let Some(frame_bytes) = self.valid_at(data, header, offset) else {
+                if self.damage.is_none() {
+                    self.damage = Some(self.describe(data, header, offset));
+                }
+                offset += lba_bytes;
+                continue;
+            };
+            if let Some(damage) = self.damage.take() {
+                // A clean switch, as recovery judges it: a frame that did
+                // not fit went to the next segment, whose header names the
+                // last sequence number before it.
+                let clean_switch =
+                    offset == lba_bytes && !first_of_stream && header.prev_seq == self.last_seq;
+                if !clean_switch {
+                    report.problems.extend(damage.problems);
+                }
+            }
+            let frame = &data[offset..offset + frame_bytes];
+            report.frames += 1;
+            report.log_bytes += frame_bytes as u64;
+            for item in frame_records(frame, self.seed) {
+                let Ok((_, record)) = item else { break };
+                report.records += 1;
+                self.last_seq = record.seq;
+                let value = match record.kind {
+                    RecordKind::Put => {
+                        report.puts += 1;
+                        Some(record.value.len() as u64)
+                    }
+                    RecordKind::Delete => {
+                        report.deletes += 1;
+                        None
+                    }
+                };
+                let entry = keys.entry(record.key.to_vec()).or_insert((0, None));
+                if record.seq >= entry.0 {
+                    *entry = (record.seq, value);
+                }
+            }
+            offset += self.layout.pad(frame_bytes);
+        }
+    }
+
+    /// What is wrong at `offset`, where no valid frame is: zeroes (the end
+    /// of the written log, unless valid frames follow), or a frame that
+    /// fails, down to the records that fail their own checksums.
+    fn describe(&self, data: &[u8], header: &SegmentHeader, offset: usize) -> Pending {
+        let segment = header.segment;
+        let block_end = (offset + self.layout.lba_bytes as usize).min(data.len());
+        if data[offset..block_end].iter().all(|&b| b == 0) {
+            return Pending {
+                zeroes: true,
+                problems: vec![self.problem(
+                    ProblemKind::Frame,
+                    segment,
+                    offset,
+                    "zeroed blocks where the log continues (a lost write)".into(),
+                )],
+            };
+        }
+        let frame = match decode_frame_header(&data[offset..]) {
+            Err(e) => {
+                return Pending {
+                    zeroes: false,
+                    problems: vec![self.problem(
+                        ProblemKind::Frame,
+                        segment,
+                        offset,
+                        format!("no valid frame header: {e}"),
+                    )],
+                }
+            }
+            Ok(f) => f,
+        };
+        let identity_ok = frame.segment == segment
+            && frame.segment_generation == header.generation
+            && frame.offset as usize == offset;
+        let end = offset.saturating_add(frame.frame_bytes as usize);
+        if !identity_ok || end > data.len() {
+            return Pending {
+                zeroes: false,
+                problems: vec![self.problem(
+                    ProblemKind::Frame,
+                    segment,
+                    offset,
+                    format!(
+                        "frame header names segment {} generation {} offset {} ({} bytes): not this place",
+                        frame.segment, frame.segment_generation, frame.offset, frame.frame_bytes
+                    ),
+                )],
+            };
+        }
+        // The header is plausible: find the records that fail.
+        let mut problems = Vec::new();
+        let mut at = offset + FRAME_HEADER_BYTES;
+        for i in 0..u64::from(frame.record_count) {
+            if at + RECORD_HEADER_BYTES > end {
+                break;
+            }
+            let bytes = &data[at..end];
+            match decode_record(bytes, self.seed) {
+                Ok((_, len)) => at += len,
+                Err(e) => {
+                    let key_len = usize::from(u16::from_le_bytes([bytes[6], bytes[7]]));
+                    let value_len =
+                        u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+                    let key = &bytes
+                        [RECORD_HEADER_BYTES..(RECORD_HEADER_BYTES + key_len).min(bytes.len())];
+                    problems.push(self.problem(
+                        ProblemKind::Record,
+                        segment,
+                        at,
+                        format!(
+                            "record {} (seq {}, key {:?}): {e}",
+                            i,
+                            frame.first_seq + i,
+                            String::from_utf8_lossy(&key[..key.len().min(64)])
+                        ),
+                    ));
+                    let len = record_bytes(key_len, value_len);
+                    if key_len == 0 || len > bytes.len() {
+                        break;
+                    }
+                    at += len;
+                }
+            }
+        }
+        if problems.is_empty() {
+            problems.push(
+                self.problem(
+                    ProblemKind::Frame,
+                    segment,
+                    offset,
+                    "frame checksum fails (its header or padding is damaged; its records verify)"
+                        .into(),
+                ),
+            );
+        }
+        Pending {
+            zeroes: false,
+            problems,
+        }
+    }
+}

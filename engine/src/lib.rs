@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod blocking;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod format;

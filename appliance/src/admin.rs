@@ -111,6 +111,30 @@ pub fn metrics(stats: &Stats, server: &ServerStats) -> String {
         "Records that failed verification (never served).",
         l(&stats.corruption_detected),
     );
+    counter(
+        &mut out,
+        "veltrix_cache_hits",
+        "Gets answered from the value cache, without a device read.",
+        l(&stats.cache_hits),
+    );
+    counter(
+        &mut out,
+        "veltrix_cache_misses",
+        "Gets the value cache could not answer.",
+        l(&stats.cache_misses),
+    );
+    counter(
+        &mut out,
+        "veltrix_cache_evictions",
+        "Value cache entries evicted to make room.",
+        l(&stats.cache_evictions),
+    );
+    gauge(
+        &mut out,
+        "veltrix_cache_bytes",
+        "Bytes charged to resident value cache entries.",
+        l(&stats.cache_bytes),
+    );
     gauge(
         &mut out,
         "veltrix_connections",

@@ -20,6 +20,9 @@ pub struct EngineConfig {
     pub inbox_max: usize,
     /// Reads a worker keeps in flight.
     pub reads_in_flight_max: usize,
+    /// The value cache's budget in bytes, split evenly over the workers
+    /// (`docs/cache.md`). 0 disables the cache.
+    pub cache_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -33,6 +36,7 @@ impl Default for EngineConfig {
             queue_depth: 128,
             inbox_max: 4096,
             reads_in_flight_max: 64,
+            cache_bytes: 256 << 20,
         }
     }
 }

@@ -161,6 +161,7 @@ pub fn open_workers(
             queue,
             shards,
             tail,
+            config.cache_bytes / workers,
         ));
     }
     Ok(Opened {

@@ -31,6 +31,14 @@ pub struct Stats {
     pub gets: AtomicU64,
     /// Corrupt records detected on reads.
     pub corruption_detected: AtomicU64,
+    /// Gets answered from a worker's value cache, with no device read.
+    pub cache_hits: AtomicU64,
+    /// Gets the value cache could not answer.
+    pub cache_misses: AtomicU64,
+    /// Bytes charged to resident entries of every worker's value cache.
+    pub cache_bytes: AtomicU64,
+    /// Value cache entries evicted to make room.
+    pub cache_evictions: AtomicU64,
     /// Where (the first [`CORRUPTION_LOCATIONS_MAX`]).
     pub corruption_locations: Mutex<Vec<Location>>,
 }

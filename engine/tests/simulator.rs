@@ -182,6 +182,10 @@ impl Sim {
             queue_depth: self.rng.random_range(4..32),
             inbox_max: 64,
             reads_in_flight_max: self.rng.random_range(1..8),
+            // Off, tiny (constant eviction) or roomy, varying with each
+            // recovery; not drawn from the rng, so frozen seeds replay the
+            // same operations as before the cache existed.
+            cache_bytes: [0, 48 << 10, 4 << 20][((self.seed + self.crash_states) % 3) as usize],
         }
     }
 

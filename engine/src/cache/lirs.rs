@@ -146,7 +146,11 @@ impl<V> Lirs<V> {
             lir_capacity_bytes: config.capacity_bytes - hir_capacity,
             nonresident_ratio: config.nonresident_ratio,
             small_bytes_max: config.small_bytes_max,
-            entry_bytes_max: config.entry_bytes_max.min(config.capacity_bytes),
+            // An entry must fit the LIR set alone, or S could hold HIR
+            // entries and no LIR one.
+            entry_bytes_max: config
+                .entry_bytes_max
+                .min(config.capacity_bytes - hir_capacity),
             hits: 0,
             misses: 0,
             evictions: 0,
@@ -187,6 +191,10 @@ impl<V> Lirs<V> {
 
     fn is_small(&self, charge: usize) -> bool {
         self.small_bytes_max > 0 && charge <= self.small_bytes_max
+    }
+
+    fn is_large(&self, charge: usize) -> bool {
+        self.small_bytes_max > 0 && charge > self.small_bytes_max
     }
 
     fn allocate(&mut self, key: &[u8], value: V, charge: usize, status: Status) -> u32 {
@@ -335,7 +343,18 @@ impl<V> Lirs<V> {
                     self.prune();
                 }
             }
-            Status::Hir if node.in_stack && !self.is_small(node.charge) && !node.reused => {
+            Status::Hir if self.lir_bytes + node.charge <= self.lir_capacity_bytes => {
+                // The LIR set has room (warm-up, or after removals).
+                let charge = node.charge;
+                self.queue.unlink(&mut self.nodes, i);
+                self.push_top(i);
+                let node = &mut self.nodes[i as usize];
+                node.status = Status::Lir;
+                node.reused = false;
+                self.hir_bytes -= charge;
+                self.lir_bytes += charge;
+            }
+            Status::Hir if node.in_stack && self.is_large(node.charge) && !node.reused => {
                 // The tweak: a large entry must be reused twice within S
                 // before it may displace LIR entries.
                 self.nodes[i as usize].reused = true;
@@ -513,7 +532,8 @@ impl<V> ValueCache<V> for Lirs<V> {
                     Status::NonResident
                         if self.small_bytes_max > 0
                             && charge > self.small_bytes_max
-                            && !node.reused =>
+                            && !node.reused
+                            && self.lir_bytes + charge > self.lir_capacity_bytes =>
                     {
                         // The tweak: a large entry's first reuse within S
                         // earns it residence as HIR, not LIR status.

@@ -513,6 +513,7 @@ impl CommitPath {
         core.shared.stats.flushes.fetch_add(1, Ordering::Relaxed);
         core.commit.header_durable = true;
         core.commit.last_seq = core.commit.batch_last_seq;
+        let frame_offset = core.commit.tail.map_or(0, |t| t.offset);
         if let Some(tail) = &mut core.commit.tail {
             tail.offset += core.commit.staging.len() as u32;
         }
@@ -535,6 +536,16 @@ impl CommitPath {
                     }
                 }
             }
+            // Write-through, now that the write is durable and indexed.
+            WorkerCore::cache_commit(
+                &mut core.cache,
+                &core.shared.stats,
+                core.shared.seed,
+                &update.key,
+                update
+                    .pointer
+                    .map(|p| (core.commit.staging.as_slice(), frame_offset, p)),
+            );
         }
         core.replies.append(&mut core.commit.answers);
         core.commit.state = State::Idle;

@@ -163,6 +163,9 @@ impl ReadPath {
         };
         core.read.free.push(slot);
         let reply = Self::finish(core, op.pointer, &op.key, &op.data, op.error);
+        if let Reply::Value(Some(value)) = &reply {
+            core.cache_fill(&op.key, op.pointer, value);
+        }
         core.shared.stats.gets.fetch_add(1, Ordering::Relaxed);
         core.replies.push((op.id, reply));
     }

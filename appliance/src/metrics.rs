@@ -222,6 +222,26 @@ fn engine_families(e: &mut Exposition, view: &EngineView) {
         "Records that failed verification (never served).",
         load(&stats.corruption_detected),
     );
+    e.counter(
+        "veltrix_cache_hits",
+        "Gets answered from the value cache, without a device read.",
+        load(&stats.cache_hits),
+    );
+    e.counter(
+        "veltrix_cache_misses",
+        "Gets the value cache could not answer.",
+        load(&stats.cache_misses),
+    );
+    e.counter(
+        "veltrix_cache_evictions",
+        "Value cache entries evicted to make room.",
+        load(&stats.cache_evictions),
+    );
+    e.gauge(
+        "veltrix_cache_bytes",
+        "Bytes charged to resident value cache entries.",
+        load(&stats.cache_bytes),
+    );
     let located = stats.corruption_locations.lock().map_or(0, |l| l.len());
     e.gauge(
         "veltrix_corruption_locations",

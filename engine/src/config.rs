@@ -23,6 +23,9 @@ pub struct EngineConfig {
     /// Percent of a worker's I/O bytes that GC may use while foreground
     /// requests are waiting (1..=100; GC runs freely when none wait).
     pub gc_io_share: u8,
+    /// The value cache's budget in bytes, split evenly over the workers
+    /// (`docs/cache.md`). 0 disables the cache.
+    pub cache_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -37,6 +40,7 @@ impl Default for EngineConfig {
             inbox_max: 4096,
             reads_in_flight_max: 64,
             gc_io_share: 10,
+            cache_bytes: 256 << 20,
         }
     }
 }

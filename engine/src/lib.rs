@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod blocking;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod format;
@@ -141,8 +142,16 @@ pub fn open_workers(
     )?;
     debug_assert!(sb.generation > recovered.next_generation);
     drop(queue);
+    // A segment whose header could not be read may hold acknowledged data:
+    // it is neither used nor free until an open can read it.
+    let unreadable: std::collections::BTreeSet<u32> = recovered
+        .damage
+        .iter()
+        .filter(|d| d.stream == u16::MAX)
+        .map(|d| d.start.segment)
+        .collect();
     let free: std::collections::BTreeSet<u32> = (1..layout.segment_count)
-        .filter(|s| !recovered.used_segments.contains(s))
+        .filter(|s| !recovered.used_segments.contains(s) && !unreadable.contains(s))
         .collect();
     let live = segments::LiveBytes::new(layout.segment_count);
     for art in &recovered.index {
@@ -208,6 +217,7 @@ pub fn open_workers(
             queue,
             shards,
             tail,
+            config.cache_bytes / workers,
         ));
     }
     Ok(Opened {

@@ -44,6 +44,14 @@ pub struct Stats {
     pub gc_victims_blocked: AtomicU64,
     /// Victims left in use because GC found damage in them.
     pub gc_victims_damaged: AtomicU64,
+    /// Gets answered from a worker's value cache, with no device read.
+    pub cache_hits: AtomicU64,
+    /// Gets the value cache could not answer.
+    pub cache_misses: AtomicU64,
+    /// Bytes charged to resident entries of every worker's value cache.
+    pub cache_bytes: AtomicU64,
+    /// Value cache entries evicted to make room.
+    pub cache_evictions: AtomicU64,
     /// Where (the first [`CORRUPTION_LOCATIONS_MAX`]).
     pub corruption_locations: Mutex<Vec<Location>>,
     /// Requests answered, by kind ([`OpKind`]) and result ([`OpResult`]).
@@ -262,6 +270,10 @@ impl Default for Stats {
             gc_records_relocated: AtomicU64::new(0),
             gc_victims_blocked: AtomicU64::new(0),
             gc_victims_damaged: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+            cache_bytes: AtomicU64::new(0),
+            cache_evictions: AtomicU64::new(0),
             corruption_locations: Mutex::new(Vec::new()),
             ops: Default::default(),
             op_latency: Default::default(),

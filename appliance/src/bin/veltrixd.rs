@@ -128,6 +128,7 @@ fn settings(args: &Args) -> anyhow::Result<(Settings, String)> {
         key_bytes_max: (e.key_bytes_max as usize).min(1024), // the index holds keys up to 1 KiB,
         value_bytes_max: e.value_bytes_max as usize,
         gc_io_share: e.gc_io_share,
+        cache_bytes: usize::try_from(e.cache_bytes).unwrap_or(usize::MAX),
         ..EngineConfig::default()
     };
     let settings = Settings {

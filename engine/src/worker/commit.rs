@@ -716,6 +716,7 @@ impl CommitPath {
         core.commit.header_durable = true;
         core.commit.last_seq = core.commit.batch_last_seq;
         let sealed = core.commit.to_seal.take();
+        let frame_offset = core.commit.tail.map_or(0, |t| t.offset);
         if let Some(tail) = &mut core.commit.tail {
             tail.offset += core.commit.staging.len() as u32;
             if let Ok(mut segments) = core.shared.segments.lock() {
@@ -765,6 +766,21 @@ impl CommitPath {
                     }
                 }
             }
+            // Write-through, now that the write is durable and indexed. A
+            // GC relocation changes no value, and must not pull cold data
+            // into the cache.
+            if update.expected.is_some() {
+                continue;
+            }
+            WorkerCore::cache_commit(
+                &mut core.cache,
+                &core.shared.stats,
+                core.shared.seed,
+                &update.key,
+                update
+                    .pointer
+                    .map(|p| (core.commit.staging.as_slice(), frame_offset, p)),
+            );
         }
         core.commit.gc_finished += core.commit.gc_in_batch;
         core.commit.gc_in_batch = 0;

@@ -9,6 +9,7 @@
 mod commit;
 mod gc;
 mod read;
+mod value_cache;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -158,6 +159,7 @@ pub struct WorkerCore {
     replies: Vec<(RequestId, Reply)>,
     /// Reads parked behind a write to the same key.
     reads_after_commit: Vec<(RequestId, Op)>,
+    cache: value_cache::WorkerCache,
 }
 
 impl WorkerCore {
@@ -168,6 +170,7 @@ impl WorkerCore {
         queue: Box<dyn QueuePair>,
         shards: BTreeMap<u16, Art>,
         tail: Option<Tail>,
+        cache_bytes: usize,
     ) -> WorkerCore {
         let config = shared.config.clone();
         let chunk_bytes_max = crate::blocking::chunk_bytes_max(namespace.as_ref());
@@ -184,6 +187,7 @@ impl WorkerCore {
             deferred: VecDeque::new(),
             replies: Vec::new(),
             reads_after_commit: Vec::new(),
+            cache: value_cache::WorkerCache::new(cache_bytes),
         }
     }
 
@@ -275,9 +279,12 @@ impl WorkerCore {
             Op::Exists(key) if self.commit.touches_key(&key) => {
                 self.reads_after_commit.push((id, Op::Exists(key)));
             }
-            Op::Get(key) => self
-                .read
-                .start(id, key, false, &self.shards, &mut self.replies),
+            Op::Get(key) => match self.cache_get(&key) {
+                Some(value) => self.replies.push((id, Reply::Value(Some(value)))),
+                None => self
+                    .read
+                    .start(id, key, false, &self.shards, &mut self.replies),
+            },
             Op::Exists(key) => self
                 .read
                 .start(id, key, true, &self.shards, &mut self.replies),
@@ -486,13 +493,16 @@ impl WorkerCore {
         if self.commit.touches_shard(shard_id) {
             return None;
         }
-        self.shards.remove(&shard_id)
+        let index = self.shards.remove(&shard_id)?;
+        self.cache.forget_shard(shard_id);
+        Some(index)
     }
 
     /// Takes over a shard's index.
     pub fn adopt_shard(&mut self, shard_id: u16, index: Art) {
         let previous = self.shards.insert(shard_id, index);
         assert!(previous.is_none(), "shard {shard_id} adopted twice");
+        self.cache.forget_shard(shard_id);
     }
 
     pub(crate) fn io_error(error: IoError) -> EngineError {

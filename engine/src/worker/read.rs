@@ -172,6 +172,9 @@ impl ReadPath {
             core.shards = shards;
             return;
         };
+        if let Reply::Value(Some(value)) = &reply {
+            core.cache_fill(&op.key, op.pointer, value);
+        }
         core.shared.stats.gets.fetch_add(1, Ordering::Relaxed);
         core.replies.push((op.id, reply));
     }

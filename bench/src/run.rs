@@ -161,7 +161,7 @@ fn fio_rows(store: &dyn Store, plan: &Plan) -> Result<Vec<PhaseResult>> {
     let write = crate::fio::run(
         &crate::fio::FioJob {
             file: &scratch,
-            span_bytes: 64 << 20,
+            span_bytes: 8 << 20,
             block_bytes: 4096,
             queue_depth: 1,
             seconds: plan.seconds,

@@ -31,7 +31,7 @@ impl RocksStore {
         opts.set_use_direct_reads(true);
         opts.set_use_direct_io_for_flush_and_compaction(true);
         opts.increase_parallelism(2);
-        let cache = Cache::new_lru_cache(usize::try_from(options.cache_bytes)?);
+        let cache = Cache::new_lru_cache(usize::try_from(options.cache_bytes)?)?;
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
         table.set_bloom_filter(10.0, false);

@@ -180,11 +180,13 @@ fn plan(common: &Common, dataset: Dataset, value_bytes: usize) -> Plan {
 }
 
 fn cell(args: &CellArgs) -> Result<()> {
+    // The pid keeps two harnesses on one machine out of each other's files.
     let dir = args.common.dir.join(format!(
-        "{:?}-{}-{}",
+        "{:?}-{}-{}-{}",
         args.system,
         args.dataset.name(),
-        args.value_bytes
+        args.value_bytes,
+        std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
     let mut options = run::store_options(

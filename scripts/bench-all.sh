@@ -4,7 +4,7 @@
 # fio on the engine's file. Writes target/bench-results/{results.json,
 # table.md, *.svg} and prints the table (docs/BENCHMARKS.md explains it).
 #
-#   scripts/bench-all.sh                         # everything, 3 runs (about 2 h)
+#   scripts/bench-all.sh                         # everything, 3 runs (1.5–2 h, extrapolated)
 #   scripts/bench-all.sh --quick                 # tiny data, seconds
 #   scripts/bench-all.sh --runs 3 --value-bytes 1024 --datasets cached
 #   scripts/bench-all.sh --help                  # every option of `bench all`

@@ -219,6 +219,12 @@ impl Sim {
         // Damage stays in force for the rest of the run: a range reported
         // lost may come back once it reads again (a latent sector error
         // that cleared), with the values it held.
+        if !self.faults && !opened.report.damage.is_empty() {
+            self.violation(format!(
+                "recovery reported damage without faults: {:?}",
+                opened.report.damage
+            ));
+        }
         self.damage_seen |= !opened.report.damage.is_empty();
         let damaged = self.damage_seen;
         if std::env::var("VELTRIX_SIM_SEED").is_ok() {

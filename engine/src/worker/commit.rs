@@ -548,7 +548,11 @@ impl CommitPath {
                 // nothing to seal).
                 if let Some(old) = core.commit.tail {
                     if (old.offset as usize) <= room_end && core.commit.to_seal.is_none() {
-                        core.commit.to_seal = Some(old);
+                        // The seal follows the stream's last durable record.
+                        core.commit.to_seal = Some(Tail {
+                            last_seq: core.commit.last_seq,
+                            ..old
+                        });
                     }
                 }
                 let tail = Tail {

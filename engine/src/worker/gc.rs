@@ -36,6 +36,9 @@ use crate::index::ValuePointer;
 use crate::recovery::valid_frame_at;
 use crate::segments::SegmentInfo;
 
+/// A victim's live bytes may be at most this share of its capacity.
+const GARBAGE_LIVE_MAX: f64 = 0.875;
+
 /// GC reads at most this many chunks of a victim at once.
 const READS_IN_FLIGHT_MAX: u32 = 2;
 
@@ -234,9 +237,11 @@ impl GcPath {
             if is_tail || !predecessor_sealed || info.retry_after_seq > next_seq {
                 continue;
             }
+            // Only segments worth the copy: at least an eighth garbage
+            // (padding of small frames alone does not qualify).
             let live = core.shared.live.get(segment) as f64;
             let u = (live / capacity).min(1.0);
-            if u >= 1.0 {
+            if u > GARBAGE_LIVE_MAX {
                 continue;
             }
             let age = next_seq.saturating_sub(info.last_seq).max(1) as f64;
@@ -248,13 +253,9 @@ impl GcPath {
             Some(list) => list.contains(&s),
             None => core.gc.storm.is_empty() || core.gc.storm.contains(&s),
         };
-        // Outside a storm, only segments worth the copy: at least an eighth
-        // garbage.
-        let storming = storm.is_some() || !core.gc.storm.is_empty();
         candidates
             .into_iter()
             .filter(|&(s, _, _)| in_storm(s))
-            .filter(|&(s, _, _)| storming || (core.shared.live.get(s) as f64) < capacity * 0.875)
             .max_by(|a, b| a.2.total_cmp(&b.2))
             .map(|(s, info, _)| (s, info, storm))
     }

@@ -564,17 +564,27 @@ impl CommitPath {
                 core.commit.tail = Some(tail);
                 return Some((tail, batch, frame_bytes));
             }
-            // Out of space for this purpose: user writes fail, GC's go on.
+            // Out of space for this purpose. While GC is collecting (or may
+            // still find a victim), user writes wait for the room it makes:
+            // backpressure, not errors. Once it has nothing to collect, they
+            // fail with OutOfSpace. GC's own requests go on either way.
             let (gc, user): (Vec<Waiting>, Vec<Waiting>) =
                 batch.into_iter().partition(|w| w.kind.is_gc());
-            for w in user {
-                core.shared
-                    .stats
-                    .out_of_space
-                    .fetch_add(1, Ordering::Relaxed);
-                core.commit.put_get_old.remove(&w.id);
-                core.replies
-                    .push((w.id, Reply::Failed(EngineError::OutOfSpace)));
+            if core.gc_can_make_room() {
+                for w in user.into_iter().rev() {
+                    core.commit.waiting_bytes += w.bytes;
+                    core.commit.waiting.push_front(w);
+                }
+            } else {
+                for w in user {
+                    core.shared
+                        .stats
+                        .out_of_space
+                        .fetch_add(1, Ordering::Relaxed);
+                    core.commit.put_get_old.remove(&w.id);
+                    core.replies
+                        .push((w.id, Reply::Failed(EngineError::OutOfSpace)));
+                }
             }
             if gc.is_empty() {
                 return None;

@@ -39,8 +39,15 @@ use crate::segments::SegmentInfo;
 /// A victim's live bytes may be at most this share of its capacity.
 const GARBAGE_LIVE_MAX: f64 = 0.875;
 
-/// GC reads at most this many chunks of a victim at once.
+/// GC reads at most this many chunks of a victim at once (one while
+/// foreground requests wait).
 const READS_IN_FLIGHT_MAX: u32 = 2;
+/// GC reads a victim in chunks of at most this many bytes, so that a get
+/// queued behind one waits for a short read, not a megabyte.
+const READ_CHUNK_BYTES_MAX: usize = 128 << 10;
+/// Foreground requests must have been absent this long before GC ignores
+/// its share of the I/O.
+const FOREGROUND_IDLE_US: u64 = 2_000;
 
 #[derive(Debug)]
 enum State {
@@ -82,6 +89,8 @@ pub(crate) struct GcPath {
     /// After finding no victim, GC looks again only once the store has
     /// written past this sequence number (or a storm is requested).
     idle_until_seq: u64,
+    /// When a foreground request was last seen waiting.
+    foreground_seen_us: u64,
 }
 
 impl GcPath {
@@ -94,6 +103,7 @@ impl GcPath {
             io_bytes: 0,
             gc_bytes: 0,
             idle_until_seq: 0,
+            foreground_seen_us: 0,
         }
     }
 
@@ -101,17 +111,36 @@ impl GcPath {
         !matches!(self.state, State::Idle) || !self.storm.is_empty()
     }
 
+    /// Whether GC is collecting, or has not yet looked for a victim since
+    /// the store last wrote: writes that found no room may wait for it.
+    pub(crate) fn may_make_room(&self, next_seq: u64) -> bool {
+        self.has_work() || next_seq >= self.idle_until_seq
+    }
+
     /// Whether GC may spend more I/O now: always when no foreground request
-    /// waits, otherwise while its bytes stay within its share.
+    /// waits or free space is urgent (under half of GC's target: writes
+    /// would soon fail), otherwise while its bytes stay within its share.
     fn within_budget(core: &WorkerCore) -> bool {
         let gc = &core.gc;
         let foreground = gc.io_bytes.saturating_sub(gc.gc_bytes);
-        !core.foreground_busy() || gc.gc_bytes * (100 - gc.share.min(99)) <= foreground * gc.share
+        Self::foreground_idle(core)
+            || gc.gc_bytes * (100 - gc.share.min(99)) <= foreground * gc.share
+            || core.space_urgent()
+    }
+
+    /// Whether no foreground request has waited for a while. Closed-loop
+    /// clients leave the worker idle for microseconds between requests;
+    /// those gaps are not idleness.
+    fn foreground_idle(core: &WorkerCore) -> bool {
+        core.now_us.saturating_sub(core.gc.foreground_seen_us) >= FOREGROUND_IDLE_US
     }
 
     /// Advances GC: starts a victim when one is due, reads it under the
     /// budget, and frees it once its relocations are durable.
     pub(crate) fn drive(core: &mut WorkerCore) -> bool {
+        if core.foreground_busy() {
+            core.gc.foreground_seen_us = core.now_us;
+        }
         match core.gc.state {
             State::Idle => Self::maybe_choose(core),
             State::Reading { .. } => Self::submit_reads(core),
@@ -263,7 +292,7 @@ impl GcPath {
     fn submit_reads(core: &mut WorkerCore) -> bool {
         let layout = core.shared.layout;
         let lba_bytes = layout.lba_bytes as usize;
-        let chunk_max = core.read.chunk_bytes_max();
+        let chunk_max = core.read.chunk_bytes_max().min(READ_CHUNK_BYTES_MAX);
         let mut progressed = false;
         loop {
             let State::Reading {
@@ -277,7 +306,12 @@ impl GcPath {
             };
             let (victim, at, outstanding) = (*victim, *submitted, *outstanding);
             let end = layout.segment_bytes as usize;
-            if at >= end || outstanding >= READS_IN_FLIGHT_MAX || !Self::within_budget(core) {
+            let in_flight_max = if Self::foreground_idle(core) {
+                READS_IN_FLIGHT_MAX
+            } else {
+                1
+            };
+            if at >= end || outstanding >= in_flight_max || !Self::within_budget(core) {
                 return progressed;
             }
             let len = chunk_max.min(end - at);

@@ -455,6 +455,24 @@ impl WorkerCore {
         self.shared.space()
     }
 
+    /// Whether writes that found no free segment may wait for GC: it is
+    /// collecting, or may still find a victim, and writes are not fenced.
+    fn gc_can_make_room(&self) -> bool {
+        !self.commit.fenced()
+            && self
+                .gc
+                .may_make_room(self.shared.next_seq.load(Ordering::Relaxed))
+    }
+
+    /// Whether free segments are under half the GC target, or down to the
+    /// reserve: GC then ignores its I/O budget, since writes would soon
+    /// fail (or already wait for it).
+    fn space_urgent(&self) -> bool {
+        self.shared.segments.lock().is_ok_and(|s| {
+            s.free.len() < self.shared.gc_free_target / 2 || s.free.len() <= s.reserve
+        })
+    }
+
     /// Asks every worker of the engine to collect every segment of its
     /// stream that holds any garbage (a "GC storm"), under the I/O budget.
     pub fn request_gc_storm(&self) {

@@ -36,6 +36,9 @@ use crate::index::ValuePointer;
 use crate::recovery::valid_frame_at;
 use crate::segments::SegmentInfo;
 
+/// Sequence numbers to wait before retrying a victim GC had to give up on.
+const RETRY_AFTER_BLOCKED: u64 = 1 << 16;
+
 /// A victim's live bytes may be at most this share of its capacity.
 const GARBAGE_LIVE_MAX: f64 = 0.875;
 
@@ -158,17 +161,11 @@ impl GcPath {
                 }
                 let live = core.shared.live.get(victim);
                 if live > 0 {
-                    // Live records of shards this worker no longer owns, or
-                    // delete records of them: try again after a while.
-                    core.shared
-                        .stats
-                        .gc_victims_blocked
-                        .fetch_add(1, Ordering::Relaxed);
-                    Self::give_up(
+                    // Live records of shards this worker no longer owns.
+                    Self::blocked(
                         core,
                         victim,
                         "live records of shards owned by other workers remain",
-                        1 << 16,
                     );
                     return true;
                 }
@@ -177,6 +174,17 @@ impl GcPath {
             }
             State::Erasing { .. } | State::Flushing { .. } => false,
         }
+    }
+
+    /// Gives up on a victim that holds records of shards another worker
+    /// owns, counted; it is tried again after a while (the shards may move
+    /// back, or their records be superseded).
+    fn blocked(core: &mut WorkerCore, victim: u32, why: &str) {
+        core.shared
+            .stats
+            .gc_victims_blocked
+            .fetch_add(1, Ordering::Relaxed);
+        Self::give_up(core, victim, why, RETRY_AFTER_BLOCKED);
     }
 
     /// Leaves `victim` in use and makes it a candidate again after
@@ -375,7 +383,7 @@ impl GcPath {
             return;
         };
         if failed {
-            Self::give_up(core, victim, "reading it failed", 1 << 16);
+            Self::give_up(core, victim, "reading it failed", RETRY_AFTER_BLOCKED);
             return;
         }
         Self::relocate(core, victim, info, &data);
@@ -414,15 +422,7 @@ impl GcPath {
                 let current = art.get(record.key);
                 match record.kind {
                     RecordKind::Put => {
-                        let pointer = ValuePointer {
-                            segment: victim,
-                            offset: (offset + at) as u32,
-                            length: crate::format::record::record_bytes(
-                                record.key.len(),
-                                record.value.len(),
-                            ) as u32,
-                            sequence_low: record.seq as u32,
-                        };
+                        let pointer = ValuePointer::to_record(victim, offset + at, &record);
                         if current == Some(pointer) {
                             requests.push((
                                 BatchOp::Put(record.key.to_vec(), record.value.to_vec()),
@@ -468,15 +468,10 @@ impl GcPath {
             return;
         }
         if foreign_delete {
-            core.shared
-                .stats
-                .gc_victims_blocked
-                .fetch_add(1, Ordering::Relaxed);
-            Self::give_up(
+            Self::blocked(
                 core,
                 victim,
                 "delete records of shards owned by other workers",
-                1 << 16,
             );
             return;
         }

@@ -19,7 +19,7 @@ cargo build --release -p appliance --bin veltrixd >/dev/null
 
 rm -rf "$WORK" && mkdir -p "$WORK/veltrix" "$WORK/redis"
 target/release/veltrixd --data-dir "$WORK/veltrix" --listen 127.0.0.1:$VPORT \
-  --admin-listen 127.0.0.1:0 --log-level warn > "$WORK/veltrixd.out" 2>&1 &
+  --native-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-level warn > "$WORK/veltrixd.out" 2>&1 &
 VPID=$!
 redis-server --port $RPORT --dir "$WORK/redis" --appendonly yes --appendfsync always \
   --save '' --daemonize no > "$WORK/redis.out" 2>&1 &

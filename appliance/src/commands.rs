@@ -189,22 +189,31 @@ fn set(rest: &[&[u8]]) -> Action {
         return arity("set");
     };
     let mut condition = None;
+    let mut get = false;
     for option in options {
         match option.to_ascii_uppercase().as_slice() {
             b"NX" if condition.is_none() => condition = Some(Condition::Absent),
             b"XX" if condition.is_none() => condition = Some(Condition::Present),
-            b"GET" => {
-                return error("ERR SET with GET is not supported (it would not be atomic here)")
-            }
+            b"GET" if !get => get = true,
             b"EX" | b"PX" | b"EXAT" | b"PXAT" | b"KEEPTTL" => {
                 return error("ERR key expiry is not supported by VeltrixDB")
             }
             _ => return error("ERR syntax error"),
         }
     }
-    let op = match condition {
-        None => Op::Put(key.to_vec(), value.to_vec()),
-        Some(c) => Op::PutIf(key.to_vec(), value.to_vec(), c),
+    let op = match (condition, get) {
+        (None, false) => Op::Put(key.to_vec(), value.to_vec()),
+        (Some(c), false) => Op::PutIf(key.to_vec(), value.to_vec(), c),
+        // An atomic exchange: the reply is the value replaced, or null.
+        (None, true) => {
+            return Action::Engine(
+                vec![Op::PutGet(key.to_vec(), value.to_vec())],
+                Combine::Value,
+            )
+        }
+        (Some(_), true) => {
+            return error("ERR SET with GET and NX or XX is not supported by VeltrixDB")
+        }
     };
     Action::Engine(vec![op], Combine::Set)
 }

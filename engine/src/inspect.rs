@@ -21,7 +21,7 @@ use nvme::Namespace;
 use crate::blocking;
 use crate::error::{Location, OpenError};
 use crate::format::record::{
-    decode_frame_header, decode_record, frame_records, record_bytes, verify_frame, RecordKind,
+    decode_frame_header, decode_record, frame_records, record_bytes, FrameHeader, RecordKind,
     FRAME_HEADER_BYTES, RECORD_HEADER_BYTES,
 };
 use crate::format::segment::SegmentHeader;
@@ -253,6 +253,7 @@ pub fn inspect(
             seed,
             last_seq: 0,
             damage: None,
+            sealed: false,
         };
         for (i, header) in headers.iter().enumerate() {
             report.segments_used += 1;
@@ -330,6 +331,9 @@ struct StreamWalk {
     seed: u32,
     last_seq: u64,
     damage: Option<Pending>,
+    /// Whether the last valid frame walked is a seal (the stream left its
+    /// segment cleanly).
+    sealed: bool,
 }
 
 impl StreamWalk {
@@ -348,14 +352,16 @@ impl StreamWalk {
     }
 
     /// A valid frame that belongs exactly at `offset` and follows the
-    /// stream's last sequence number: its length.
-    fn valid_at(&self, data: &[u8], header: &SegmentHeader, offset: usize) -> Option<usize> {
-        let frame = verify_frame(data.get(offset..)?, self.seed).ok()?;
-        let identity_ok = frame.segment == header.segment
-            && frame.segment_generation == header.generation
-            && frame.offset as usize == offset
-            && frame.first_seq > self.last_seq;
-        identity_ok.then_some(frame.frame_bytes as usize)
+    /// stream's last sequence number, judged as recovery judges it.
+    fn valid_at(&self, data: &[u8], header: &SegmentHeader, offset: usize) -> Option<FrameHeader> {
+        crate::recovery::valid_frame_at(
+            data,
+            header.segment,
+            header.generation,
+            offset,
+            self.last_seq,
+            self.seed,
+        )
     }
 
     fn segment(
@@ -369,7 +375,7 @@ impl StreamWalk {
         let lba_bytes = self.layout.lba_bytes as usize;
         let mut offset = lba_bytes;
         while offset < data.len() {
-            let Some(frame_bytes) = self.valid_at(data, header, offset) else {
+            let Some(found) = self.valid_at(data, header, offset) else {
                 if self.damage.is_none() {
                     self.damage = Some(self.describe(data, header, offset));
                 }
@@ -380,12 +386,17 @@ impl StreamWalk {
                 // A clean switch, as recovery judges it: a frame that did
                 // not fit went to the next segment, whose header names the
                 // last sequence number before it.
-                let clean_switch =
-                    offset == lba_bytes && !first_of_stream && header.prev_seq == self.last_seq;
+                // So is any gap after a sealed segment (GC collected the
+                // segments between).
+                let clean_switch = offset == lba_bytes
+                    && !first_of_stream
+                    && (header.prev_seq == self.last_seq || self.sealed);
                 if !clean_switch {
                     report.problems.extend(damage.problems);
                 }
             }
+            let frame_bytes = found.frame_bytes as usize;
+            self.sealed = found.record_count == 0;
             let frame = &data[offset..offset + frame_bytes];
             report.frames += 1;
             report.log_bytes += frame_bytes as u64;

@@ -242,18 +242,9 @@ pub(crate) fn recover(
                     for item in frame_records(frame, seed) {
                         let Ok((at, record)) = item else { break };
                         last_seq = record.seq;
-                        let pointer = match record.kind {
-                            RecordKind::Put => Some(ValuePointer {
-                                segment: headers[s].segment,
-                                offset: (offset + at) as u32,
-                                length: crate::format::record::record_bytes(
-                                    record.key.len(),
-                                    record.value.len(),
-                                ) as u32,
-                                sequence_low: record.seq as u32,
-                            }),
-                            RecordKind::Delete => None,
-                        };
+                        let pointer = (record.kind == RecordKind::Put).then(|| {
+                            ValuePointer::to_record(headers[s].segment, offset + at, &record)
+                        });
                         updates.push(Update {
                             seq: record.seq,
                             key: record.key.to_vec(),

@@ -299,6 +299,16 @@ impl Engine {
         }
     }
 
+    /// Sets a key and returns the value it replaced, atomically, once the
+    /// write is durable (`SET ... GET`).
+    pub fn put_get(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        match self.call_for_key(key, Op::PutGet(key.to_vec(), value.to_vec())) {
+            Reply::Value(old) => Ok(old),
+            Reply::Failed(e) => Err(e),
+            other => unreachable_reply(other),
+        }
+    }
+
     /// Removes a key; returns whether it existed, once the delete is durable.
     pub fn delete(&self, key: &[u8]) -> Result<bool, EngineError> {
         match self.call_for_key(key, Op::Delete(key.to_vec())) {
@@ -442,6 +452,7 @@ fn op_kind(op: &Op) -> OpKind {
         Op::Exists(_) => OpKind::Exists,
         Op::Put(..) => OpKind::Put,
         Op::PutIf(..) => OpKind::PutIf,
+        Op::PutGet(..) => OpKind::PutGet,
         Op::Delete(_) => OpKind::Delete,
         Op::Batch(_) => OpKind::Batch,
         Op::Scan(_) => OpKind::Scan,
@@ -460,9 +471,12 @@ fn op_result(reply: &Reply) -> OpResult {
 
 fn op_shard(op: &Op) -> Option<u16> {
     match op {
-        Op::Get(k) | Op::Exists(k) | Op::Put(k, _) | Op::PutIf(k, _, _) | Op::Delete(k) => {
-            Some(shard(k))
-        }
+        Op::Get(k)
+        | Op::Exists(k)
+        | Op::Put(k, _)
+        | Op::PutIf(k, _, _)
+        | Op::PutGet(k, _)
+        | Op::Delete(k) => Some(shard(k)),
         Op::Scan(shard_id) => Some(*shard_id),
         Op::Batch(ops) => ops.first().map(|op| match op {
             BatchOp::Put(k, _) | BatchOp::Delete(k) => shard(k),

@@ -87,18 +87,20 @@ pub enum OpKind {
     Exists,
     Put,
     PutIf,
+    PutGet,
     Delete,
     Batch,
     Scan,
 }
 
 impl OpKind {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     pub const ALL: [OpKind; OpKind::COUNT] = [
         OpKind::Get,
         OpKind::Exists,
         OpKind::Put,
         OpKind::PutIf,
+        OpKind::PutGet,
         OpKind::Delete,
         OpKind::Batch,
         OpKind::Scan,
@@ -111,6 +113,7 @@ impl OpKind {
             OpKind::Exists => "exists",
             OpKind::Put => "put",
             OpKind::PutIf => "put_if",
+            OpKind::PutGet => "put_get",
             OpKind::Delete => "delete",
             OpKind::Batch => "batch",
             OpKind::Scan => "scan",

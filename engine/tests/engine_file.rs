@@ -218,3 +218,41 @@ fn a_flipped_bit_is_detected_and_never_served() {
     );
     assert_eq!(engine.get(b"bystander").unwrap(), Some(vec![0x22; 3000]));
 }
+
+/// SET ... GET is an atomic exchange: with many threads exchanging values
+/// on one key, every value written is handed back exactly once (as some
+/// exchange's old value, or as the final value), and none twice.
+#[test]
+fn put_get_is_an_atomic_exchange() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ns");
+    let engine = Arc::new(fresh(&path, 2));
+    assert_eq!(engine.put_get(b"x", b"start").unwrap(), None);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let engine = Arc::clone(&engine);
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| {
+                        engine
+                            .put_get(b"x", format!("{t}:{i}").as_bytes())
+                            .unwrap()
+                            .expect("x always has a value")
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut returned: Vec<Vec<u8>> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    returned.push(engine.get(b"x").unwrap().unwrap());
+    let mut expected: Vec<Vec<u8>> = (0..8)
+        .flat_map(|t| (0..50).map(move |i| format!("{t}:{i}").into_bytes()))
+        .collect();
+    expected.push(b"start".to_vec());
+    returned.sort();
+    expected.sort();
+    assert_eq!(returned, expected);
+}

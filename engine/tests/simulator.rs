@@ -146,6 +146,7 @@ struct SimRunStats {
     gc_segments_freed: u64,
     gc_records_relocated: u64,
     crashes_during_gc: u64,
+    put_gets: u64,
 }
 
 const CLIENTS: usize = 12;
@@ -218,6 +219,12 @@ impl Sim {
         // Damage stays in force for the rest of the run: a range reported
         // lost may come back once it reads again (a latent sector error
         // that cleared), with the values it held.
+        if !self.faults && !opened.report.damage.is_empty() {
+            self.violation(format!(
+                "recovery reported damage without faults: {:?}",
+                opened.report.damage
+            ));
+        }
         self.damage_seen |= !opened.report.damage.is_empty();
         let damaged = self.damage_seen;
         if std::env::var("VELTRIX_SIM_SEED").is_ok() {
@@ -438,6 +445,9 @@ impl Sim {
                 self.next_write += 1;
                 let (op, value) = if roll < 52 {
                     (Op::Delete(key.clone()), None)
+                } else if roll < 58 {
+                    let v = self.value_for(&key, write);
+                    (Op::PutGet(key.clone(), v.clone()), Some(v))
                 } else {
                     let v = self.value_for(&key, write);
                     (Op::Put(key.clone(), v.clone()), Some(v))
@@ -468,6 +478,29 @@ impl Sim {
             return;
         };
         self.clients_busy.remove(&p.client);
+        // SET ... GET: a put whose answer is the value it replaced, which
+        // must be one that was written (or none).
+        let reply = match (reply, &p.write) {
+            (Reply::Value(old), Some((_, keys))) => {
+                let written = match &old {
+                    None => true,
+                    Some(v) => self
+                        .model
+                        .history
+                        .get(&keys[0])
+                        .is_some_and(|h| h.contains(v)),
+                };
+                if !written {
+                    self.violation(format!(
+                        "SET GET of {:?} answered a value never written",
+                        String::from_utf8_lossy(&keys[0])
+                    ));
+                }
+                self.stats.put_gets += 1;
+                Reply::Done
+            }
+            (reply, _) => reply,
+        };
         match reply {
             Reply::Done | Reply::Deleted(_) => {
                 if let Some((write, keys)) = &p.write {
@@ -645,6 +678,7 @@ fn explore(faults: bool, crashes: u32) -> (u64, SimRunStats) {
         total.gc_segments_freed += sim.stats.gc_segments_freed;
         total.gc_records_relocated += sim.stats.gc_records_relocated;
         total.crashes_during_gc += sim.stats.crashes_during_gc;
+        total.put_gets += sim.stats.put_gets;
     }
     (states, total)
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
+use appliance::cli::parse_size;
 use appliance::daemon::{Daemon, Settings, DEFAULT_NAMESPACE_BYTES};
 use clap::Parser;
 use engine::EngineConfig;
@@ -52,31 +53,6 @@ struct Args {
     /// Log level: error, warn, info, debug, trace.
     #[arg(long)]
     log_level: Option<String>,
-}
-
-fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (digits, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size like 4GiB"))?;
-    let shift = match unit.trim() {
-        "" | "B" => 0,
-        "K" | "KiB" => 10,
-        "M" | "MiB" => 20,
-        "G" | "GiB" => 30,
-        "T" | "TiB" => 40,
-        other => {
-            return Err(format!(
-                "unknown size unit `{other}` (use KiB, MiB, GiB, TiB)"
-            ))
-        }
-    };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 fn settings(args: &Args) -> anyhow::Result<(Settings, String)> {
@@ -164,6 +140,9 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("bad log level `{level}`"))?,
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: logs piped to a file or journald
+        // stay plain, one line per event.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;

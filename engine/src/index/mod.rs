@@ -53,6 +53,21 @@ impl ValuePointer {
     /// Encoded size in a leaf record.
     pub(crate) const BYTES: usize = 16;
 
+    /// The pointer to a put record found at `offset` of `segment`.
+    pub(crate) fn to_record(
+        segment: u32,
+        offset: usize,
+        record: &crate::format::record::Record<'_>,
+    ) -> ValuePointer {
+        ValuePointer {
+            segment,
+            offset: offset as u32,
+            length: crate::format::record::record_bytes(record.key.len(), record.value.len())
+                as u32,
+            sequence_low: record.seq as u32,
+        }
+    }
+
     fn encode(self, out: &mut [u8]) {
         out[0..4].copy_from_slice(&self.segment.to_le_bytes());
         out[4..8].copy_from_slice(&self.offset.to_le_bytes());

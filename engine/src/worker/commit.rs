@@ -64,6 +64,9 @@ pub(crate) enum WriteKind {
     Delete,
     /// Write only if the condition holds; answer `Done` or `NotApplied`.
     Conditional(super::Condition),
+    /// SET ... GET: answer `Value(old)`, the value it replaced (read
+    /// before the put was queued; writes of the key waited for it).
+    PutGet,
     /// GC: rewrite a live record, only if the index still points at
     /// `expected` (a newer write of the key wins). Answers nobody.
     Relocate(ValuePointer),
@@ -125,6 +128,8 @@ pub(crate) struct CommitPath {
     seal_block: Option<(u64, Vec<u8>)>,
     /// GC requests in the batch being committed.
     gc_in_batch: u64,
+    /// The old values SET ... GET requests answer with, by request.
+    put_get_old: BTreeMap<RequestId, Option<Vec<u8>>>,
     /// GC requests finished (written, skipped or failed), ever.
     pub(crate) gc_finished: u64,
     /// GC requests that failed, ever.
@@ -155,6 +160,7 @@ impl CommitPath {
             to_seal: None,
             seal_block: None,
             gc_in_batch: 0,
+            put_get_old: BTreeMap::new(),
             gc_finished: 0,
             gc_failed: 0,
             staging: Vec::new(),
@@ -194,6 +200,24 @@ impl CommitPath {
         let first = self.fenced.is_none();
         self.fenced.get_or_insert(error);
         first
+    }
+
+    /// Queues the put of a SET ... GET whose old value is known.
+    pub(crate) fn enqueue_put_get(
+        &mut self,
+        id: RequestId,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        old: Option<Vec<u8>>,
+        now_us: u64,
+    ) {
+        self.put_get_old.insert(id, old);
+        self.enqueue(
+            id,
+            vec![BatchOp::Put(key, value)],
+            WriteKind::PutGet,
+            now_us,
+        );
     }
 
     /// Queues a GC request: one record to rewrite, under `kind`.
@@ -253,6 +277,7 @@ impl CommitPath {
                     core.commit.gc_failed += 1;
                     continue;
                 }
+                core.commit.put_get_old.remove(&w.id);
                 core.replies
                     .push((w.id, Reply::Failed(EngineError::Fenced(error.clone()))));
             }
@@ -382,7 +407,7 @@ impl CommitPath {
                         .gc_records_relocated
                         .fetch_add(1, Ordering::Relaxed);
                 }
-                WriteKind::Plain | WriteKind::Delete => {}
+                WriteKind::Plain | WriteKind::Delete | WriteKind::PutGet => {}
             }
             let mut existed_any = false;
             for op in &w.ops {
@@ -427,6 +452,7 @@ impl CommitPath {
             let answer = match w.kind {
                 WriteKind::Delete => Reply::Deleted(existed_any),
                 WriteKind::Plain | WriteKind::Conditional(_) => Reply::Done,
+                WriteKind::PutGet => Reply::Value(core.commit.put_get_old.remove(&w.id).flatten()),
                 WriteKind::Relocate(_) | WriteKind::RelocateDelete => continue,
             };
             core.commit.answers.push((w.id, answer));
@@ -522,7 +548,11 @@ impl CommitPath {
                 // nothing to seal).
                 if let Some(old) = core.commit.tail {
                     if (old.offset as usize) <= room_end && core.commit.to_seal.is_none() {
-                        core.commit.to_seal = Some(old);
+                        // The seal follows the stream's last durable record.
+                        core.commit.to_seal = Some(Tail {
+                            last_seq: core.commit.last_seq,
+                            ..old
+                        });
                     }
                 }
                 let tail = Tail {
@@ -534,16 +564,27 @@ impl CommitPath {
                 core.commit.tail = Some(tail);
                 return Some((tail, batch, frame_bytes));
             }
-            // Out of space for this purpose: user writes fail, GC's go on.
+            // Out of space for this purpose. While GC is collecting (or may
+            // still find a victim), user writes wait for the room it makes:
+            // backpressure, not errors. Once it has nothing to collect, they
+            // fail with OutOfSpace. GC's own requests go on either way.
             let (gc, user): (Vec<Waiting>, Vec<Waiting>) =
                 batch.into_iter().partition(|w| w.kind.is_gc());
-            for w in user {
-                core.shared
-                    .stats
-                    .out_of_space
-                    .fetch_add(1, Ordering::Relaxed);
-                core.replies
-                    .push((w.id, Reply::Failed(EngineError::OutOfSpace)));
+            if core.gc_can_make_room() {
+                for w in user.into_iter().rev() {
+                    core.commit.waiting_bytes += w.bytes;
+                    core.commit.waiting.push_front(w);
+                }
+            } else {
+                for w in user {
+                    core.shared
+                        .stats
+                        .out_of_space
+                        .fetch_add(1, Ordering::Relaxed);
+                    core.commit.put_get_old.remove(&w.id);
+                    core.replies
+                        .push((w.id, Reply::Failed(EngineError::OutOfSpace)));
+                }
             }
             if gc.is_empty() {
                 return None;

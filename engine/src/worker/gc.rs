@@ -36,8 +36,21 @@ use crate::index::ValuePointer;
 use crate::recovery::valid_frame_at;
 use crate::segments::SegmentInfo;
 
-/// GC reads at most this many chunks of a victim at once.
+/// Sequence numbers to wait before retrying a victim GC had to give up on.
+const RETRY_AFTER_BLOCKED: u64 = 1 << 16;
+
+/// A victim's live bytes may be at most this share of its capacity.
+const GARBAGE_LIVE_MAX: f64 = 0.875;
+
+/// GC reads at most this many chunks of a victim at once (one while
+/// foreground requests wait).
 const READS_IN_FLIGHT_MAX: u32 = 2;
+/// GC reads a victim in chunks of at most this many bytes, so that a get
+/// queued behind one waits for a short read, not a megabyte.
+const READ_CHUNK_BYTES_MAX: usize = 128 << 10;
+/// Foreground requests must have been absent this long before GC ignores
+/// its share of the I/O.
+const FOREGROUND_IDLE_US: u64 = 2_000;
 
 #[derive(Debug)]
 enum State {
@@ -79,6 +92,8 @@ pub(crate) struct GcPath {
     /// After finding no victim, GC looks again only once the store has
     /// written past this sequence number (or a storm is requested).
     idle_until_seq: u64,
+    /// When a foreground request was last seen waiting.
+    foreground_seen_us: u64,
 }
 
 impl GcPath {
@@ -91,6 +106,7 @@ impl GcPath {
             io_bytes: 0,
             gc_bytes: 0,
             idle_until_seq: 0,
+            foreground_seen_us: 0,
         }
     }
 
@@ -98,17 +114,36 @@ impl GcPath {
         !matches!(self.state, State::Idle) || !self.storm.is_empty()
     }
 
+    /// Whether GC is collecting, or has not yet looked for a victim since
+    /// the store last wrote: writes that found no room may wait for it.
+    pub(crate) fn may_make_room(&self, next_seq: u64) -> bool {
+        self.has_work() || next_seq >= self.idle_until_seq
+    }
+
     /// Whether GC may spend more I/O now: always when no foreground request
-    /// waits, otherwise while its bytes stay within its share.
+    /// waits or free space is urgent (under half of GC's target: writes
+    /// would soon fail), otherwise while its bytes stay within its share.
     fn within_budget(core: &WorkerCore) -> bool {
         let gc = &core.gc;
         let foreground = gc.io_bytes.saturating_sub(gc.gc_bytes);
-        !core.foreground_busy() || gc.gc_bytes * (100 - gc.share.min(99)) <= foreground * gc.share
+        Self::foreground_idle(core)
+            || gc.gc_bytes * (100 - gc.share.min(99)) <= foreground * gc.share
+            || core.space_urgent()
+    }
+
+    /// Whether no foreground request has waited for a while. Closed-loop
+    /// clients leave the worker idle for microseconds between requests;
+    /// those gaps are not idleness.
+    fn foreground_idle(core: &WorkerCore) -> bool {
+        core.now_us.saturating_sub(core.gc.foreground_seen_us) >= FOREGROUND_IDLE_US
     }
 
     /// Advances GC: starts a victim when one is due, reads it under the
     /// budget, and frees it once its relocations are durable.
     pub(crate) fn drive(core: &mut WorkerCore) -> bool {
+        if core.foreground_busy() {
+            core.gc.foreground_seen_us = core.now_us;
+        }
         match core.gc.state {
             State::Idle => Self::maybe_choose(core),
             State::Reading { .. } => Self::submit_reads(core),
@@ -126,17 +161,11 @@ impl GcPath {
                 }
                 let live = core.shared.live.get(victim);
                 if live > 0 {
-                    // Live records of shards this worker no longer owns, or
-                    // delete records of them: try again after a while.
-                    core.shared
-                        .stats
-                        .gc_victims_blocked
-                        .fetch_add(1, Ordering::Relaxed);
-                    Self::give_up(
+                    // Live records of shards this worker no longer owns.
+                    Self::blocked(
                         core,
                         victim,
                         "live records of shards owned by other workers remain",
-                        1 << 16,
                     );
                     return true;
                 }
@@ -145,6 +174,17 @@ impl GcPath {
             }
             State::Erasing { .. } | State::Flushing { .. } => false,
         }
+    }
+
+    /// Gives up on a victim that holds records of shards another worker
+    /// owns, counted; it is tried again after a while (the shards may move
+    /// back, or their records be superseded).
+    fn blocked(core: &mut WorkerCore, victim: u32, why: &str) {
+        core.shared
+            .stats
+            .gc_victims_blocked
+            .fetch_add(1, Ordering::Relaxed);
+        Self::give_up(core, victim, why, RETRY_AFTER_BLOCKED);
     }
 
     /// Leaves `victim` in use and makes it a candidate again after
@@ -234,9 +274,11 @@ impl GcPath {
             if is_tail || !predecessor_sealed || info.retry_after_seq > next_seq {
                 continue;
             }
+            // Only segments worth the copy: at least an eighth garbage
+            // (padding of small frames alone does not qualify).
             let live = core.shared.live.get(segment) as f64;
             let u = (live / capacity).min(1.0);
-            if u >= 1.0 {
+            if u > GARBAGE_LIVE_MAX {
                 continue;
             }
             let age = next_seq.saturating_sub(info.last_seq).max(1) as f64;
@@ -248,13 +290,9 @@ impl GcPath {
             Some(list) => list.contains(&s),
             None => core.gc.storm.is_empty() || core.gc.storm.contains(&s),
         };
-        // Outside a storm, only segments worth the copy: at least an eighth
-        // garbage.
-        let storming = storm.is_some() || !core.gc.storm.is_empty();
         candidates
             .into_iter()
             .filter(|&(s, _, _)| in_storm(s))
-            .filter(|&(s, _, _)| storming || (core.shared.live.get(s) as f64) < capacity * 0.875)
             .max_by(|a, b| a.2.total_cmp(&b.2))
             .map(|(s, info, _)| (s, info, storm))
     }
@@ -262,7 +300,7 @@ impl GcPath {
     fn submit_reads(core: &mut WorkerCore) -> bool {
         let layout = core.shared.layout;
         let lba_bytes = layout.lba_bytes as usize;
-        let chunk_max = core.read.chunk_bytes_max();
+        let chunk_max = core.read.chunk_bytes_max().min(READ_CHUNK_BYTES_MAX);
         let mut progressed = false;
         loop {
             let State::Reading {
@@ -276,7 +314,12 @@ impl GcPath {
             };
             let (victim, at, outstanding) = (*victim, *submitted, *outstanding);
             let end = layout.segment_bytes as usize;
-            if at >= end || outstanding >= READS_IN_FLIGHT_MAX || !Self::within_budget(core) {
+            let in_flight_max = if Self::foreground_idle(core) {
+                READS_IN_FLIGHT_MAX
+            } else {
+                1
+            };
+            if at >= end || outstanding >= in_flight_max || !Self::within_budget(core) {
                 return progressed;
             }
             let len = chunk_max.min(end - at);
@@ -340,7 +383,7 @@ impl GcPath {
             return;
         };
         if failed {
-            Self::give_up(core, victim, "reading it failed", 1 << 16);
+            Self::give_up(core, victim, "reading it failed", RETRY_AFTER_BLOCKED);
             return;
         }
         Self::relocate(core, victim, info, &data);
@@ -379,15 +422,7 @@ impl GcPath {
                 let current = art.get(record.key);
                 match record.kind {
                     RecordKind::Put => {
-                        let pointer = ValuePointer {
-                            segment: victim,
-                            offset: (offset + at) as u32,
-                            length: crate::format::record::record_bytes(
-                                record.key.len(),
-                                record.value.len(),
-                            ) as u32,
-                            sequence_low: record.seq as u32,
-                        };
+                        let pointer = ValuePointer::to_record(victim, offset + at, &record);
                         if current == Some(pointer) {
                             requests.push((
                                 BatchOp::Put(record.key.to_vec(), record.value.to_vec()),
@@ -433,15 +468,10 @@ impl GcPath {
             return;
         }
         if foreign_delete {
-            core.shared
-                .stats
-                .gc_victims_blocked
-                .fetch_add(1, Ordering::Relaxed);
-            Self::give_up(
+            Self::blocked(
                 core,
                 victim,
                 "delete records of shards owned by other workers",
-                1 << 16,
             );
             return;
         }

@@ -44,6 +44,9 @@ pub enum Op {
     Delete(Vec<u8>),
     /// Set a key only if it is absent (`SET NX`) or present (`SET XX`).
     PutIf(Vec<u8>, Vec<u8>, Condition),
+    /// Set a key and answer with the value it replaced (`SET ... GET`),
+    /// atomically: writes of the key wait until the old value is read.
+    PutGet(Vec<u8>, Vec<u8>),
     /// Apply several puts and deletes atomically.
     Batch(Vec<BatchOp>),
     /// Every key of one shard (a SCAN step).
@@ -236,7 +239,7 @@ impl WorkerCore {
     fn validate(&self, op: &Op) -> Result<(), EngineError> {
         match op {
             Op::Get(key) | Op::Exists(key) | Op::Delete(key) => self.check_key(key),
-            Op::Put(key, value) | Op::PutIf(key, value, _) => {
+            Op::Put(key, value) | Op::PutIf(key, value, _) | Op::PutGet(key, value) => {
                 self.check_key(key)?;
                 self.check_value(value)
             }
@@ -269,6 +272,13 @@ impl WorkerCore {
             self.replies.push((id, Reply::Failed(e)));
             return;
         }
+        // Every request of a key whose SET ... GET is waiting or reading the
+        // old value waits for it: the value it answers is the one it
+        // replaced, and a later GET reads its write.
+        if self.read_put_get_blocks(&op) {
+            self.reads_after_commit.push((id, op));
+            return;
+        }
         match op {
             // A read of a key with a write waiting or in flight waits for
             // that write: commands reach a worker in order, and a client
@@ -288,6 +298,31 @@ impl WorkerCore {
             Op::Exists(key) => self
                 .read
                 .start(id, key, true, &self.shards, &mut self.replies),
+            // SET ... GET waits for writes of the key like a read, then
+            // reads the old value (cache, index, device) before its put.
+            Op::PutGet(key, value) if self.commit.touches_key(&key) => {
+                self.reads_after_commit.push((id, Op::PutGet(key, value)));
+            }
+            Op::PutGet(key, value) => {
+                let shard = WorkerCore::shard_of(&key);
+                let pointer = match self.shards.get(&shard) {
+                    Some(art) => art.get(&key),
+                    None => {
+                        self.replies
+                            .push((id, Reply::Failed(EngineError::NotOwner { shard })));
+                        return;
+                    }
+                };
+                match pointer {
+                    None => self.commit.enqueue_put_get(id, key, value, None, now_us),
+                    Some(pointer) => match self.cache_get(&key) {
+                        Some(old) => self
+                            .commit
+                            .enqueue_put_get(id, key, value, Some(old), now_us),
+                        None => self.read.start_put_get(id, key, value, pointer),
+                    },
+                }
+            }
             Op::Put(key, value) => self.commit.enqueue(
                 id,
                 vec![BatchOp::Put(key, value)],
@@ -320,6 +355,30 @@ impl WorkerCore {
                 };
                 self.replies.push((id, reply));
             }
+        }
+    }
+
+    /// Whether `op` must wait for a SET ... GET of one of its keys that is
+    /// parked or reading its old value (requests of a key run in order).
+    fn read_put_get_blocks(&self, op: &Op) -> bool {
+        let blocks = |key: &[u8]| {
+            self.read.put_get_pending(key)
+                || self
+                    .reads_after_commit
+                    .iter()
+                    .any(|(_, parked)| matches!(parked, Op::PutGet(k, _) if k == key))
+        };
+        match op {
+            Op::Get(key)
+            | Op::Exists(key)
+            | Op::Put(key, _)
+            | Op::PutIf(key, _, _)
+            | Op::Delete(key)
+            | Op::PutGet(key, _) => blocks(key),
+            Op::Batch(ops) => ops.iter().any(|o| match o {
+                BatchOp::Put(key, _) | BatchOp::Delete(key) => blocks(key),
+            }),
+            Op::Scan(_) => false,
         }
     }
 
@@ -394,6 +453,24 @@ impl WorkerCore {
     /// How the namespace's segments are used.
     pub fn space(&self) -> crate::Space {
         self.shared.space()
+    }
+
+    /// Whether writes that found no free segment may wait for GC: it is
+    /// collecting, or may still find a victim, and writes are not fenced.
+    fn gc_can_make_room(&self) -> bool {
+        !self.commit.fenced()
+            && self
+                .gc
+                .may_make_room(self.shared.next_seq.load(Ordering::Relaxed))
+    }
+
+    /// Whether free segments are under half the GC target, or down to the
+    /// reserve: GC then ignores its I/O budget, since writes would soon
+    /// fail (or already wait for it).
+    fn space_urgent(&self) -> bool {
+        self.shared.segments.lock().is_ok_and(|s| {
+            s.free.len() < self.shared.gc_free_target / 2 || s.free.len() <= s.reserve
+        })
     }
 
     /// Asks every worker of the engine to collect every segment of its

@@ -21,6 +21,8 @@ const CHUNK_BITS: u32 = 20;
 struct ReadOp {
     id: RequestId,
     key: Vec<u8>,
+    /// For SET ... GET: the value to put once the old one is read.
+    then_put: Option<Vec<u8>>,
     pointer: ValuePointer,
     /// Bytes of whole blocks covering the record.
     data: Vec<u8>,
@@ -28,11 +30,17 @@ struct ReadOp {
     error: Option<IoError>,
 }
 
+/// A read waiting for a slot: who asked, the key, where its record is, and
+/// for SET ... GET the value to put after.
+type Waiting = (RequestId, Vec<u8>, ValuePointer, Option<Vec<u8>>);
+
 pub(crate) struct ReadPath {
-    waiting: VecDeque<(RequestId, Vec<u8>, ValuePointer)>,
+    waiting: VecDeque<Waiting>,
     slots: Vec<Option<ReadOp>>,
     free: Vec<usize>,
     chunk_bytes_max: usize,
+    /// SET ... GET reads waiting or in flight.
+    put_gets: usize,
 }
 
 impl ReadPath {
@@ -43,6 +51,7 @@ impl ReadPath {
             slots: (0..slots).map(|_| None).collect(),
             free: (0..slots).rev().collect(),
             chunk_bytes_max,
+            put_gets: 0,
         }
     }
 
@@ -73,8 +82,36 @@ impl ReadPath {
         match (pointer, exists_only) {
             (found, true) => replies.push((id, Reply::Exists(found.is_some()))),
             (None, false) => replies.push((id, Reply::Value(None))),
-            (Some(pointer), false) => self.waiting.push_back((id, key, pointer)),
+            (Some(pointer), false) => self.waiting.push_back((id, key, pointer, None)),
         }
+    }
+
+    /// Reads the old value of `key` at `pointer` for SET ... GET; the put
+    /// of `value` is queued once it is known.
+    pub(crate) fn start_put_get(
+        &mut self,
+        id: RequestId,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        pointer: ValuePointer,
+    ) {
+        self.put_gets += 1;
+        self.waiting.push_back((id, key, pointer, Some(value)));
+    }
+
+    /// Whether a SET ... GET of `key` is reading its old value: writes of
+    /// the key wait for it.
+    pub(crate) fn put_get_pending(&self, key: &[u8]) -> bool {
+        self.put_gets > 0
+            && (self
+                .waiting
+                .iter()
+                .any(|(_, k, _, then)| then.is_some() && k == key)
+                || self
+                    .slots
+                    .iter()
+                    .flatten()
+                    .any(|op| op.then_put.is_some() && op.key == key))
     }
 
     /// Starts waiting reads while slots and buffers last.
@@ -86,7 +123,7 @@ impl ReadPath {
             let Some(&slot) = core.read.free.last() else {
                 break;
             };
-            let Some((_, _, pointer)) = core.read.waiting.front() else {
+            let Some(&(_, _, pointer, _)) = core.read.waiting.front() else {
                 break;
             };
             let start = pointer.offset as usize / lba_bytes * lba_bytes;
@@ -107,7 +144,7 @@ impl ReadPath {
             if at < bytes {
                 break;
             }
-            let Some((id, key, pointer)) = core.read.waiting.pop_front() else {
+            let Some((id, key, pointer, then_put)) = core.read.waiting.pop_front() else {
                 break;
             };
             core.read.free.pop();
@@ -116,6 +153,7 @@ impl ReadPath {
             core.read.slots[slot] = Some(ReadOp {
                 id,
                 key,
+                then_put,
                 pointer,
                 data: vec![0u8; bytes],
                 outstanding: chunks,
@@ -163,6 +201,24 @@ impl ReadPath {
         };
         core.read.free.push(slot);
         let reply = Self::finish(core, op.pointer, &op.key, &op.data, op.error);
+        if let Some(value) = op.then_put {
+            core.read.put_gets -= 1;
+            // SET ... GET: the old value is known; the put goes on. The
+            // index cannot have moved under it except by GC (writes of the
+            // key waited), so a moved record is simply read again.
+            match reply {
+                Some(Reply::Value(old)) => {
+                    core.commit
+                        .enqueue_put_get(op.id, op.key, value, old, core.now_us)
+                }
+                Some(failed) => core.replies.push((op.id, failed)),
+                None => {
+                    let now = core.now_us;
+                    core.accept(op.id, super::Op::PutGet(op.key, value), now);
+                }
+            }
+            return;
+        }
         let Some(reply) = reply else {
             // The index moved on while the record was read (GC relocated it
             // and the segment was reused): look the key up again.

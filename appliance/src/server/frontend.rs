@@ -283,11 +283,8 @@ impl RespFrontend {
             let Some(conn) = self.connections[index].as_mut() else {
                 return;
             };
-            if conn.closing
-                || conn.slots.len() >= PIPELINE_MAX
-                || conn.write.len() >= WRITE_BACKLOG_BYTES_MAX
-            {
-                if !conn.closing && consumed_total < conn.read.len() {
+            if let Some(come_back) = paused(conn, consumed_total) {
+                if come_back {
                     self.backlog.push(index);
                 }
                 break;
@@ -349,11 +346,8 @@ impl RespFrontend {
             let Some(conn) = self.connections[index].as_mut() else {
                 return;
             };
-            if conn.closing
-                || conn.slots.len() >= PIPELINE_MAX
-                || conn.write.len() >= WRITE_BACKLOG_BYTES_MAX
-            {
-                if !conn.closing && consumed_total < conn.read.len() {
+            if let Some(come_back) = paused(conn, consumed_total) {
+                if come_back {
                     self.backlog.push(index);
                 }
                 break;
@@ -672,4 +666,14 @@ impl Frontend for RespFrontend {
                 .flatten()
                 .any(|c| !c.slots.is_empty() || !c.write.is_empty())
     }
+}
+
+/// Whether a connection must stop taking requests for now: it is closing,
+/// its pipeline is full, or its replies are backed up. `Some(true)` when
+/// unparsed input is left and it must be processed again once replies drain.
+fn paused(conn: &Connection, consumed: usize) -> Option<bool> {
+    let stop = conn.closing
+        || conn.slots.len() >= PIPELINE_MAX
+        || conn.write.len() >= WRITE_BACKLOG_BYTES_MAX;
+    stop.then_some(!conn.closing && consumed < conn.read.len())
 }

@@ -29,6 +29,7 @@ struct Args {
     seconds: u64,
     size_bytes: u64,
     keys: u64,
+    commit_interval_us: u64,
 }
 
 fn parse_args() -> Args {
@@ -42,6 +43,7 @@ fn parse_args() -> Args {
         seconds: 5,
         size_bytes: 4 << 30,
         keys: 100_000,
+        commit_interval_us: EngineConfig::default().commit_interval_us,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -56,6 +58,9 @@ fn parse_args() -> Args {
             "--seconds" => args.seconds = value.parse().expect("--seconds N"),
             "--size-bytes" => args.size_bytes = value.parse().expect("--size-bytes N"),
             "--keys" => args.keys = value.parse().expect("--keys N"),
+            "--commit-interval-us" => {
+                args.commit_interval_us = value.parse().expect("--commit-interval-us N")
+            }
             other => panic!("unknown flag {other}"),
         }
     }
@@ -90,6 +95,7 @@ fn main() {
     format(ns.as_ref(), &options).expect("format");
     let config = EngineConfig {
         workers: args.workers,
+        commit_interval_us: args.commit_interval_us,
         ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::open(Arc::clone(&ns), &config).expect("open"));

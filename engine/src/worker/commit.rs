@@ -139,6 +139,8 @@ pub(crate) struct CommitPath {
     fenced: Option<IoError>,
     /// When the current batch's flush was submitted.
     flush_started_us: u64,
+    /// Requests in the last batch started (see `interval_us`).
+    last_batch_requests: usize,
     batch_bytes_max: usize,
     /// Sequence number of the last record of this stream known durable.
     last_seq: u64,
@@ -166,6 +168,7 @@ impl CommitPath {
             staging: Vec::new(),
             fenced: None,
             flush_started_us: 0,
+            last_batch_requests: 0,
             batch_bytes_max: config.batch_bytes_max,
             last_seq: tail.map_or(0, |t| t.last_seq),
             batch_last_seq: 0,
@@ -239,7 +242,21 @@ impl CommitPath {
         if self.state != State::Idle {
             return None;
         }
+        let interval_us = self.interval_us(interval_us);
         self.waiting.front().map(|w| w.arrived_us + interval_us)
+    }
+
+    /// How long the first write of a batch waits for company: the
+    /// configured interval while writes come in groups, nothing when the
+    /// last batch had a single request (a lone writer would only wait).
+    /// Writes that arrive while a batch is being flushed still group behind
+    /// it either way.
+    fn interval_us(&self, configured_us: u64) -> u64 {
+        if self.last_batch_requests <= 1 {
+            0
+        } else {
+            configured_us
+        }
     }
 
     /// Whether a write to `key` is waiting or being committed.
@@ -284,7 +301,9 @@ impl CommitPath {
             core.commit.waiting_bytes = 0;
             return true;
         }
-        let interval = core.shared.config.commit_interval_us;
+        let interval = core
+            .commit
+            .interval_us(core.shared.config.commit_interval_us);
         let due = core.commit.waiting_bytes >= core.commit.batch_bytes_max
             || core
                 .commit
@@ -317,6 +336,7 @@ impl CommitPath {
             frame_bytes += next.bytes;
             batch.push(next);
         }
+        core.commit.last_batch_requests = batch.len();
         let Some((tail, batch, frame_bytes)) = Self::find_room(core, batch, frame_bytes) else {
             return;
         };

@@ -161,30 +161,28 @@ pub fn inspect(
         &mut unreadable,
     )
     .map_err(io)?;
-    for (copy, lba) in layout::SUPERBLOCK_LBAS.iter().enumerate() {
+    for (copy, &lba) in layout::SUPERBLOCK_LBAS.iter().enumerate() {
         let bytes = &block[copy * lba_bytes..(copy + 1) * lba_bytes];
+        let at = |kind, detail: String| Problem {
+            kind,
+            location: Location {
+                segment: 0,
+                offset: (copy * lba_bytes) as u32,
+            },
+            lba,
+            stream: None,
+            detail,
+        };
         match Superblock::decode(bytes) {
-            _ if unreadable.contains(lba) => report.problems.push(Problem {
-                kind: ProblemKind::Unreadable,
-                location: Location {
-                    segment: 0,
-                    offset: (copy * lba_bytes) as u32,
-                },
-                lba: *lba,
-                stream: None,
-                detail: format!("superblock copy {} cannot be read", copy_name(copy)),
-            }),
+            _ if unreadable.contains(&lba) => report.problems.push(at(
+                ProblemKind::Unreadable,
+                format!("superblock copy {} cannot be read", copy_name(copy)),
+            )),
             Ok(_) => report.superblocks_valid += 1,
-            Err(e) => report.problems.push(Problem {
-                kind: ProblemKind::Superblock,
-                location: Location {
-                    segment: 0,
-                    offset: (copy * lba_bytes) as u32,
-                },
-                lba: *lba,
-                stream: None,
-                detail: format!("superblock copy {}: {e}", copy_name(copy)),
-            }),
+            Err(e) => report.problems.push(at(
+                ProblemKind::Superblock,
+                format!("superblock copy {}: {e}", copy_name(copy)),
+            )),
         }
     }
 

@@ -6,20 +6,17 @@
     reason = "test code: a panic is the failure report"
 )]
 
+mod common;
+
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use engine::{format, BatchOp, Engine, EngineConfig, EngineError, FormatOptions, OpenError};
-use nvme::{open, Backend, Namespace, OpenOptions};
+use nvme::Namespace;
 
 fn namespace(path: &Path) -> Arc<dyn Namespace> {
-    let options = OpenOptions {
-        backend: Backend::Sync,
-        create_bytes: Some(64 << 20),
-        ..OpenOptions::default()
-    };
-    open(path, &options).unwrap()
+    common::file_namespace(path, 64 << 20)
 }
 
 fn config(workers: usize) -> EngineConfig {

@@ -8,24 +8,21 @@
     reason = "test code: a panic is the failure report"
 )]
 
+mod common;
+
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine::{format, Engine, EngineConfig, EngineError, FormatOptions};
-use nvme::{open, Backend, Namespace, OpenOptions};
+use nvme::Namespace;
 
 const NAMESPACE_BYTES: u64 = 32 << 20;
 const SEGMENT_BYTES: u64 = 1 << 20;
 
 fn namespace(path: &Path) -> Arc<dyn Namespace> {
-    let options = OpenOptions {
-        backend: Backend::Sync,
-        create_bytes: Some(NAMESPACE_BYTES),
-        ..OpenOptions::default()
-    };
-    open(path, &options).unwrap()
+    common::file_namespace(path, NAMESPACE_BYTES)
 }
 
 fn config() -> EngineConfig {

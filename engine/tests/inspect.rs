@@ -6,21 +6,18 @@
     reason = "test code: a panic is the failure report"
 )]
 
+mod common;
+
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use engine::inspect::{inspect, InspectReport, ProblemKind};
 use engine::{format, Engine, EngineConfig, FormatOptions};
-use nvme::{open, Backend, Namespace, OpenOptions};
+use nvme::Namespace;
 
 fn namespace(path: &Path) -> Arc<dyn Namespace> {
-    let options = OpenOptions {
-        backend: Backend::Sync,
-        create_bytes: Some(32 << 20),
-        ..OpenOptions::default()
-    };
-    open(path, &options).unwrap()
+    common::file_namespace(path, 32 << 20)
 }
 
 /// Formats, writes `victim` first and then 200 more keys (one frame each,

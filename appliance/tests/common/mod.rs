@@ -59,31 +59,9 @@ impl Daemon {
             .read_line(&mut line)
             .unwrap();
         // "veltrixd X ready: RESP on 127.0.0.1:P, native on 127.0.0.1:N, admin on http://127.0.0.1:Q"
-        let port = line
-            .split("RESP on 127.0.0.1:")
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let native = line
-            .split("native on 127.0.0.1:")
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let admin = line
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let port = port_after(&line, "RESP on 127.0.0.1:");
+        let native = port_after(&line, "native on 127.0.0.1:");
+        let admin = port_after(&line, "http://127.0.0.1:");
         Daemon {
             child,
             port,
@@ -162,6 +140,16 @@ impl Client {
         self.send(args);
         self.read().expect("connection closed")
     }
+}
+
+/// The port number that follows `marker` in veltrixd's ready line.
+fn port_after(line: &str, marker: &str) -> u16 {
+    let rest = line
+        .split(marker)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {marker:?} in {line:?}"));
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap()
 }
 
 pub fn bulk(v: &[u8]) -> Reply {

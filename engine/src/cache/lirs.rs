@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::list::{Linked, Links, List};
+use super::list::{place, Linked, Links, List};
 use super::ValueCache;
 
 const STACK: usize = 0;
@@ -209,16 +209,7 @@ impl<V> Lirs<V> {
             reused: false,
             links: [Links::UNLINKED; 2],
         };
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.nodes[i as usize] = node;
-                i
-            }
-            None => {
-                self.nodes.push(node);
-                (self.nodes.len() - 1) as u32
-            }
-        };
+        let i = place(&mut self.nodes, &mut self.free, node);
         self.map.insert(key, i);
         i
     }

@@ -5,6 +5,21 @@
 /// No node.
 pub(crate) const NIL: u32 = u32::MAX;
 
+/// Puts `node` into the slab: a freed slot if there is one, else a new one.
+/// Returns its index.
+pub(crate) fn place<T>(nodes: &mut Vec<T>, free: &mut Vec<u32>, node: T) -> u32 {
+    match free.pop() {
+        Some(i) => {
+            nodes[i as usize] = node;
+            i
+        }
+        None => {
+            nodes.push(node);
+            (nodes.len() - 1) as u32
+        }
+    }
+}
+
 /// One list's links inside a node.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Links {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::list::{Linked, Links, List};
+use super::list::{place, Linked, Links, List};
 use super::ValueCache;
 
 struct Node<V> {
@@ -92,16 +92,7 @@ impl<V> ValueCache<V> for Lru<V> {
                 charge,
                 links: Links::UNLINKED,
             };
-            let i = match self.free.pop() {
-                Some(i) => {
-                    self.nodes[i as usize] = node;
-                    i
-                }
-                None => {
-                    self.nodes.push(node);
-                    (self.nodes.len() - 1) as u32
-                }
-            };
+            let i = place(&mut self.nodes, &mut self.free, node);
             self.map.insert(key, i);
             self.bytes += charge;
             self.order.push_back(&mut self.nodes, i);

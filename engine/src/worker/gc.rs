@@ -94,6 +94,9 @@ pub(crate) struct GcPath {
     idle_until_seq: u64,
     /// When a foreground request was last seen waiting.
     foreground_seen_us: u64,
+    /// The last answer to "is free space low", and the sequence number it
+    /// was given at.
+    space_low_at: Option<(u64, bool)>,
 }
 
 impl GcPath {
@@ -107,6 +110,7 @@ impl GcPath {
             gc_bytes: 0,
             idle_until_seq: 0,
             foreground_seen_us: 0,
+            space_low_at: None,
         }
     }
 
@@ -208,10 +212,10 @@ impl GcPath {
         let requested = core.shared.gc_storms.load(Ordering::Acquire);
         let new_storm = requested > core.gc.storms_seen;
         core.gc.storms_seen = requested;
-        if !new_storm && core.gc.storm.is_empty() && !core.space_low() {
+        let next_seq = core.shared.next_seq.load(Ordering::Relaxed);
+        if !new_storm && core.gc.storm.is_empty() && !Self::space_low(core, next_seq) {
             return false;
         }
-        let next_seq = core.shared.next_seq.load(Ordering::Relaxed);
         if !new_storm && next_seq < core.gc.idle_until_seq {
             return false;
         }
@@ -224,8 +228,8 @@ impl GcPath {
             core.gc.idle_until_seq = next_seq + 256;
             return false;
         };
-        if storm.is_some() {
-            core.gc.storm = storm.unwrap_or_default();
+        if let Some(list) = storm {
+            core.gc.storm = list;
         }
         core.gc.storm.remove(&victim);
         core.shared.stats.gc_runs.fetch_add(1, Ordering::Relaxed);
@@ -239,6 +243,22 @@ impl GcPath {
         };
         Self::submit_reads(core);
         true
+    }
+
+    /// Whether free space is below GC's target. The segment table (a lock
+    /// every worker shares) is asked only when the store has written since
+    /// the last answer: free segments shrink only when a batch opens a
+    /// segment, which takes sequence numbers. A freed segment forgets the
+    /// answer.
+    fn space_low(core: &mut WorkerCore, next_seq: u64) -> bool {
+        match core.gc.space_low_at {
+            Some((seq, low)) if seq == next_seq => low,
+            _ => {
+                let low = core.space_low();
+                core.gc.space_low_at = Some((next_seq, low));
+                low
+            }
+        }
     }
 
     /// The best victim among this worker's segments, by cost-benefit. On a
@@ -545,6 +565,7 @@ impl GcPath {
         if let Ok(mut segments) = core.shared.segments.lock() {
             segments.release(victim);
         }
+        core.gc.space_low_at = None;
         core.shared
             .stats
             .gc_segments_freed

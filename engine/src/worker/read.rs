@@ -221,11 +221,9 @@ impl ReadPath {
         }
         let Some(reply) = reply else {
             // The index moved on while the record was read (GC relocated it
-            // and the segment was reused): look the key up again.
-            let shards = std::mem::take(&mut core.shards);
-            core.read
-                .start(op.id, op.key, false, &shards, &mut core.replies);
-            core.shards = shards;
+            // and the segment was reused): ask again, as a new get.
+            let now = core.now_us;
+            core.accept(op.id, super::Op::Get(op.key), now);
             return;
         };
         if let Reply::Value(Some(value)) = &reply {

@@ -83,6 +83,18 @@ pub(crate) fn write_durable(
     lba: u64,
     data: &[u8],
 ) -> Result<(), BlockingError> {
+    write(namespace, queue, lba, data)?;
+    run(queue, Command::Flush)?;
+    Ok(())
+}
+
+/// Writes `data` (a multiple of the LBA size) at `lba`, without a flush.
+pub(crate) fn write(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    lba: u64,
+    data: &[u8],
+) -> Result<(), BlockingError> {
     let lba_bytes = namespace.geometry().lba_bytes as usize;
     let chunk_max = chunk_bytes_max(namespace);
     for (i, chunk) in data.chunks(chunk_max).enumerate() {
@@ -101,7 +113,6 @@ pub(crate) fn write_durable(
             },
         )?;
     }
-    run(queue, Command::Flush)?;
     Ok(())
 }
 

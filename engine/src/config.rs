@@ -26,6 +26,11 @@ pub struct EngineConfig {
     /// The value cache's budget in bytes, split evenly over the workers
     /// (`docs/cache.md`). 0 disables the cache.
     pub cache_bytes: usize,
+    /// Take an index checkpoint once this many records, and at least as
+    /// many as there are keys, were written since the last one; and at a
+    /// clean shutdown after any write. 0: only when asked
+    /// (`docs/format/checkpoint.md`).
+    pub checkpoint_records: u64,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +46,7 @@ impl Default for EngineConfig {
             reads_in_flight_max: 64,
             gc_io_share: 10,
             cache_bytes: 256 << 20,
+            checkpoint_records: 1 << 20,
         }
     }
 }

@@ -53,6 +53,11 @@ pub enum OpenError {
     /// The configuration is invalid.
     #[error("invalid engine configuration: {0}")]
     Config(String),
+    /// Index checkpoints were written to both root slots and neither can
+    /// be loaded: a full replay could bring back deleted keys, so the store
+    /// is not opened.
+    #[error("both index checkpoints are unusable: {0}")]
+    CheckpointCorrupt(String),
     /// The block layer refused.
     #[error(transparent)]
     Device(#[from] nvme::OpenError),
@@ -111,6 +116,11 @@ pub enum EngineError {
     /// The engine is shutting down.
     #[error("engine is shutting down")]
     ShuttingDown,
+    /// An index checkpoint could not be made durable (no room for it, an
+    /// I/O error, or checkpoints fenced after a failed root write); the
+    /// log still holds everything, so nothing is lost.
+    #[error("index checkpoint failed; see the log and veltrix_checkpoint_failures_total")]
+    CheckpointFailed,
     /// A request reached a worker that does not own its shard (an engine
     /// bug: the router forwards during shard moves).
     #[error("internal: shard {shard} is not owned by this worker")]

@@ -46,9 +46,22 @@ pub enum ProblemKind {
     /// the torn remains of an unacknowledged group commit, which the next
     /// open erases. Not counted as corruption.
     TornTail,
+    /// An index checkpoint whose root verifies but whose body does not, or
+    /// both checkpoints unusable.
+    Checkpoint,
+    /// A checkpoint root slot that fails verification: a root write cut
+    /// short by a crash, which the next checkpoint overwrites, or damage.
+    /// The store opens from the other slot, so not counted as corruption.
+    CheckpointRoot,
 }
 
 impl ProblemKind {
+    /// Whether this kind is damage, rather than the expected remains of a
+    /// crash.
+    pub fn is_corruption(self) -> bool {
+        !matches!(self, ProblemKind::TornTail | ProblemKind::CheckpointRoot)
+    }
+
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -58,6 +71,8 @@ impl ProblemKind {
             ProblemKind::Record => "record",
             ProblemKind::Unreadable => "unreadable block",
             ProblemKind::TornTail => "torn tail",
+            ProblemKind::Checkpoint => "index checkpoint",
+            ProblemKind::CheckpointRoot => "checkpoint root",
         }
     }
 }
@@ -90,6 +105,10 @@ pub struct InspectReport {
     pub segments_used: u32,
     /// Segments not in use (zero header, or another store's leftovers).
     pub segments_free: u32,
+    /// Segments holding index checkpoints.
+    pub segments_checkpoint: u32,
+    /// The index checkpoint an open would start from (its generation).
+    pub checkpoint: Option<u64>,
     /// Log streams (one per worker that ever wrote).
     pub streams: u32,
     /// Valid frames.
@@ -111,11 +130,10 @@ pub struct InspectReport {
 }
 
 impl InspectReport {
-    /// Whether anything other than a torn tail failed verification.
+    /// Whether anything other than a torn tail (or a torn checkpoint root)
+    /// failed verification.
     pub fn corrupt(&self) -> bool {
-        self.problems
-            .iter()
-            .any(|p| p.kind != ProblemKind::TornTail)
+        self.problems.iter().any(|p| p.kind.is_corruption())
     }
 }
 
@@ -137,6 +155,8 @@ pub fn inspect(
         superblocks_valid: 0,
         segments_used: 0,
         segments_free: 0,
+        segments_checkpoint: 0,
+        checkpoint: None,
         streams: 0,
         frames: 0,
         records: 0,
@@ -186,6 +206,58 @@ pub fn inspect(
         }
     }
 
+    // Index checkpoints: both roots, and the body recovery would load.
+    let seed = crate::format::store_seed(&sb.uuid);
+    let mut checkpoint_segments = std::collections::BTreeSet::new();
+    let root_problem = |slot: usize, kind, detail: String| Problem {
+        kind,
+        location: Location {
+            segment: 0,
+            offset: (crate::format::checkpoint::ROOT_LBAS[slot] as usize * lba_bytes) as u32,
+        },
+        lba: crate::format::checkpoint::ROOT_LBAS[slot],
+        stream: None,
+        detail,
+    };
+    match crate::checkpoint::find(namespace, queue.as_mut(), &layout, seed) {
+        Ok(found) => {
+            report.checkpoint = found.loaded.as_ref().map(|l| l.root.generation);
+            for (slot, state) in found.slots.iter().enumerate() {
+                match state {
+                    crate::checkpoint::Slot::Valid(root) => {
+                        checkpoint_segments.extend(root.segments.iter().copied());
+                        if report.checkpoint.is_none_or(|g| g < root.generation) {
+                            let fallback = report.checkpoint.map_or_else(
+                                || "a replay of the whole log".to_string(),
+                                |g| format!("checkpoint {g}"),
+                            );
+                            report.problems.push(root_problem(
+                                slot,
+                                ProblemKind::Checkpoint,
+                                format!(
+                                    "checkpoint {} does not verify; an open falls back to {fallback}",
+                                    root.generation
+                                ),
+                            ));
+                        }
+                    }
+                    crate::checkpoint::Slot::Corrupt(e) => report.problems.push(root_problem(
+                        slot,
+                        ProblemKind::CheckpointRoot,
+                        format!("checkpoint root slot {}: {e}", copy_name(slot)),
+                    )),
+                    crate::checkpoint::Slot::Empty => {}
+                }
+            }
+        }
+        Err(OpenError::CheckpointCorrupt(why)) => {
+            report
+                .problems
+                .push(root_problem(0, ProblemKind::Checkpoint, why));
+        }
+        Err(e) => return Err(e),
+    }
+
     // Segment headers.
     let total = layout.segment_count;
     let mut streams: BTreeMap<u16, Vec<SegmentHeader>> = BTreeMap::new();
@@ -213,6 +285,16 @@ pub fn inspect(
                 "segment header cannot be read".into(),
                 ProblemKind::Unreadable,
             ));
+            continue;
+        }
+        let checkpoint_kind = crate::format::checkpoint::KIND_CHECKPOINT;
+        if let Ok(h) = SegmentHeader::decode_kind(&block, checkpoint_kind) {
+            // Part of a checkpoint body; one no root names is a leftover.
+            if h.uuid == sb.uuid && checkpoint_segments.contains(&segment) {
+                report.segments_checkpoint += 1;
+            } else {
+                report.segments_free += 1;
+            }
             continue;
         }
         match SegmentHeader::decode(&block) {

@@ -200,7 +200,9 @@ pub fn format(namespace: &dyn Namespace, options: &FormatOptions) -> Result<Layo
         shard_count: crate::shard::SHARD_COUNT,
         lba_count: geometry.lba_count,
     };
-    let mut blocks = vec![0u8; geometry.lba_bytes as usize * 2];
+    // Both superblock copies, then both checkpoint root slots, zeroed: a
+    // root of an earlier store must not look like a damaged one of ours.
+    let mut blocks = vec![0u8; geometry.lba_bytes as usize * 4];
     sb.encode(&mut blocks[..geometry.lba_bytes as usize]);
     sb.encode(&mut blocks[geometry.lba_bytes as usize..]);
     blocking::write_durable(namespace, queue.as_mut(), 0, &blocks).map_err(nvme::IoError::from)?;

@@ -16,6 +16,7 @@
 
 mod blocking;
 pub mod cache;
+mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod format;
@@ -35,6 +36,7 @@ use std::sync::{Arc, Mutex};
 
 use nvme::Namespace;
 
+pub use checkpoint::Checkpointer;
 pub use config::{EngineConfig, FormatOptions};
 pub use error::{EngineError, Location, OpenError};
 pub use layout::{format, Layout};
@@ -57,6 +59,10 @@ pub struct RecoveryReport {
     pub damage: Vec<Damage>,
     /// The store's layout.
     pub layout: Layout,
+    /// The index checkpoint recovery started from (its generation), if any.
+    pub checkpoint: Option<u64>,
+    /// Log segments the checkpoint covered, so not read.
+    pub segments_skipped: u64,
 }
 
 /// How the namespace's segments are used.
@@ -68,6 +74,8 @@ pub struct Space {
     pub segments: u32,
     /// Segments free now.
     pub free: u32,
+    /// Segments holding index checkpoints.
+    pub checkpoint: u32,
     /// Free segments kept for GC and deletes: user writes fail with
     /// `OutOfSpace` rather than take them.
     pub reserve: u32,
@@ -82,6 +90,8 @@ pub struct Opened {
     /// What recovery found.
     pub report: RecoveryReport,
     pub(crate) shared: Arc<worker::Shared>,
+    /// Takes index checkpoints (stepped by its driver, like the workers).
+    pub checkpointer: Checkpointer,
 }
 
 impl Opened {
@@ -126,12 +136,19 @@ pub fn open_workers(
             layout.segment_bytes
         )));
     }
+    let seed = format::store_seed(&sb.uuid);
+    let found = checkpoint::find(namespace.as_ref(), queue.as_mut(), &layout, seed)?;
+    let bases = found.bases();
+    let checkpoint_segments = found.segments();
+    let checkpoint_generation = found.next_generation();
+    let loaded_generation = found.loaded.as_ref().map(|l| l.root.generation);
     let recovered = recovery::recover(
         namespace.as_ref(),
         queue.as_mut(),
         &layout,
         &sb.uuid,
         sb.generation,
+        found.loaded,
     )?;
     erase_torn_tails(namespace.as_ref(), queue.as_mut(), &layout, &recovered)?;
     // Claim this open's range of segment generations before using any.
@@ -151,7 +168,11 @@ pub fn open_workers(
         .map(|d| d.start.segment)
         .collect();
     let free: std::collections::BTreeSet<u32> = (1..layout.segment_count)
-        .filter(|s| !recovered.used_segments.contains(s) && !unreadable.contains(s))
+        .filter(|s| {
+            !recovered.used_segments.contains(s)
+                && !unreadable.contains(s)
+                && !checkpoint_segments.iter().any(|c| c.contains(s))
+        })
         .collect();
     let live = segments::LiveBytes::new(layout.segment_count);
     for art in &recovered.index {
@@ -163,7 +184,7 @@ pub fn open_workers(
     let shared = Arc::new(worker::Shared {
         layout,
         uuid: sb.uuid,
-        seed: format::store_seed(&sb.uuid),
+        seed,
         config: config.clone(),
         workers: workers as u16,
         next_seq: AtomicU64::new(recovered.next_seq),
@@ -172,6 +193,8 @@ pub fn open_workers(
             used: recovered.segments.clone(),
             next_generation: recovered.next_generation,
             reserve,
+            checkpoint: checkpoint_segments,
+            checkpoint_pending: Vec::new(),
         }),
         live,
         shard_keys: recovered
@@ -181,6 +204,7 @@ pub fn open_workers(
             .collect(),
         gc_storms: AtomicU64::new(0),
         gc_free_target,
+        checkpoints: checkpoint::Checkpoints::new(bases),
         stats: Arc::new(stats::Stats::default()),
     });
     let keys = recovered.index.iter().map(|a| a.len() as u64).sum();
@@ -200,6 +224,8 @@ pub fn open_workers(
         index_bytes,
         damage: recovered.damage.clone(),
         layout,
+        checkpoint: loaded_generation,
+        segments_skipped: recovered.skipped,
     };
     let mut per_worker: Vec<BTreeMap<u16, index::Art>> =
         (0..workers).map(|_| BTreeMap::new()).collect();
@@ -220,10 +246,17 @@ pub fn open_workers(
             config.cache_bytes / workers,
         ));
     }
+    let checkpointer = Checkpointer::new(
+        Arc::clone(&shared),
+        Arc::clone(&namespace),
+        namespace.queue_pair(8)?,
+        checkpoint_generation,
+    );
     Ok(Opened {
         cores,
         report,
         shared,
+        checkpointer,
     })
 }
 

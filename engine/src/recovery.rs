@@ -12,13 +12,19 @@
 //!    truncate past it, and carry on from the next valid frame.
 //! 4. Apply every record in global sequence order, so a shard that moved
 //!    between workers (and so between streams) replays correctly.
+//!
+//! With an index checkpoint, the index starts from it; segments it covers
+//! whole are not read, and only records above their shard's watermark are
+//! applied (`docs/format/checkpoint.md`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use nvme::{Namespace, QueuePair};
 
 use crate::blocking;
+use crate::checkpoint::Loaded;
 use crate::error::{Location, OpenError};
+use crate::format::checkpoint::TableEntry;
 use crate::format::record::{frame_records, verify_frame, FrameHeader, RecordKind};
 use crate::format::segment::SegmentHeader;
 use crate::index::{Art, ValuePointer};
@@ -59,6 +65,8 @@ pub(crate) struct Recovered {
     pub segments: BTreeMap<u32, SegmentInfo>,
     pub next_seq: u64,
     pub next_generation: u64,
+    /// Segments the checkpoint covered, so not read.
+    pub skipped: u64,
     pub damage: Vec<Damage>,
     pub frames: u64,
     pub records: u64,
@@ -84,6 +92,7 @@ pub(crate) fn recover(
     layout: &Layout,
     uuid: &[u8; 16],
     superblock_generation: u64,
+    checkpoint: Option<Loaded>,
 ) -> Result<Recovered, OpenError> {
     let lba_bytes = layout.lba_bytes as usize;
     // 1. Segment headers.
@@ -119,12 +128,32 @@ pub(crate) fn recover(
         next_generation = next_generation.max(header.generation + 1);
         streams.entry(header.stream).or_default().push(header);
     }
+    // With a checkpoint, the index starts from it, and only records above
+    // each shard's watermark are replayed on top.
+    let (index, watermarks, closed, next_seq) = match checkpoint {
+        Some(Loaded { root, body }) => {
+            let closed: BTreeMap<u32, TableEntry> = body
+                .table
+                .iter()
+                .filter(|e| e.closed && e.last_seq <= root.watermark_min)
+                .map(|e| (e.segment, *e))
+                .collect();
+            (body.index, body.watermarks, closed, root.next_seq.max(1))
+        }
+        None => (
+            (0..SHARD_COUNT).map(|_| Art::new()).collect(),
+            vec![0; usize::from(SHARD_COUNT)],
+            BTreeMap::new(),
+            1,
+        ),
+    };
     let mut recovered = Recovered {
-        index: (0..SHARD_COUNT).map(|_| Art::new()).collect(),
+        index,
         tails: BTreeMap::new(),
         used_segments: BTreeSet::new(),
         segments: BTreeMap::new(),
-        next_seq: 1,
+        next_seq,
+        skipped: 0,
         next_generation,
         damage: recovered_unreadable
             .iter()
@@ -147,6 +176,39 @@ pub(crate) fn recover(
     let mut data = Vec::new();
     for (stream, headers) in streams.iter_mut() {
         headers.sort_by_key(|h| h.generation);
+        // Segments the checkpoint covers whole (closed, every record at or
+        // below the lowest watermark) are not read: they form a prefix of
+        // the stream, and what the engine needs of them is in the table.
+        let mut last_seq = 0u64;
+        let covered = headers
+            .iter()
+            .take_while(|h| {
+                closed
+                    .get(&h.segment)
+                    .is_some_and(|e| e.generation == h.generation && e.stream == h.stream)
+            })
+            .count();
+        let mut last_covered = None;
+        for h in headers.drain(..covered) {
+            last_covered = Some(h);
+            let Some(e) = closed.get(&h.segment) else {
+                continue;
+            };
+            last_seq = last_seq.max(e.last_seq);
+            recovered.used_segments.insert(h.segment);
+            recovered.segments.insert(
+                h.segment,
+                SegmentInfo {
+                    stream: *stream,
+                    generation: h.generation,
+                    min_seq: e.min_seq,
+                    last_seq: e.last_seq,
+                    sealed: e.sealed,
+                    retry_after_seq: 0,
+                },
+            );
+            recovered.skipped += 1;
+        }
         // Read every segment of the stream up front: recovery is sequential
         // and bounded by the namespace's size.
         let mut contents: Vec<Vec<u8>> = Vec::with_capacity(headers.len());
@@ -195,7 +257,6 @@ pub(crate) fn recover(
                 },
             );
         }
-        let mut last_seq = 0u64;
         let mut position = (0usize, lba_bytes);
         let mut damage_start: Option<(usize, usize)> = None;
         // Whether the last valid frame of the segment being walked is a seal.
@@ -242,6 +303,9 @@ pub(crate) fn recover(
                     for item in frame_records(frame, seed) {
                         let Ok((at, record)) = item else { break };
                         last_seq = record.seq;
+                        if record.seq <= watermarks[usize::from(shard(record.key))] {
+                            continue;
+                        }
                         let pointer = (record.kind == RecordKind::Put).then(|| {
                             ValuePointer::to_record(headers[s].segment, offset + at, &record)
                         });
@@ -290,6 +354,7 @@ pub(crate) fn recover(
                                     seed,
                                     &mut updates,
                                 );
+                                updates.retain(|u| u.seq > watermarks[usize::from(shard(&u.key))]);
                             }
                             damage_start.get_or_insert((s, offset));
                             position = next;
@@ -322,7 +387,7 @@ pub(crate) fn recover(
             }
         }
         if !recovered.tails.contains_key(stream) {
-            if let Some(last) = headers.last() {
+            if let Some(last) = headers.last().or(last_covered.as_ref()) {
                 recovered.tails.insert(
                     *stream,
                     Tail {

@@ -8,9 +8,9 @@
 //! (hash tags avoid that cost), so that it commits as one frame.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use crate::index::Art;
 use crate::shard::{shard, SHARD_COUNT};
 use crate::stats::{OpKind, OpResult, Stats};
 use crate::worker::{BatchOp, Op, Reply, WorkerCore};
-use crate::{open_workers, RecoveryReport};
+use crate::{open_workers, Checkpointer, RecoveryReport};
 
 /// Where a reply goes: back to a blocked caller, or to a worker's frontend.
 enum ReplyTo {
@@ -135,6 +135,68 @@ pub struct Engine {
     shared: Arc<crate::worker::Shared>,
     report: RecoveryReport,
     stopping: Arc<AtomicBool>,
+    checkpoints: Arc<CheckpointDriver>,
+    checkpoint_thread: Option<JoinHandle<()>>,
+}
+
+/// Runs the checkpointer from threads of the runtime: the automatic
+/// schedule, [`Engine::checkpoint`] and the last checkpoint at shutdown.
+struct CheckpointDriver {
+    checkpointer: Mutex<Checkpointer>,
+    router: Arc<Router>,
+    shared: Arc<crate::worker::Shared>,
+    /// The engine's next sequence number when the last checkpoint was taken.
+    taken_at_seq: AtomicU64,
+}
+
+impl CheckpointDriver {
+    /// Takes a checkpoint now, waiting for one in progress to finish first.
+    /// Returns whether one became durable.
+    fn run(&self) -> bool {
+        let Ok(mut checkpointer) = self.checkpointer.lock() else {
+            return false;
+        };
+        let before = self.shared.stats.checkpoints.load(Ordering::Acquire);
+        let start_seq = self.shared.next_seq.load(Ordering::Acquire);
+        if !checkpointer.request() {
+            return false;
+        }
+        while checkpointer.in_progress() {
+            if checkpointer.collecting() {
+                // Workers copy their shards on their own turns; wake the
+                // ones sleeping in their frontend's poll.
+                for worker in 0..self.router.inboxes.len() {
+                    self.router.wake(worker as u16);
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            checkpointer.step();
+        }
+        let durable = self.shared.stats.checkpoints.load(Ordering::Acquire) > before;
+        if durable {
+            self.taken_at_seq.store(start_seq, Ordering::Release);
+        }
+        durable
+    }
+
+    /// Whether enough was written since the last checkpoint for another.
+    fn due(&self) -> bool {
+        let every = self.shared.config.checkpoint_records;
+        if every == 0 {
+            return false;
+        }
+        let written = self
+            .shared
+            .next_seq
+            .load(Ordering::Acquire)
+            .saturating_sub(self.taken_at_seq.load(Ordering::Acquire));
+        written >= every.max(self.shared.stats.keys.load(Ordering::Relaxed))
+    }
+
+    /// Whether anything was written since the last checkpoint.
+    fn dirty(&self) -> bool {
+        self.shared.next_seq.load(Ordering::Acquire) > self.taken_at_seq.load(Ordering::Acquire)
+    }
 }
 
 impl Engine {
@@ -194,12 +256,35 @@ impl Engine {
                 .map_err(|e| OpenError::Config(format!("cannot start worker thread: {e}")))?;
             threads.push(thread);
         }
+        let checkpoints = Arc::new(CheckpointDriver {
+            checkpointer: Mutex::new(opened.checkpointer),
+            router: Arc::clone(&router),
+            shared: Arc::clone(&opened.shared),
+            taken_at_seq: AtomicU64::new(opened.shared.next_seq.load(Ordering::Acquire)),
+        });
+        let checkpoint_thread = {
+            let driver = Arc::clone(&checkpoints);
+            let stopping = Arc::clone(&stopping);
+            std::thread::Builder::new()
+                .name("veltrix-checkpoint".into())
+                .spawn(move || {
+                    while !stopping.load(Ordering::Acquire) {
+                        if driver.due() {
+                            driver.run();
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                })
+                .map_err(|e| OpenError::Config(format!("cannot start checkpoint thread: {e}")))?
+        };
         Ok(Engine {
             router,
             threads,
             shared: opened.shared,
             report: opened.report,
             stopping,
+            checkpoints,
+            checkpoint_thread: Some(checkpoint_thread),
         })
     }
 
@@ -230,12 +315,20 @@ impl Engine {
         self.handle().gc_storm();
     }
 
+    /// Takes an index checkpoint now and returns once it is durable (or
+    /// failed: see the `checkpoint_failures` counter and the log). Later
+    /// opens replay only the log written after it.
+    pub fn checkpoint(&self) -> Result<(), EngineError> {
+        self.handle().checkpoint()
+    }
+
     /// A handle for other threads (the admin port): counters, space, shard
     /// owners and the GC trigger, without access to the data path.
     pub fn handle(&self) -> EngineHandle {
         EngineHandle {
             router: Arc::clone(&self.router),
             shared: Arc::clone(&self.shared),
+            checkpoints: Arc::clone(&self.checkpoints),
         }
     }
 
@@ -381,7 +474,16 @@ impl Engine {
     }
 
     fn stop(&mut self) {
-        self.stopping.store(true, Ordering::Release);
+        if self.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(thread) = self.checkpoint_thread.take() {
+            let _ = thread.join();
+        }
+        // The next open then replays nothing.
+        if self.shared.config.checkpoint_records > 0 && self.checkpoints.dirty() {
+            self.checkpoints.run();
+        }
         for worker in 0..self.router.inboxes.len() {
             let _ = self.router.send(worker as u16, Message::Shutdown);
         }
@@ -402,6 +504,7 @@ impl Drop for Engine {
 pub struct EngineHandle {
     router: Arc<Router>,
     shared: Arc<crate::worker::Shared>,
+    checkpoints: Arc<CheckpointDriver>,
 }
 
 impl EngineHandle {
@@ -431,6 +534,15 @@ impl EngineHandle {
             .shard_keys
             .get(usize::from(shard_id))
             .map_or(0, |k| k.load(Ordering::Relaxed))
+    }
+
+    /// Takes an index checkpoint (see [`Engine::checkpoint`]).
+    pub fn checkpoint(&self) -> Result<(), EngineError> {
+        if self.checkpoints.run() {
+            Ok(())
+        } else {
+            Err(EngineError::CheckpointFailed)
+        }
     }
 
     /// Starts a GC storm (see [`Engine::gc_storm`]).

@@ -48,6 +48,10 @@ pub(crate) struct SegmentAllocator {
     pub next_generation: u64,
     /// Free segments only GC and deletes may take.
     pub reserve: usize,
+    /// Segments holding the body of the checkpoint in each root slot.
+    pub checkpoint: [Vec<u32>; 2],
+    /// Segments taken for a checkpoint whose root is not durable yet.
+    pub checkpoint_pending: Vec<u32>,
 }
 
 impl SegmentAllocator {
@@ -84,6 +88,37 @@ impl SegmentAllocator {
     pub fn release(&mut self, segment: u32) {
         self.used.remove(&segment);
         self.free.insert(segment);
+    }
+
+    /// Takes `count` free segments for a checkpoint body, leaving the
+    /// reserve alone (checkpoints are not needed to make room).
+    pub fn allocate_checkpoint(&mut self, count: usize) -> Option<Vec<u32>> {
+        if self.free.len() < count + self.reserve {
+            return None;
+        }
+        let taken: Vec<u32> = (0..count).filter_map(|_| self.free.pop_first()).collect();
+        self.checkpoint_pending.extend(&taken);
+        Some(taken)
+    }
+
+    /// A checkpoint's root is durable in `slot`: its segments replace those
+    /// of the checkpoint the slot held, which are freed.
+    pub fn install_checkpoint(&mut self, slot: usize, segments: Vec<u32>) {
+        self.checkpoint_pending.retain(|s| !segments.contains(s));
+        let old = std::mem::replace(&mut self.checkpoint[slot], segments);
+        self.free.extend(old);
+    }
+
+    /// A checkpoint failed before its root was written: its segments are
+    /// free again.
+    pub fn abandon_checkpoint(&mut self, segments: &[u32]) {
+        self.checkpoint_pending.retain(|s| !segments.contains(s));
+        self.free.extend(segments);
+    }
+
+    /// Segments held by checkpoints, durable or being written.
+    pub fn checkpoint_segments(&self) -> usize {
+        self.checkpoint[0].len() + self.checkpoint[1].len() + self.checkpoint_pending.len()
     }
 
     /// The lowest `min_seq` of every used segment but `except`.
@@ -143,6 +178,8 @@ mod tests {
             used: BTreeMap::new(),
             next_generation: 1,
             reserve,
+            checkpoint: [Vec::new(), Vec::new()],
+            checkpoint_pending: Vec::new(),
         }
     }
 
@@ -158,6 +195,29 @@ mod tests {
         assert_eq!(a.allocate(0, 5, Purpose::Gc), None);
         a.release(2);
         assert_eq!(a.allocate(0, 6, Purpose::Gc), Some((2, 5)));
+    }
+
+    #[test]
+    fn checkpoints_take_free_segments_and_give_back_the_replaced_ones() {
+        let mut a = allocator(8, 2);
+        let first = a.allocate_checkpoint(3).unwrap();
+        assert_eq!(a.free.len(), 5);
+        a.install_checkpoint(1, first.clone());
+        let second = a.allocate_checkpoint(3).unwrap();
+        assert_eq!(a.allocate_checkpoint(1), None, "the reserve stays");
+        a.install_checkpoint(0, second);
+        let third = a.allocate_checkpoint(1);
+        assert_eq!(third, None);
+        let fourth = a.allocate_checkpoint(0).unwrap();
+        a.install_checkpoint(1, fourth);
+        assert!(
+            first.iter().all(|s| a.free.contains(s)),
+            "slot 1's old body is freed"
+        );
+        assert_eq!(a.checkpoint_segments(), 3);
+        let fifth = a.allocate_checkpoint(2).unwrap();
+        a.abandon_checkpoint(&fifth);
+        assert_eq!(a.free.len(), 5);
     }
 
     #[test]

@@ -35,6 +35,15 @@ pub struct Stats {
     pub gc_runs: AtomicU64,
     /// Segments GC freed.
     pub gc_segments_freed: AtomicU64,
+    /// Index checkpoints made durable.
+    pub checkpoints: AtomicU64,
+    /// Index checkpoints that failed.
+    pub checkpoint_failures: AtomicU64,
+    /// Bytes of checkpoint bodies written.
+    pub checkpoint_bytes: AtomicU64,
+    /// The engine's next sequence number when the last durable checkpoint
+    /// was taken (0: none this run).
+    pub checkpoint_next_seq: AtomicU64,
     /// Bytes GC read from victims.
     pub gc_bytes_read: AtomicU64,
     /// Records GC rewrote.
@@ -269,6 +278,10 @@ impl Default for Stats {
             corruption_detected: AtomicU64::new(0),
             gc_runs: AtomicU64::new(0),
             gc_segments_freed: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            checkpoint_failures: AtomicU64::new(0),
+            checkpoint_bytes: AtomicU64::new(0),
+            checkpoint_next_seq: AtomicU64::new(0),
             gc_bytes_read: AtomicU64::new(0),
             gc_records_relocated: AtomicU64::new(0),
             gc_victims_blocked: AtomicU64::new(0),

@@ -80,9 +80,36 @@ fn a_clean_store_verifies() {
     assert_eq!(report.live_keys, 191);
     assert_eq!(report.frames, 211, "each put was its own group commit");
     assert!(report.segments_used >= 2, "both workers wrote");
+    // The clean shutdown took an index checkpoint.
+    assert_eq!(report.checkpoint, Some(1));
+    assert_eq!(report.segments_checkpoint, 1);
     assert_eq!(
-        report.segments_used + report.segments_free,
+        report.segments_used + report.segments_free + report.segments_checkpoint,
         report.layout.segment_count - 1
+    );
+}
+
+#[test]
+fn a_damaged_checkpoint_body_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ns.img");
+    store(&path);
+    // The body follows its segment's header block; every key is in it.
+    let bytes = std::fs::read(&path).unwrap();
+    let header = bytes
+        .chunks(1 << 20)
+        .position(|s| &s[0..8] == b"VXSEGMT1" && s[12] == 2)
+        .expect("a checkpoint segment");
+    flip(&path, (header as u64) * (1 << 20) + 4096 + 200);
+    let report = run(&path);
+    assert!(report.corrupt(), "{:?}", report.problems);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.kind == engine::inspect::ProblemKind::Checkpoint),
+        "{:?}",
+        report.problems
     );
 }
 

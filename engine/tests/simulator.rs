@@ -23,7 +23,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use engine::{
-    format, open_workers, BatchOp, EngineConfig, EngineError, FormatOptions, Op, Reply, WorkerCore,
+    format, open_workers, BatchOp, Checkpointer, EngineConfig, EngineError, FormatOptions, Op,
+    Reply, WorkerCore,
 };
 use nvme::sim::{FaultConfig, SimConfig, SimNamespace};
 use nvme::Namespace;
@@ -120,6 +121,10 @@ struct Sim {
     rng: ChaCha8Rng,
     namespace: Arc<SimNamespace>,
     cores: Vec<WorkerCore>,
+    checkpointer: Option<Checkpointer>,
+    /// Drives checkpoints, apart from `rng` so that frozen seeds replay the
+    /// same requests as before checkpoints existed.
+    checkpoint_rng: ChaCha8Rng,
     model: Model,
     pending: BTreeMap<u64, Pending>,
     next_request: u64,
@@ -147,6 +152,11 @@ struct SimRunStats {
     gc_records_relocated: u64,
     crashes_during_gc: u64,
     put_gets: u64,
+    checkpoints: u64,
+    /// Crashes while a checkpoint was being written (body or root).
+    crashes_during_checkpoint: u64,
+    recoveries_from_checkpoint: u64,
+    segments_skipped: u64,
 }
 
 const CLIENTS: usize = 12;
@@ -166,6 +176,8 @@ impl Sim {
             rng,
             namespace,
             cores: Vec::new(),
+            checkpointer: None,
+            checkpoint_rng: ChaCha8Rng::seed_from_u64(seed ^ 0xC4EC_9017),
             model: Model::default(),
             pending: BTreeMap::new(),
             next_request: 1,
@@ -196,6 +208,8 @@ impl Sim {
             // recovery; not drawn from the rng, so frozen seeds replay the
             // same operations as before the cache existed.
             cache_bytes: [0, 48 << 10, 4 << 20][((self.seed + self.crash_states) % 3) as usize],
+            // The simulator asks for checkpoints itself.
+            checkpoint_records: 0,
         }
     }
 
@@ -226,6 +240,10 @@ impl Sim {
             ));
         }
         self.damage_seen |= !opened.report.damage.is_empty();
+        if opened.report.checkpoint.is_some() {
+            self.stats.recoveries_from_checkpoint += 1;
+        }
+        self.stats.segments_skipped += opened.report.segments_skipped;
         let damaged = self.damage_seen;
         if std::env::var("VELTRIX_SIM_SEED").is_ok() {
             eprintln!(
@@ -236,6 +254,7 @@ impl Sim {
             );
         }
         self.cores = opened.cores;
+        self.checkpointer = Some(opened.checkpointer);
         let keys: Vec<Vec<u8>> = self.model.keys.keys().cloned().collect();
         for key in keys {
             let acceptable = self.model.acceptable(&key);
@@ -583,6 +602,17 @@ impl Sim {
         if self.cores.iter().any(WorkerCore::gc_in_progress) {
             self.stats.crashes_during_gc += 1;
         }
+        if let Some(core) = self.cores.first() {
+            self.stats.checkpoints += core.stats().checkpoints.load(Ordering::Relaxed);
+        }
+        if self
+            .checkpointer
+            .as_ref()
+            .is_some_and(|c| c.in_progress() && !c.collecting())
+        {
+            self.stats.crashes_during_checkpoint += 1;
+        }
+        self.checkpointer = None;
         self.misdirected = self.namespace.stats().faults.misdirected_write;
         self.cores.clear();
         self.pending.clear();
@@ -590,6 +620,21 @@ impl Sim {
         let crash_seed = self.rng.random();
         self.namespace = self.namespace.crash(crash_seed);
         self.crash_states += 1;
+    }
+
+    /// Now and then starts an index checkpoint, and steps one in progress
+    /// (a phase per step, so crashes land in every phase).
+    fn drive_checkpoints(&mut self) {
+        let Some(checkpointer) = self.checkpointer.as_mut() else {
+            return;
+        };
+        if !checkpointer.in_progress() {
+            if self.checkpoint_rng.random_range(0..120) == 0 {
+                checkpointer.request();
+            }
+        } else if self.checkpoint_rng.random_range(0..3) == 0 {
+            checkpointer.step();
+        }
     }
 
     fn run(&mut self, crashes: u32, steps_per_epoch: u32) {
@@ -633,6 +678,7 @@ impl Sim {
                         self.advance(us);
                     }
                 }
+                self.drive_checkpoints();
             }
             if self.faults {
                 self.namespace.set_faults(FaultConfig::default());
@@ -679,6 +725,10 @@ fn explore(faults: bool, crashes: u32) -> (u64, SimRunStats) {
         total.gc_records_relocated += sim.stats.gc_records_relocated;
         total.crashes_during_gc += sim.stats.crashes_during_gc;
         total.put_gets += sim.stats.put_gets;
+        total.checkpoints += sim.stats.checkpoints;
+        total.crashes_during_checkpoint += sim.stats.crashes_during_checkpoint;
+        total.recoveries_from_checkpoint += sim.stats.recoveries_from_checkpoint;
+        total.segments_skipped += sim.stats.segments_skipped;
     }
     (states, total)
 }
@@ -696,6 +746,14 @@ fn crash_states_respect_the_model() {
         assert!(
             stats.gc_segments_freed > 100 && stats.crashes_during_gc > 100,
             "GC must run, and crashes must land in it: {stats:?}"
+        );
+        assert!(
+            stats.checkpoints > 500
+                && stats.crashes_during_checkpoint > 100
+                && stats.recoveries_from_checkpoint > 1000
+                && stats.segments_skipped > 100,
+            "checkpoints must be taken, crashes must land while they are written, and \
+             recoveries must start from them: {stats:?}"
         );
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use engine::inspect::{InspectReport, ProblemKind};
+use engine::inspect::InspectReport;
 use engine::{FormatOptions, OpenError};
 use nvme::{Backend, Namespace, OpenOptions};
 
@@ -108,9 +108,13 @@ pub fn inspect(path: &Path, out: &mut dyn Write) -> anyhow::Result<InspectReport
     writeln!(out, "superblocks:  {} of 2 valid", report.superblocks_valid)?;
     writeln!(
         out,
-        "segments:     {} used, {} free, {} reserved (superblocks)",
-        report.segments_used, report.segments_free, 1
+        "segments:     {} used, {} free, {} checkpoint, {} reserved (superblocks)",
+        report.segments_used, report.segments_free, report.segments_checkpoint, 1
     )?;
+    match report.checkpoint {
+        Some(generation) => writeln!(out, "checkpoint:   {generation} (an open starts from it)")?,
+        None => writeln!(out, "checkpoint:   none (an open replays the whole log)")?,
+    }
     writeln!(out, "log streams:  {}", report.streams)?;
     writeln!(
         out,
@@ -132,7 +136,7 @@ pub fn inspect(path: &Path, out: &mut dyn Write) -> anyhow::Result<InspectReport
     } else {
         writeln!(out, "problems:     {}", report.problems.len())?;
         for p in &report.problems {
-            let severity = if p.kind == ProblemKind::TornTail {
+            let severity = if !p.kind.is_corruption() {
                 "WARN   "
             } else {
                 "CORRUPT"

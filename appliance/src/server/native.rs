@@ -207,9 +207,10 @@ pub(crate) fn status_of(error: &EngineError) -> Status {
         EngineError::OutOfSpace => Status::Full,
         EngineError::Busy => Status::Busy,
         EngineError::ShuttingDown => Status::ShuttingDown,
-        EngineError::Io(_) | EngineError::Fenced(_) | EngineError::NotOwner { .. } => {
-            Status::Internal
-        }
+        EngineError::Io(_)
+        | EngineError::Fenced(_)
+        | EngineError::NotOwner { .. }
+        | EngineError::CheckpointFailed => Status::Internal,
     }
 }
 

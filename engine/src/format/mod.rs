@@ -6,6 +6,7 @@
 //! block is detected rather than mistaken for data. The byte-level specs are
 //! `docs/format/{superblock,wal,vlog}.md`.
 
+pub mod checkpoint;
 pub mod record;
 pub mod segment;
 pub mod superblock;

@@ -8,7 +8,8 @@ use super::{check_crc, need, u16_at, u32_at, u64_at, DecodeError};
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"VXSEGMT1");
 /// Encoded bytes (the rest of the block is zero).
 pub const SEGMENT_HEADER_BYTES: usize = 64;
-/// The one segment kind so far: a log segment (WAL records with their values).
+/// A log segment (WAL records with their values). The other kind holds part
+/// of an index checkpoint (`format::checkpoint::KIND_CHECKPOINT`).
 pub const KIND_LOG: u32 = 1;
 
 /// The header of a segment in use.
@@ -51,8 +52,13 @@ impl SegmentHeader {
         b[8..12].copy_from_slice(&crc.to_le_bytes());
     }
 
-    /// Decodes and verifies a header.
+    /// Decodes and verifies a log segment's header.
     pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, DecodeError> {
+        Self::decode_kind(bytes, KIND_LOG)
+    }
+
+    /// Decodes and verifies the header of a segment of `kind`.
+    pub fn decode_kind(bytes: &[u8], kind: u32) -> Result<SegmentHeader, DecodeError> {
         need(bytes, SEGMENT_HEADER_BYTES)?;
         let b = &bytes[..SEGMENT_HEADER_BYTES];
         let magic = u64_at(b, 0);
@@ -77,7 +83,7 @@ impl SegmentHeader {
             prev_seq: u64_at(b, 48),
             key_id: u64_at(b, 56),
         };
-        if header.kind != KIND_LOG {
+        if header.kind != kind {
             return Err(DecodeError::Invalid {
                 field: "segment kind",
                 value: u64::from(header.kind),

@@ -68,14 +68,14 @@ impl ValuePointer {
         }
     }
 
-    fn encode(self, out: &mut [u8]) {
+    pub(crate) fn encode(self, out: &mut [u8]) {
         out[0..4].copy_from_slice(&self.segment.to_le_bytes());
         out[4..8].copy_from_slice(&self.offset.to_le_bytes());
         out[8..12].copy_from_slice(&self.length.to_le_bytes());
         out[12..16].copy_from_slice(&self.sequence_low.to_le_bytes());
     }
 
-    fn decode(bytes: &[u8]) -> Self {
+    pub(crate) fn decode(bytes: &[u8]) -> Self {
         Self {
             segment: arena::read_u32(bytes, 0),
             offset: arena::read_u32(bytes, 4),

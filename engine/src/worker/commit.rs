@@ -146,6 +146,8 @@ pub(crate) struct CommitPath {
     last_seq: u64,
     /// Sequence number of the last record of the frame being committed.
     batch_last_seq: u64,
+    /// Sequence number of the first record of the frame being committed.
+    batch_first_seq: u64,
 }
 
 impl CommitPath {
@@ -172,6 +174,7 @@ impl CommitPath {
             batch_bytes_max: config.batch_bytes_max,
             last_seq: tail.map_or(0, |t| t.last_seq),
             batch_last_seq: 0,
+            batch_first_seq: 0,
         }
     }
 
@@ -232,6 +235,18 @@ impl CommitPath {
     /// Whether user writes are waiting or being committed.
     pub(crate) fn has_user_work(&self) -> bool {
         !self.answers.is_empty() || self.waiting.iter().any(|w| !w.kind.is_gc())
+    }
+
+    /// The highest sequence number at or below which every record of this
+    /// worker's shards is applied to its index: one before the batch being
+    /// committed, or, with none, the last one issued (`next_seq - 1`), since
+    /// this worker issues its shards' numbers only for its own batches.
+    pub(crate) fn applied_through(&self, next_seq: u64) -> u64 {
+        if self.state == State::Idle {
+            next_seq.saturating_sub(1)
+        } else {
+            self.batch_first_seq.saturating_sub(1)
+        }
     }
 
     pub(crate) fn has_work(&self) -> bool {
@@ -510,6 +525,7 @@ impl CommitPath {
         staging.resize(padded, 0);
         core.commit.staging = staging;
         core.commit.batch_last_seq = seq - 1;
+        core.commit.batch_first_seq = first_seq;
         core.commit.state = State::Writing {
             submitted: 0,
             outstanding: 0,

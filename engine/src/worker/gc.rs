@@ -419,6 +419,7 @@ impl GcPath {
             .segments
             .lock()
             .map_or(0, |s| s.min_seq_except(victim));
+        let checkpoints = &core.shared.checkpoints;
         let mut requests: Vec<(BatchOp, WriteKind)> = Vec::new();
         let mut offset = lba_bytes;
         let mut last_seq = 0;
@@ -435,8 +436,8 @@ impl GcPath {
                     // Another worker's shard now. Its live puts keep `live`
                     // above zero, which stops the free; its deletes cannot
                     // be checked here.
-                    foreign_delete |=
-                        record.kind == RecordKind::Delete && record.seq > min_seq_elsewhere;
+                    foreign_delete |= record.kind == RecordKind::Delete
+                        && checkpoints.needs_delete(record.seq, min_seq_elsewhere);
                     continue;
                 };
                 let current = art.get(record.key);
@@ -450,11 +451,15 @@ impl GcPath {
                             ));
                         }
                     }
-                    // A delete must outlive every older record of its key.
-                    // Which segments hold one is not tracked, so it is kept
-                    // while any other segment may hold older records at all.
+                    // A delete must outlive every older record of its key
+                    // that recovery may see. Which segments hold one is not
+                    // tracked, so it is kept while any other segment may
+                    // hold older records at all, or while a checkpoint
+                    // recovery may start from is older than it.
                     RecordKind::Delete => {
-                        if current.is_none() && record.seq > min_seq_elsewhere {
+                        if current.is_none()
+                            && checkpoints.needs_delete(record.seq, min_seq_elsewhere)
+                        {
                             requests.push((
                                 BatchOp::Delete(record.key.to_vec()),
                                 WriteKind::RelocateDelete,

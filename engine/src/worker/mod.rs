@@ -100,19 +100,21 @@ pub(crate) struct Shared {
     pub gc_storms: AtomicU64,
     /// GC starts on its own when fewer segments than this are free.
     pub gc_free_target: usize,
+    /// Index checkpoints: the collection in progress and what GC honours.
+    pub checkpoints: crate::checkpoint::Checkpoints,
     pub stats: Arc<Stats>,
 }
 
 impl Shared {
     pub fn space(&self) -> crate::Space {
-        let (free, reserve) = self
-            .segments
-            .lock()
-            .map_or((0, 0), |s| (s.free.len(), s.reserve));
+        let (free, reserve, checkpoint) = self.segments.lock().map_or((0, 0, 0), |s| {
+            (s.free.len(), s.reserve, s.checkpoint_segments())
+        });
         crate::Space {
             segment_bytes: self.layout.segment_bytes,
             segments: self.layout.segment_count.saturating_sub(1),
             free: free as u32,
+            checkpoint: checkpoint as u32,
             reserve: reserve as u32,
             live_bytes: self.live.total(),
         }
@@ -402,8 +404,55 @@ impl WorkerCore {
             progressed |= self.reads_after_commit.len() < count;
         }
         progressed |= self.drive(now_us);
+        if self.shared.checkpoints.collecting.load(Ordering::Acquire) {
+            progressed |= self.copy_shards_for_checkpoint();
+        }
         replies.append(&mut self.replies);
         progressed
+    }
+
+    /// Copies some of this worker's shards into the checkpoint being
+    /// collected: about `KEYS_PER_STEP` keys' worth per step (at least one
+    /// shard), so requests wait for that much copying at most.
+    fn copy_shards_for_checkpoint(&mut self) -> bool {
+        const KEYS_PER_STEP: usize = 16 << 10;
+        let checkpoints = &self.shared.checkpoints;
+        let wanted = match checkpoints.collection.lock() {
+            Ok(c) => c.wanted(self.shards.keys().copied(), usize::MAX),
+            Err(_) => return false,
+        };
+        let mut keys = 0;
+        let wanted: Vec<u16> = wanted
+            .into_iter()
+            .take_while(|s| {
+                let fits = keys < KEYS_PER_STEP;
+                keys += self.shards.get(s).map_or(0, |a| a.len());
+                fits
+            })
+            .collect();
+        if wanted.is_empty() {
+            return false;
+        }
+        // Every record of these shards up to here is in their index.
+        let watermark = self
+            .commit
+            .applied_through(self.shared.next_seq.load(Ordering::Acquire));
+        let mut copies = Vec::with_capacity(wanted.len());
+        for shard in wanted {
+            if let Some(art) = self.shards.get(&shard) {
+                let mut section = Vec::new();
+                crate::format::checkpoint::encode_shard(&mut section, watermark, art);
+                copies.push((shard, section));
+            }
+        }
+        if let Ok(mut collection) = checkpoints.collection.lock() {
+            for (shard, section) in copies {
+                if collection.deposit(shard, watermark, section) {
+                    checkpoints.collecting.store(false, Ordering::Release);
+                }
+            }
+        }
+        true
     }
 
     /// Blocks on the queue pair until a completion arrives or `timeout`

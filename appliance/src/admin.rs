@@ -38,8 +38,8 @@ pub struct EngineView {
 
 fn space_json(space: &engine::Space) -> String {
     format!(
-        "{{\"segment_bytes\":{},\"segments\":{},\"free\":{},\"reserved\":{},\"live_bytes\":{}}}",
-        space.segment_bytes, space.segments, space.free, space.reserve, space.live_bytes
+        "{{\"segment_bytes\":{},\"segments\":{},\"free\":{},\"reserved\":{},\"checkpoint\":{},\"live_bytes\":{}}}",
+        space.segment_bytes, space.segments, space.free, space.reserve, space.checkpoint, space.live_bytes
     )
 }
 
@@ -55,6 +55,22 @@ fn gc_json(view: &EngineView) -> String {
         l(&stats.gc_victims_blocked),
         l(&stats.gc_victims_damaged),
         space_json(&view.handle.space())
+    )
+}
+
+fn checkpoint_json(view: &EngineView) -> String {
+    let stats = view.handle.stats();
+    let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    format!(
+        "{{\"checkpoints\":{},\"failures\":{},\"bytes\":{},\"segments\":{},\"recovered_from\":{},\"segments_skipped_at_open\":{}}}",
+        l(&stats.checkpoints),
+        l(&stats.checkpoint_failures),
+        l(&stats.checkpoint_bytes),
+        view.handle.space().checkpoint,
+        view.report
+            .checkpoint
+            .map_or_else(|| "null".to_string(), |g| g.to_string()),
+        view.report.segments_skipped
     )
 }
 
@@ -186,6 +202,44 @@ pub fn serve(server: tiny_http::Server, state: Arc<AdminState>, stop: Arc<Atomic
                         "application/json",
                         format!("{{\"started\":true,\"gc\":{}}}\n", gc_json(&view)),
                     )
+                }
+                None => (503, "text/plain", "engine not open\n".to_string()),
+            },
+            (tiny_http::Method::Get, "/api/checkpoint") => match (state.engine)() {
+                Some(view) => (
+                    200,
+                    "application/json",
+                    format!("{}\n", checkpoint_json(&view)),
+                ),
+                None => (503, "text/plain", "engine not open\n".to_string()),
+            },
+            // Takes an index checkpoint on a thread of its own (this port
+            // answers one request at a time, and /livez must not wait for
+            // it). Returns at once; GET /api/checkpoint shows the result.
+            (tiny_http::Method::Post, "/api/checkpoint") => match (state.engine)() {
+                Some(view) => {
+                    let handle = view.handle.clone();
+                    let started = std::thread::Builder::new()
+                        .name("veltrix-admin-checkpoint".into())
+                        .spawn(move || {
+                            if let Err(e) = handle.checkpoint() {
+                                tracing::error!("checkpoint requested on the admin port: {e}");
+                            }
+                        });
+                    match started {
+                        Ok(_) => {
+                            tracing::info!("index checkpoint requested on the admin port");
+                            (
+                                202,
+                                "application/json",
+                                format!(
+                                    "{{\"started\":true,\"checkpoint\":{}}}\n",
+                                    checkpoint_json(&view)
+                                ),
+                            )
+                        }
+                        Err(e) => (500, "text/plain", format!("cannot start a thread: {e}\n")),
+                    }
                 }
                 None => (503, "text/plain", "engine not open\n".to_string()),
             },

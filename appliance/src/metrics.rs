@@ -283,10 +283,30 @@ fn engine_families(e: &mut Exposition, view: &EngineView) {
         "Victims left in use: GC found damage in them.",
         load(&stats.gc_victims_damaged),
     );
+    e.counter(
+        "veltrix_checkpoints",
+        "Index checkpoints made durable.",
+        load(&stats.checkpoints),
+    );
+    e.counter(
+        "veltrix_checkpoint_failures",
+        "Index checkpoints that failed (the log still holds everything).",
+        load(&stats.checkpoint_failures),
+    );
+    e.counter(
+        "veltrix_checkpoint_bytes",
+        "Bytes of index checkpoint bodies written.",
+        load(&stats.checkpoint_bytes),
+    );
     e.gauge(
         "veltrix_segments",
         "Segments for data on the namespace.",
         space.segments,
+    );
+    e.gauge(
+        "veltrix_segments_checkpoint",
+        "Segments holding index checkpoints.",
+        space.checkpoint,
     );
     e.gauge("veltrix_segments_free", "Segments free now.", space.free);
     e.gauge(
@@ -329,6 +349,16 @@ fn engine_families(e: &mut Exposition, view: &EngineView) {
         "veltrix_recovery_damaged_ranges",
         "Damaged log ranges the last open reported.",
         view.report.damage.len(),
+    );
+    e.gauge(
+        "veltrix_recovery_checkpoint",
+        "Generation of the index checkpoint the last open started from (0: none).",
+        view.report.checkpoint.unwrap_or(0),
+    );
+    e.gauge(
+        "veltrix_recovery_segments_skipped",
+        "Log segments the last open did not read: its checkpoint covered them.",
+        view.report.segments_skipped,
     );
 }
 

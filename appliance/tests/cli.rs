@@ -247,11 +247,52 @@ fn bench_runs_a_short_load_and_prints_a_histogram() {
 }
 
 #[test]
+fn checkpoint_is_taken_on_request_and_a_restart_starts_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let mut client = daemon.client();
+    for i in 0..200u32 {
+        let key = format!("ck:{i}");
+        let reply = client.call(&[b"SET", key.as_bytes(), format!("v{i}").as_bytes()]);
+        assert_eq!(reply, Reply::Simple("OK".into()));
+    }
+    let o = online(&daemon, &["checkpoint"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("checkpoint durable"), "{}", stdout(&o));
+    // One more write after the checkpoint, then a crash: the restart loads
+    // the checkpoint and replays that write on top.
+    let reply = client.call(&[b"SET", b"ck:0", b"after"]);
+    assert_eq!(reply, Reply::Simple("OK".into()));
+    drop(client);
+    daemon.kill9();
+    let daemon = Daemon::start(dir.path());
+    let status = common::http_get(daemon.admin, "/api/checkpoint");
+    assert!(status.contains("\"recovered_from\":1"), "{status}");
+    let metrics = common::http_get(daemon.admin, "/metrics");
+    assert!(
+        metrics.contains("veltrix_recovery_checkpoint 1"),
+        "{metrics}"
+    );
+    let mut client = daemon.client();
+    assert_eq!(client.call(&[b"GET", b"ck:0"]), bulk(b"after"));
+    assert_eq!(client.call(&[b"GET", b"ck:199"]), bulk(b"v199"));
+}
+
+#[test]
 fn help_shows_an_example_for_every_command() {
     let o = veltrix(&["--help"]);
     assert!(stdout(&o).contains("Examples:"), "{}", stdout(&o));
     for command in [
-        "status", "shards", "get", "put", "del", "gc", "format", "inspect", "bench",
+        "status",
+        "shards",
+        "get",
+        "put",
+        "del",
+        "gc",
+        "checkpoint",
+        "format",
+        "inspect",
+        "bench",
     ] {
         let o = veltrix(&[command, "--help"]);
         let out = stdout(&o);

@@ -31,6 +31,10 @@ pub struct EngineConfig {
     /// clean shutdown after any write. 0: only when asked
     /// (`docs/format/checkpoint.md`).
     pub checkpoint_records: u64,
+    /// Also take one when this many seconds passed since the last and
+    /// anything was written (0: no time trigger). Ignored when
+    /// `checkpoint_records` is 0.
+    pub checkpoint_interval_s: u64,
 }
 
 impl Default for EngineConfig {
@@ -47,6 +51,7 @@ impl Default for EngineConfig {
             gc_io_share: 10,
             cache_bytes: 256 << 20,
             checkpoint_records: 1 << 20,
+            checkpoint_interval_s: 300,
         }
     }
 }

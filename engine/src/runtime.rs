@@ -147,6 +147,8 @@ struct CheckpointDriver {
     shared: Arc<crate::worker::Shared>,
     /// The engine's next sequence number when the last checkpoint was taken.
     taken_at_seq: AtomicU64,
+    /// When the last checkpoint was taken (or the engine opened).
+    taken_at: Mutex<Instant>,
 }
 
 impl CheckpointDriver {
@@ -175,6 +177,9 @@ impl CheckpointDriver {
         let durable = self.shared.stats.checkpoints.load(Ordering::Acquire) > before;
         if durable {
             self.taken_at_seq.store(start_seq, Ordering::Release);
+            if let Ok(mut at) = self.taken_at.lock() {
+                *at = Instant::now();
+            }
         }
         durable
     }
@@ -190,7 +195,14 @@ impl CheckpointDriver {
             .next_seq
             .load(Ordering::Acquire)
             .saturating_sub(self.taken_at_seq.load(Ordering::Acquire));
-        written >= every.max(self.shared.stats.keys.load(Ordering::Relaxed))
+        let interval = self.shared.config.checkpoint_interval_s;
+        let aged = interval > 0
+            && written > 0
+            && self
+                .taken_at
+                .lock()
+                .is_ok_and(|at| at.elapsed() >= Duration::from_secs(interval));
+        aged || written >= every.max(self.shared.stats.keys.load(Ordering::Relaxed))
     }
 
     /// Whether anything was written since the last checkpoint.
@@ -261,6 +273,7 @@ impl Engine {
             router: Arc::clone(&router),
             shared: Arc::clone(&opened.shared),
             taken_at_seq: AtomicU64::new(opened.shared.next_seq.load(Ordering::Acquire)),
+            taken_at: Mutex::new(Instant::now()),
         });
         let checkpoint_thread = {
             let driver = Arc::clone(&checkpoints);

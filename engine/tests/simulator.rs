@@ -210,6 +210,7 @@ impl Sim {
             cache_bytes: [0, 48 << 10, 4 << 20][((self.seed + self.crash_states) % 3) as usize],
             // The simulator asks for checkpoints itself.
             checkpoint_records: 0,
+            checkpoint_interval_s: 0,
         }
     }
 

@@ -78,6 +78,10 @@ enum Command {
     /// Ask the daemon to run a GC pass (POST /api/gc) and print its answer.
     #[command(after_help = "Example:\n  veltrix gc")]
     Gc,
+    /// Ask the daemon to take an index checkpoint (POST /api/checkpoint) and
+    /// wait until it is durable, so the next start replays only what follows.
+    #[command(after_help = "Example:\n  veltrix checkpoint")]
+    Checkpoint,
     /// Format a namespace (file or block device) offline. Refuses an existing
     /// VeltrixDB store unless --force.
     #[command(
@@ -223,6 +227,10 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 status => bail!("GC failed: http://{addr}/api/gc answered {status}: {}", answer.body.trim()),
             }
         }
+        Command::Checkpoint => {
+            let addr = resolve(&args.admin, "admin")?;
+            checkpoint(addr, &mut stdout)?;
+        }
         Command::Format {
             path,
             size,
@@ -287,6 +295,60 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A number field of one of our admin port's JSON answers (their shape is
+/// ours, so plain string scanning does).
+fn json_u64(body: &str, name: &str) -> Option<u64> {
+    let at = body.find(&format!("\"{name}\":"))? + name.len() + 3;
+    let rest = &body[at..];
+    let end = rest.find([',', '}'])?;
+    rest[..end].trim().parse().ok()
+}
+
+/// Starts a checkpoint and waits for its outcome.
+fn checkpoint(addr: SocketAddr, out: &mut dyn Write) -> anyhow::Result<()> {
+    let count = |body: &str| {
+        (
+            json_u64(body, "checkpoints").unwrap_or(0),
+            json_u64(body, "failures").unwrap_or(0),
+        )
+    };
+    let answer = http::request(addr, "POST", "/api/checkpoint")?;
+    match answer.status {
+        200..=299 => {}
+        404 | 405 => bail!(
+            "this daemon has no checkpoint endpoint (http://{addr}/api/checkpoint answered {}): it predates index checkpoints",
+            answer.status
+        ),
+        status => bail!(
+            "checkpoint failed: http://{addr}/api/checkpoint answered {status}: {}",
+            answer.body.trim()
+        ),
+    }
+    let before = count(&answer.body);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = http::request(addr, "GET", "/api/checkpoint")?;
+        let (done, failed) = count(&now.body);
+        if failed > before.1 {
+            bail!(
+                "the checkpoint failed (see the daemon's log): {}",
+                now.body.trim()
+            );
+        }
+        if done > before.0 {
+            writeln!(
+                out,
+                "checkpoint durable ({done} this run, {} bytes written in all; {} segments hold checkpoints)",
+                json_u64(&now.body, "bytes").unwrap_or(0),
+                json_u64(&now.body, "segments").unwrap_or(0)
+            )?;
+            return Ok(());
+        }
+    }
+    bail!("no checkpoint became durable within 10 minutes")
 }
 
 /// A per-worker summary of `/api/shards`, read with plain string scanning

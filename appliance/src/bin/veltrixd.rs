@@ -105,6 +105,7 @@ fn settings(args: &Args) -> anyhow::Result<(Settings, String)> {
         value_bytes_max: e.value_bytes_max as usize,
         gc_io_share: e.gc_io_share,
         cache_bytes: usize::try_from(e.cache_bytes).unwrap_or(usize::MAX),
+        checkpoint_interval_s: u64::from(e.checkpoint_interval_s),
         ..EngineConfig::default()
     };
     let settings = Settings {

@@ -201,6 +201,7 @@ fn sigterm_then_restart_keeps_everything() {
 fn kill_9_under_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let mut acked: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut from_checkpoint = 0;
     for round in 0..3u32 {
         let daemon = Daemon::start(dir.path());
         // Everything acknowledged so far is there.
@@ -241,7 +242,24 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
                 })
             })
             .collect();
+        // Index checkpoints keep being taken under the load, so the kill
+        // lands before, during or after one.
+        let poking = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let checkpointer = {
+            let (admin, poking) = (daemon.admin, Arc::clone(&poking));
+            std::thread::spawn(move || {
+                while poking.load(std::sync::atomic::Ordering::Acquire) {
+                    let (status, _) = common::http(admin, "POST", "/api/checkpoint");
+                    assert_eq!(status, 202);
+                    std::thread::sleep(Duration::from_millis(40));
+                }
+            })
+        };
         std::thread::sleep(Duration::from_millis(300 + 200 * u64::from(round)));
+        poking.store(false, std::sync::atomic::Ordering::Release);
+        checkpointer.join().unwrap();
+        // Around the run of the checkpoint the last POST started, the kill.
+        std::thread::sleep(Duration::from_millis(u64::from(round) * 7));
         daemon.kill9();
         for w in writers {
             w.join().unwrap();
@@ -258,6 +276,8 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
             acked.insert(k, v);
         }
         let daemon = Daemon::start(dir.path());
+        let status = common::http_get(daemon.admin, "/api/checkpoint");
+        from_checkpoint += u32::from(!status.contains("\"recovered_from\":null"));
         let mut c = daemon.client();
         let expected: Vec<(Vec<u8>, Vec<u8>)> = acked.clone().into_iter().collect();
         for (k, v) in &expected {
@@ -280,6 +300,10 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
         drop(c);
         assert!(daemon.sigterm().success());
     }
+    assert_eq!(
+        from_checkpoint, 3,
+        "every restart after a kill starts from an index checkpoint"
+    );
 }
 
 fn parse_tag(value: &[u8]) -> (u32, u32) {

@@ -149,7 +149,13 @@ struct CheckpointDriver {
     taken_at_seq: AtomicU64,
     /// When the last checkpoint was taken (or the engine opened).
     taken_at: Mutex<Instant>,
+    /// After a failed checkpoint, the schedule waits until then (a full
+    /// namespace would otherwise fail one every turn).
+    retry_at: Mutex<Option<Instant>>,
 }
+
+/// How long the schedule waits after a failed checkpoint.
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(10);
 
 impl CheckpointDriver {
     /// Takes a checkpoint now, waiting for one in progress to finish first.
@@ -181,13 +187,20 @@ impl CheckpointDriver {
                 *at = Instant::now();
             }
         }
+        if let Ok(mut retry) = self.retry_at.lock() {
+            *retry = (!durable).then(|| Instant::now() + CHECKPOINT_RETRY);
+        }
         durable
     }
 
     /// Whether enough was written since the last checkpoint for another.
     fn due(&self) -> bool {
         let every = self.shared.config.checkpoint_records;
-        if every == 0 {
+        let waiting = self
+            .retry_at
+            .lock()
+            .is_ok_and(|r| r.is_some_and(|at| Instant::now() < at));
+        if every == 0 || waiting {
             return false;
         }
         let written = self
@@ -274,6 +287,7 @@ impl Engine {
             shared: Arc::clone(&opened.shared),
             taken_at_seq: AtomicU64::new(opened.shared.next_seq.load(Ordering::Acquire)),
             taken_at: Mutex::new(Instant::now()),
+            retry_at: Mutex::new(None),
         });
         let checkpoint_thread = {
             let driver = Arc::clone(&checkpoints);

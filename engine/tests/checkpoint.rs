@@ -236,3 +236,37 @@ fn a_clean_shutdown_checkpoints_so_the_next_open_replays_nothing() {
     assert_eq!(report.records, 0, "{report:?}");
     check(&engine, 3000, 0, &[]);
 }
+
+#[test]
+fn a_full_namespace_fails_the_checkpoint_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ns.img");
+    let engine = fresh(&path);
+    let big = vec![0x5A; 60 << 10];
+    let mut written = 0u32;
+    loop {
+        match engine.put(format!("fill{written}").as_bytes(), &big) {
+            Ok(()) => written += 1,
+            Err(engine::EngineError::OutOfSpace) => break,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+        assert!(written < 2000, "the namespace never filled");
+    }
+    // The free segments left are GC's reserve: no room for a checkpoint.
+    assert_eq!(
+        engine.checkpoint(),
+        Err(engine::EngineError::CheckpointFailed)
+    );
+    let stats = engine.stats();
+    assert_eq!(
+        stats
+            .checkpoint_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    drop(engine);
+    let engine = Engine::open(namespace(&path), &config()).unwrap();
+    assert_eq!(engine.recovery_report().checkpoint, None);
+    assert_eq!(engine.recovery_report().keys, u64::from(written));
+    assert_eq!(engine.get(b"fill0").unwrap(), Some(big.clone()));
+}

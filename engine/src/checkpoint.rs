@@ -263,6 +263,23 @@ pub(crate) fn find(
     Ok(Found { slots, loaded })
 }
 
+/// Zeroes both root slots durably: the store then opens with a full replay
+/// (`EngineConfig::discard_checkpoints`).
+pub(crate) fn discard(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    layout: &Layout,
+) -> Result<(), OpenError> {
+    tracing::warn!(
+        "discarding both index checkpoints: the whole log is replayed, and keys whose \
+         delete records GC already dropped may come back"
+    );
+    let zeroes = vec![0u8; layout.lba_bytes as usize * ROOT_LBAS.len()];
+    blocking::write_durable(namespace, queue, ROOT_LBAS[0], &zeroes)
+        .map_err(nvme::IoError::from)?;
+    Ok(())
+}
+
 fn read_body(
     namespace: &dyn Namespace,
     queue: &mut dyn QueuePair,

@@ -35,6 +35,10 @@ pub struct EngineConfig {
     /// anything was written (0: no time trigger). Ignored when
     /// `checkpoint_records` is 0.
     pub checkpoint_interval_s: u64,
+    /// Erase both checkpoint roots at open and replay the whole log: the way
+    /// out when both checkpoints are damaged (`OpenError::CheckpointCorrupt`).
+    /// A key whose delete record GC already dropped may come back.
+    pub discard_checkpoints: bool,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +56,7 @@ impl Default for EngineConfig {
             cache_bytes: 256 << 20,
             checkpoint_records: 1 << 20,
             checkpoint_interval_s: 300,
+            discard_checkpoints: false,
         }
     }
 }

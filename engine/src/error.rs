@@ -56,7 +56,11 @@ pub enum OpenError {
     /// Index checkpoints were written to both root slots and neither can
     /// be loaded: a full replay could bring back deleted keys, so the store
     /// is not opened.
-    #[error("both index checkpoints are unusable: {0}")]
+    #[error(
+        "both index checkpoints are unusable: {0}. Opening anyway needs discard_checkpoints \
+         (veltrixd --discard-checkpoints): the whole log is then replayed, and deleted keys \
+         may come back"
+    )]
     CheckpointCorrupt(String),
     /// The block layer refused.
     #[error(transparent)]

@@ -137,6 +137,9 @@ pub fn open_workers(
         )));
     }
     let seed = format::store_seed(&sb.uuid);
+    if config.discard_checkpoints {
+        checkpoint::discard(namespace.as_ref(), queue.as_mut(), &layout)?;
+    }
     let found = checkpoint::find(namespace.as_ref(), queue.as_mut(), &layout, seed)?;
     let bases = found.bases();
     let checkpoint_segments = found.segments();

@@ -212,6 +212,17 @@ fn both_checkpoints_damaged_refuses_the_store() {
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("opened a store whose checkpoints are both damaged"),
     }
+    // The way out: discard them and replay the whole log.
+    let discard = EngineConfig {
+        discard_checkpoints: true,
+        ..config()
+    };
+    let engine = Engine::open(namespace(&path), &discard).unwrap();
+    assert_eq!(engine.recovery_report().checkpoint, None);
+    check(&engine, 100, 0, &[]);
+    drop(engine);
+    let engine = Engine::open(namespace(&path), &config()).unwrap();
+    check(&engine, 100, 0, &[]);
 }
 
 #[test]

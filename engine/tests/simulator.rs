@@ -211,6 +211,7 @@ impl Sim {
             // The simulator asks for checkpoints itself.
             checkpoint_records: 0,
             checkpoint_interval_s: 0,
+            discard_checkpoints: false,
         }
     }
 

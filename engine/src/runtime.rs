@@ -21,7 +21,7 @@ use crate::error::{EngineError, OpenError};
 use crate::index::Art;
 use crate::shard::{shard, SHARD_COUNT};
 use crate::stats::{OpKind, OpResult, Stats};
-use crate::worker::{BatchOp, Op, Reply, WorkerCore};
+use crate::worker::{BatchOp, Op, Reply, SharedCache, WorkerCore};
 use crate::{open_workers, Checkpointer, RecoveryReport};
 
 /// Where a reply goes: back to a blocked caller, or to a worker's frontend.
@@ -137,6 +137,9 @@ pub struct Engine {
     stopping: Arc<AtomicBool>,
     checkpoints: Arc<CheckpointDriver>,
     checkpoint_thread: Option<JoinHandle<()>>,
+    /// Each worker's value cache: [`Engine::get`] answers hits on the
+    /// caller's thread, without the round trip to the worker.
+    caches: Vec<SharedCache>,
 }
 
 /// Runs the checkpointer from threads of the runtime: the automatic
@@ -272,6 +275,7 @@ impl Engine {
             wakers,
         });
         let stopping = Arc::new(AtomicBool::new(false));
+        let caches = opened.cores.iter().map(WorkerCore::shared_cache).collect();
         let mut threads = Vec::with_capacity(workers);
         for ((core, inbox), frontend) in opened.cores.into_iter().zip(receivers).zip(frontends) {
             let router = Arc::clone(&router);
@@ -312,6 +316,7 @@ impl Engine {
             stopping,
             checkpoints,
             checkpoint_thread: Some(checkpoint_thread),
+            caches,
         })
     }
 
@@ -392,8 +397,26 @@ impl Engine {
         self.call(self.router.owner(shard(key)), op)
     }
 
-    /// Reads a key.
+    /// Reads a key. A value in the owning worker's cache is answered right
+    /// here, on the caller's thread; anything else goes to the worker.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        let started = Instant::now();
+        let owner = self.router.owner(shard(key));
+        if let Some(cache) = self.caches.get(usize::from(owner)) {
+            // Never wait for the worker's lock: it is held for a batch's
+            // write-through, and the worker answers as fast.
+            let hit = match cache.try_lock() {
+                Ok(mut cache) => cache.get_hit(key, &self.shared.stats),
+                Err(_) => None,
+            };
+            if let Some(value) = hit {
+                let stats = &self.shared.stats;
+                stats.ops[OpKind::Get as usize][OpResult::Ok as usize]
+                    .fetch_add(1, Ordering::Relaxed);
+                stats.op_latency[OpKind::Get as usize].record(started.elapsed().as_micros() as u64);
+                return Ok(Some(value));
+            }
+        }
         match self.call_for_key(key, Op::Get(key.to_vec())) {
             Reply::Value(v) => Ok(v),
             Reply::Failed(e) => Err(e),

@@ -806,6 +806,10 @@ impl CommitPath {
             }
         }
         let live = &core.shared.live;
+        // Held across the batch: a reader on another thread sees all of its
+        // write-through or none.
+        let cache = std::sync::Arc::clone(&core.cache);
+        let mut cache = super::value_cache::lock(&cache);
         for update in core.commit.updates.drain(..) {
             let art = core.shards.get_mut(&update.shard).unwrap_or_else(|| {
                 panic!(
@@ -850,7 +854,7 @@ impl CommitPath {
                 continue;
             }
             WorkerCore::cache_commit(
-                &mut core.cache,
+                &mut cache,
                 &core.shared.stats,
                 core.shared.seed,
                 &update.key,

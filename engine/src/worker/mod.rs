@@ -27,6 +27,7 @@ use crate::shard::shard;
 use crate::stats::Stats;
 
 pub use commit::BatchOp;
+pub(crate) use value_cache::SharedCache;
 
 /// A caller's handle for matching replies to requests.
 pub type RequestId = u64;
@@ -164,7 +165,7 @@ pub struct WorkerCore {
     replies: Vec<(RequestId, Reply)>,
     /// Reads parked behind a write to the same key.
     reads_after_commit: Vec<(RequestId, Op)>,
-    cache: value_cache::WorkerCache,
+    cache: value_cache::SharedCache,
 }
 
 impl WorkerCore {
@@ -192,7 +193,9 @@ impl WorkerCore {
             deferred: VecDeque::new(),
             replies: Vec::new(),
             reads_after_commit: Vec::new(),
-            cache: value_cache::WorkerCache::new(cache_bytes),
+            cache: std::sync::Arc::new(std::sync::Mutex::new(value_cache::WorkerCache::new(
+                cache_bytes,
+            ))),
         }
     }
 
@@ -620,7 +623,7 @@ impl WorkerCore {
             return None;
         }
         let index = self.shards.remove(&shard_id)?;
-        self.cache.forget_shard(shard_id);
+        value_cache::lock(&self.cache).forget_shard(shard_id);
         Some(index)
     }
 
@@ -628,11 +631,16 @@ impl WorkerCore {
     pub fn adopt_shard(&mut self, shard_id: u16, index: Art) {
         let previous = self.shards.insert(shard_id, index);
         assert!(previous.is_none(), "shard {shard_id} adopted twice");
-        self.cache.forget_shard(shard_id);
+        value_cache::lock(&self.cache).forget_shard(shard_id);
     }
 
     pub(crate) fn io_error(error: IoError) -> EngineError {
         EngineError::Io(error)
+    }
+
+    /// This worker's value cache, for answering hits on other threads.
+    pub(crate) fn shared_cache(&self) -> value_cache::SharedCache {
+        std::sync::Arc::clone(&self.cache)
     }
 
     pub(crate) fn shard_of(key: &[u8]) -> u16 {

@@ -11,9 +11,13 @@
 //! - Each entry carries its shard's epoch; releasing or adopting a shard
 //!   bumps the epoch, so entries cached before a shard move are never served.
 //! - The cache lives in memory only: after a restart it starts empty.
+//! - It sits behind a mutex so that `Engine::get` can answer a hit on the
+//!   caller's thread ([`SharedCache`]). The worker holds the lock across a
+//!   whole batch's write-through, so such a reader sees all of a committed
+//!   batch or none of it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::WorkerCore;
 use crate::cache::{Lirs, LirsConfig, ValueCache};
@@ -31,6 +35,17 @@ struct Cached {
     value: Arc<[u8]>,
     /// The shard's epoch when cached.
     epoch: u64,
+}
+
+/// A worker's cache, shared with callers of `Engine::get` on other threads.
+pub(crate) type SharedCache = Arc<Mutex<WorkerCache>>;
+
+/// Locks a worker's cache. A panic while it was held left it consistent
+/// (every method leaves it whole), so a poisoned lock is taken anyway.
+pub(crate) fn lock(cache: &SharedCache) -> MutexGuard<'_, WorkerCache> {
+    cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One worker's cache, or nothing when the budget is 0.
@@ -54,6 +69,19 @@ impl WorkerCache {
 
     fn charge(key: &[u8], value_len: usize) -> usize {
         key.len() + value_len + ENTRY_OVERHEAD_BYTES
+    }
+
+    /// The cached value of `key` if current, counting only a hit: for a
+    /// caller that falls back to the worker on a miss (which counts it).
+    pub(crate) fn get_hit(&mut self, key: &[u8], stats: &Stats) -> Option<Vec<u8>> {
+        let lirs = self.lirs.as_mut()?;
+        let epoch = self.shard_epochs[usize::from(WorkerCore::shard_of(key))];
+        let value = lirs
+            .get(key)
+            .filter(|cached| cached.epoch == epoch)
+            .map(|cached| cached.value.to_vec())?;
+        stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+        Some(value)
     }
 
     /// The cached value of `key` if current; counts a hit or a miss.
@@ -137,7 +165,7 @@ impl WorkerCore {
         if !self.owns(WorkerCore::shard_of(key)) {
             return None;
         }
-        self.cache.get(key, &self.shared.stats)
+        lock(&self.cache).get(key, &self.shared.stats)
     }
 
     /// Caches a value read from the device, unless the index has moved on
@@ -148,7 +176,7 @@ impl WorkerCore {
             .get(&WorkerCore::shard_of(key))
             .and_then(|art| art.get(key));
         if current == Some(pointer) {
-            self.cache.write(key, Some(value), &self.shared.stats);
+            lock(&self.cache).write(key, Some(value), &self.shared.stats);
         }
     }
 

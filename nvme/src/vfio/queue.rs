@@ -237,6 +237,15 @@ impl VfioQueuePair {
         self.corrupt_next_guard = true;
     }
 
+    /// Fault injection: resets the controller now, as a fatal status or a
+    /// timeout would, with whatever is in flight. Every queue pair of the
+    /// controller fails its in-flight commands and recreates its queues.
+    pub fn inject_controller_reset(&mut self) {
+        self.shared
+            .ctrl
+            .reset(self.generation, "injected by the hardware tier");
+    }
+
     fn sq_doorbell(&self) {
         fence(Ordering::SeqCst);
         let caps = self.shared.ctrl.caps();
@@ -680,6 +689,12 @@ impl QueuePair for VfioQueuePair {
         }
         if self.occupied == 0 {
             return None;
+        }
+        // After a reset, entries still in the old CQ are not trusted: every
+        // unreaped command fails, even one the controller had finished.
+        if self.shared.ctrl.generation() != self.generation {
+            self.recover();
+            return self.ready.pop_front();
         }
         if self.reap() {
             self.empty_polls = 0;

@@ -12,21 +12,21 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
 
-const fn vfio_io(n: libc::c_ulong) -> libc::c_ulong {
+const fn vfio_io(n: libc::Ioctl) -> libc::Ioctl {
     // _IO(type, nr): no direction, no size.
-    ((b';' as libc::c_ulong) << 8) | (100 + n)
+    ((b';' as libc::Ioctl) << 8) | (100 + n)
 }
 
-const VFIO_GET_API_VERSION: libc::c_ulong = vfio_io(0);
-const VFIO_CHECK_EXTENSION: libc::c_ulong = vfio_io(1);
-const VFIO_SET_IOMMU: libc::c_ulong = vfio_io(2);
-const VFIO_GROUP_GET_STATUS: libc::c_ulong = vfio_io(3);
-const VFIO_GROUP_SET_CONTAINER: libc::c_ulong = vfio_io(4);
-const VFIO_GROUP_GET_DEVICE_FD: libc::c_ulong = vfio_io(6);
-const VFIO_DEVICE_GET_REGION_INFO: libc::c_ulong = vfio_io(8);
-const VFIO_DEVICE_RESET: libc::c_ulong = vfio_io(11);
-const VFIO_IOMMU_MAP_DMA: libc::c_ulong = vfio_io(13);
-const VFIO_IOMMU_UNMAP_DMA: libc::c_ulong = vfio_io(14);
+const VFIO_GET_API_VERSION: libc::Ioctl = vfio_io(0);
+const VFIO_CHECK_EXTENSION: libc::Ioctl = vfio_io(1);
+const VFIO_SET_IOMMU: libc::Ioctl = vfio_io(2);
+const VFIO_GROUP_GET_STATUS: libc::Ioctl = vfio_io(3);
+const VFIO_GROUP_SET_CONTAINER: libc::Ioctl = vfio_io(4);
+const VFIO_GROUP_GET_DEVICE_FD: libc::Ioctl = vfio_io(6);
+const VFIO_DEVICE_GET_REGION_INFO: libc::Ioctl = vfio_io(8);
+const VFIO_DEVICE_RESET: libc::Ioctl = vfio_io(11);
+const VFIO_IOMMU_MAP_DMA: libc::Ioctl = vfio_io(13);
+const VFIO_IOMMU_UNMAP_DMA: libc::Ioctl = vfio_io(14);
 
 const VFIO_API_VERSION: libc::c_int = 0;
 const VFIO_TYPE1V2_IOMMU: libc::c_ulong = 3;

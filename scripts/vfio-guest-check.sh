@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The vfio backend's hardware-in-the-loop check, in a QEMU guest.
 #
-#   scripts/vfio-guest-check.sh [WORKDIR]
+#   scripts/vfio-guest-check.sh [WORKDIR]          the check (two boots)
+#   scripts/vfio-guest-check.sh bench [WORKDIR]    vfio vs io_uring comparison (one boot)
 #
 # Builds nvme's `vfio_check` example as a static musl binary, makes a
 # throwaway busybox initramfs with the nvme and vfio modules, and boots
@@ -22,6 +23,12 @@
 # failed=0. Logs: WORKDIR/boot-run.log and WORKDIR/boot-flip.log.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=0
+if [ "${1:-}" = bench ]; then
+  BENCH=1
+  shift
+fi
+BENCH_SECONDS=${VFIO_BENCH_SECONDS:-5}
 WORK=${1:-$(mktemp -d /tmp/vfio-guest.XXXXXX)}
 mkdir -p "$WORK"
 KERNEL=$(ls /boot/vmlinuz-* | sort -V | tail -1)
@@ -31,8 +38,13 @@ NS_BYTES=$((512 << 20))
 FLIP_LBA=10000
 
 echo "== build (static, musl)"
+# The bench is built optimised; the check keeps debug assertions on.
 (cd "$ROOT" && cargo build -p nvme --example vfio_check --target x86_64-unknown-linux-musl)
 BIN="$ROOT/target/x86_64-unknown-linux-musl/debug/examples/vfio_check"
+if [ "$BENCH" = 1 ]; then
+  (cd "$ROOT" && cargo build --release -p nvme --example vfio_bench --target x86_64-unknown-linux-musl)
+fi
+BENCH_BIN="$ROOT/target/x86_64-unknown-linux-musl/release/examples/vfio_bench"
 
 echo "== initramfs for kernel $KVER in $WORK"
 R="$WORK/root"
@@ -40,6 +52,7 @@ rm -rf "$R"
 mkdir -p "$R"/{bin,proc,sys,dev,tmp}
 cp /bin/busybox "$R/bin/busybox"
 cp "$BIN" "$R/bin/vfio_check"
+if [ "$BENCH" = 1 ]; then cp "$BENCH_BIN" "$R/bin/vfio_bench"; fi
 MODULES="crct10dif_generic crc-t10dif crc64-rocksoft t10-pi nvme vfio vfio_iommu_type1 vfio_virqfd vfio-pci-core vfio-pci irqbypass"
 for m in $MODULES; do
   modprobe -S "$KVER" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
@@ -55,15 +68,23 @@ cat > "$R/init" <<'INIT'
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-# busybox modprobe ignores softdeps: load every piece explicitly.
+mode=$(sed -n 's/.*vfiocheck=\([a-z-]*\).*/\1/p' /proc/cmdline)
+# busybox modprobe ignores softdeps: load every piece explicitly. The bench
+# needs a poll queue for io_uring's IOPOLL.
 for m in crct10dif_generic crc-t10dif crc64-rocksoft t10-pi nvme vfio vfio_iommu_type1 vfio-pci; do
-  modprobe "$m" || echo "modprobe $m failed"
+  args=""
+  if [ "$m" = nvme ] && [ "$mode" = bench ]; then args="poll_queues=1"; fi
+  modprobe "$m" $args || echo "modprobe $m failed"
 done
 sleep 2
-mode=$(sed -n 's/.*vfiocheck=\([a-z-]*\).*/\1/p' /proc/cmdline)
 echo "== guest: $(uname -r), mode $mode, iommu groups: $(ls /sys/kernel/iommu_groups | wc -l)"
-RUST_LOG=${RUST_LOG:-info} /bin/vfio_check "$mode"
-echo "VFIO-CHECK-EXIT $?"
+if [ "$mode" = bench ]; then
+  seconds=$(sed -n 's/.*vfiobench=\([0-9.]*\).*/\1/p' /proc/cmdline)
+  RUST_LOG=${RUST_LOG:-warn} /bin/vfio_bench "$seconds"
+else
+  RUST_LOG=${RUST_LOG:-info} /bin/vfio_check "$mode"
+  echo "VFIO-CHECK-EXIT $?"
+fi
 poweroff -f
 INIT
 chmod +x "$R/init"
@@ -87,7 +108,7 @@ boot() {
   timeout "$TIMEOUT_S" qemu-system-x86_64 $accel -machine q35 -device intel-iommu \
     -m 1G -smp 2 -nographic -no-reboot \
     -kernel "$KERNEL" -initrd "$WORK/initrd.img" \
-    -append "console=ttyS0 panic=-1 quiet intel_iommu=on vfiocheck=$mode" \
+    -append "console=ttyS0 panic=-1 quiet intel_iommu=on vfiocheck=$mode vfiobench=$BENCH_SECONDS" \
     -drive file="$WORK/plain.img",if=none,id=d1,format=raw,cache=none,discard=unmap \
     -drive file="$WORK/pisep.img",if=none,id=d2,format=raw,cache=none,discard=unmap \
     -drive file="$WORK/piinl.img",if=none,id=d3,format=raw,cache=none,discard=unmap \
@@ -95,10 +116,18 @@ boot() {
     -device nvme-ns,bus=nvme0,drive=d1,nsid=1,logical_block_size=4096,physical_block_size=4096 \
     -device nvme-ns,bus=nvme0,drive=d2,nsid=2,logical_block_size=4096,physical_block_size=4096,ms=8,mset=0,pi=1 \
     -device nvme-ns,bus=nvme0,drive=d3,nsid=3,logical_block_size=4096,physical_block_size=4096,ms=8,mset=1,pi=1 \
-    </dev/null 2>&1 | tee "$log" | grep -E '^(PASS|FAIL|VFIO-CHECK|controller|namespace|  |== guest)' || true
+    </dev/null 2>&1 | tee "$log" | grep -E '^(PASS|FAIL|VFIO-CHECK|BENCH|controller|namespace|  |== guest)' || true
 }
 
 result() { grep -a -o 'VFIO-CHECK passed=[0-9]* failed=[0-9]*' "$1" | tail -1; }
+
+if [ "$BENCH" = 1 ]; then
+  boot bench "$WORK/boot-bench.log"
+  grep -a '^BENCH' "$WORK/boot-bench.log" > "$WORK/bench.txt" || true
+  echo "== results in $WORK/bench.txt"
+  grep -q 'mode=vfio qd=32 iops=' "$WORK/bench.txt"
+  exit
+fi
 
 boot run "$WORK/boot-run.log"
 first=$(result "$WORK/boot-run.log" || true)

@@ -17,8 +17,8 @@
 //! - Completions are found by the phase tag; the CQ head doorbell is written
 //!   once per poll that consumed entries, the SQ tail doorbell once per
 //!   submit or poll that queued entries.
-//! - Every `HEALTH_CHECK_EVERY` empty polls (and in `wait`), the queue checks
-//!   CSTS.CFS and its commands' deadlines. Either problem resets the
+//! - Every `HEALTH_CHECK_INTERVAL` while polling (and in `wait`), the queue
+//!   checks CSTS.CFS and its commands' deadlines. Either problem resets the
 //!   controller, which fails every command in flight on every queue pair with
 //!   an error: none of them is ever reported as a success.
 
@@ -39,8 +39,10 @@ use crate::error::{IoError, OpenError, RefuseReason, Refused};
 use crate::queue::{self, QueuePair};
 
 const PAGE: usize = 4096;
-/// Empty polls between two health checks (CSTS and deadlines).
+/// Empty polls between two looks at the clock for a health check.
 const HEALTH_CHECK_EVERY: u32 = 1024;
+/// Time between two health checks (CSTS.CFS and deadlines) while polling.
+const HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 /// The most NVMe commands one slot has in flight at once.
 pub(crate) const PIECES_MAX: u32 = 8;
 /// Blocks per Write Zeroes command (its NLB field is 16 bits).
@@ -127,6 +129,7 @@ pub struct VfioQueuePair {
     occupied: u32,
     ready: VecDeque<Completion>,
     empty_polls: u32,
+    last_health_check: Instant,
     /// Fault injection for the hardware tier: the next host-PI write carries
     /// a wrong guard.
     corrupt_next_guard: bool,
@@ -197,6 +200,7 @@ impl VfioQueuePair {
             occupied: 0,
             ready: VecDeque::with_capacity(depth as usize),
             empty_polls: 0,
+            last_health_check: Instant::now(),
             corrupt_next_guard: false,
         };
         if let Err(e) = queue.create_queues() {
@@ -706,7 +710,13 @@ impl QueuePair for VfioQueuePair {
             self.empty_polls += 1;
             if self.empty_polls >= HEALTH_CHECK_EVERY {
                 self.empty_polls = 0;
-                self.check_health();
+                // Reading CSTS is an MMIO read (a trap into the hypervisor
+                // under emulation): at most every HEALTH_CHECK_INTERVAL.
+                let now = Instant::now();
+                if now.duration_since(self.last_health_check) >= HEALTH_CHECK_INTERVAL {
+                    self.last_health_check = now;
+                    self.check_health();
+                }
             }
         }
         self.ready.pop_front()

@@ -257,6 +257,37 @@ fn reset_with_commands_in_flight(ns: &VfioNamespace, settle: bool) -> Result<(),
     Ok(())
 }
 
+fn lost_command_times_out(controller: &Arc<Controller>, nsid: u32) -> Result<(), String> {
+    let options = VfioOptions {
+        command_timeout: Duration::from_millis(500),
+        ..VfioOptions::default()
+    };
+    let ns = VfioNamespace::open(controller, nsid, &options).map_err(|e| e.to_string())?;
+    let mut queue = ns.open_queue_pair(4).map_err(|e| e.to_string())?;
+    let buf = ns
+        .buffers()
+        .alloc(ns.geometry().lba_bytes as usize)
+        .ok_or("buffer")?;
+    queue.lose_next_doorbell();
+    let started = std::time::Instant::now();
+    let done = run_one(&mut queue, Command::Read { lba: 5, buf });
+    let waited = started.elapsed();
+    match done.result {
+        Err(IoError::Device { lba: 5, errno }) if errno == libc::ETIMEDOUT => {}
+        other => return Err(format!("expected ETIMEDOUT at lba 5, got {other:?}")),
+    }
+    if waited < Duration::from_millis(500) {
+        return Err(format!(
+            "timed out after {waited:?}, before its 500 ms deadline"
+        ));
+    }
+    println!("  lost command failed with ETIMEDOUT after {waited:?}");
+    let buf = done.buf.ok_or("buffer back")?;
+    run_one(&mut queue, Command::Read { lba: 5, buf })
+        .result
+        .map_err(|e| format!("read after the timeout's reset: {e}"))
+}
+
 fn write_flip_target(ns: &VfioNamespace) -> Result<(), String> {
     let mut queue = ns.queue_pair(2).map_err(|e| e.to_string())?;
     for (lba, seed) in [(FLIP_LBA, 777), (FLIP_LBA + 1, 778)] {
@@ -445,6 +476,12 @@ fn run_namespace(tally: &mut Tally, controller: &Arc<Controller>, nsid: u32, mod
     tally.check(&name(what), || {
         reset_with_commands_in_flight(&namespace, settle)
     });
+    if kind == "plain" {
+        tally.check(
+            &name("lost command times out, controller reset, queue recovers"),
+            || lost_command_times_out(controller, nsid),
+        );
+    }
     if kind != "plain" {
         tally.check(&name("write target block for the bit flip"), || {
             write_flip_target(&namespace)

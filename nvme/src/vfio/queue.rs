@@ -133,6 +133,9 @@ pub struct VfioQueuePair {
     /// Fault injection for the hardware tier: the next host-PI write carries
     /// a wrong guard.
     corrupt_next_guard: bool,
+    /// Fault injection: the next submission does not ring the doorbell, so
+    /// the controller never sees it and it must time out.
+    lose_next_doorbell: bool,
 }
 
 impl std::fmt::Debug for VfioQueuePair {
@@ -202,6 +205,7 @@ impl VfioQueuePair {
             empty_polls: 0,
             last_health_check: Instant::now(),
             corrupt_next_guard: false,
+            lose_next_doorbell: false,
         };
         if let Err(e) = queue.create_queues() {
             ctrl.give_qid(qid);
@@ -239,6 +243,14 @@ impl VfioQueuePair {
     /// tier's PI checks.
     pub fn corrupt_next_guard(&mut self) {
         self.corrupt_next_guard = true;
+    }
+
+    /// Fault injection: the next command is queued without ringing the
+    /// doorbell, as if the controller had lost it. It stays unanswered until
+    /// its deadline, when the queue pair resets the controller and fails it
+    /// with `ETIMEDOUT`. For the hardware tier's timeout check.
+    pub fn lose_next_doorbell(&mut self) {
+        self.lose_next_doorbell = true;
     }
 
     /// Fault injection: resets the controller now, as a fatal status or a
@@ -681,6 +693,10 @@ impl QueuePair for VfioQueuePair {
             if !self.issue_next(index, cid) {
                 break;
             }
+        }
+        if self.lose_next_doorbell {
+            self.lose_next_doorbell = false;
+            return Ok(());
         }
         self.sq_doorbell();
         self.sq_dirty = false;

@@ -77,7 +77,10 @@ for m in crct10dif_generic crc-t10dif crc64-rocksoft t10-pi nvme vfio vfio_iommu
   modprobe "$m" $args || echo "modprobe $m failed"
 done
 sleep 2
-echo "== guest: $(uname -r), mode $mode, iommu groups: $(ls /sys/kernel/iommu_groups | wc -l)"
+# The first boot runs with hugepages reserved (the DMA pools' hugepage path),
+# the second and the bench without (the 4 KiB fallback).
+if [ "$mode" = run ]; then echo 192 > /proc/sys/vm/nr_hugepages; fi
+echo "== guest: $(uname -r), mode $mode, iommu groups: $(ls /sys/kernel/iommu_groups | wc -l), hugepages: $(cat /proc/sys/vm/nr_hugepages)"
 if [ "$mode" = bench ]; then
   seconds=$(sed -n 's/.*vfiobench=\([0-9.]*\).*/\1/p' /proc/cmdline)
   RUST_LOG=${RUST_LOG:-warn} /bin/vfio_bench "$seconds"

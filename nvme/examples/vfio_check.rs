@@ -18,6 +18,8 @@
 //!   with PRACT must read back with a guard equal to the software CRC;
 //! - a controller reset with commands in flight: every one comes back, none
 //!   claims success without its data, and the queue works afterwards;
+//! - a command whose doorbell is withheld times out (`ETIMEDOUT`), resets
+//!   the controller, and the queue works afterwards;
 //! - block FLIP_LBA of each PI namespace is written for `verify-flip`;
 //! - clean shutdown (CC.SHN), then the controller goes back to `nvme`.
 //!
@@ -445,9 +447,10 @@ fn run_namespace(tally: &mut Tally, controller: &Arc<Controller>, nsid: u32, mod
     };
     let kind = kind(namespace.as_ref());
     println!(
-        "namespace {nsid} ({kind}): {} {:?}",
+        "namespace {nsid} ({kind}): {} {:?}, buffer pool hugepage-backed: {}",
         namespace.describe(),
-        namespace.geometry()
+        namespace.geometry(),
+        namespace.buffers().hugepage_backed()
     );
     let name = |what: &str| format!("{bdf} ns{nsid} {kind}: {what}");
     if mode == "verify-flip" {

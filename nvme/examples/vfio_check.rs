@@ -152,15 +152,19 @@ fn large_transfers(ns: &VfioNamespace) -> Result<(), String> {
     Ok(())
 }
 
-fn bad_guard_is_corruption(ns: &VfioNamespace) -> Result<(), String> {
-    let lba = 4242;
+fn bad_tuple_is_corruption(ns: &VfioNamespace, guard: bool) -> Result<(), String> {
+    let lba = if guard { 4242 } else { 4300 };
     let mut queue = ns.open_queue_pair(4).map_err(|e| e.to_string())?;
     let mut buf = ns
         .buffers()
         .alloc(4 * ns.geometry().lba_bytes as usize)
         .ok_or("buffer")?;
     pattern(&mut buf, 9);
-    queue.corrupt_next_guard();
+    if guard {
+        queue.corrupt_next_guard();
+    } else {
+        queue.corrupt_next_reference_tag();
+    }
     let done = run_one(
         &mut queue,
         Command::Write {
@@ -524,7 +528,11 @@ fn run_namespace(tally: &mut Tally, controller: &Arc<Controller>, nsid: u32, mod
         });
         tally.check(
             &name("wrong host guard -> 0x282 -> corruption error with LBA"),
-            || bad_guard_is_corruption(&host_ns),
+            || bad_tuple_is_corruption(&host_ns, true),
+        );
+        tally.check(
+            &name("wrong host reference tag -> 0x284 -> corruption error with LBA"),
+            || bad_tuple_is_corruption(&host_ns, false),
         );
         tally.check(&name("host PI: transfer above MDTS"), || {
             large_transfers(&host_ns)

@@ -133,6 +133,9 @@ pub struct VfioQueuePair {
     /// Fault injection for the hardware tier: the next host-PI write carries
     /// a wrong guard.
     corrupt_next_guard: bool,
+    /// Fault injection: the next host-PI write carries a reference tag that
+    /// is not its LBA, as a misdirected write would.
+    corrupt_next_reference_tag: bool,
     /// Fault injection: the next submission does not ring the doorbell, so
     /// the controller never sees it and it must time out.
     lose_next_doorbell: bool,
@@ -205,6 +208,7 @@ impl VfioQueuePair {
             empty_polls: 0,
             last_health_check: Instant::now(),
             corrupt_next_guard: false,
+            corrupt_next_reference_tag: false,
             lose_next_doorbell: false,
         };
         if let Err(e) = queue.create_queues() {
@@ -243,6 +247,13 @@ impl VfioQueuePair {
     /// tier's PI checks.
     pub fn corrupt_next_guard(&mut self) {
         self.corrupt_next_guard = true;
+    }
+
+    /// Fault injection: the next write on a namespace with host-generated
+    /// protection information carries a reference tag one past its LBA, so
+    /// the controller must refuse it (status 0x284).
+    pub fn corrupt_next_reference_tag(&mut self) {
+        self.corrupt_next_reference_tag = true;
     }
 
     /// Fault injection: the next command is queued without ringing the
@@ -372,6 +383,10 @@ impl VfioQueuePair {
                                 tuple.guard ^= 0x5a5a;
                                 corrupt = true;
                             }
+                            if b == 0 && self.corrupt_next_reference_tag {
+                                tuple.reference_tag = tuple.reference_tag.wrapping_add(1);
+                                corrupt = true;
+                            }
                             memory.write64(
                                 metadata_area + b * TUPLE_BYTES,
                                 u64::from_ne_bytes(tuple.encode()),
@@ -401,6 +416,7 @@ impl VfioQueuePair {
         };
         if corrupt {
             self.corrupt_next_guard = false;
+            self.corrupt_next_reference_tag = false;
         }
         self.pieces[usize::from(cid)] = Some(piece);
         if let Some(slot) = self.slots[index as usize].as_mut() {
@@ -511,7 +527,10 @@ impl VfioQueuePair {
             };
             let error = match cqe.status.class() {
                 StatusClass::Success => None,
-                StatusClass::Integrity => Some(IoError::Integrity { lba: piece.lba }),
+                StatusClass::Integrity => {
+                    tracing::warn!(qid = self.qid, cid, status = ?cqe.status, ?op, lba = piece.lba, blocks = piece.blocks, "vfio: protection information check failed");
+                    Some(IoError::Integrity { lba: piece.lba })
+                }
                 StatusClass::Media => Some(IoError::Media { lba: piece.lba }),
                 StatusClass::Failed => {
                     tracing::warn!(qid = self.qid, cid, status = ?cqe.status, ?op, lba = piece.lba, "vfio: command failed");

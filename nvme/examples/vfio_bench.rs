@@ -17,11 +17,10 @@
 //! the first 256 MiB of namespace 1, filled first so no read hits a hole.
 #![allow(unsafe_code)] // getrusage
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nvme::uring::UringOptions;
-use nvme::vfio::{bind, Controller, VfioNamespace, VfioOptions};
+use nvme::vfio::{bind, VfioOptions};
 use nvme::{Backend, Command, Namespace, OpenOptions};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -253,20 +252,9 @@ fn main() {
             report(name, depth, &randread(ns.as_ref(), depth, seconds, spin));
         }
     }
-    if let Err(e) = bind::bind_vfio(&bdf) {
-        println!("BENCH mode=vfio error={:?}", e.to_string());
-        return;
-    }
-    let controller = match Controller::open(&bdf, 4) {
-        Ok(c) => c,
-        Err(e) => {
-            println!("BENCH mode=vfio error={:?}", e.to_string());
-            return;
-        }
-    };
-    let ns: Arc<dyn Namespace> = match VfioNamespace::open(&controller, 1, &VfioOptions::default())
-    {
-        Ok(ns) => Arc::new(ns),
+    // The daemon's entry point: binds to vfio-pci, brings the controller up.
+    let ns = match nvme::vfio::open(&format!("vfio:{bdf}/ns1"), &VfioOptions::default()) {
+        Ok(ns) => ns,
         Err(e) => {
             println!("BENCH mode=vfio error={:?}", e.to_string());
             return;
@@ -276,6 +264,5 @@ fn main() {
         report("vfio", depth, &randread(ns.as_ref(), depth, seconds, true));
     }
     drop(ns);
-    drop(controller);
     let _ = bind::bind_kernel(&bdf, "nvme");
 }

@@ -238,8 +238,8 @@ fn logical_block_bytes(file: &File) -> io::Result<u32> {
 }
 
 // Linux's BLKDISCARD and BLKZEROOUT: _IO(0x12, 119) and _IO(0x12, 127).
-const BLKDISCARD: libc::c_ulong = 0x1277;
-const BLKZEROOUT: libc::c_ulong = 0x127f;
+const BLKDISCARD: libc::Ioctl = 0x1277;
+const BLKZEROOUT: libc::Ioctl = 0x127f;
 
 /// Makes `bytes` at `offset` read back as zeroes.
 pub(crate) fn zero_range(file: &File, kind: DeviceKind, offset: u64, bytes: u64) -> io::Result<()> {
@@ -284,7 +284,7 @@ fn fallocate(file: &File, mode: libc::c_int, offset: u64, bytes: u64) -> io::Res
     Ok(())
 }
 
-fn range_ioctl(file: &File, request: libc::c_ulong, offset: u64, bytes: u64) -> io::Result<()> {
+fn range_ioctl(file: &File, request: libc::Ioctl, offset: u64, bytes: u64) -> io::Result<()> {
     let range: [u64; 2] = [offset, bytes];
     // SAFETY: BLKDISCARD / BLKZEROOUT read a `[u64; 2]` {start, length} through
     // the pointer, which points to a live local of that exact type.

@@ -18,9 +18,11 @@
 //! - [`uring`]: io_uring with registered files and buffers, optional SQPOLL.
 //! - [`sim`]: in memory, deterministic from a seed, with a crash-state model
 //!   and fault injection. The engine's simulator runs on it.
+//! - [`vfio`] (Linux): the userspace NVMe driver over VFIO, polled queue
+//!   pairs, hardware protection information.
 //!
 //! `unsafe` is confined to [`buffer`] (the mmap'd pool), [`device`] (block
-//! device ioctls) and the backends.
+//! device ioctls) and the backends (in vfio, to its `sys` module).
 
 #![deny(missing_docs)]
 
@@ -36,6 +38,8 @@ pub mod sim;
 
 pub mod sync;
 pub mod uring;
+#[cfg(target_os = "linux")]
+pub mod vfio;
 
 pub use buffer::{BufferPool, DmaBuf, PoolClass, PoolConfig};
 pub use command::{Command, Completion};

@@ -169,7 +169,7 @@ impl Vm {
             let file = spec.backing(format);
             let node = match &spec.blkdebug {
                 Some((f, rules)) if *f == format => format!(
-                    "driver=raw,node-name=d{nsid},file.driver=blkdebug,file.config={},file.image.driver=file,file.image.filename={}",
+                    "driver=raw,node-name=d{nsid},file.driver=blkdebug,file.align=4096,file.config={},file.image.driver=file,file.image.filename={}",
                     rules.display(),
                     file.display()
                 ),
@@ -180,7 +180,7 @@ impl Vm {
             };
             command.args(["-blockdev", &node]).args([
                 "-device",
-                &format!("nvme-ns,bus=nvme0,drive=d{nsid},nsid={nsid},{}", format.options()),
+                &format!("nvme-ns,id=ns{nsid},bus=nvme0,drive=d{nsid},nsid={nsid},{}", format.options()),
             ]);
         }
         command

@@ -1,6 +1,15 @@
 //! I/O errors: QEMU's blkdebug fails reads of one record's sector and every
-//! write, from the first flush after boot on; clients get errors, the
-//! appliance stays up, error metrics move, and no acknowledged write is lost.
+//! write once the host arms it; clients get errors, the appliance stays up,
+//! error metrics move, and no acknowledged write is lost.
+//!
+//! Arming: blkdebug starts in state 1 and moves to state 2 on a
+//! read-modify-write, which a guest writing whole 4 KiB blocks into a node
+//! with 4 KiB alignment never causes; the harness causes one itself through
+//! the monitor (`qemu-io -d ns1 "write ..."` of 512 bytes inside the
+//! namespace's last block, which lies in a free segment) once the appliance
+//! is ready. Events the guest also causes cannot arm it: the first flush, or
+//! a write-zeroes, happen while the engine opens the store, and the open
+//! then fails.
 
 use std::time::Duration;
 
@@ -31,13 +40,14 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
             .ok_or_else(|| anyhow::anyhow!("the victim's value is not in the backing file"))?;
         at / 512
     };
-    // blkdebug starts in state 1; the first flush moves it to state 2, in
-    // which reads of the victim's sector and all writes fail with EIO.
+    // In state 2 (after the host's write-zeroes) reads of the victim's
+    // sector and all writes fail with EIO.
     let rules = dir.join("blkdebug.conf");
     std::fs::write(
         &rules,
         format!(
-            "[set-state]\nevent = \"flush_to_disk\"\nstate = \"1\"\nnew_state = \"2\"\n\n\
+            "[set-state]\nevent = \"pwritev_rmw_head\"\nstate = \"1\"\nnew_state = \"2\"\n\n\
+             [set-state]\nevent = \"pwritev_rmw_tail\"\nstate = \"1\"\nnew_state = \"2\"\n\n\
              [inject-error]\nevent = \"read_aio\"\nstate = \"2\"\nerrno = \"5\"\nsector = \"{sector}\"\n\n\
              [inject-error]\nevent = \"write_aio\"\nstate = \"2\"\nerrno = \"5\"\n"
         ),
@@ -48,7 +58,16 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
     let mut acked: Vec<(String, usize)> = keys.clone();
     run.step("faults on: writes and the victim's read fail, the rest is served, the appliance stays up", |run| {
         let mut con = connect(vm.resp, CLIENT_TIMEOUT)?;
+        // Not the victim: reading it would put it in the value cache.
+        let others: Vec<(String, usize)> = keys.iter().filter(|k| k.0 != victim.0).cloned().collect();
+        let check = check_all(&mut con, &others, 50)?;
+        anyhow::ensure!(check.is_empty(), "before arming, {} keys are wrong: {:?}", check.len(), &check[..check.len().min(5)]);
         let before = metrics(&vm)?;
+        let last_block = crate::qemu::NAMESPACE_FILE_BYTES - 4096;
+        // The write itself fails once armed; what proves the arming is that
+        // the guest's writes fail next.
+        let armed = vm.monitor(&format!("qemu-io -d ns1 \"write {} 512\"", last_block + 512))?;
+        run.notes.push(format!("armed: {}", armed.lines().filter(|l| !l.contains("(qemu)") && !l.trim().is_empty() && !l.contains("qemu-io")).collect::<Vec<_>>().join(" ")));
         let mut write_errors = 0;
         for i in 0..20 {
             let key = (format!("io:after:{i}"), 100);
@@ -70,7 +89,6 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
             Ok(None) => anyhow::bail!("the victim is missing"),
             Err(e) => run.notes.push(format!("GET {} -> {e}", victim.0)),
         }
-        let others: Vec<(String, usize)> = keys.iter().filter(|k| k.0 != victim.0).cloned().collect();
         let bad = check_all(&mut con, &others, 50)?;
         anyhow::ensure!(bad.is_empty(), "{} other keys failed under faults: {:?}", bad.len(), &bad[..bad.len().min(5)]);
         let (status, _) = crate::http::get(vm.admin, "/livez", Duration::from_secs(5))?;

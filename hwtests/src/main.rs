@@ -25,7 +25,9 @@ use report::{Outcome, Status};
 
 /// Runs the hardware-in-the-loop scenarios against the appliance image.
 #[derive(Parser)]
-#[command(after_help = "Scenarios: smoke, power-loss, bit-flip, io-errors, stall, disk-boot (or all).\nExample:\n  cargo run -p hwtests -- all\n  cargo run -p hwtests -- --no-build smoke stall")]
+#[command(
+    after_help = "Scenarios: smoke, power-loss, bit-flip, io-errors, stall, disk-boot (or all).\nExample:\n  cargo run -p hwtests -- all\n  cargo run -p hwtests -- --no-build smoke stall"
+)]
 struct Args {
     /// Scenarios to run, in order (default: all).
     scenarios: Vec<String>,
@@ -68,7 +70,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let started = Instant::now();
     let names = scenarios::select(&args.scenarios)?;
     let root = workspace_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     prereq::ensure()?;
     let image_dir = target.join("image");
     let build_time = if args.no_build {
@@ -78,7 +81,9 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = std::process::Command::new(cargo)
             .current_dir(&root)
-            .args(["run", "--quiet", "--locked", "-p", "image", "--", "build", "--out"])
+            .args([
+                "run", "--quiet", "--locked", "-p", "image", "--", "build", "--out",
+            ])
             .arg(&image_dir)
             .status()
             .context("cannot run cargo run -p image")?;

@@ -10,9 +10,9 @@ pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-    }) || Path::new("/sbin").join(program).is_file()
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        || Path::new("/sbin").join(program).is_file()
         || Path::new("/usr/sbin").join(program).is_file()
 }
 
@@ -28,21 +28,45 @@ fn musl_installed() -> bool {
     Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == MUSL_TARGET))
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == MUSL_TARGET)
+        })
 }
 
 /// (what, Debian package) for everything missing.
 fn missing() -> Vec<(&'static str, &'static str)> {
     let checks: [(&str, &str, bool); 9] = [
-        ("qemu-system-x86_64", "qemu-system-x86", on_path("qemu-system-x86_64")),
+        (
+            "qemu-system-x86_64",
+            "qemu-system-x86",
+            on_path("qemu-system-x86_64"),
+        ),
         ("a kernel in /boot", "linux-image-amd64", kernel_installed()),
-        ("OVMF (/usr/share/ovmf/OVMF.fd)", "ovmf", Path::new(OVMF).is_file()),
-        ("static busybox", "busybox-static", Path::new("/bin/busybox").is_file()),
-        ("systemd-boot", "systemd-boot-efi", Path::new("/usr/lib/systemd/boot/efi/systemd-bootx64.efi").is_file()),
+        (
+            "OVMF (/usr/share/ovmf/OVMF.fd)",
+            "ovmf",
+            Path::new(OVMF).is_file(),
+        ),
+        (
+            "static busybox",
+            "busybox-static",
+            Path::new("/bin/busybox").is_file(),
+        ),
+        (
+            "systemd-boot",
+            "systemd-boot-efi",
+            Path::new("/usr/lib/systemd/boot/efi/systemd-bootx64.efi").is_file(),
+        ),
         ("mkfs.vfat", "dosfstools", on_path("mkfs.vfat")),
         ("mcopy", "mtools", on_path("mcopy")),
         ("sfdisk", "fdisk", on_path("sfdisk")),
-        ("musl-gcc (for the musl target)", "musl-tools", on_path("musl-gcc")),
+        (
+            "musl-gcc (for the musl target)",
+            "musl-tools",
+            on_path("musl-gcc"),
+        ),
     ];
     checks
         .into_iter()
@@ -69,7 +93,10 @@ pub fn ensure() -> anyhow::Result<()> {
         if !gone.is_empty() {
             let packages: Vec<&str> = gone.iter().map(|(_, p)| *p).collect();
             println!("hwtests: installing {}", packages.join(" "));
-            let ok = Command::new("apt-get").args(["update", "-qq"]).status()?.success()
+            let ok = Command::new("apt-get")
+                .args(["update", "-qq"])
+                .status()?
+                .success()
                 && Command::new("apt-get")
                     .args(["install", "-y", "-qq", "--no-install-recommends"])
                     .args(&packages)
@@ -79,7 +106,10 @@ pub fn ensure() -> anyhow::Result<()> {
             anyhow::ensure!(ok, "apt-get install {} failed", packages.join(" "));
         }
         if !musl {
-            let ok = Command::new("rustup").args(["target", "add", MUSL_TARGET]).status()?.success();
+            let ok = Command::new("rustup")
+                .args(["target", "add", MUSL_TARGET])
+                .status()?
+                .success();
             anyhow::ensure!(ok, "rustup target add {MUSL_TARGET} failed");
         }
         gone = missing();
@@ -92,7 +122,9 @@ pub fn ensure() -> anyhow::Result<()> {
         .map(|(what, package)| format!("  {what}: apt-get install {package}"))
         .collect();
     if !musl_installed() {
-        lines.push(format!("  the Rust target {MUSL_TARGET}: rustup target add {MUSL_TARGET}"));
+        lines.push(format!(
+            "  the Rust target {MUSL_TARGET}: rustup target add {MUSL_TARGET}"
+        ));
     }
     anyhow::bail!(
         "the hardware tier needs (run as root to install automatically):\n{}",

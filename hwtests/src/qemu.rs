@@ -43,7 +43,9 @@ impl Format {
     fn options(self) -> &'static str {
         match self {
             Format::Plain => "logical_block_size=4096,physical_block_size=4096",
-            Format::PiSeparate => "logical_block_size=4096,physical_block_size=4096,ms=8,mset=0,pi=1",
+            Format::PiSeparate => {
+                "logical_block_size=4096,physical_block_size=4096,ms=8,mset=0,pi=1"
+            }
             Format::PiInline => "logical_block_size=4096,physical_block_size=4096,ms=8,mset=1,pi=1",
         }
     }
@@ -180,7 +182,10 @@ impl Vm {
             };
             command.args(["-blockdev", &node]).args([
                 "-device",
-                &format!("nvme-ns,id=ns{nsid},bus=nvme0,drive=d{nsid},nsid={nsid},{}", format.options()),
+                &format!(
+                    "nvme-ns,id=ns{nsid},bus=nvme0,drive=d{nsid},nsid={nsid},{}",
+                    format.options()
+                ),
             ]);
         }
         command
@@ -214,9 +219,7 @@ impl Vm {
             if let Some(status) = self.child.try_wait()? {
                 anyhow::bail!("QEMU exited ({status}) before the appliance was ready");
             }
-            if let Ok((200, _)) =
-                crate::http::get(self.admin, "/readyz", Duration::from_secs(2))
-            {
+            if let Ok((200, _)) = crate::http::get(self.admin, "/readyz", Duration::from_secs(2)) {
                 return Ok(self.started.elapsed());
             }
             anyhow::ensure!(

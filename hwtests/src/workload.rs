@@ -78,7 +78,10 @@ pub fn check_all(
             match got {
                 None => bad.push(format!("{key}: missing")),
                 Some(v) if v != value_for(key, *len) => {
-                    bad.push(format!("{key}: wrong value ({} bytes, expected {len})", v.len()));
+                    bad.push(format!(
+                        "{key}: wrong value ({} bytes, expected {len})",
+                        v.len()
+                    ));
                 }
                 Some(_) => {}
             }

@@ -143,7 +143,7 @@ pub fn build(disk: &Disk<'_>, work: &Path) -> anyhow::Result<PathBuf> {
     file.seek(SeekFrom::Start(ESP_START))?;
     file.write_all(&std::fs::read(&esp)?)?;
     anyhow::ensure!(
-        disk.config_text.len() as u64 <= CONFIG_PART_BYTES - 1,
+        (disk.config_text.len() as u64) < CONFIG_PART_BYTES,
         "the config is larger than its partition"
     );
     file.seek(SeekFrom::Start(CONFIG_START))?;

@@ -90,12 +90,25 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn cargo_build(root: &Path, target: &str, package: &str, rustflags: Option<&str>) -> anyhow::Result<()> {
+fn cargo_build(
+    root: &Path,
+    target: &str,
+    package: &str,
+    rustflags: Option<&str>,
+) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(root)
-        .args(["build", "--release", "--locked", "--target", target, "-p", package])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            target,
+            "-p",
+            package,
+        ])
         // Paths inside the binaries do not depend on where the checkout is.
         .env(
             "RUSTFLAGS",
@@ -142,7 +155,13 @@ fn add_file(entries: &mut BTreeMap<String, Entry>, path: &str, mode: u32, data: 
     entries.insert(path.to_string(), Entry::File { mode, data });
 }
 
-fn build(root: &Path, target: &Path, out: &Path, config: &Path, no_cargo: bool) -> anyhow::Result<()> {
+fn build(
+    root: &Path,
+    target: &Path,
+    out: &Path,
+    config: &Path,
+    no_cargo: bool,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let tools = tools::check()?;
     tools::check_rust_target(INIT_TARGET)?;
@@ -155,7 +174,12 @@ fn build(root: &Path, target: &Path, out: &Path, config: &Path, no_cargo: bool) 
     };
     if !no_cargo {
         cargo_build(root, INIT_TARGET, "veltrix-init", None)?;
-        cargo_build(root, DAEMON_TARGET, "appliance", Some("-C target-feature=+crt-static"))?;
+        cargo_build(
+            root,
+            DAEMON_TARGET,
+            "appliance",
+            Some("-C target-feature=+crt-static"),
+        )?;
     }
     let init = target.join(INIT_TARGET).join("release/veltrix-init");
     let daemon = target.join(DAEMON_TARGET).join("release/veltrixd");
@@ -166,22 +190,44 @@ fn build(root: &Path, target: &Path, out: &Path, config: &Path, no_cargo: bool) 
     for dir in ["dev", "proc", "sys", "run", "tmp", "bin", "etc/veltrix"] {
         add_parents(&mut entries, &format!("{dir}/x"));
     }
-    entries.insert("dev/console".into(), Entry::CharDevice { major: 5, minor: 1 });
+    entries.insert(
+        "dev/console".into(),
+        Entry::CharDevice { major: 5, minor: 1 },
+    );
     add_file(&mut entries, "init", 0o755, stripped(&init)?);
     add_file(&mut entries, "bin/veltrixd", 0o755, stripped(&daemon)?);
-    add_file(&mut entries, "bin/busybox", 0o755, std::fs::read(&tools.busybox)?);
-    add_file(&mut entries, "etc/veltrix/veltrix.toml", 0o644, config_text.clone().into_bytes());
+    add_file(
+        &mut entries,
+        "bin/busybox",
+        0o755,
+        std::fs::read(&tools.busybox)?,
+    );
+    add_file(
+        &mut entries,
+        "etc/veltrix/veltrix.toml",
+        0o644,
+        config_text.clone().into_bytes(),
+    );
     let mut list = String::from("# Loaded by veltrix-init in this order (written by image).\n");
     for m in modules::BOOT_MODULES {
         list.push_str(m);
         list.push('\n');
     }
-    add_file(&mut entries, "etc/veltrix/modules", 0o644, list.into_bytes());
+    add_file(
+        &mut entries,
+        "etc/veltrix/modules",
+        0o644,
+        list.into_bytes(),
+    );
     add_modules(&mut entries, kver, out)?;
 
     let initramfs = out.join("initramfs.img");
     let mut archive = Vec::new();
-    cpio::write(&mut archive, &entries, u32::try_from(epoch).context("epoch")?)?;
+    cpio::write(
+        &mut archive,
+        &entries,
+        u32::try_from(epoch).context("epoch")?,
+    )?;
     std::fs::write(&initramfs, &archive)?;
     let kernel_out = out.join("vmlinuz");
     std::fs::copy(vmlinuz, &kernel_out)?;
@@ -228,7 +274,11 @@ fn firmware_config_check(text: &str, path: &Path) -> anyhow::Result<()> {
 
 /// Copies the needed modules into a scratch root, runs depmod there, and
 /// adds the result to the archive.
-fn add_modules(entries: &mut BTreeMap<String, Entry>, kver: &str, out: &Path) -> anyhow::Result<()> {
+fn add_modules(
+    entries: &mut BTreeMap<String, Entry>,
+    kver: &str,
+    out: &Path,
+) -> anyhow::Result<()> {
     let system = Path::new("/lib/modules").join(kver);
     let modules_dep = std::fs::read_to_string(system.join("modules.dep"))
         .with_context(|| format!("cannot read {}/modules.dep", system.display()))?;
@@ -242,7 +292,11 @@ fn add_modules(entries: &mut BTreeMap<String, Entry>, kver: &str, out: &Path) ->
         std::fs::copy(system.join(module), &target)
             .with_context(|| format!("cannot copy module {module}"))?;
     }
-    for file in ["modules.order", "modules.builtin", "modules.builtin.modinfo"] {
+    for file in [
+        "modules.order",
+        "modules.builtin",
+        "modules.builtin.modinfo",
+    ] {
         if system.join(file).is_file() {
             std::fs::copy(system.join(file), base.join(file))?;
         }
@@ -261,10 +315,7 @@ fn add_modules(entries: &mut BTreeMap<String, Entry>, kver: &str, out: &Path) ->
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let relative = path
-                    .strip_prefix(&scratch)?
-                    .to_string_lossy()
-                    .into_owned();
+                let relative = path.strip_prefix(&scratch)?.to_string_lossy().into_owned();
                 add_file(entries, &relative, 0o644, std::fs::read(&path)?);
             }
         }

@@ -66,7 +66,8 @@ pub fn check() -> anyhow::Result<Tools> {
         },
         Need {
             what: "depmod",
-            found: program("depmod").or_else(|| Some(PathBuf::from("/sbin/depmod")).filter(|p| p.is_file())),
+            found: program("depmod")
+                .or_else(|| Some(PathBuf::from("/sbin/depmod")).filter(|p| p.is_file())),
             package: "kmod",
         },
         Need {
@@ -76,7 +77,8 @@ pub fn check() -> anyhow::Result<Tools> {
         },
         Need {
             what: "mkfs.vfat",
-            found: program("mkfs.vfat").or_else(|| Some(PathBuf::from("/sbin/mkfs.vfat")).filter(|p| p.is_file())),
+            found: program("mkfs.vfat")
+                .or_else(|| Some(PathBuf::from("/sbin/mkfs.vfat")).filter(|p| p.is_file())),
             package: "dosfstools",
         },
         Need {
@@ -86,7 +88,8 @@ pub fn check() -> anyhow::Result<Tools> {
         },
         Need {
             what: "sfdisk",
-            found: program("sfdisk").or_else(|| Some(PathBuf::from("/sbin/sfdisk")).filter(|p| p.is_file())),
+            found: program("sfdisk")
+                .or_else(|| Some(PathBuf::from("/sbin/sfdisk")).filter(|p| p.is_file())),
             package: "fdisk",
         },
         Need {

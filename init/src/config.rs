@@ -65,7 +65,10 @@ pub fn resolve(text: &str, cmdline: &Cmdline) -> anyhow::Result<Resolved> {
     let config_path = format!("{}/veltrix.toml", crate::RUN_DIR);
     std::fs::write(&config_path, &rendered)
         .with_context(|| format!("cannot write {config_path}"))?;
-    crate::log!("namespace table {}: config for veltrixd in {config_path}", index + 1);
+    crate::log!(
+        "namespace table {}: config for veltrixd in {config_path}",
+        index + 1
+    );
     Ok(Resolved { config_path })
 }
 

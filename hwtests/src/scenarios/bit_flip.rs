@@ -28,35 +28,60 @@ fn one(ctx: &Ctx, run: &mut Run, format: Format) -> anyhow::Result<()> {
     let nsid = format.nsid();
     let spec = ctx.direct("bit-flip", format);
     let victim = (format!("bitflip:{nsid}:victim"), VALUE_BYTES);
-    let filler: Vec<(String, usize)> =
-        (0..FILLER_KEYS).map(|i| (format!("bitflip:{nsid}:{i}"), VALUE_BYTES)).collect();
+    let filler: Vec<(String, usize)> = (0..FILLER_KEYS)
+        .map(|i| (format!("bitflip:{nsid}:{i}"), VALUE_BYTES))
+        .collect();
     let mut vm = run.boot(&spec, &format!("nsid{nsid}-write"))?;
-    run.step(&format!("{}: write the victim, then {} MiB after it", format.label(), FILLER_KEYS * VALUE_BYTES >> 20), |_| {
-        let mut con = connect(vm.resp, CLIENT_TIMEOUT)?;
-        put_all(&mut con, std::slice::from_ref(&victim), 1)?;
-        put_all(&mut con, &filler, 16)
+    run.step(
+        &format!(
+            "{}: write the victim, then {} MiB after it",
+            format.label(),
+            (FILLER_KEYS * VALUE_BYTES) >> 20
+        ),
+        |_| {
+            let mut con = connect(vm.resp, CLIENT_TIMEOUT)?;
+            put_all(&mut con, std::slice::from_ref(&victim), 1)?;
+            put_all(&mut con, &filler, 16)
+        },
+    )?;
+    run.step("power off", |_| {
+        vm.power_off(Duration::from_secs(60)).map(|_| ())
     })?;
-    run.step("power off", |_| vm.power_off(Duration::from_secs(60)).map(|_| ()))?;
     drop(vm);
 
     let backing = spec.backing(format);
     let value = value_for(&victim.0, victim.1);
-    let offset = run.step("find the victim's value in the backing file, flip one bit", |_| {
-        let marker = &value[30_000..30_064];
-        let found = find_in_file(&backing, marker, 512 << 20)?
-            .ok_or_else(|| anyhow::anyhow!("the victim's value is not in {}", backing.display()))?;
-        flip_bit(&backing, found + 17, 3)?;
-        Ok(found + 17)
-    })?;
+    let offset = run.step(
+        "find the victim's value in the backing file, flip one bit",
+        |_| {
+            let marker = &value[30_000..30_064];
+            let found = find_in_file(&backing, marker, 512 << 20)?.ok_or_else(|| {
+                anyhow::anyhow!("the victim's value is not in {}", backing.display())
+            })?;
+            flip_bit(&backing, found + 17, 3)?;
+            Ok(found + 17)
+        },
+    )?;
     run.step("offline `veltrix inspect` locates the damage", |run| {
-        let out = std::process::Command::new(&ctx.veltrix).arg("inspect").arg(&backing).output()?;
+        let out = std::process::Command::new(&ctx.veltrix)
+            .arg("inspect")
+            .arg(&backing)
+            .output()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        anyhow::ensure!(out.status.code() == Some(2), "inspect exited {:?}, expected 2 (corruption): {text}", out.status.code());
+        anyhow::ensure!(
+            out.status.code() == Some(2),
+            "inspect exited {:?}, expected 2 (corruption): {text}",
+            out.status.code()
+        );
         let line = text
             .lines()
             .find(|l| l.contains("CORRUPT") && l.contains(&victim.0))
             .ok_or_else(|| anyhow::anyhow!("inspect does not name the victim key: {text}"))?;
-        run.notes.push(format!("nsid {nsid}: bit flipped at file offset {offset} (LBA {}); inspect: {}", offset / 4096, line.trim()));
+        run.notes.push(format!(
+            "nsid {nsid}: bit flipped at file offset {offset} (LBA {}); inspect: {}",
+            offset / 4096,
+            line.trim()
+        ));
         Ok(())
     })?;
 
@@ -96,9 +121,16 @@ fn one(ctx: &Ctx, run: &mut Run, format: Format) -> anyhow::Result<()> {
     run.step("every other key still reads correctly", |_| {
         let mut con = connect(vm.resp, CLIENT_TIMEOUT)?;
         let bad = check_all(&mut con, &filler, 50)?;
-        anyhow::ensure!(bad.is_empty(), "{} other keys are wrong: {:?}", bad.len(), &bad[..bad.len().min(5)]);
+        anyhow::ensure!(
+            bad.is_empty(),
+            "{} other keys are wrong: {:?}",
+            bad.len(),
+            &bad[..bad.len().min(5)]
+        );
         Ok(())
     })?;
-    run.step("power off", |_| vm.power_off(Duration::from_secs(60)).map(|_| ()))?;
+    run.step("power off", |_| {
+        vm.power_off(Duration::from_secs(60)).map(|_| ())
+    })?;
     Ok(())
 }

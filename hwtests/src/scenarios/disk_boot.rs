@@ -29,17 +29,31 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
         );
         Ok(())
     })?;
-    let keys: Vec<(String, usize)> = (0..KEYS).map(|i| (format!("disk:{i}"), len_for(i))).collect();
+    let keys: Vec<(String, usize)> = (0..KEYS)
+        .map(|i| (format!("disk:{i}"), len_for(i)))
+        .collect();
     run.step("put and get keys, status", |run| {
         let mut con = connect(vm.resp, CLIENT_TIMEOUT)?;
         put_all(&mut con, &keys, 32)?;
         let bad = check_all(&mut con, &keys, 100)?;
-        anyhow::ensure!(bad.is_empty(), "{} keys wrong: {:?}", bad.len(), &bad[..bad.len().min(5)]);
+        anyhow::ensure!(
+            bad.is_empty(),
+            "{} keys wrong: {:?}",
+            bad.len(),
+            &bad[..bad.len().min(5)]
+        );
         let (_, body) = crate::http::get(vm.admin, "/api/status", Duration::from_secs(10))?;
-        anyhow::ensure!(body.contains("io_uring (SQPOLL") && body.contains(" on /dev/nvme"), "status: {body}");
-        run.notes.push(format!("OVMF + systemd-boot booted veltrix.img and served {KEYS} keys"));
+        anyhow::ensure!(
+            body.contains("io_uring (SQPOLL") && body.contains(" on /dev/nvme"),
+            "status: {body}"
+        );
+        run.notes.push(format!(
+            "OVMF + systemd-boot booted veltrix.img and served {KEYS} keys"
+        ));
         Ok(())
     })?;
-    run.step("power off", |_| vm.power_off(Duration::from_secs(60)).map(|_| ()))?;
+    run.step("power off", |_| {
+        vm.power_off(Duration::from_secs(60)).map(|_| ())
+    })?;
     Ok(None)
 }

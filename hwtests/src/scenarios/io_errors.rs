@@ -30,14 +30,20 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
         let mut con = connect(vm.resp, CLIENT_TIMEOUT)?;
         put_all(&mut con, &keys, 16)
     })?;
-    run.step("power off", |_| vm.power_off(Duration::from_secs(60)).map(|_| ()))?;
+    run.step("power off", |_| {
+        vm.power_off(Duration::from_secs(60)).map(|_| ())
+    })?;
     drop(vm);
 
     let victim = &keys[VICTIM];
     let value = value_for(&victim.0, victim.1);
     let sector = {
-        let at = find_in_file(&plain.backing(Format::Plain), &value[20_000..20_064], 512 << 20)?
-            .ok_or_else(|| anyhow::anyhow!("the victim's value is not in the backing file"))?;
+        let at = find_in_file(
+            &plain.backing(Format::Plain),
+            &value[20_000..20_064],
+            512 << 20,
+        )?
+        .ok_or_else(|| anyhow::anyhow!("the victim's value is not in the backing file"))?;
         at / 512
     };
     // In state 2 (after the host's write-zeroes) reads of the victim's
@@ -108,10 +114,18 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
     run.step("faults off: every acknowledged write is there", |run| {
         let mut con = connect(vm.resp, CLIENT_TIMEOUT)?;
         let bad = check_all(&mut con, &acked, 50)?;
-        anyhow::ensure!(bad.is_empty(), "{} acknowledged writes lost: {:?}", bad.len(), &bad[..bad.len().min(5)]);
-        run.notes.push(format!("{} acknowledged writes present", acked.len()));
+        anyhow::ensure!(
+            bad.is_empty(),
+            "{} acknowledged writes lost: {:?}",
+            bad.len(),
+            &bad[..bad.len().min(5)]
+        );
+        run.notes
+            .push(format!("{} acknowledged writes present", acked.len()));
         Ok(())
     })?;
-    run.step("power off", |_| vm.power_off(Duration::from_secs(60)).map(|_| ()))?;
+    run.step("power off", |_| {
+        vm.power_off(Duration::from_secs(60)).map(|_| ())
+    })?;
     Ok(None)
 }

@@ -16,7 +16,14 @@ use crate::qemu::{Boot, Format, Spec, Vm};
 use crate::report::{Outcome, Status};
 
 /// Every scenario, in the order `all` runs them.
-pub const ALL: [&str; 6] = ["smoke", "power-loss", "bit-flip", "io-errors", "stall", "disk-boot"];
+pub const ALL: [&str; 6] = [
+    "smoke",
+    "power-loss",
+    "bit-flip",
+    "io-errors",
+    "stall",
+    "disk-boot",
+];
 
 /// How long a boot may take to `/readyz` under TCG on a busy machine.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(180);
@@ -59,7 +66,12 @@ pub struct Ctx {
 
 impl Ctx {
     /// Finds the image's parts and decides the accelerator.
-    pub fn new(_root: &Path, target: &Path, image: &Path, args: &crate::Args) -> anyhow::Result<Ctx> {
+    pub fn new(
+        _root: &Path,
+        target: &Path,
+        image: &Path,
+        args: &crate::Args,
+    ) -> anyhow::Result<Ctx> {
         let need = |name: &str| -> anyhow::Result<PathBuf> {
             let path = image.join(name);
             anyhow::ensure!(
@@ -70,9 +82,15 @@ impl Ctx {
             Ok(path)
         };
         let vmlinuz = need("vmlinuz")?;
-        let cmdline = std::fs::read_to_string(need("cmdline")?)?.trim().to_string();
+        let cmdline = std::fs::read_to_string(need("cmdline")?)?
+            .trim()
+            .to_string();
         let veltrix = target.join("x86_64-unknown-linux-gnu/release/veltrix");
-        anyhow::ensure!(veltrix.is_file(), "{} is missing (built with the image)", veltrix.display());
+        anyhow::ensure!(
+            veltrix.is_file(),
+            "{} is missing (built with the image)",
+            veltrix.display()
+        );
         let accel = match args.accel.as_str() {
             "auto" => probe_kvm(&vmlinuz),
             other => other.to_string(),
@@ -119,8 +137,17 @@ fn probe_kvm(vmlinuz: &Path) -> String {
         return "tcg".into();
     }
     let child = std::process::Command::new("qemu-system-x86_64")
-        .args(["-accel", "kvm", "-cpu", "host", "-machine", "pc", "-m", "256M"])
-        .args(["-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio"])
+        .args([
+            "-accel", "kvm", "-cpu", "host", "-machine", "pc", "-m", "256M",
+        ])
+        .args([
+            "-display",
+            "none",
+            "-nodefaults",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+        ])
         .arg("-kernel")
         .arg(vmlinuz)
         .args(["-append", "console=ttyS0 panic=-1"])
@@ -134,7 +161,10 @@ fn probe_kvm(vmlinuz: &Path) -> String {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(20) {
         if let Ok(Some(_)) = child.try_wait() {
-            let out = child.wait_with_output().map(|o| o.stdout).unwrap_or_default();
+            let out = child
+                .wait_with_output()
+                .map(|o| o.stdout)
+                .unwrap_or_default();
             if String::from_utf8_lossy(&out).contains("Kernel panic") {
                 println!("hwtests: KVM trial booted a kernel: using KVM");
                 return "kvm".into();
@@ -169,11 +199,19 @@ impl Run {
     }
 
     /// Runs `step`, recording how long it took under `label`.
-    pub fn step<T>(&mut self, label: &str, step: impl FnOnce(&mut Run) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    pub fn step<T>(
+        &mut self,
+        label: &str,
+        step: impl FnOnce(&mut Run) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
         let t = Instant::now();
         let result = step(self);
         self.timings.push((label.to_string(), t.elapsed()));
-        println!("  {:>6.1} s  {label}{}", t.elapsed().as_secs_f64(), if result.is_err() { " (failed)" } else { "" });
+        println!(
+            "  {:>6.1} s  {label}{}",
+            t.elapsed().as_secs_f64(),
+            if result.is_err() { " (failed)" } else { "" }
+        );
         result.with_context(|| format!("step `{label}`"))
     }
 
@@ -182,8 +220,12 @@ impl Run {
         let mut vm = Vm::boot(spec, tag)?;
         self.logs.push(vm.console.clone());
         let ready = vm.wait_ready(READY_TIMEOUT)?;
-        self.timings.push((format!("boot {tag}: QEMU start to /readyz"), ready));
-        println!("  {:>6.1} s  boot {tag}: QEMU start to /readyz", ready.as_secs_f64());
+        self.timings
+            .push((format!("boot {tag}: QEMU start to /readyz"), ready));
+        println!(
+            "  {:>6.1} s  boot {tag}: QEMU start to /readyz",
+            ready.as_secs_f64()
+        );
         Ok(vm)
     }
 }
@@ -250,7 +292,10 @@ pub fn find_in_file(path: &Path, needle: &[u8], limit: u64) -> anyhow::Result<Op
             break;
         }
         let filled = carried + n;
-        if let Some(pos) = buf[..filled].windows(needle.len()).position(|w| w == needle) {
+        if let Some(pos) = buf[..filled]
+            .windows(needle.len())
+            .position(|w| w == needle)
+        {
             return Ok(Some(base + pos as u64));
         }
         // Keep the tail, in case the needle straddles two reads.
@@ -265,7 +310,10 @@ pub fn find_in_file(path: &Path, needle: &[u8], limit: u64) -> anyhow::Result<Op
 /// Flips one bit of a file.
 pub fn flip_bit(path: &Path, offset: u64, bit: u8) -> anyhow::Result<()> {
     use std::io::{Read, Seek, SeekFrom, Write};
-    let mut file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
     let mut byte = [0u8; 1];
     file.seek(SeekFrom::Start(offset))?;
     file.read_exact(&mut byte)?;
@@ -287,7 +335,10 @@ mod tests {
         let at = (8 << 20) - 3;
         data[at..at + 6].copy_from_slice(b"needle");
         std::fs::write(&path, &data).expect("write");
-        assert_eq!(find_in_file(&path, b"needle", 1 << 30).expect("read"), Some(at as u64));
+        assert_eq!(
+            find_in_file(&path, b"needle", 1 << 30).expect("read"),
+            Some(at as u64)
+        );
         assert_eq!(find_in_file(&path, b"absent", 1 << 30).expect("read"), None);
         flip_bit(&path, at as u64, 0).expect("flip");
         assert_eq!(find_in_file(&path, b"needle", 1 << 30).expect("read"), None);

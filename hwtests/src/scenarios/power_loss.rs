@@ -20,29 +20,59 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
     fresh_dir(ctx, "power-loss")?;
     let spec = ctx.direct("power-loss", Format::Plain);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(ctx.seed);
-    run.notes.push(format!("seed {} (replay: --seed {})", ctx.seed, ctx.seed));
+    run.notes
+        .push(format!("seed {} (replay: --seed {})", ctx.seed, ctx.seed));
     let mut acked: Vec<(String, usize)> = Vec::new();
     for round in 0..=ctx.power_loss_rounds {
         let mut vm = run.boot(&spec, &format!("round{round}"))?;
-        run.step(&format!("round {round}: every acknowledged write so far ({}) reads back", acked.len()), |_| {
-            let mut con = connect(vm.resp, CLIENT_TIMEOUT)?;
-            let bad = check_all(&mut con, &acked, 100)?;
-            anyhow::ensure!(bad.is_empty(), "{} acknowledged writes lost or wrong: {:?}", bad.len(), &bad[..bad.len().min(5)]);
-            Ok(())
-        })?;
+        run.step(
+            &format!(
+                "round {round}: every acknowledged write so far ({}) reads back",
+                acked.len()
+            ),
+            |_| {
+                let mut con = connect(vm.resp, CLIENT_TIMEOUT)?;
+                let bad = check_all(&mut con, &acked, 100)?;
+                anyhow::ensure!(
+                    bad.is_empty(),
+                    "{} acknowledged writes lost or wrong: {:?}",
+                    bad.len(),
+                    &bad[..bad.len().min(5)]
+                );
+                Ok(())
+            },
+        )?;
         if round == ctx.power_loss_rounds {
             vm.power_off(Duration::from_secs(60))?;
             break;
         }
         let kill_after = Duration::from_millis(rng.random_range(500..4000));
-        let new = run.step(&format!("round {round}: load, kill -9 after {} ms", kill_after.as_millis()), |_| {
-            load_then_kill(&mut vm, round, kill_after)
-        })?;
-        anyhow::ensure!(!new.is_empty(), "round {round}: no write was acknowledged before the kill; the round proves nothing");
-        run.notes.push(format!("round {round}: {} acked before kill at {} ms", new.len(), kill_after.as_millis()));
+        let new = run.step(
+            &format!(
+                "round {round}: load, kill -9 after {} ms",
+                kill_after.as_millis()
+            ),
+            |_| load_then_kill(&mut vm, round, kill_after),
+        )?;
+        anyhow::ensure!(
+            !new.is_empty(),
+            "round {round}: no write was acknowledged before the kill; the round proves nothing"
+        );
+        run.notes.push(format!(
+            "round {round}: {} acked before kill at {} ms",
+            new.len(),
+            kill_after.as_millis()
+        ));
         acked.extend(new);
     }
-    run.notes.insert(0, format!("{} rounds, {} acknowledged writes all present", ctx.power_loss_rounds, acked.len()));
+    run.notes.insert(
+        0,
+        format!(
+            "{} rounds, {} acknowledged writes all present",
+            ctx.power_loss_rounds,
+            acked.len()
+        ),
+    );
     Ok(None)
 }
 
@@ -74,7 +104,10 @@ fn load_then_kill(
                         }
                         pipe.query::<()>(&mut con)?;
                         // The client got OK for every SET in the batch.
-                        acked.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.extend(batch);
+                        acked
+                            .lock()
+                            .map_err(|_| anyhow::anyhow!("poisoned"))?
+                            .extend(batch);
                     }
                     Ok(())
                 })
@@ -94,7 +127,9 @@ fn load_then_kill(
         }
         Ok(errors)
     })?;
-    let acked = acked.into_inner().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let acked = acked
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?;
     // Writers that were mid-request when QEMU died see an error: expected.
     let _ = errors;
     Ok(acked)

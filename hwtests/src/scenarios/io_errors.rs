@@ -73,7 +73,15 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
         // The write itself fails once armed; what proves the arming is that
         // the guest's writes fail next.
         let armed = vm.monitor(&format!("qemu-io -d ns1 \"write {} 512\"", last_block + 512))?;
-        run.notes.push(format!("armed: {}", armed.lines().filter(|l| !l.contains("(qemu)") && !l.trim().is_empty() && !l.contains("qemu-io")).collect::<Vec<_>>().join(" ")));
+        let said: Vec<&str> = armed
+            .lines()
+            .map(|l| l.trim_matches(|c: char| c == '\r' || c.is_whitespace()))
+            .filter(|l| !l.is_empty() && !l.starts_with("(qemu)") && !l.contains("qemu-io"))
+            .collect();
+        run.notes.push(format!(
+            "blkdebug armed by a 512-byte write from the monitor ({})",
+            if said.is_empty() { "no output".to_string() } else { said.join(" ") }
+        ));
         let mut write_errors = 0;
         for i in 0..20 {
             let key = (format!("io:after:{i}"), 100);

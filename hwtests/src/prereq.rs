@@ -37,7 +37,7 @@ fn musl_installed() -> bool {
 
 /// (what, Debian package) for everything missing.
 fn missing() -> Vec<(&'static str, &'static str)> {
-    let checks: [(&str, &str, bool); 9] = [
+    let checks: [(&str, &str, bool); 11] = [
         (
             "qemu-system-x86_64",
             "qemu-system-x86",
@@ -62,6 +62,8 @@ fn missing() -> Vec<(&'static str, &'static str)> {
         ("mkfs.vfat", "dosfstools", on_path("mkfs.vfat")),
         ("mcopy", "mtools", on_path("mcopy")),
         ("sfdisk", "fdisk", on_path("sfdisk")),
+        ("depmod", "kmod", on_path("depmod")),
+        ("strip", "binutils", on_path("strip")),
         (
             "musl-gcc (for the musl target)",
             "musl-tools",

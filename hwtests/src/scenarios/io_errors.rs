@@ -68,6 +68,11 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
         let others: Vec<(String, usize)> = keys.iter().filter(|k| k.0 != victim.0).cloned().collect();
         let check = check_all(&mut con, &others, 50)?;
         anyhow::ensure!(check.is_empty(), "before arming, {} keys are wrong: {:?}", check.len(), &check[..check.len().min(5)]);
+        // Writes work until the harness arms the faults.
+        let unarmed = ("io:before-arming".to_string(), 100);
+        put_all(&mut con, std::slice::from_ref(&unarmed), 1)
+            .map_err(|e| anyhow::anyhow!("a SET failed before blkdebug was armed: {e}"))?;
+        acked.push(unarmed);
         let before = metrics(&vm)?;
         let last_block = crate::qemu::NAMESPACE_FILE_BYTES - 4096;
         // The write itself fails once armed; what proves the arming is that

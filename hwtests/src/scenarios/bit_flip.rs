@@ -1,7 +1,7 @@
 //! Bit flip: with the guest powered off, flip one bit of a value inside a
 //! sealed VLog segment in a backing file; boot; the read of that key is
 //! detected as corrupt, counted, reported and never served, and every other
-//! key still reads. On the PI namespace with separate metadata the
+//! key still reads. On the PI namespaces (separate and inline metadata) the
 //! controller itself fails the read with a guard error (0x282), which must
 //! map to the same corruption error.
 
@@ -18,7 +18,7 @@ const FILLER_KEYS: usize = 500;
 
 pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
     fresh_dir(ctx, "bit-flip")?;
-    for format in [Format::Plain, Format::PiSeparate] {
+    for format in Format::ALL {
         one(ctx, run, format)?;
     }
     Ok(None)
@@ -98,10 +98,10 @@ fn one(ctx: &Ctx, run: &mut Run, format: Format) -> anyhow::Result<()> {
         }
         let message = &messages[0];
         anyhow::ensure!(message.to_ascii_lowercase().contains("corrupt"), "the error does not say corruption: {message}");
-        if format == Format::PiSeparate {
+        if format != Format::Plain {
             anyhow::ensure!(
                 message.contains("protection-information"),
-                "on the PI namespace the read should fail in the controller's guard check, but the error is: {message}"
+                "on a PI namespace the read should fail in the controller's guard check, but the error is: {message}"
             );
             let console = crate::qemu::console_text(&vm.console);
             let kernel = console

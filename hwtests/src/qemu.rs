@@ -1,0 +1,299 @@
+//! One QEMU guest: the appliance image with one NVMe controller and three
+//! namespaces, its data and admin ports forwarded to the host, a console log
+//! and a monitor socket.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+/// The controller serial the image's config names (image/veltrix.toml).
+pub const SERIAL: &str = "veltrix-hw";
+/// Size of each namespace's backing file (sparse).
+pub const NAMESPACE_FILE_BYTES: u64 = 1 << 30;
+
+/// The three namespace formats of every boot, by NSID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// NSID 1: 4 KiB LBAs, no metadata.
+    Plain,
+    /// NSID 2: PI type 1, metadata in a separate buffer.
+    PiSeparate,
+    /// NSID 3: PI type 1, metadata inline at the end of each block.
+    PiInline,
+}
+
+impl Format {
+    /// All three, in NSID order.
+    pub const ALL: [Format; 3] = [Format::Plain, Format::PiSeparate, Format::PiInline];
+
+    /// The namespace id.
+    pub fn nsid(self) -> u32 {
+        match self {
+            Format::Plain => 1,
+            Format::PiSeparate => 2,
+            Format::PiInline => 3,
+        }
+    }
+
+    fn options(self) -> &'static str {
+        match self {
+            Format::Plain => "logical_block_size=4096,physical_block_size=4096",
+            Format::PiSeparate => {
+                "logical_block_size=4096,physical_block_size=4096,ms=8,mset=0,pi=1"
+            }
+            Format::PiInline => "logical_block_size=4096,physical_block_size=4096,ms=8,mset=1,pi=1",
+        }
+    }
+
+    /// A short name for logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Format::Plain => "plain 4 KiB (nsid 1)",
+            Format::PiSeparate => "PI type 1, separate metadata (nsid 2)",
+            Format::PiInline => "PI type 1, inline metadata (nsid 3)",
+        }
+    }
+}
+
+/// How the guest boots.
+#[derive(Clone, Debug)]
+pub enum Boot {
+    /// QEMU's direct boot of the kernel and initramfs; `nsid` chooses the
+    /// namespace veltrixd serves.
+    Direct {
+        vmlinuz: PathBuf,
+        initramfs: PathBuf,
+        cmdline: String,
+        nsid: u32,
+    },
+    /// Firmware boot of the disk image with OVMF.
+    Disk { image: PathBuf, ovmf: PathBuf },
+}
+
+/// Everything one boot needs.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub boot: Boot,
+    /// The scenario's directory: backing files, logs, sockets.
+    pub dir: PathBuf,
+    /// `-accel` value: `tcg` or `kvm`.
+    pub accel: String,
+    /// A blkdebug rules file for a namespace, if any.
+    pub blkdebug: Option<(Format, PathBuf)>,
+}
+
+impl Spec {
+    /// The backing file of a namespace.
+    pub fn backing(&self, format: Format) -> PathBuf {
+        self.dir.join(format!("ns{}.img", format.nsid()))
+    }
+}
+
+/// A running guest.
+pub struct Vm {
+    child: Child,
+    /// The host address of the guest's RESP port.
+    pub resp: SocketAddr,
+    /// The host address of the guest's admin port.
+    pub admin: SocketAddr,
+    /// The console log.
+    pub console: PathBuf,
+    monitor: PathBuf,
+    /// When QEMU was started.
+    pub started: Instant,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Creates the three backing files (sparse) if they do not exist.
+pub fn create_backing(spec: &Spec) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&spec.dir)?;
+    for format in Format::ALL {
+        let path = spec.backing(format);
+        if !path.exists() {
+            std::fs::File::create(&path)?.set_len(NAMESPACE_FILE_BYTES)?;
+        }
+    }
+    Ok(())
+}
+
+impl Vm {
+    /// Starts QEMU; `tag` names the console log (`console-TAG.log`).
+    pub fn boot(spec: &Spec, tag: &str) -> anyhow::Result<Vm> {
+        create_backing(spec)?;
+        let console = spec.dir.join(format!("console-{tag}.log"));
+        let monitor = spec.dir.join(format!("monitor-{tag}.sock"));
+        let _ = std::fs::remove_file(&monitor);
+        let (resp_port, admin_port) = (free_port()?, free_port()?);
+        let mut command = Command::new("qemu-system-x86_64");
+        command
+            .args(["-accel", &spec.accel])
+            .args(["-cpu", if spec.accel == "kvm" { "host" } else { "max" }])
+            .args(["-machine", "pc", "-m", "1G", "-smp", "2"])
+            .args(["-display", "none", "-no-reboot", "-nodefaults"])
+            .arg("-serial")
+            .arg(format!("file:{}", console.display()))
+            .arg("-monitor")
+            .arg(format!("unix:{},server=on,wait=off", monitor.display()));
+        match &spec.boot {
+            Boot::Direct {
+                vmlinuz,
+                initramfs,
+                cmdline,
+                nsid,
+            } => {
+                command
+                    .arg("-kernel")
+                    .arg(vmlinuz)
+                    .arg("-initrd")
+                    .arg(initramfs)
+                    .arg("-append")
+                    .arg(format!("{cmdline} veltrix.nsid={nsid}"));
+            }
+            Boot::Disk { image, ovmf } => {
+                command
+                    .arg("-bios")
+                    .arg(ovmf)
+                    .arg("-drive")
+                    .arg(format!("file={},format=raw", image.display()));
+            }
+        }
+        command.args(["-device", &format!("nvme,id=nvme0,serial={SERIAL}")]);
+        for format in Format::ALL {
+            let nsid = format.nsid();
+            let file = spec.backing(format);
+            let node = match &spec.blkdebug {
+                Some((f, rules)) if *f == format => format!(
+                    "driver=raw,node-name=d{nsid},file.driver=blkdebug,file.align=4096,file.config={},file.image.driver=file,file.image.filename={}",
+                    rules.display(),
+                    file.display()
+                ),
+                _ => format!(
+                    "driver=raw,node-name=d{nsid},file.driver=file,file.filename={}",
+                    file.display()
+                ),
+            };
+            command.args(["-blockdev", &node]).args([
+                "-device",
+                &format!(
+                    "nvme-ns,id=ns{nsid},bus=nvme0,drive=d{nsid},nsid={nsid},{}",
+                    format.options()
+                ),
+            ]);
+        }
+        command
+            .args([
+                "-netdev",
+                &format!(
+                    "user,id=net0,hostfwd=tcp:127.0.0.1:{resp_port}-:6379,hostfwd=tcp:127.0.0.1:{admin_port}-:9379"
+                ),
+            ])
+            .args(["-device", "e1000,netdev=net0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(spec.dir.join(format!("qemu-{tag}.stderr")))?,
+            ));
+        let child = command.spawn().context("cannot start qemu-system-x86_64")?;
+        Ok(Vm {
+            child,
+            resp: SocketAddr::from(([127, 0, 0, 1], resp_port)),
+            admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+            console,
+            monitor,
+            started: Instant::now(),
+        })
+    }
+
+    /// Waits until `/readyz` answers 200; returns the time since QEMU started.
+    pub fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!("QEMU exited ({status}) before the appliance was ready");
+            }
+            if let Ok((200, _)) = crate::http::get(self.admin, "/readyz", Duration::from_secs(2)) {
+                return Ok(self.started.elapsed());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the appliance was not ready within {} s",
+                timeout.as_secs()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Runs one HMP command on the monitor and returns its output.
+    pub fn monitor(&self, command: &str) -> anyhow::Result<String> {
+        let mut stream = UnixStream::connect(&self.monitor)
+            .with_context(|| format!("cannot connect to the monitor {}", self.monitor.display()))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let read_prompt = |stream: &mut UnixStream| -> anyhow::Result<String> {
+            let mut out = Vec::new();
+            let mut byte = [0u8; 512];
+            while !String::from_utf8_lossy(&out).contains("(qemu) ") {
+                let n = stream.read(&mut byte)?;
+                anyhow::ensure!(n > 0, "the monitor closed");
+                out.extend_from_slice(&byte[..n]);
+            }
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        };
+        read_prompt(&mut stream)?;
+        writeln!(stream, "{command}")?;
+        read_prompt(&mut stream)
+    }
+
+    /// Power loss: SIGKILL to QEMU, no flush, no shutdown.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Asks the guest to power off (Ctrl-Alt-Del: veltrix-init stops
+    /// veltrixd and powers off) and waits for QEMU to exit.
+    pub fn power_off(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        self.monitor("sendkey ctrl-alt-delete")?;
+        while started.elapsed() < timeout {
+            if self.child.try_wait()?.is_some() {
+                return Ok(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.kill9()?;
+        anyhow::bail!(
+            "the guest did not power off within {} s of Ctrl-Alt-Del (killed)",
+            timeout.as_secs()
+        )
+    }
+
+    /// Whether the console log contains `needle`.
+    pub fn console_contains(&self, needle: &str) -> bool {
+        console_text(&self.console).contains(needle)
+    }
+}
+
+/// The console log as text.
+pub fn console_text(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

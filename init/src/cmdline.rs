@@ -1,0 +1,84 @@
+//! The `veltrix.*` parameters of the kernel command line.
+
+use anyhow::Context;
+
+/// The parameters the init understands, each optional.
+pub struct Cmdline {
+    /// The whole command line, for the log.
+    pub raw: String,
+    /// `veltrix.nsid=N`: serve the `[[namespace]]` table with this NSID
+    /// (default: the first table).
+    pub nsid: Option<u32>,
+    /// `veltrix.config=LABEL`: read the config from the GPT partition with
+    /// this name instead of the copy inside the initramfs.
+    pub config_partition: Option<String>,
+    /// `veltrix.ip=ADDR/PREFIX` (default `10.0.2.15/24`, QEMU user networking).
+    pub ip: String,
+    /// `veltrix.gateway=ADDR` (default `10.0.2.2`); `none` for no route.
+    pub gateway: Option<String>,
+}
+
+impl Cmdline {
+    /// Reads `/proc/cmdline`.
+    pub fn read() -> anyhow::Result<Cmdline> {
+        let raw = std::fs::read_to_string("/proc/cmdline").context("cannot read /proc/cmdline")?;
+        Cmdline::parse(raw.trim())
+    }
+
+    /// Parses a command line; unknown `veltrix.*` keys are errors, so a typo
+    /// does not silently boot the wrong namespace.
+    pub fn parse(raw: &str) -> anyhow::Result<Cmdline> {
+        let mut cmdline = Cmdline {
+            raw: raw.to_string(),
+            nsid: None,
+            config_partition: None,
+            ip: "10.0.2.15/24".into(),
+            gateway: Some("10.0.2.2".into()),
+        };
+        for word in raw.split_ascii_whitespace() {
+            let Some(rest) = word.strip_prefix("veltrix.") else {
+                continue;
+            };
+            let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+            match key {
+                "nsid" => {
+                    cmdline.nsid = Some(
+                        value
+                            .parse()
+                            .with_context(|| format!("veltrix.nsid={value}: not a number"))?,
+                    );
+                }
+                "config" => cmdline.config_partition = Some(value.to_string()),
+                "ip" => cmdline.ip = value.to_string(),
+                "gateway" if value == "none" => cmdline.gateway = None,
+                "gateway" => cmdline.gateway = Some(value.to_string()),
+                _ => anyhow::bail!("unknown kernel parameter `{word}`"),
+            }
+        }
+        Ok(cmdline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_keys_and_defaults() {
+        let c = Cmdline::parse("console=ttyS0 veltrix.nsid=3 veltrix.config=veltrix-config")
+            .expect("parses");
+        assert_eq!(c.nsid, Some(3));
+        assert_eq!(c.config_partition.as_deref(), Some("veltrix-config"));
+        assert_eq!(c.ip, "10.0.2.15/24");
+        assert_eq!(c.gateway.as_deref(), Some("10.0.2.2"));
+        let c = Cmdline::parse("veltrix.gateway=none veltrix.ip=192.168.1.5/16").expect("parses");
+        assert_eq!(c.gateway, None);
+        assert_eq!(c.ip, "192.168.1.5/16");
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_bad_numbers() {
+        assert!(Cmdline::parse("veltrix.nsdi=1").is_err());
+        assert!(Cmdline::parse("veltrix.nsid=one").is_err());
+    }
+}

@@ -24,10 +24,8 @@ use cpio::Entry;
 
 /// The Rust target of the init (static, musl).
 const INIT_TARGET: &str = "x86_64-unknown-linux-musl";
-/// The Rust target of veltrixd. The nvme crate does not build for musl yet
-/// (`libc::ioctl`'s request is a `c_int` there, a `c_ulong` on glibc), so
-/// veltrixd is linked statically against glibc instead (`+crt-static`).
-const DAEMON_TARGET: &str = "x86_64-unknown-linux-gnu";
+/// The Rust target of veltrixd: static, musl, like the init.
+const DAEMON_TARGET: &str = "x86_64-unknown-linux-musl";
 /// The kernel command line of both boot paths (the disk adds `veltrix.config=`).
 const CMDLINE: &str = "console=ttyS0 panic=-1 loglevel=4";
 /// Default SOURCE_DATE_EPOCH: 2026-01-01T00:00:00Z (FAT cannot store 1970).
@@ -174,12 +172,7 @@ fn build(
     };
     if !no_cargo {
         cargo_build(root, INIT_TARGET, "veltrix-init", None)?;
-        cargo_build(
-            root,
-            DAEMON_TARGET,
-            "appliance",
-            Some("-C target-feature=+crt-static"),
-        )?;
+        cargo_build(root, DAEMON_TARGET, "appliance", None)?;
     }
     let init = target.join(INIT_TARGET).join("release/veltrix-init");
     let daemon = target.join(DAEMON_TARGET).join("release/veltrixd");

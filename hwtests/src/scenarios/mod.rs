@@ -85,7 +85,7 @@ impl Ctx {
         let cmdline = std::fs::read_to_string(need("cmdline")?)?
             .trim()
             .to_string();
-        let veltrix = target.join("x86_64-unknown-linux-gnu/release/veltrix");
+        let veltrix = target.join("x86_64-unknown-linux-musl/release/veltrix");
         anyhow::ensure!(
             veltrix.is_file(),
             "{} is missing (built with the image)",

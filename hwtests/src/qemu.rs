@@ -85,6 +85,10 @@ pub struct Spec {
     pub accel: String,
     /// A blkdebug rules file for a namespace, if any.
     pub blkdebug: Option<(Format, PathBuf)>,
+    /// Serve with the vfio backend (the userspace NVMe driver): a q35
+    /// machine with an emulated Intel IOMMU, `intel_iommu=on` and
+    /// `veltrix.backend=vfio` on the kernel command line (direct boot only).
+    pub vfio: bool,
 }
 
 impl Spec {
@@ -136,12 +140,17 @@ impl Vm {
         command
             .args(["-accel", &spec.accel])
             .args(["-cpu", if spec.accel == "kvm" { "host" } else { "max" }])
-            .args(["-machine", "pc", "-m", "1G", "-smp", "2"])
+            .args(["-machine", if spec.vfio { "q35" } else { "pc" }])
+            .args(["-m", "1G", "-smp", "2"])
             .args(["-display", "none", "-no-reboot", "-nodefaults"])
             .arg("-serial")
             .arg(format!("file:{}", console.display()))
             .arg("-monitor")
             .arg(format!("unix:{},server=on,wait=off", monitor.display()));
+        if spec.vfio {
+            // Before the devices it translates for.
+            command.args(["-device", "intel-iommu"]);
+        }
         match &spec.boot {
             Boot::Direct {
                 vmlinuz,
@@ -155,7 +164,14 @@ impl Vm {
                     .arg("-initrd")
                     .arg(initramfs)
                     .arg("-append")
-                    .arg(format!("{cmdline} veltrix.nsid={nsid}"));
+                    .arg(format!(
+                        "{cmdline} veltrix.nsid={nsid}{}",
+                        if spec.vfio {
+                            " intel_iommu=on veltrix.backend=vfio"
+                        } else {
+                            ""
+                        }
+                    ));
             }
             Boot::Disk { image, ovmf } => {
                 command

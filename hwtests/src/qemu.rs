@@ -107,6 +107,8 @@ pub struct Vm {
     pub admin: SocketAddr,
     /// The console log.
     pub console: PathBuf,
+    /// QEMU's trace of NVMe flush commands (vfio boots only).
+    pub flush_trace: Option<PathBuf>,
     monitor: PathBuf,
     /// When QEMU was started.
     pub started: Instant,
@@ -147,9 +149,17 @@ impl Vm {
             .arg(format!("file:{}", console.display()))
             .arg("-monitor")
             .arg(format!("unix:{},server=on,wait=off", monitor.display()));
-        if spec.vfio {
+        let flush_trace = spec
+            .vfio
+            .then(|| spec.dir.join(format!("flush-trace-{tag}.log")));
+        if let Some(trace) = &flush_trace {
             // Before the devices it translates for.
             command.args(["-device", "intel-iommu"]);
+            // Every NVMe Flush the controller executes: the evidence that
+            // the userspace driver's flushes reach it.
+            command
+                .arg("-trace")
+                .arg(format!("enable=pci_nvme_flush_ns,file={}", trace.display()));
         }
         match &spec.boot {
             Boot::Direct {
@@ -223,6 +233,7 @@ impl Vm {
             resp: SocketAddr::from(([127, 0, 0, 1], resp_port)),
             admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
             console,
+            flush_trace,
             monitor,
             started: Instant::now(),
         })
@@ -289,6 +300,18 @@ impl Vm {
         anyhow::bail!(
             "the guest did not power off within {} s of Ctrl-Alt-Del (killed)",
             timeout.as_secs()
+        )
+    }
+
+    /// How many NVMe Flush commands the controller executed so far (vfio
+    /// boots trace them; `None` otherwise).
+    pub fn flushes(&self) -> Option<usize> {
+        let trace = self.flush_trace.as_ref()?;
+        Some(
+            console_text(trace)
+                .lines()
+                .filter(|l| l.contains("pci_nvme_flush_ns"))
+                .count(),
         )
     }
 

@@ -67,6 +67,7 @@ fn power_loss(
             break;
         }
         let kill_after = Duration::from_millis(rng.random_range(500..4000));
+        let flushes_before = vm.flushes();
         let new = run.step(
             &format!(
                 "round {round}: load, kill -9 after {} ms",
@@ -78,8 +79,24 @@ fn power_loss(
             !new.is_empty(),
             "round {round}: no write was acknowledged before the kill; the round proves nothing"
         );
+        let flushes = match (flushes_before, vm.flushes()) {
+            (Some(before), Some(after)) => {
+                // The trace file is written as QEMU runs; SIGKILL may cut
+                // its last lines, never its earlier ones.
+                anyhow::ensure!(
+                    after > before,
+                    "round {round}: {} writes were acknowledged but the controller executed no NVMe Flush during the load",
+                    new.len()
+                );
+                format!(
+                    ", {} NVMe Flush commands seen by the controller",
+                    after - before
+                )
+            }
+            _ => String::new(),
+        };
         run.notes.push(format!(
-            "round {round}: {} acked before kill at {} ms",
+            "round {round}: {} acked before kill at {} ms{flushes}",
             new.len(),
             kill_after.as_millis()
         ));

@@ -12,10 +12,6 @@ const KEYS: usize = 10_000;
 const PI_KEYS: usize = 500;
 const WRITERS: usize = 4;
 
-/// Keys on the plain namespace with the vfio backend (fewer: the point is
-/// the I/O path, and every vfio boot is slower).
-const VFIO_KEYS: usize = 2_000;
-
 pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
     smoke(ctx, run, "smoke", false)
 }
@@ -28,10 +24,10 @@ pub fn run_vfio(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
 fn smoke(ctx: &Ctx, run: &mut Run, scenario: &str, vfio: bool) -> anyhow::Result<Option<String>> {
     fresh_dir(ctx, scenario)?;
     for format in Format::ALL {
-        let count = match (format, vfio) {
-            (Format::Plain, false) => KEYS,
-            (Format::Plain, true) => VFIO_KEYS,
-            _ => PI_KEYS,
+        let count = if format == Format::Plain {
+            KEYS
+        } else {
+            PI_KEYS
         };
         let spec = if vfio {
             ctx.direct_vfio(scenario, format)

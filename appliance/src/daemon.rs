@@ -30,6 +30,10 @@ pub struct Settings {
     pub namespace_bytes: u64,
     /// io_uring (true) or pread/pwrite.
     pub uring: bool,
+    /// The userspace NVMe driver (`nvme::vfio`): the namespace is a vfio
+    /// address, `vfio:DDDD:BB:DD.F[/nsN]`. A namespace given as such an
+    /// address uses it whatever this says.
+    pub vfio: bool,
     /// SQPOLL for io_uring.
     pub sqpoll: bool,
     /// RESP port.
@@ -82,7 +86,39 @@ fn open_namespace(path: &Path, settings: &Settings) -> anyhow::Result<Arc<dyn Na
     }
 }
 
+/// Whether a namespace is named by a vfio address (`vfio:...`).
+pub fn is_vfio_address(path: &Path) -> bool {
+    path.to_str().is_some_and(|p| p.starts_with("vfio:"))
+}
+
+#[cfg(target_os = "linux")]
+fn open_vfio(path: &Path) -> anyhow::Result<Arc<dyn Namespace>> {
+    let address = path
+        .to_str()
+        .with_context(|| format!("{}: not a vfio address", path.display()))?;
+    if nvme::vfio::parse_address(address).is_none() {
+        bail!(
+            "`{address}` is not a vfio namespace address: expected vfio:DDDD:BB:DD.F[/nsN], e.g. vfio:0000:00:04.0/ns1"
+        );
+    }
+    nvme::vfio::open(address, &nvme::vfio::VfioOptions::default()).map_err(|e| match e {
+        nvme::OpenError::BackendUnavailable { source, .. } => anyhow::anyhow!(
+            "the vfio backend cannot use {address}: {source} (the controller must exist, \
+             the machine needs an IOMMU, the vfio-pci and vfio_iommu_type1 modules loaded, and root)"
+        ),
+        other => anyhow::Error::from(other),
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_vfio(path: &Path) -> anyhow::Result<Arc<dyn Namespace>> {
+    bail!("{}: the vfio backend needs Linux", path.display())
+}
+
 fn open_namespace_once(path: &Path, settings: &Settings) -> anyhow::Result<Arc<dyn Namespace>> {
+    if settings.vfio || is_vfio_address(path) {
+        return open_vfio(path);
+    }
     let mut options = OpenOptions {
         create_bytes: Some(settings.namespace_bytes),
         ..OpenOptions::default()

@@ -26,7 +26,7 @@ use report::{Outcome, Status};
 /// Runs the hardware-in-the-loop scenarios against the appliance image.
 #[derive(Parser)]
 #[command(
-    after_help = "Scenarios: smoke, power-loss, bit-flip, io-errors, stall, disk-boot (or all).\nExample:\n  cargo run -p hwtests -- all\n  cargo run -p hwtests -- --no-build smoke stall"
+    after_help = "Scenarios: smoke, power-loss, bit-flip, io-errors, stall, disk-boot, vfio-smoke, vfio-power-loss, vfio-conformance (or all).\nExample:\n  cargo run -p hwtests -- all\n  cargo run -p hwtests -- --no-build smoke stall"
 )]
 struct Args {
     /// Scenarios to run, in order (default: all).

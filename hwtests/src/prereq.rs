@@ -37,7 +37,7 @@ fn musl_installed() -> bool {
 
 /// (what, Debian package) for everything missing.
 fn missing() -> Vec<(&'static str, &'static str)> {
-    let checks: [(&str, &str, bool); 11] = [
+    let checks: [(&str, &str, bool); 13] = [
         (
             "qemu-system-x86_64",
             "qemu-system-x86",
@@ -64,6 +64,9 @@ fn missing() -> Vec<(&'static str, &'static str)> {
         ("sfdisk", "fdisk", on_path("sfdisk")),
         ("depmod", "kmod", on_path("depmod")),
         ("strip", "binutils", on_path("strip")),
+        // scripts/vfio-guest-check.sh (the vfio-conformance scenario).
+        ("cpio", "cpio", on_path("cpio")),
+        ("python3", "python3", on_path("python3")),
         (
             "musl-gcc (for the musl target)",
             "musl-tools",

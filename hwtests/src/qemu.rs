@@ -85,6 +85,10 @@ pub struct Spec {
     pub accel: String,
     /// A blkdebug rules file for a namespace, if any.
     pub blkdebug: Option<(Format, PathBuf)>,
+    /// Serve with the vfio backend (the userspace NVMe driver): a q35
+    /// machine with an emulated Intel IOMMU, `intel_iommu=on` and
+    /// `veltrix.backend=vfio` on the kernel command line (direct boot only).
+    pub vfio: bool,
 }
 
 impl Spec {
@@ -103,6 +107,8 @@ pub struct Vm {
     pub admin: SocketAddr,
     /// The console log.
     pub console: PathBuf,
+    /// QEMU's trace of NVMe flush commands (vfio boots only).
+    pub flush_trace: Option<PathBuf>,
     monitor: PathBuf,
     /// When QEMU was started.
     pub started: Instant,
@@ -136,12 +142,25 @@ impl Vm {
         command
             .args(["-accel", &spec.accel])
             .args(["-cpu", if spec.accel == "kvm" { "host" } else { "max" }])
-            .args(["-machine", "pc", "-m", "1G", "-smp", "2"])
+            .args(["-machine", if spec.vfio { "q35" } else { "pc" }])
+            .args(["-m", "1G", "-smp", "2"])
             .args(["-display", "none", "-no-reboot", "-nodefaults"])
             .arg("-serial")
             .arg(format!("file:{}", console.display()))
             .arg("-monitor")
             .arg(format!("unix:{},server=on,wait=off", monitor.display()));
+        let flush_trace = spec
+            .vfio
+            .then(|| spec.dir.join(format!("flush-trace-{tag}.log")));
+        if let Some(trace) = &flush_trace {
+            // Before the devices it translates for.
+            command.args(["-device", "intel-iommu"]);
+            // Every NVMe Flush the controller executes: the evidence that
+            // the userspace driver's flushes reach it.
+            command
+                .arg("-trace")
+                .arg(format!("enable=pci_nvme_flush_ns,file={}", trace.display()));
+        }
         match &spec.boot {
             Boot::Direct {
                 vmlinuz,
@@ -155,7 +174,14 @@ impl Vm {
                     .arg("-initrd")
                     .arg(initramfs)
                     .arg("-append")
-                    .arg(format!("{cmdline} veltrix.nsid={nsid}"));
+                    .arg(format!(
+                        "{cmdline} veltrix.nsid={nsid}{}",
+                        if spec.vfio {
+                            " intel_iommu=on veltrix.backend=vfio"
+                        } else {
+                            ""
+                        }
+                    ));
             }
             Boot::Disk { image, ovmf } => {
                 command
@@ -207,6 +233,7 @@ impl Vm {
             resp: SocketAddr::from(([127, 0, 0, 1], resp_port)),
             admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
             console,
+            flush_trace,
             monitor,
             started: Instant::now(),
         })
@@ -273,6 +300,18 @@ impl Vm {
         anyhow::bail!(
             "the guest did not power off within {} s of Ctrl-Alt-Del (killed)",
             timeout.as_secs()
+        )
+    }
+
+    /// How many NVMe Flush commands the controller executed so far (vfio
+    /// boots trace them; `None` otherwise).
+    pub fn flushes(&self) -> Option<usize> {
+        let trace = self.flush_trace.as_ref()?;
+        Some(
+            console_text(trace)
+                .lines()
+                .filter(|l| l.contains("pci_nvme_flush_ns"))
+                .count(),
         )
     }
 

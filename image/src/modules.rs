@@ -13,6 +13,14 @@ pub const BOOT_MODULES: &[&str] = &[
     "crc64_rocksoft_generic",
     // NVMe namespaces, PI included.
     "nvme",
+    // The vfio backend (veltrix.backend=vfio, docs/vfio.md): vfio-pci pulls
+    // in vfio, vfio-pci-core, vfio_virqfd and irqbypass; the type1 IOMMU
+    // driver is only a softdep of vfio, which busybox modprobe ignores, so
+    // it is named. They load on machines without an IOMMU too (binding
+    // then fails, and only the vfio backend needs it).
+    "vfio",
+    "vfio_iommu_type1",
+    "vfio-pci",
     // The boot disk of the disk image under OVMF (IDE on `pc`, AHCI on `q35`).
     "ata_piix",
     "ahci",

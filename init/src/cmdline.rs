@@ -9,6 +9,10 @@ pub struct Cmdline {
     /// `veltrix.nsid=N`: serve the `[[namespace]]` table with this NSID
     /// (default: the first table).
     pub nsid: Option<u32>,
+    /// `veltrix.backend=uring|sync|vfio`: serve the chosen namespace with
+    /// this backend instead of the config's (`vfio`: the userspace NVMe
+    /// driver, on the controller's PCI address).
+    pub backend: Option<firmware_config::Backend>,
     /// `veltrix.config=LABEL`: read the config from the GPT partition with
     /// this name instead of the copy inside the initramfs.
     pub config_partition: Option<String>,
@@ -31,6 +35,7 @@ impl Cmdline {
         let mut cmdline = Cmdline {
             raw: raw.to_string(),
             nsid: None,
+            backend: None,
             config_partition: None,
             ip: "10.0.2.15/24".into(),
             gateway: Some("10.0.2.2".into()),
@@ -46,6 +51,20 @@ impl Cmdline {
                         value
                             .parse()
                             .with_context(|| format!("veltrix.nsid={value}: not a number"))?,
+                    );
+                }
+                "backend" => {
+                    cmdline.backend = Some(
+                        [
+                            firmware_config::Backend::Uring,
+                            firmware_config::Backend::Sync,
+                            firmware_config::Backend::Vfio,
+                        ]
+                        .into_iter()
+                        .find(|b| b.as_str() == value)
+                        .with_context(|| {
+                            format!("veltrix.backend={value}: expected uring, sync or vfio")
+                        })?,
                     );
                 }
                 "config" => cmdline.config_partition = Some(value.to_string()),
@@ -68,17 +87,27 @@ mod tests {
         let c = Cmdline::parse("console=ttyS0 veltrix.nsid=3 veltrix.config=veltrix-config")
             .expect("parses");
         assert_eq!(c.nsid, Some(3));
+        assert_eq!(c.backend, None);
         assert_eq!(c.config_partition.as_deref(), Some("veltrix-config"));
         assert_eq!(c.ip, "10.0.2.15/24");
         assert_eq!(c.gateway.as_deref(), Some("10.0.2.2"));
         let c = Cmdline::parse("veltrix.gateway=none veltrix.ip=192.168.1.5/16").expect("parses");
         assert_eq!(c.gateway, None);
         assert_eq!(c.ip, "192.168.1.5/16");
+        let c =
+            Cmdline::parse("intel_iommu=on veltrix.backend=vfio veltrix.nsid=2").expect("parses");
+        assert_eq!(c.backend, Some(firmware_config::Backend::Vfio));
+        assert_eq!(c.nsid, Some(2));
+        let c = Cmdline::parse("veltrix.backend=sync").expect("parses");
+        assert_eq!(c.backend, Some(firmware_config::Backend::Sync));
     }
 
     #[test]
     fn refuses_unknown_keys_and_bad_numbers() {
         assert!(Cmdline::parse("veltrix.nsdi=1").is_err());
         assert!(Cmdline::parse("veltrix.nsid=one").is_err());
+        assert!(Cmdline::parse("veltrix.backend=sim").is_err());
+        assert!(Cmdline::parse("veltrix.backend=").is_err());
+        assert!(Cmdline::parse("veltrix.backend=VFIO").is_err());
     }
 }

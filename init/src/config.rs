@@ -49,11 +49,37 @@ pub fn resolve(text: &str, cmdline: &Cmdline) -> anyhow::Result<Resolved> {
     let mut config = firmware_config::parse(text).map_err(|e| anyhow::anyhow!("config: {e}"))?;
     let index = pick(&config.namespaces, cmdline.nsid)?;
     let mut chosen = config.namespaces[index].clone();
+    if let Some(backend) = cmdline.backend {
+        crate::log!("backend {} from the kernel command line", backend.as_str());
+        chosen.backend = backend;
+    }
+    if chosen.backend != firmware_config::Backend::Uring {
+        chosen.sqpoll = false;
+    }
     if let NamespaceTarget::Serial { serial, nsid } = &chosen.target {
-        let device = crate::devices::find_namespace(Path::new("/sys/block"), serial, *nsid)?;
+        let sys_block = Path::new("/sys/block");
+        let device = crate::devices::find_namespace(sys_block, serial, *nsid)?;
+        let target = if chosen.backend == firmware_config::Backend::Vfio {
+            // veltrixd binds the controller to vfio-pci, after which its
+            // /dev/nvme* nodes are gone: the address resolved here, in the
+            // rendered config, is what every restart uses.
+            let name = device
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let bdf = crate::devices::controller_pci_address(sys_block, &name)?;
+            let address = crate::devices::vfio_address(&bdf, *nsid);
+            crate::log!(
+                "vfio backend: {} is on the controller at PCI {bdf}: serving {address}",
+                device.display()
+            );
+            address
+        } else {
+            device.to_string_lossy().into_owned()
+        };
         let mut path = PathString::new();
-        path.push_str(&device.to_string_lossy())
-            .map_err(|_| anyhow::anyhow!("device path {} is too long", device.display()))?;
+        path.push_str(&target)
+            .map_err(|_| anyhow::anyhow!("namespace path {target} is too long"))?;
         chosen.target = NamespaceTarget::Path(path);
     }
     config.namespaces.clear();

@@ -72,6 +72,46 @@ pub fn is_nvme_namespace(name: &str) -> bool {
         && namespace.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// The PCI address (`DDDD:BB:DD.F`) of the controller of the namespace
+/// `name` (`nvmeXnY`): `/sys/block/NAME/device` is the controller, and its
+/// `device` link resolves to the PCI device, whose directory name is the
+/// address.
+pub fn controller_pci_address(sys_block: &Path, name: &str) -> anyhow::Result<String> {
+    let link = sys_block.join(name).join("device/device");
+    let pci = std::fs::canonicalize(&link)
+        .with_context(|| format!("cannot resolve {}", link.display()))?;
+    let bdf = pci
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    anyhow::ensure!(
+        is_pci_address(&bdf),
+        "{} resolves to {}, which is not a PCI address (DDDD:BB:DD.F)",
+        link.display(),
+        pci.display()
+    );
+    Ok(bdf)
+}
+
+/// Whether `s` is a PCI address `DDDD:BB:DD.F` (hex digits).
+pub fn is_pci_address(s: &str) -> bool {
+    let b = s.as_bytes();
+    let hex_at = |range: std::ops::Range<usize>| b[range].iter().all(u8::is_ascii_hexdigit);
+    b.len() == 12
+        && b[4] == b':'
+        && b[7] == b':'
+        && b[10] == b'.'
+        && hex_at(0..4)
+        && hex_at(5..7)
+        && hex_at(8..10)
+        && hex_at(11..12)
+}
+
+/// The vfio namespace address veltrixd opens: `vfio:BDF/nsN`.
+pub fn vfio_address(bdf: &str, nsid: u32) -> String {
+    format!("vfio:{bdf}/ns{nsid}")
+}
+
 fn read_trimmed(path: &Path) -> Option<String> {
     std::fs::read_to_string(path)
         .ok()
@@ -180,5 +220,53 @@ mod tests {
         assert_eq!(namespace_once(&root, "vx0001", 2).expect("lists"), None);
         assert!(describe_nvme(&root).contains("nvme1n2 (serial \"vx0001\", nsid 3)"));
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn pci_address_of_a_namespace_from_sysfs_links() {
+        let root = std::env::temp_dir().join(format!("veltrix-init-pci-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        // Shaped like sysfs: /sys/block/nvme0n1/device -> the controller
+        // (devices/pci0000:00/0000:00:04.0/nvme/nvme0), whose `device` link
+        // points at the PCI device.
+        let pci = root.join("devices/pci0000:00/0000:00:04.0");
+        let ctrl = pci.join("nvme/nvme0");
+        std::fs::create_dir_all(&ctrl).expect("mkdir");
+        std::os::unix::fs::symlink("../../../0000:00:04.0", ctrl.join("device")).expect("link");
+        let block = root.join("block");
+        std::fs::create_dir_all(block.join("nvme0n1")).expect("mkdir");
+        std::os::unix::fs::symlink(&ctrl, block.join("nvme0n1/device")).expect("link");
+        assert_eq!(
+            controller_pci_address(&block, "nvme0n1").expect("resolves"),
+            "0000:00:04.0"
+        );
+        assert!(controller_pci_address(&block, "nvme1n1").is_err());
+        // A link that does not end at a PCI device is refused.
+        std::fs::create_dir_all(block.join("nvme2n1/device")).expect("mkdir");
+        std::fs::create_dir_all(root.join("virtual/nvme-fabrics")).expect("mkdir");
+        std::os::unix::fs::symlink(
+            root.join("virtual/nvme-fabrics"),
+            block.join("nvme2n1/device/device"),
+        )
+        .expect("link");
+        assert!(controller_pci_address(&block, "nvme2n1").is_err());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn pci_addresses_and_vfio_addresses() {
+        assert!(is_pci_address("0000:00:04.0"));
+        assert!(is_pci_address("0000:af:1f.7"));
+        for bad in [
+            "",
+            "00:04.0",
+            "0000:00:04",
+            "0000:00:04.10",
+            "0000-00:04.0",
+            "000g:00:04.0",
+        ] {
+            assert!(!is_pci_address(bad), "{bad}");
+        }
+        assert_eq!(vfio_address("0000:00:04.0", 3), "vfio:0000:00:04.0/ns3");
     }
 }

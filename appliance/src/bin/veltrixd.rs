@@ -20,7 +20,7 @@ use engine::EngineConfig;
 #[command(
     version,
     about,
-    after_help = "Example:\n  veltrixd                          # embedded default: ./veltrix-data, RESP on 127.0.0.1:6379\n  veltrixd --namespace /dev/nvme0n1 --listen 0.0.0.0:6379 --workers 4"
+    after_help = "Example:\n  veltrixd                          # embedded default: ./veltrix-data, RESP on 127.0.0.1:6379\n  veltrixd --namespace /dev/nvme0n1 --listen 0.0.0.0:6379 --workers 4\n  veltrixd --backend vfio --namespace vfio:0000:00:04.0/ns1   # userspace NVMe driver (root, IOMMU)"
 )]
 struct Args {
     /// Configuration file (see docs/config.md); flags override it.
@@ -29,7 +29,9 @@ struct Args {
     /// Data directory for the embedded default namespace.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// A namespace: a block device or a file (created at --namespace-size if missing).
+    /// A namespace: a block device, a file (created at --namespace-size if
+    /// missing), or a vfio address `vfio:DDDD:BB:DD.F/nsN` (the userspace
+    /// NVMe driver; implies --backend vfio).
     #[arg(long)]
     namespace: Vec<PathBuf>,
     /// Size of a namespace file created on first start, in bytes (suffixes KiB, MiB, GiB).
@@ -47,8 +49,9 @@ struct Args {
     /// Worker threads (0: one per core).
     #[arg(long)]
     workers: Option<usize>,
-    /// I/O backend: uring or sync.
-    #[arg(long, value_parser = ["uring", "sync"])]
+    /// I/O backend: uring, sync, or vfio (the userspace NVMe driver; the
+    /// namespace must then be a vfio address).
+    #[arg(long, value_parser = ["uring", "sync", "vfio"])]
     backend: Option<String>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long)]
@@ -67,6 +70,7 @@ fn settings(args: &Args) -> anyhow::Result<(Settings, String)> {
     let e = &config.engine;
     let mut namespaces: Vec<PathBuf> = Vec::new();
     let mut backend_uring = true;
+    let mut backend_vfio = false;
     let mut sqpoll = false;
     let mut namespace_bytes = DEFAULT_NAMESPACE_BYTES;
     for ns in &config.namespaces {
@@ -77,10 +81,8 @@ fn settings(args: &Args) -> anyhow::Result<(Settings, String)> {
             }
         }
         backend_uring = matches!(ns.backend, firmware_config::Backend::Uring);
-        if matches!(
-            ns.backend,
-            firmware_config::Backend::Vfio | firmware_config::Backend::Sim
-        ) {
+        backend_vfio = matches!(ns.backend, firmware_config::Backend::Vfio);
+        if matches!(ns.backend, firmware_config::Backend::Sim) {
             anyhow::bail!(
                 "backend `{}` is not available in this build",
                 ns.backend.as_str()
@@ -96,6 +98,17 @@ fn settings(args: &Args) -> anyhow::Result<(Settings, String)> {
     }
     if let Some(b) = &args.backend {
         backend_uring = b == "uring";
+        backend_vfio = b == "vfio";
+    }
+    if backend_vfio {
+        sqpoll = false;
+        for ns in &namespaces {
+            anyhow::ensure!(
+                appliance::daemon::is_vfio_address(ns),
+                "backend vfio needs a vfio namespace address (vfio:DDDD:BB:DD.F/nsN, e.g. vfio:0000:00:04.0/ns1), not {}",
+                ns.display()
+            );
+        }
     }
     let engine = EngineConfig {
         workers: args.workers.unwrap_or(config.server.workers as usize),
@@ -116,6 +129,7 @@ fn settings(args: &Args) -> anyhow::Result<(Settings, String)> {
         namespaces,
         namespace_bytes: args.namespace_size.unwrap_or(namespace_bytes),
         uring: backend_uring,
+        vfio: backend_vfio,
         sqpoll,
         listen: args.listen.unwrap_or(config.server.listen),
         native_listen: args.native_listen.unwrap_or(config.server.native_listen),

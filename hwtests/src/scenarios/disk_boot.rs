@@ -20,6 +20,7 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
         dir,
         accel: ctx.accel.clone(),
         blkdebug: None,
+        vfio: false,
     };
     let mut vm = run.boot(&spec, "ovmf")?;
     run.step("config came from the config partition", |_| {

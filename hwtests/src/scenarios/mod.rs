@@ -1,6 +1,7 @@
 //! The scenarios and what they share.
 
 mod bit_flip;
+mod conformance;
 mod disk_boot;
 mod io_errors;
 mod power_loss;
@@ -16,13 +17,16 @@ use crate::qemu::{Boot, Format, Spec, Vm};
 use crate::report::{Outcome, Status};
 
 /// Every scenario, in the order `all` runs them.
-pub const ALL: [&str; 6] = [
+pub const ALL: [&str; 9] = [
     "smoke",
     "power-loss",
     "bit-flip",
     "io-errors",
     "stall",
     "disk-boot",
+    "vfio-smoke",
+    "vfio-power-loss",
+    "vfio-conformance",
 ];
 
 /// How long a boot may take to `/readyz` under TCG on a busy machine.
@@ -52,6 +56,8 @@ pub fn select(names: &[String]) -> anyhow::Result<Vec<&'static str>> {
 /// What every scenario gets.
 pub struct Ctx {
     pub vmlinuz: PathBuf,
+    /// The workspace (for scripts/vfio-guest-check.sh).
+    pub root: PathBuf,
     pub initramfs: PathBuf,
     pub cmdline: String,
     pub disk_image: PathBuf,
@@ -67,7 +73,7 @@ pub struct Ctx {
 impl Ctx {
     /// Finds the image's parts and decides the accelerator.
     pub fn new(
-        _root: &Path,
+        root: &Path,
         target: &Path,
         image: &Path,
         args: &crate::Args,
@@ -104,6 +110,7 @@ impl Ctx {
             initramfs: need("initramfs.img")?,
             disk_image: need("veltrix.img")?,
             vmlinuz,
+            root: root.to_path_buf(),
             cmdline,
             veltrix,
             accel,
@@ -125,6 +132,15 @@ impl Ctx {
             dir: self.work.join(scenario),
             accel: self.accel.clone(),
             blkdebug: None,
+            vfio: false,
+        }
+    }
+
+    /// The same, served by the vfio backend (q35, intel-iommu).
+    pub fn direct_vfio(&self, scenario: &str, format: Format) -> Spec {
+        Spec {
+            vfio: true,
+            ..self.direct(scenario, format)
         }
     }
 }
@@ -236,6 +252,9 @@ pub fn run(ctx: &Ctx, name: &'static str) -> Outcome {
     let result: anyhow::Result<Option<String>> = match name {
         "smoke" => smoke::run(ctx, &mut record),
         "power-loss" => power_loss::run(ctx, &mut record),
+        "vfio-smoke" => smoke::run_vfio(ctx, &mut record),
+        "vfio-power-loss" => power_loss::run_vfio(ctx, &mut record),
+        "vfio-conformance" => conformance::run(ctx, &mut record),
         "bit-flip" => bit_flip::run(ctx, &mut record),
         "io-errors" => io_errors::run(ctx, &mut record),
         "stall" => stall::run(ctx, &mut record),

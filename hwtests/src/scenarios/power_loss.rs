@@ -16,15 +16,35 @@ const WRITERS: usize = 8;
 /// SETs per pipeline: acknowledged together.
 const PIPELINE: usize = 4;
 
+/// Rounds of the vfio variant (each vfio boot is slower; at least three).
+const VFIO_ROUNDS: u32 = 3;
+
 pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
     fresh_dir(ctx, "power-loss")?;
     let spec = ctx.direct("power-loss", Format::Plain);
+    power_loss(ctx, run, &spec, ctx.power_loss_rounds)
+}
+
+/// The same with veltrixd on the vfio backend: durability then rests on the
+/// driver's NVMe Flush commands reaching the controller.
+pub fn run_vfio(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
+    fresh_dir(ctx, "vfio-power-loss")?;
+    let spec = ctx.direct_vfio("vfio-power-loss", Format::Plain);
+    power_loss(ctx, run, &spec, VFIO_ROUNDS)
+}
+
+fn power_loss(
+    ctx: &Ctx,
+    run: &mut Run,
+    spec: &crate::qemu::Spec,
+    rounds: u32,
+) -> anyhow::Result<Option<String>> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(ctx.seed);
     run.notes
         .push(format!("seed {} (replay: --seed {})", ctx.seed, ctx.seed));
     let mut acked: Vec<(String, usize)> = Vec::new();
-    for round in 0..=ctx.power_loss_rounds {
-        let mut vm = run.boot(&spec, &format!("round{round}"))?;
+    for round in 0..=rounds {
+        let mut vm = run.boot(spec, &format!("round{round}"))?;
         run.step(
             &format!(
                 "round {round}: every acknowledged write so far ({}) reads back",
@@ -42,11 +62,12 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
                 Ok(())
             },
         )?;
-        if round == ctx.power_loss_rounds {
+        if round == rounds {
             vm.power_off(Duration::from_secs(60))?;
             break;
         }
         let kill_after = Duration::from_millis(rng.random_range(500..4000));
+        let flushes_before = vm.flushes();
         let new = run.step(
             &format!(
                 "round {round}: load, kill -9 after {} ms",
@@ -58,8 +79,24 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
             !new.is_empty(),
             "round {round}: no write was acknowledged before the kill; the round proves nothing"
         );
+        let flushes = match (flushes_before, vm.flushes()) {
+            (Some(before), Some(after)) => {
+                // The trace file is written as QEMU runs; SIGKILL may cut
+                // its last lines, never its earlier ones.
+                anyhow::ensure!(
+                    after > before,
+                    "round {round}: {} writes were acknowledged but the controller executed no NVMe Flush during the load",
+                    new.len()
+                );
+                format!(
+                    ", {} NVMe Flush commands seen by the controller",
+                    after - before
+                )
+            }
+            _ => String::new(),
+        };
         run.notes.push(format!(
-            "round {round}: {} acked before kill at {} ms",
+            "round {round}: {} acked before kill at {} ms{flushes}",
             new.len(),
             kill_after.as_millis()
         ));
@@ -69,7 +106,7 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
         0,
         format!(
             "{} rounds, {} acknowledged writes all present",
-            ctx.power_loss_rounds,
+            rounds,
             acked.len()
         ),
     );

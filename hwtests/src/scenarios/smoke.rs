@@ -13,14 +13,27 @@ const PI_KEYS: usize = 500;
 const WRITERS: usize = 4;
 
 pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
-    fresh_dir(ctx, "smoke")?;
+    smoke(ctx, run, "smoke", false)
+}
+
+/// The same checks with veltrixd on the vfio backend, on each namespace.
+pub fn run_vfio(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
+    smoke(ctx, run, "vfio-smoke", true)
+}
+
+fn smoke(ctx: &Ctx, run: &mut Run, scenario: &str, vfio: bool) -> anyhow::Result<Option<String>> {
+    fresh_dir(ctx, scenario)?;
     for format in Format::ALL {
         let count = if format == Format::Plain {
             KEYS
         } else {
             PI_KEYS
         };
-        let spec = ctx.direct("smoke", format);
+        let spec = if vfio {
+            ctx.direct_vfio(scenario, format)
+        } else {
+            ctx.direct(scenario, format)
+        };
         let mut vm = run.boot(&spec, &format!("nsid{}", format.nsid()))?;
         let keys: Vec<(String, usize)> = (0..count)
             .map(|i| (format!("smoke:{}:{i}", format.nsid()), len_for(i)))
@@ -70,10 +83,20 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
                 let (status, body) =
                     crate::http::get(vm.admin, "/api/status", Duration::from_secs(10))?;
                 anyhow::ensure!(status == 200, "/api/status answered {status}");
-                anyhow::ensure!(
-                    body.contains("io_uring (SQPOLL") && body.contains(" on /dev/nvme"),
-                    "/api/status does not report io_uring SQPOLL on an NVMe block device: {body}"
-                );
+                if vfio {
+                    anyhow::ensure!(
+                        body.contains("vfio (userspace NVMe")
+                            && body.contains(&format!(" nsid {}", format.nsid()))
+                            && !body.contains("/dev/nvme"),
+                        "/api/status does not report the vfio backend on nsid {}: {body}",
+                        format.nsid()
+                    );
+                } else {
+                    anyhow::ensure!(
+                        body.contains("io_uring (SQPOLL") && body.contains(" on /dev/nvme"),
+                        "/api/status does not report io_uring SQPOLL on an NVMe block device: {body}"
+                    );
+                }
                 let namespaces = body
                     .split("\"namespaces\":")
                     .nth(1)

@@ -15,7 +15,10 @@
 # rebind to nvme). Between the boots this script flips one bit in the data of
 # block 10000 of both PI namespaces' backing files. Boot 2 runs
 # `vfio_check verify-flip`: the controller must refuse the block (0x282),
-# which the driver reports as a corruption error with the LBA.
+# which the driver reports as a corruption error with the LBA. Then the
+# operator command, `veltrix nvme list` and `veltrix nvme bind`, moves the
+# controller to vfio-pci and back (and must refuse while a namespace is
+# swap). Boot 2 reports VFIO-CHECK and CLI-CHECK lines.
 #
 # Needs: qemu-system-x86, linux-image-amd64, busybox-static, kmod, cpio, and
 # `rustup target add x86_64-unknown-linux-musl`. KVM is tried first and
@@ -45,6 +48,13 @@ if [ "$BENCH" = 1 ]; then
   (cd "$ROOT" && cargo build --release -p nvme --example vfio_bench --target x86_64-unknown-linux-musl)
 fi
 BENCH_BIN="$ROOT/target/x86_64-unknown-linux-musl/release/examples/vfio_bench"
+# The operator CLI, for `veltrix nvme list/bind` in boot 2. hwtests passes
+# the release build it made with the image.
+CLI_BIN=${VELTRIX_CLI:-}
+if [ -z "$CLI_BIN" ] && [ "$BENCH" = 0 ]; then
+  (cd "$ROOT" && cargo build -p appliance --bin veltrix --target x86_64-unknown-linux-musl)
+  CLI_BIN="$ROOT/target/x86_64-unknown-linux-musl/debug/veltrix"
+fi
 
 echo "== initramfs for kernel $KVER in $WORK"
 R="$WORK/root"
@@ -52,7 +62,7 @@ rm -rf "$R"
 mkdir -p "$R"/{bin,proc,sys,dev,tmp}
 cp /bin/busybox "$R/bin/busybox"
 cp "$BIN" "$R/bin/vfio_check"
-if [ "$BENCH" = 1 ]; then cp "$BENCH_BIN" "$R/bin/vfio_bench"; fi
+if [ "$BENCH" = 1 ]; then cp "$BENCH_BIN" "$R/bin/vfio_bench"; else cp "$CLI_BIN" "$R/bin/veltrix"; fi
 MODULES="crct10dif_generic crc-t10dif crc64-rocksoft t10-pi nvme vfio vfio_iommu_type1 vfio_virqfd vfio-pci-core vfio-pci irqbypass"
 for m in $MODULES; do
   modprobe -S "$KVER" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
@@ -88,6 +98,30 @@ else
   RUST_LOG=${RUST_LOG:-info} /bin/vfio_check "$mode"
   echo "VFIO-CHECK-EXIT $?"
 fi
+# The operator command moves the controller (back on nvme after the check)
+# to vfio-pci and back, and refuses while a namespace is in use (swap here).
+if [ "$mode" = verify-flip ]; then
+  p=0; f=0
+  check() { if [ "$1" = 0 ]; then echo "PASS cli: $2"; p=$((p+1)); else echo "FAIL cli: $2"; f=$((f+1)); fi; }
+  veltrix nvme list
+  bdf=$(veltrix nvme list | awk '{print $1; exit}')
+  veltrix nvme list | grep -q "^$bdf  driver=nvme .*block_devices=nvme"; check $? "list shows $bdf on nvme with its block devices"
+  dev=$(veltrix nvme list | sed -n 's/.*block_devices=\([a-z0-9]*\).*/\1/p' | head -1)
+  mkswap "/dev/$dev" >/dev/null && swapon "/dev/$dev"
+  out=$(veltrix nvme bind "$bdf" --driver vfio-pci 2>&1); rc=$?
+  [ "$rc" = 1 ] && echo "$out" | grep -q "/dev/$dev in use"; check $? "bind refused while /dev/$dev is swap ($out)"
+  [ -e "/sys/block/$dev" ]; check $? "the refused bind left /dev/$dev with the kernel"
+  swapoff "/dev/$dev"
+  veltrix nvme bind "$bdf" --driver vfio-pci; check $? "bind $bdf to vfio-pci"
+  group=$(basename "$(readlink "/sys/bus/pci/devices/$bdf/iommu_group")")
+  [ -e "/dev/vfio/$group" ] && [ ! -e "/sys/block/$dev" ]; check $? "/dev/vfio/$group appeared and /dev/$dev left"
+  veltrix nvme list | grep -q "^$bdf  driver=vfio-pci .*block_devices=none"; check $? "list shows $bdf on vfio-pci"
+  veltrix nvme bind "$bdf" --driver vfio-pci; check $? "binding again is a no-op"
+  veltrix nvme bind "$bdf" --driver nvme; check $? "bind $bdf back to nvme"
+  for _ in 1 2 3 4 5 6 7 8 9 10; do [ -e "/sys/block/$dev" ] && break; sleep 1; done
+  [ -e "/sys/block/$dev" ]; check $? "/dev/$dev is back"
+  echo "CLI-CHECK passed=$p failed=$f"
+fi
 poweroff -f
 INIT
 chmod +x "$R/init"
@@ -119,7 +153,7 @@ boot() {
     -device nvme-ns,bus=nvme0,drive=d1,nsid=1,logical_block_size=4096,physical_block_size=4096 \
     -device nvme-ns,bus=nvme0,drive=d2,nsid=2,logical_block_size=4096,physical_block_size=4096,ms=8,mset=0,pi=1 \
     -device nvme-ns,bus=nvme0,drive=d3,nsid=3,logical_block_size=4096,physical_block_size=4096,ms=8,mset=1,pi=1 \
-    </dev/null 2>&1 | tee "$log" | grep -E '^(PASS|FAIL|VFIO-CHECK|BENCH|controller|namespace|  |== guest)' || true
+    </dev/null 2>&1 | tee "$log" | grep -E '^(PASS|FAIL|VFIO-CHECK|CLI-CHECK|BENCH|controller|namespace|  |== guest)' || true
 }
 
 result() { grep -a -o 'VFIO-CHECK passed=[0-9]* failed=[0-9]*' "$1" | tail -1; }
@@ -151,9 +185,12 @@ done
 boot verify-flip "$WORK/boot-flip.log"
 second=$(result "$WORK/boot-flip.log" || true)
 
+cli=$(grep -a -o 'CLI-CHECK passed=[0-9]* failed=[0-9]*' "$WORK/boot-flip.log" | tail -1 || true)
+
 echo "== boot 1 (run):         ${first:-no result line}"
 echo "== boot 2 (verify-flip): ${second:-no result line}"
-case "$first/$second" in
-  *failed=0/*failed=0) exit 0 ;;
+echo "== boot 2 (veltrix nvme): ${cli:-no result line}"
+case "$first/$second/$cli" in
+  *failed=0/*failed=0/*failed=0) exit 0 ;;
   *) exit 1 ;;
 esac

@@ -129,6 +129,71 @@ fn an_unreachable_daemon_is_named() {
 }
 
 #[test]
+fn nvme_bind_refuses_what_is_not_an_nvme_controller() {
+    // Nothing here binds anything: every case is refused before sysfs is
+    // written. Binding itself is exercised in the guest
+    // (scripts/vfio-guest-check.sh, the hwtests vfio-conformance scenario).
+    let o = veltrix(&["nvme", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).is_empty());
+
+    for bad in [
+        "../../../../tmp/x",
+        "0000:00:03",
+        "00:03.0",
+        "0000:00:03.0/ns1",
+    ] {
+        let o = veltrix(&["nvme", "bind", bad, "--driver", "vfio-pci"]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(
+            stderr(&o).contains("is not a PCI address"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = veltrix(&["nvme", "bind", "0000:00:03.0", "--driver", "ahci"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    let absent = (0..=0xffu32)
+        .map(|bus| format!("0000:{bus:02x}:1f.7"))
+        .find(|bdf| !Path::new("/sys/bus/pci/devices").join(bdf).exists())
+        .unwrap();
+    let o = veltrix(&["nvme", "bind", &absent, "--driver", "vfio-pci"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no such PCI device"), "{}", stderr(&o));
+
+    // A PCI device that is not an NVMe controller (a host bridge, a NIC)
+    // must never be unbound from its driver.
+    let other = std::fs::read_dir("/sys/bus/pci/devices")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|d| {
+            std::fs::read_to_string(d.path().join("class")).is_ok_and(|c| c.trim() != "0x010802")
+        });
+    match other {
+        Some(device) => {
+            let bdf = device.file_name().to_string_lossy().into_owned();
+            let driver_before = std::fs::read_link(device.path().join("driver")).ok();
+            let o = veltrix(&["nvme", "bind", &bdf, "--driver", "vfio-pci"]);
+            assert_eq!(o.status.code(), Some(1));
+            assert!(
+                stderr(&o).contains("is not an NVMe controller"),
+                "{}",
+                stderr(&o)
+            );
+            assert_eq!(
+                std::fs::read_link(device.path().join("driver")).ok(),
+                driver_before
+            );
+        }
+        None => eprintln!(
+            "SKIPPED (part): no non-NVMe PCI device in /sys/bus/pci/devices to try binding"
+        ),
+    }
+}
+
+#[test]
 fn format_refuses_a_store_without_force() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ns.img");
@@ -292,6 +357,7 @@ fn help_shows_an_example_for_every_command() {
         "checkpoint",
         "format",
         "inspect",
+        "nvme",
         "bench",
     ] {
         let o = veltrix(&[command, "--help"]);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use appliance::cli::{bench, http, offline, parse_size};
+use appliance::cli::{bench, http, nvme, offline, parse_size};
 use clap::{Parser, Subcommand, ValueEnum};
 use veltrix_client::Client;
 
@@ -109,6 +109,14 @@ enum Command {
         /// The namespace: a block device or a file (veltrixd must not be running on it).
         path: PathBuf,
     },
+    /// List NVMe controllers, or hand one to vfio-pci (veltrixd's userspace
+    /// driver, --backend vfio) or back to the kernel's nvme driver. Binding
+    /// needs root.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  veltrix nvme list\n  veltrix nvme bind 0000:00:03.0 --driver vfio-pci\n  veltrix nvme bind 0000:00:03.0 --driver nvme"
+    )]
+    Nvme(NvmeCommand),
     /// Generate load over RESP or the native protocol and report throughput
     /// and a latency histogram.
     #[command(
@@ -140,6 +148,32 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         pipeline: usize,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum NvmeCommand {
+    /// One line per NVMe controller: PCI address, driver, IOMMU group and
+    /// the kernel's block devices.
+    List,
+    /// Bind a controller to a driver and wait until it has it. Refuses to
+    /// take a controller from the kernel while one of its namespaces is
+    /// mounted or used as swap.
+    Bind {
+        /// The controller's PCI address (DDDD:BB:DD.F).
+        #[arg(value_parser = nvme::parse_pci_address)]
+        address: String,
+        /// Where it goes.
+        #[arg(long, value_enum)]
+        driver: NvmeDriver,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum NvmeDriver {
+    /// The userspace driver's side: vfio-pci.
+    VfioPci,
+    /// The kernel's nvme driver.
+    Nvme,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -242,6 +276,14 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             if report.corrupt() {
                 return Ok(ExitCode::from(2));
             }
+        }
+        Command::Nvme(NvmeCommand::List) => nvme::list(&mut stdout)?,
+        Command::Nvme(NvmeCommand::Bind { address, driver }) => {
+            let driver = match driver {
+                NvmeDriver::VfioPci => nvme::Driver::VfioPci,
+                NvmeDriver::Nvme => nvme::Driver::Nvme,
+            };
+            nvme::bind(address, driver, &mut stdout)?;
         }
         Command::Bench {
             protocol,

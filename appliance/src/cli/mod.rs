@@ -2,10 +2,12 @@
 //! (which holds the clap definitions). Online commands talk to a running
 //! veltrixd: the admin HTTP port ([`http`]) or the native data port
 //! (`veltrix_client`); offline commands ([`offline`]) open a namespace
-//! directly; [`bench`] is the load generator.
+//! directly; [`nvme`] moves NVMe controllers between the kernel and
+//! vfio-pci; [`bench`] is the load generator.
 
 pub mod bench;
 pub mod http;
+pub mod nvme;
 pub mod offline;
 
 /// Parses a size like `4GiB`, `512MiB`, `65536` (bytes).

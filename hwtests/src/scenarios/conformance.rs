@@ -1,8 +1,10 @@
 //! vfio-conformance: the userspace NVMe driver's own check in a guest,
 //! `scripts/vfio-guest-check.sh` (docs/vfio.md): conformance on the three
 //! namespace kinds, the PI checks, reset and timeout, then a second boot
-//! after a bit flip from outside. Both boots must print
-//! `VFIO-CHECK passed=N failed=0`.
+//! after a bit flip from outside, which ends with the operator command
+//! (`veltrix nvme list/bind`) moving the controller to vfio-pci and back.
+//! Both boots must print `VFIO-CHECK passed=N failed=0`, and the second
+//! `CLI-CHECK passed=N failed=0`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -27,14 +29,15 @@ fn on_path(tool: &str) -> bool {
     })
 }
 
-/// The last `VFIO-CHECK passed=N failed=M` line of a boot log.
-fn result_line(log: &Path) -> Option<(u32, u32)> {
+/// The last `TAG passed=N failed=M` line of a boot log.
+fn result_line(log: &Path, tag: &str) -> Option<(u32, u32)> {
     let text = crate::qemu::console_text(log);
-    text.lines().rev().find_map(parse_result)
+    text.lines().rev().find_map(|line| parse_result(line, tag))
 }
 
-fn parse_result(line: &str) -> Option<(u32, u32)> {
-    let rest = &line[line.find("VFIO-CHECK passed=")? + "VFIO-CHECK passed=".len()..];
+fn parse_result(line: &str, tag: &str) -> Option<(u32, u32)> {
+    let marker = format!("{tag} passed=");
+    let rest = &line[line.find(&marker)? + marker.len()..];
     let (passed, rest) = rest.split_once(" failed=")?;
     let failed: String = rest.chars().take_while(char::is_ascii_digit).collect();
     Some((passed.parse().ok()?, failed.parse().ok()?))
@@ -67,6 +70,7 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
                 .arg(&dir)
                 .current_dir(&ctx.root)
                 .env("VFIO_CHECK_TIMEOUT_S", BOOT_TIMEOUT.as_secs().to_string())
+                .env("VELTRIX_CLI", &ctx.veltrix)
                 .stdin(Stdio::null())
                 .stdout(std::fs::File::create(&output)?)
                 .stderr(std::fs::File::create(dir.join("script.stderr"))?)
@@ -74,25 +78,32 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
                 .with_context(|| format!("cannot run {}", script.display()))
         },
     )?;
-    let first = result_line(&boot_run);
-    let second = result_line(&boot_flip);
-    let describe = |r: Option<(u32, u32)>| {
+    let first = result_line(&boot_run, "VFIO-CHECK");
+    let second = result_line(&boot_flip, "VFIO-CHECK");
+    let cli = result_line(&boot_flip, "CLI-CHECK");
+    let describe = |r: Option<(u32, u32)>, tag: &str| {
         r.map_or_else(
-            || "no VFIO-CHECK line".to_string(),
+            || format!("no {tag} line"),
             |(p, f)| format!("passed={p} failed={f}"),
         )
     };
     run.notes.push(format!(
-        "boot 1 (conformance on nsid 1, 2, 3, host PI, MDTS split, reset, timeout, PI errors, CC.SHN, rebind): {}; boot 2 (bit flip from outside on both PI namespaces): {}",
-        describe(first),
-        describe(second)
+        "boot 1 (conformance on nsid 1, 2, 3, host PI, MDTS split, reset, timeout, PI errors, CC.SHN, rebind): {}; boot 2 (bit flip from outside on both PI namespaces): {}; veltrix nvme list/bind: {}",
+        describe(first, "VFIO-CHECK"),
+        describe(second, "VFIO-CHECK"),
+        describe(cli, "CLI-CHECK")
     ));
-    match (first, second) {
-        (Some((p1, 0)), Some((p2, 0))) if p1 > 0 && p2 > 0 && status.success() => Ok(None),
+    match (first, second, cli) {
+        (Some((p1, 0)), Some((p2, 0)), Some((p3, 0)))
+            if p1 > 0 && p2 > 0 && p3 > 0 && status.success() =>
+        {
+            Ok(None)
+        }
         _ => anyhow::bail!(
-            "the vfio check failed (script exit {status}): boot 1 {}, boot 2 {}",
-            describe(first),
-            describe(second)
+            "the vfio check failed (script exit {status}): boot 1 {}, boot 2 {}, veltrix nvme {}",
+            describe(first, "VFIO-CHECK"),
+            describe(second, "VFIO-CHECK"),
+            describe(cli, "CLI-CHECK")
         ),
     }
 }
@@ -101,15 +112,18 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
 mod tests {
     #[test]
     fn result_lines() {
+        let parse = |line| super::parse_result(line, "VFIO-CHECK");
         assert_eq!(
-            super::parse_result("[  9.1] VFIO-CHECK passed=20 failed=0\r"),
+            parse("[  9.1] VFIO-CHECK passed=20 failed=0\r"),
             Some((20, 0))
         );
+        assert_eq!(parse("VFIO-CHECK passed=5 failed=2"), Some((5, 2)));
+        assert_eq!(parse("VFIO-CHECK-EXIT 0"), None);
+        assert_eq!(parse("PASS something"), None);
+        assert_eq!(parse("CLI-CHECK passed=8 failed=0"), None);
         assert_eq!(
-            super::parse_result("VFIO-CHECK passed=5 failed=2"),
-            Some((5, 2))
+            super::parse_result("CLI-CHECK passed=8 failed=1", "CLI-CHECK"),
+            Some((8, 1))
         );
-        assert_eq!(super::parse_result("VFIO-CHECK-EXIT 0"), None);
-        assert_eq!(super::parse_result("PASS something"), None);
     }
 }

@@ -44,16 +44,7 @@ pub fn parse_address(address: &str) -> Option<(String, u32)> {
         Some((bdf, ns)) => (bdf, ns.strip_prefix("ns")?.parse().ok()?),
         None => (rest, 1),
     };
-    // domain:bus:device.function, all hex: 0000:00:03.0
-    let (domain_bus_device, function) = bdf.split_once('.')?;
-    let parts: Vec<&str> = domain_bus_device.split(':').collect();
-    let hex = |s: &str, len: usize| s.len() == len && s.chars().all(|c| c.is_ascii_hexdigit());
-    let well_formed = parts.len() == 3
-        && hex(parts[0], 4)
-        && hex(parts[1], 2)
-        && hex(parts[2], 2)
-        && hex(function, 1);
-    (well_formed && nsid >= 1).then(|| (bdf.to_string(), nsid))
+    (bind::is_pci_address(bdf) && nsid >= 1).then(|| (bdf.to_string(), nsid))
 }
 
 /// Opens the namespace at a vfio address (see [`parse_address`]): binds the

@@ -40,20 +40,26 @@ TIMEOUT_S=${VFIO_CHECK_TIMEOUT_S:-1500}
 NS_BYTES=$((512 << 20))
 FLIP_LBA=10000
 
-echo "== build (static, musl)"
-# The bench is built optimised; the check keeps debug assertions on.
-(cd "$ROOT" && cargo build -p nvme --example vfio_check --target x86_64-unknown-linux-musl)
-BIN="$ROOT/target/x86_64-unknown-linux-musl/debug/examples/vfio_check"
+echo "== build (static, musl, release: what ships)"
+# The same RUSTFLAGS as the image build (`cargo run -p image -- build`), so
+# that the check reuses its release musl artifacts instead of compiling the
+# dependency tree again.
+build() {
+  (cd "$ROOT" && RUSTFLAGS=" --remap-path-prefix=$ROOT=/veltrix" \
+    cargo build --release --target x86_64-unknown-linux-musl "$@")
+}
+build -p nvme --example vfio_check
+BIN="$ROOT/target/x86_64-unknown-linux-musl/release/examples/vfio_check"
 if [ "$BENCH" = 1 ]; then
-  (cd "$ROOT" && cargo build --release -p nvme --example vfio_bench --target x86_64-unknown-linux-musl)
+  build -p nvme --example vfio_bench
 fi
 BENCH_BIN="$ROOT/target/x86_64-unknown-linux-musl/release/examples/vfio_bench"
 # The operator CLI, for `veltrix nvme list/bind` in boot 2. hwtests passes
-# the release build it made with the image.
+# the one it built with the image.
 CLI_BIN=${VELTRIX_CLI:-}
 if [ -z "$CLI_BIN" ] && [ "$BENCH" = 0 ]; then
-  (cd "$ROOT" && cargo build -p appliance --bin veltrix --target x86_64-unknown-linux-musl)
-  CLI_BIN="$ROOT/target/x86_64-unknown-linux-musl/debug/veltrix"
+  build -p appliance --bin veltrix
+  CLI_BIN="$ROOT/target/x86_64-unknown-linux-musl/release/veltrix"
 fi
 
 echo "== initramfs for kernel $KVER in $WORK"

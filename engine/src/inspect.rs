@@ -219,9 +219,25 @@ pub fn inspect(
         stream: None,
         detail,
     };
+    // The keys' latest state: (sequence number, value bytes or None for a
+    // delete). The checkpoint an open loads is its start, as in recovery:
+    // per shard, the log counts only above the shard's watermark (GC may
+    // have freed a delete the checkpoint already reflects).
+    let mut keys: HashMap<Vec<u8>, (u64, Option<u64>)> = HashMap::new();
+    let mut watermarks = Vec::new();
     match crate::checkpoint::find(namespace, queue.as_mut(), &layout, seed) {
         Ok(found) => {
             report.checkpoint = found.loaded.as_ref().map(|l| l.root.generation);
+            if let Some(loaded) = &found.loaded {
+                for (index, &watermark) in loaded.body.index.iter().zip(&loaded.body.watermarks) {
+                    index.for_each(|key, pointer| {
+                        let value = (pointer.length as usize)
+                            .saturating_sub(crate::format::record::record_bytes(key.len(), 0));
+                        keys.insert(key.to_vec(), (watermark, Some(value as u64)));
+                    });
+                }
+                watermarks.clone_from(&loaded.body.watermarks);
+            }
             for (slot, state) in found.slots.iter().enumerate() {
                 match state {
                     crate::checkpoint::Slot::Valid(root) => {
@@ -323,7 +339,6 @@ pub fn inspect(
 
     // Every stream's frames, in generation order, one segment at a time.
     let seed = store_seed(&sb.uuid);
-    let mut keys: HashMap<Vec<u8>, (u64, Option<u64>)> = HashMap::new();
     let mut done = 0u32;
     for (stream, headers) in streams.iter_mut() {
         headers.sort_by_key(|h| h.generation);
@@ -361,7 +376,7 @@ pub fn inspect(
                 });
             }
             let first = i == 0;
-            walk.segment(&block, header, first, &mut report, &mut keys);
+            walk.segment(&block, header, first, &mut report, &mut keys, &watermarks);
             done += 1;
             progress(total.min(done + report.segments_free), total);
         }
@@ -451,6 +466,7 @@ impl StreamWalk {
         first_of_stream: bool,
         report: &mut InspectReport,
         keys: &mut HashMap<Vec<u8>, (u64, Option<u64>)>,
+        watermarks: &[u64],
     ) {
         let lba_bytes = self.layout.lba_bytes as usize;
         let mut offset = lba_bytes;
@@ -494,6 +510,11 @@ impl StreamWalk {
                         None
                     }
                 };
+                let shard = usize::from(crate::shard::shard(record.key));
+                if watermarks.get(shard).is_some_and(|&w| record.seq <= w) {
+                    // The loaded checkpoint already reflects it.
+                    continue;
+                }
                 let entry = keys.entry(record.key.to_vec()).or_insert((0, None));
                 if record.seq >= entry.0 {
                     *entry = (record.seq, value);

@@ -89,6 +89,74 @@ fn a_clean_store_verifies() {
     );
 }
 
+/// GC drops a delete once a checkpoint reflects it, while the put it
+/// deleted may live on in an older segment. Counting live keys from the log
+/// alone would then count the deleted keys again; inspect starts from the
+/// checkpoint, as recovery does.
+#[test]
+fn live_keys_start_from_the_checkpoint_when_gc_dropped_deletes() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ns.img");
+    let ns = namespace(&path);
+    let mut options = FormatOptions::new([7; 16]);
+    options.segment_bytes = 1 << 20;
+    format(ns.as_ref(), &options).unwrap();
+    let engine = Engine::open(
+        ns,
+        &EngineConfig {
+            workers: 1,
+            value_bytes_max: 256 << 10,
+            checkpoint_records: 0,
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    // One segment of 120 keys (8 KiB frames), of which 5 are deleted later:
+    // 96% live, so GC leaves it alone.
+    for i in 0..120u32 {
+        engine
+            .put(format!("key{i}").as_bytes(), &[i as u8; 8000])
+            .unwrap();
+    }
+    // The deletes go to the next segment, among overwrites of one key that
+    // leave it all garbage.
+    engine.put(b"pad", &[0; 100 << 10]).unwrap();
+    for i in 0..5u32 {
+        engine.delete(format!("key{i}").as_bytes()).unwrap();
+    }
+    for round in 0..12u8 {
+        engine.put(b"pad", &[round; 100 << 10]).unwrap();
+    }
+    // Both root slots must reflect the deletes before GC may drop them
+    // (an open falls back to the other slot if the newest is damaged).
+    engine.checkpoint().unwrap();
+    engine.checkpoint().unwrap();
+    let freed = || engine.stats().gc_segments_freed.load(Ordering::Relaxed);
+    engine.gc_storm();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while freed() == 0 {
+        assert!(std::time::Instant::now() < deadline, "GC freed nothing");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(engine.get(b"key0").unwrap().is_none());
+    engine.shutdown();
+
+    let report = run(&path);
+    assert_eq!(report.problems, vec![]);
+    assert!(report.checkpoint.is_some());
+    assert!(
+        report.deletes < 5,
+        "GC dropped the deletes: the case under test ({} left)",
+        report.deletes
+    );
+    assert_eq!(report.live_keys, 116, "115 keys and pad");
+    // Keys key5..key119 (5 of 4 bytes, 90 of 5, 20 of 6) with 8000-byte
+    // values, and pad's 100 KiB.
+    let keys = 5 * 4 + 90 * 5 + 20 * 6;
+    assert_eq!(report.live_bytes, keys + 115 * 8000 + 3 + (100 << 10));
+}
+
 #[test]
 fn a_damaged_checkpoint_body_is_reported() {
     let dir = tempfile::tempdir().unwrap();

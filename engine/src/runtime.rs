@@ -403,12 +403,12 @@ impl Engine {
         let started = Instant::now();
         let owner = self.router.owner(shard(key));
         if let Some(cache) = self.caches.get(usize::from(owner)) {
-            // Never wait for the worker's lock: it is held for a batch's
-            // write-through, and the worker answers as fast.
-            let hit = match cache.try_lock() {
-                Ok(mut cache) => cache.get_hit(key, &self.shared.stats),
-                Err(_) => None,
-            };
+            // Wait for the lock rather than fall back to the worker when it
+            // is busy: its holders (other callers' hits, the worker's
+            // write-through of one batch) keep it for microseconds, and
+            // the round trip to the worker costs two context switches
+            // and waits for the worker anyway.
+            let hit = crate::worker::value_cache::lock(cache).get_hit(key, &self.shared.stats);
             if let Some(value) = hit {
                 let stats = &self.shared.stats;
                 stats.ops[OpKind::Get as usize][OpResult::Ok as usize]

@@ -9,7 +9,7 @@
 mod commit;
 mod gc;
 mod read;
-mod value_cache;
+pub(crate) mod value_cache;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

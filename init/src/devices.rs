@@ -93,7 +93,9 @@ pub fn controller_pci_address(sys_block: &Path, name: &str) -> anyhow::Result<St
     Ok(bdf)
 }
 
-/// Whether `s` is a PCI address `DDDD:BB:DD.F` (hex digits).
+/// Whether `s` is a PCI address `DDDD:BB:DD.F` (hex digits). The same rule
+/// as `nvme::vfio::bind::is_pci_address`, repeated so that PID 1 does not
+/// link the block layer (and its io_uring and VFIO code) for ten lines.
 pub fn is_pci_address(s: &str) -> bool {
     let b = s.as_bytes();
     let hex_at = |range: std::ops::Range<usize>| b[range].iter().all(u8::is_ascii_hexdigit);

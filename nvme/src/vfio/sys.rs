@@ -338,7 +338,79 @@ impl Device {
         }
         let base =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-        Ok(Mmio { base, bytes })
+        Ok(Mmio {
+            window: VolatileWindow { base, bytes },
+        })
+    }
+}
+
+/// A mapping of memory that something other than Rust reads and writes (a
+/// device's registers, or memory the device reaches by DMA): Rust never forms
+/// a reference into it, every access is volatile, bounds-checked and
+/// naturally aligned, and the mapping is unmapped on drop. What
+/// [`Mmio`] and [`DmaMemory`] share.
+#[derive(Debug)]
+struct VolatileWindow {
+    base: NonNull<u8>,
+    bytes: usize,
+}
+
+impl VolatileWindow {
+    fn at(&self, offset: usize, width: usize) -> *mut u8 {
+        assert!(
+            offset.is_multiple_of(width) && offset + width <= self.bytes,
+            "volatile access at {offset:#x} (width {width}) outside the {}-byte window",
+            self.bytes
+        );
+        // SAFETY: offset + width <= bytes, so the pointer stays inside the
+        // mapping.
+        unsafe { self.base.as_ptr().add(offset) }
+    }
+
+    fn read8(&self, offset: usize) -> u8 {
+        let ptr = self.at(offset, 1);
+        // SAFETY: in bounds (checked by `at`); single bytes are always
+        // aligned; the mapping lives as long as self.
+        unsafe { ptr.read_volatile() }
+    }
+
+    fn read32(&self, offset: usize) -> u32 {
+        let ptr = self.at(offset, 4).cast::<u32>();
+        // SAFETY: `at` checked bounds and 4-byte alignment of the offset, the
+        // base is page-aligned, and the mapping lives as long as self. The
+        // other side may write this word concurrently, which a volatile read
+        // tolerates and a reference would not.
+        unsafe { ptr.read_volatile() }
+    }
+
+    fn write32(&self, offset: usize, value: u32) {
+        let ptr = self.at(offset, 4).cast::<u32>();
+        // SAFETY: as for read32.
+        unsafe { ptr.write_volatile(value) }
+    }
+
+    fn read64(&self, offset: usize) -> u64 {
+        let ptr = self.at(offset, 8).cast::<u64>();
+        // SAFETY: as for read32, with 8-byte alignment.
+        unsafe { ptr.read_volatile() }
+    }
+
+    fn write64(&self, offset: usize, value: u64) {
+        let ptr = self.at(offset, 8).cast::<u64>();
+        // SAFETY: as for read64.
+        unsafe { ptr.write_volatile(value) }
+    }
+}
+
+impl Drop for VolatileWindow {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping its owner made (map_mmio, or
+        // DmaMemory::new); no pointer into it outlives self. DmaMemory's
+        // owners unmap it from the IOMMU first (see `DmaRegion`), so the
+        // device cannot reach it.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.bytes);
+        }
     }
 }
 
@@ -346,8 +418,7 @@ impl Device {
 /// and naturally aligned.
 #[derive(Debug)]
 pub struct Mmio {
-    base: NonNull<u8>,
-    bytes: usize,
+    window: VolatileWindow,
 }
 
 // SAFETY: the mapping is device memory with no Rust-level aliasing; every
@@ -358,30 +429,14 @@ unsafe impl Send for Mmio {}
 unsafe impl Sync for Mmio {}
 
 impl Mmio {
-    fn at(&self, offset: usize, width: usize) -> *mut u8 {
-        assert!(
-            offset.is_multiple_of(width) && offset + width <= self.bytes,
-            "register access at {offset:#x} (width {width}) outside the {}-byte window",
-            self.bytes
-        );
-        // SAFETY: offset + width <= bytes, so the pointer stays inside the
-        // mapping.
-        unsafe { self.base.as_ptr().add(offset) }
-    }
-
     /// Reads a 32-bit register.
     pub fn read32(&self, offset: usize) -> u32 {
-        let ptr = self.at(offset, 4).cast::<u32>();
-        // SAFETY: `at` checked bounds and 4-byte alignment of the offset, the
-        // base is page-aligned, and the mapping lives as long as self.
-        unsafe { ptr.read_volatile() }
+        self.window.read32(offset)
     }
 
     /// Writes a 32-bit register.
     pub fn write32(&self, offset: usize, value: u32) {
-        let ptr = self.at(offset, 4).cast::<u32>();
-        // SAFETY: as for read32.
-        unsafe { ptr.write_volatile(value) }
+        self.window.write32(offset, value);
     }
 
     /// Reads a 64-bit register as two 32-bit reads, low dword first (NVMe
@@ -397,24 +452,13 @@ impl Mmio {
     }
 }
 
-impl Drop for Mmio {
-    fn drop(&mut self) {
-        // SAFETY: exactly the mapping made in map_mmio; no pointer into it
-        // outlives self.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.bytes);
-        }
-    }
-}
-
 /// Anonymous memory for queues, PRP lists and metadata, 4 KiB-aligned,
 /// hugepage-backed when the kernel has hugepages to give. The device reaches
 /// it through the IOMMU, so Rust never forms a reference into it: every
 /// access goes through the volatile accessors.
 #[derive(Debug)]
 pub struct DmaMemory {
-    base: NonNull<u8>,
-    bytes: usize,
+    window: VolatileWindow,
     hugepages: bool,
 }
 
@@ -436,16 +480,14 @@ impl DmaMemory {
             let huge = bytes.div_ceil(HUGEPAGE_BYTES) * HUGEPAGE_BYTES;
             if let Some(base) = Self::mmap(huge, libc::MAP_HUGETLB) {
                 return Ok(DmaMemory {
-                    base,
-                    bytes: huge,
+                    window: VolatileWindow { base, bytes: huge },
                     hugepages: true,
                 });
             }
         }
         let base = Self::mmap(small, 0).ok_or_else(io::Error::last_os_error)?;
         Ok(DmaMemory {
-            base,
-            bytes: small,
+            window: VolatileWindow { base, bytes: small },
             hugepages: false,
         })
     }
@@ -471,12 +513,12 @@ impl DmaMemory {
 
     /// Bytes mapped.
     pub fn len(&self) -> usize {
-        self.bytes
+        self.window.bytes
     }
 
     /// Whether nothing is mapped (never, in practice).
     pub fn is_empty(&self) -> bool {
-        self.bytes == 0
+        self.window.bytes == 0
     }
 
     /// Whether the memory is hugepage-backed.
@@ -486,56 +528,33 @@ impl DmaMemory {
 
     /// The base address, for [`Container::map_dma`].
     pub fn base_ptr(&self) -> *mut u8 {
-        self.base.as_ptr()
-    }
-
-    fn at(&self, offset: usize, width: usize) -> *mut u8 {
-        assert!(
-            offset.is_multiple_of(width) && offset + width <= self.bytes,
-            "DMA memory access at {offset:#x} (width {width}) outside {} bytes",
-            self.bytes
-        );
-        // SAFETY: offset + width <= bytes keeps the pointer in the mapping.
-        unsafe { self.base.as_ptr().add(offset) }
+        self.window.base.as_ptr()
     }
 
     /// Volatile 32-bit read.
     pub fn read32(&self, offset: usize) -> u32 {
-        let ptr = self.at(offset, 4).cast::<u32>();
-        // SAFETY: in bounds and aligned (checked by `at`, base page-aligned);
-        // the device may write this word concurrently, which a volatile read
-        // tolerates and a reference would not.
-        unsafe { ptr.read_volatile() }
+        self.window.read32(offset)
     }
 
     /// Volatile 32-bit write.
     pub fn write32(&self, offset: usize, value: u32) {
-        let ptr = self.at(offset, 4).cast::<u32>();
-        // SAFETY: as for read32.
-        unsafe { ptr.write_volatile(value) }
+        self.window.write32(offset, value);
     }
 
     /// Volatile 64-bit read.
     pub fn read64(&self, offset: usize) -> u64 {
-        let ptr = self.at(offset, 8).cast::<u64>();
-        // SAFETY: as for read32, with 8-byte alignment.
-        unsafe { ptr.read_volatile() }
+        self.window.read64(offset)
     }
 
     /// Volatile 64-bit write.
     pub fn write64(&self, offset: usize, value: u64) {
-        let ptr = self.at(offset, 8).cast::<u64>();
-        // SAFETY: as for read64.
-        unsafe { ptr.write_volatile(value) }
+        self.window.write64(offset, value);
     }
 
     /// Copies `bytes` bytes out, a byte at a time, volatile.
     pub fn read_bytes(&self, offset: usize, out: &mut [u8]) {
         for (i, b) in out.iter_mut().enumerate() {
-            let ptr = self.at(offset + i, 1);
-            // SAFETY: in bounds (checked by `at`); single bytes are always
-            // aligned.
-            *b = unsafe { ptr.read_volatile() };
+            *b = self.window.read8(offset + i);
         }
     }
 
@@ -544,16 +563,6 @@ impl DmaMemory {
         assert!(offset.is_multiple_of(8) && bytes.is_multiple_of(8));
         for word in (offset..offset + bytes).step_by(8) {
             self.write64(word, 0);
-        }
-    }
-}
-
-impl Drop for DmaMemory {
-    fn drop(&mut self) {
-        // SAFETY: exactly the mapping made in `new`. Owners unmap it from the
-        // IOMMU first (see `IommuMapping`), so the device cannot reach it.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.bytes);
         }
     }
 }

@@ -13,14 +13,16 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use engine::{format, Engine, EngineConfig, FormatOptions, OpenError};
+use engine::{Engine, EngineConfig, OpenError};
 use nvme::Namespace;
 
 const SEGMENT_BYTES: u64 = 1 << 20;
 const BLOCK: u64 = 4096;
 
+const NAMESPACE_BYTES: u64 = 64 << 20;
+
 fn namespace(path: &Path) -> Arc<dyn Namespace> {
-    common::file_namespace(path, 64 << 20)
+    common::file_namespace(path, NAMESPACE_BYTES)
 }
 
 /// No automatic checkpoints (nor one at shutdown): the tests take them.
@@ -34,10 +36,7 @@ fn config() -> EngineConfig {
 }
 
 fn fresh(path: &Path) -> Engine {
-    let ns = namespace(path);
-    let mut options = FormatOptions::new([9; 16]);
-    options.segment_bytes = SEGMENT_BYTES;
-    format(ns.as_ref(), &options).unwrap();
+    let ns = common::formatted_namespace(path, NAMESPACE_BYTES, SEGMENT_BYTES);
     Engine::open(ns, &config()).unwrap()
 }
 
@@ -229,10 +228,7 @@ fn both_checkpoints_damaged_refuses_the_store() {
 fn a_clean_shutdown_checkpoints_so_the_next_open_replays_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ns.img");
-    let ns = namespace(&path);
-    let mut options = FormatOptions::new([9; 16]);
-    options.segment_bytes = SEGMENT_BYTES;
-    format(ns.as_ref(), &options).unwrap();
+    let ns = common::formatted_namespace(&path, NAMESPACE_BYTES, SEGMENT_BYTES);
     let config = EngineConfig {
         workers: 2,
         value_bytes_max: 64 << 10,

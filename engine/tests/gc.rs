@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::{format, Engine, EngineConfig, EngineError, FormatOptions};
+use engine::{Engine, EngineConfig, EngineError};
 use nvme::Namespace;
 
 const NAMESPACE_BYTES: u64 = 32 << 20;
@@ -34,10 +34,7 @@ fn config() -> EngineConfig {
 }
 
 fn fresh(path: &Path) -> Engine {
-    let ns = namespace(path);
-    let mut options = FormatOptions::new([9; 16]);
-    options.segment_bytes = SEGMENT_BYTES;
-    format(ns.as_ref(), &options).unwrap();
+    let ns = common::formatted_namespace(path, NAMESPACE_BYTES, SEGMENT_BYTES);
     Engine::open(ns, &config()).unwrap()
 }
 

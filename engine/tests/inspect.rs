@@ -13,20 +13,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use engine::inspect::{inspect, InspectReport, ProblemKind};
-use engine::{format, Engine, EngineConfig, FormatOptions};
+use engine::{Engine, EngineConfig};
 use nvme::Namespace;
 
+const NAMESPACE_BYTES: u64 = 32 << 20;
+
 fn namespace(path: &Path) -> Arc<dyn Namespace> {
-    common::file_namespace(path, 32 << 20)
+    common::file_namespace(path, NAMESPACE_BYTES)
 }
 
 /// Formats, writes `victim` first and then 200 more keys (one frame each,
 /// over two workers), deletes 10, and closes.
 fn store(path: &Path) {
-    let ns = namespace(path);
-    let mut options = FormatOptions::new([9; 16]);
-    options.segment_bytes = 1 << 20;
-    format(ns.as_ref(), &options).unwrap();
+    let ns = common::formatted_namespace(path, NAMESPACE_BYTES, 1 << 20);
     let engine = Engine::open(
         ns,
         &EngineConfig {
@@ -98,10 +97,7 @@ fn live_keys_start_from_the_checkpoint_when_gc_dropped_deletes() {
     use std::sync::atomic::Ordering;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ns.img");
-    let ns = namespace(&path);
-    let mut options = FormatOptions::new([7; 16]);
-    options.segment_bytes = 1 << 20;
-    format(ns.as_ref(), &options).unwrap();
+    let ns = common::formatted_namespace(&path, NAMESPACE_BYTES, 1 << 20);
     let engine = Engine::open(
         ns,
         &EngineConfig {

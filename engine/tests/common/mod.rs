@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use engine::{format, FormatOptions};
 use nvme::{open, Backend, Namespace, OpenOptions};
 
 /// A file-backed namespace on the sync backend: created sparse at `bytes`
@@ -18,4 +19,15 @@ pub fn file_namespace(path: &Path, bytes: u64) -> Arc<dyn Namespace> {
         ..OpenOptions::default()
     };
     open(path, &options).unwrap()
+}
+
+/// [`file_namespace`] with a fresh, empty store on it: `segment_bytes`
+/// segments and a fixed UUID. Ready for `Engine::open`.
+#[allow(dead_code, reason = "not every test binary formats its own store")]
+pub fn formatted_namespace(path: &Path, bytes: u64, segment_bytes: u64) -> Arc<dyn Namespace> {
+    let ns = file_namespace(path, bytes);
+    let mut options = FormatOptions::new([9; 16]);
+    options.segment_bytes = segment_bytes;
+    format(ns.as_ref(), &options).unwrap();
+    ns
 }

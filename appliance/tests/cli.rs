@@ -110,11 +110,7 @@ fn put_get_del_status_and_shards_against_a_daemon() {
 
 #[test]
 fn an_unreachable_daemon_is_named() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (_reserved, port) = common::refusing_port();
     let addr = format!("127.0.0.1:{port}");
     let o = veltrix(&["--native", &addr, "get", "k"]);
     assert_eq!(o.status.code(), Some(1));

@@ -346,12 +346,7 @@ fn native_and_resp_see_the_same_data() {
 
 #[test]
 fn an_unreachable_daemon_is_named_in_the_error() {
-    // Bind and drop to find a port with nothing listening.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (_reserved, port) = common::refusing_port();
     let err = Client::connect(("127.0.0.1", port)).err().unwrap();
     assert!(
         err.to_string()

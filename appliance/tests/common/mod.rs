@@ -199,3 +199,16 @@ pub fn tool(name: &str) -> bool {
     }
     found
 }
+
+/// A loopback port with nothing listening on it, reserved for as long as
+/// the returned socket lives: it is bound but never listens, so a connect
+/// is refused, and no parallel test's daemon can take the port meanwhile
+/// (binding a listener and dropping it leaves that race open).
+#[allow(dead_code, reason = "not every test binary needs one")]
+pub fn refusing_port() -> (socket2::Socket, u16) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).unwrap();
+    let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+    (socket, port)
+}

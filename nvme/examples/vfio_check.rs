@@ -474,7 +474,11 @@ fn run_namespace(tally: &mut Tally, controller: &Arc<Controller>, nsid: u32, mod
     tally.check(&name("transfer above MDTS, split Write Zeroes"), || {
         large_transfers(&namespace)
     });
-    let settle = kind != "plain";
+    // QEMU 7.2 segfaults when a reset cancels reads it is still processing:
+    // seen on the PI namespaces first, then on the plain one once this check
+    // was built optimised. Let QEMU finish the reads on every namespace; the
+    // driver must still fail every unreaped command.
+    let settle = true;
     let what = if settle {
         "controller reset fails unreaped commands, queue recovers"
     } else {

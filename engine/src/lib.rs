@@ -23,6 +23,7 @@ pub mod format;
 pub mod index;
 pub mod inspect;
 pub mod layout;
+mod log;
 pub mod recovery;
 mod runtime;
 mod segments;

@@ -28,7 +28,7 @@ use crate::format::record::{
 };
 use crate::format::segment::{SegmentHeader, KIND_LOG, SEGMENT_HEADER_BYTES};
 use crate::index::ValuePointer;
-use crate::recovery::Tail;
+use crate::log::Tail;
 use crate::segments::Purpose;
 
 /// One write in an atomic batch.

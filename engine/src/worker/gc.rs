@@ -33,7 +33,8 @@ use super::commit::WriteKind;
 use super::{token, BatchOp, WorkerCore, TAG_GC_ERASE, TAG_GC_FLUSH, TAG_GC_READ};
 use crate::format::record::{frame_records, RecordKind};
 use crate::index::ValuePointer;
-use crate::recovery::valid_frame_at;
+use crate::log::walk::SegmentRef;
+use crate::log::{Event, StreamWalk};
 use crate::segments::SegmentInfo;
 
 /// Sequence numbers to wait before retrying a victim GC had to give up on.
@@ -412,7 +413,6 @@ impl GcPath {
     /// Walks the victim's frames and queues what is live for relocation.
     fn relocate(core: &mut WorkerCore, victim: u32, info: SegmentInfo, data: &[u8]) {
         let layout = core.shared.layout;
-        let lba_bytes = layout.lba_bytes as usize;
         let seed = core.shared.seed;
         let min_seq_elsewhere = core
             .shared
@@ -421,16 +421,26 @@ impl GcPath {
             .map_or(0, |s| s.min_seq_except(victim));
         let checkpoints = &core.shared.checkpoints;
         let mut requests: Vec<(BatchOp, WriteKind)> = Vec::new();
-        let mut offset = lba_bytes;
-        let mut last_seq = 0;
         let mut foreign_delete = false;
-        while let Some(frame) =
-            valid_frame_at(data, victim, info.generation, offset, last_seq, seed)
-        {
-            let frame_bytes = frame.frame_bytes as usize;
-            for item in frame_records(&data[offset..offset + frame_bytes], seed) {
+        let mut damage = None;
+        // The one log walker, over this one segment: the same rules as
+        // recovery for what is a valid frame and what is damage.
+        let mut walk = StreamWalk::new(layout, seed, 0);
+        let segment = SegmentRef {
+            segment: victim,
+            generation: info.generation,
+            prev_seq: 0,
+        };
+        walk.segment(segment, data, &mut |event| {
+            let (offset, bytes) = match event {
+                Event::Frame { offset, bytes, .. } => (offset, bytes),
+                Event::Damage(gap) => {
+                    damage.get_or_insert(gap.start);
+                    return;
+                }
+            };
+            for item in frame_records(bytes, seed) {
                 let Ok((at, record)) = item else { break };
-                last_seq = record.seq;
                 let shard = WorkerCore::shard_of(record.key);
                 let Some(art) = core.shards.get(&shard) else {
                     // Another worker's shard now. Its live puts keep `live`
@@ -468,16 +478,12 @@ impl GcPath {
                     }
                 }
             }
-            offset += layout.pad(frame_bytes);
-        }
+        });
         // The walk must reach the last record the segment is known to hold,
-        // with nothing valid past where it stopped: otherwise the read or the
-        // media is damaged, and what was not seen cannot be relocated.
-        let damaged = last_seq < info.last_seq
-            || (offset + lba_bytes..data.len())
-                .step_by(lba_bytes)
-                .any(|o| valid_frame_at(data, victim, info.generation, o, 0, seed).is_some());
-        if damaged {
+        // with no damage on the way: otherwise the read or the media is
+        // damaged, and what was not seen cannot be relocated.
+        let end = walk.finish();
+        if damage.is_some() || end.last_seq < info.last_seq {
             core.shared
                 .stats
                 .gc_victims_damaged
@@ -485,7 +491,7 @@ impl GcPath {
             tracing::error!(
                 worker = core.id,
                 victim,
-                offset,
+                at = ?damage.or(end.torn.map(|t| t.start)),
                 "GC found damage in a segment; it is kept and not collected"
             );
             // A read fault may pass; media damage stays and is found again.

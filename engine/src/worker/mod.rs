@@ -21,7 +21,7 @@ use crate::config::EngineConfig;
 use crate::error::{EngineError, Location};
 use crate::index::Art;
 use crate::layout::Layout;
-use crate::recovery::Tail;
+use crate::log::Tail;
 use crate::segments::{LiveBytes, SegmentAllocator};
 use crate::shard::shard;
 use crate::stats::Stats;

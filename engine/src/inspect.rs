@@ -472,10 +472,12 @@ impl Tally<'_> {
             Invalid::NoHeader(e) => {
                 return vec![frame_problem(format!("no valid frame header: {e}"))]
             }
-            Invalid::Misplaced(frame) => return vec![frame_problem(format!(
+            Invalid::Misplaced(frame) => {
+                return vec![frame_problem(format!(
                 "frame header names segment {} generation {} offset {} ({} bytes): not this place",
                 frame.segment, frame.segment_generation, frame.offset, frame.frame_bytes
-            ))],
+            ))]
+            }
             Invalid::Damaged(frame) => frame,
         };
         let mut problems: Vec<Problem> = frame

@@ -29,6 +29,7 @@ mod runtime;
 mod segments;
 pub mod shard;
 pub mod stats;
+mod store;
 mod worker;
 
 use std::collections::BTreeMap;

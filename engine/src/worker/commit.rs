@@ -571,12 +571,7 @@ impl CommitPath {
         loop {
             let min_seq = core.shared.next_seq.load(Ordering::Relaxed);
             let wanted = purpose(&batch);
-            let allocated = core
-                .shared
-                .segments
-                .lock()
-                .ok()
-                .and_then(|mut s| s.allocate(core.id, min_seq, wanted));
+            let allocated = core.shared.segments().allocate(core.id, min_seq, wanted);
             if let Some((segment, generation)) = allocated {
                 core.commit.header_durable = false;
                 // Seal the segment we leave, if its seal block is ours to
@@ -796,13 +791,14 @@ impl CommitPath {
         let frame_offset = core.commit.tail.map_or(0, |t| t.offset);
         if let Some(tail) = &mut core.commit.tail {
             tail.offset += core.commit.staging.len() as u32;
-            if let Ok(mut segments) = core.shared.segments.lock() {
-                if let Some(info) = segments.used.get_mut(&tail.segment) {
-                    info.last_seq = core.commit.last_seq;
-                }
-                if let Some(info) = sealed.and_then(|old| segments.used.get_mut(&old.segment)) {
-                    info.sealed = true;
-                }
+            let mut segments = core.shared.segments();
+            let info = segments.used.get_mut(&tail.segment);
+            let info = info.expect("the stream's tail segment is in the segment table");
+            info.last_seq = core.commit.last_seq;
+            if let Some(old) = sealed {
+                let info = segments.used.get_mut(&old.segment);
+                info.expect("a sealed segment is in the segment table")
+                    .sealed = true;
             }
         }
         let live = &core.shared.live;

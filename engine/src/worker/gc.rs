@@ -197,10 +197,8 @@ impl GcPath {
     fn give_up(core: &mut WorkerCore, victim: u32, why: &str, retry_after: u64) {
         tracing::debug!(worker = core.id, victim, "GC gave up on a victim: {why}");
         let next_seq = core.shared.next_seq.load(Ordering::Relaxed);
-        if let Ok(mut segments) = core.shared.segments.lock() {
-            if let Some(info) = segments.used.get_mut(&victim) {
-                info.retry_after_seq = next_seq.saturating_add(retry_after);
-            }
+        if let Some(info) = core.shared.segments().used.get_mut(&victim) {
+            info.retry_after_seq = next_seq.saturating_add(retry_after);
         }
         core.gc.storm.remove(&victim);
         core.gc.state = State::Idle;
@@ -273,7 +271,7 @@ impl GcPath {
         let capacity = layout.frame_bytes_max() as f64;
         let workers = core.shared.workers.max(1);
         let next_seq = core.shared.next_seq.load(Ordering::Relaxed);
-        let segments = core.shared.segments.lock().ok()?;
+        let segments = core.shared.segments();
         // Streams in generation order, to find tails and predecessors in
         // one pass.
         let mut ordered: Vec<(u32, SegmentInfo)> =
@@ -414,11 +412,7 @@ impl GcPath {
     fn relocate(core: &mut WorkerCore, victim: u32, info: SegmentInfo, data: &[u8]) {
         let layout = core.shared.layout;
         let seed = core.shared.seed;
-        let min_seq_elsewhere = core
-            .shared
-            .segments
-            .lock()
-            .map_or(0, |s| s.min_seq_except(victim));
+        let min_seq_elsewhere = core.shared.segments().min_seq_except(victim);
         let checkpoints = &core.shared.checkpoints;
         let mut requests: Vec<(BatchOp, WriteKind)> = Vec::new();
         let mut foreign_delete = false;
@@ -573,9 +567,7 @@ impl GcPath {
             Self::give_up(core, victim, "flush failed", u64::MAX);
             return;
         }
-        if let Ok(mut segments) = core.shared.segments.lock() {
-            segments.release(victim);
-        }
+        core.shared.segments().release(victim);
         core.gc.space_low_at = None;
         core.shared
             .stats

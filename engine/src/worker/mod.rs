@@ -12,20 +12,18 @@ mod read;
 pub(crate) mod value_cache;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use nvme::{Command, Completion, IoError, Namespace, QueuePair};
 
-use crate::config::EngineConfig;
 use crate::error::{EngineError, Location};
 use crate::index::Art;
-use crate::layout::Layout;
 use crate::log::Tail;
-use crate::segments::{LiveBytes, SegmentAllocator};
 use crate::shard::shard;
 use crate::stats::Stats;
 
+pub(crate) use crate::store::Shared;
 pub use commit::BatchOp;
 pub(crate) use value_cache::SharedCache;
 
@@ -80,46 +78,6 @@ pub enum Reply {
     Keys(Vec<Vec<u8>>),
     /// The request failed.
     Failed(EngineError),
-}
-
-/// Segments and sequence numbers, shared by every worker of an engine.
-pub(crate) struct Shared {
-    pub layout: Layout,
-    pub uuid: [u8; 16],
-    /// crc seed of every frame and record of this store.
-    pub seed: u32,
-    pub config: EngineConfig,
-    /// Number of workers (GC: worker `w` collects streams `s % workers == w`).
-    pub workers: u16,
-    pub next_seq: AtomicU64,
-    pub segments: Mutex<SegmentAllocator>,
-    /// Bytes the index points at, per segment.
-    pub live: LiveBytes,
-    /// Keys per shard (for the admin port's shard listing).
-    pub shard_keys: Vec<AtomicU64>,
-    /// GC storms requested so far (each worker starts one per increment).
-    pub gc_storms: AtomicU64,
-    /// GC starts on its own when fewer segments than this are free.
-    pub gc_free_target: usize,
-    /// Index checkpoints: the collection in progress and what GC honours.
-    pub checkpoints: crate::checkpoint::Checkpoints,
-    pub stats: Arc<Stats>,
-}
-
-impl Shared {
-    pub fn space(&self) -> crate::Space {
-        let (free, reserve, checkpoint) = self.segments.lock().map_or((0, 0, 0), |s| {
-            (s.free.len(), s.reserve, s.checkpoint_segments())
-        });
-        crate::Space {
-            segment_bytes: self.layout.segment_bytes,
-            segments: self.layout.segment_count.saturating_sub(1),
-            free: free as u32,
-            checkpoint: checkpoint as u32,
-            reserve: reserve as u32,
-            live_bytes: self.live.total(),
-        }
-    }
 }
 
 // Token tags: the top byte of a completion token says what it was for.
@@ -420,10 +378,11 @@ impl WorkerCore {
     fn copy_shards_for_checkpoint(&mut self) -> bool {
         const KEYS_PER_STEP: usize = 16 << 10;
         let checkpoints = &self.shared.checkpoints;
-        let wanted = match checkpoints.collection.lock() {
-            Ok(c) => c.wanted(self.shards.keys().copied(), usize::MAX),
-            Err(_) => return false,
-        };
+        let wanted = checkpoints
+            .collection
+            .lock()
+            .expect("the checkpoint collection's lock is poisoned")
+            .wanted(self.shards.keys().copied(), usize::MAX);
         let mut keys = 0;
         let wanted: Vec<u16> = wanted
             .into_iter()
@@ -448,11 +407,13 @@ impl WorkerCore {
                 copies.push((shard, section));
             }
         }
-        if let Ok(mut collection) = checkpoints.collection.lock() {
-            for (shard, section) in copies {
-                if collection.deposit(shard, watermark, section) {
-                    checkpoints.collecting.store(false, Ordering::Release);
-                }
+        let mut collection = checkpoints
+            .collection
+            .lock()
+            .expect("the checkpoint collection's lock is poisoned");
+        for (shard, section) in copies {
+            if collection.deposit(shard, watermark, section) {
+                checkpoints.collecting.store(false, Ordering::Release);
             }
         }
         true
@@ -491,10 +452,7 @@ impl WorkerCore {
 
     /// Whether free segments are below the level where GC starts on its own.
     fn space_low(&self) -> bool {
-        self.shared
-            .segments
-            .lock()
-            .is_ok_and(|s| s.free.len() < self.shared.gc_free_target)
+        self.shared.segments().free.len() < self.shared.gc_free_target
     }
 
     /// Whether GC is collecting a victim (reading, relocating or freeing).
@@ -520,9 +478,8 @@ impl WorkerCore {
     /// reserve: GC then ignores its I/O budget, since writes would soon
     /// fail (or already wait for it).
     fn space_urgent(&self) -> bool {
-        self.shared.segments.lock().is_ok_and(|s| {
-            s.free.len() < self.shared.gc_free_target / 2 || s.free.len() <= s.reserve
-        })
+        let s = self.shared.segments();
+        s.free.len() < self.shared.gc_free_target / 2 || s.free.len() <= s.reserve
     }
 
     /// Asks every worker of the engine to collect every segment of its

@@ -276,3 +276,219 @@ impl StreamWalk {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::record::{begin_frame, encode_record, finish_frame, Record, RecordKind};
+
+    const SEED: u32 = 11;
+    const LBA: usize = 512;
+    const LAYOUT: Layout = Layout {
+        lba_bytes: LBA as u32,
+        segment_bytes: 8 * LBA as u64,
+        segment_count: 16,
+    };
+
+    /// A segment being built: frames appended at block boundaries.
+    struct Seg {
+        at: SegmentRef,
+        data: Vec<u8>,
+        offset: usize,
+    }
+
+    impl Seg {
+        fn new(segment: u32, generation: u64, prev_seq: u64) -> Seg {
+            Seg {
+                at: SegmentRef {
+                    segment,
+                    generation,
+                    prev_seq,
+                },
+                data: vec![0; LAYOUT.segment_bytes as usize],
+                offset: LBA,
+            }
+        }
+
+        /// Appends a frame of `keys` (one put each) from `first_seq`;
+        /// returns its offset.
+        fn frame(&mut self, first_seq: u64, keys: &[&str]) -> usize {
+            let mut frame = Vec::new();
+            begin_frame(&mut frame);
+            for (i, key) in keys.iter().enumerate() {
+                encode_record(
+                    &mut frame,
+                    &Record {
+                        kind: RecordKind::Put,
+                        seq: first_seq + i as u64,
+                        segment: self.at.segment,
+                        key: key.as_bytes(),
+                        value: b"v",
+                    },
+                    SEED,
+                );
+            }
+            let header = FrameHeader {
+                frame_bytes: frame.len() as u32,
+                record_count: keys.len() as u32,
+                segment_generation: self.at.generation,
+                segment: self.at.segment,
+                offset: self.offset as u32,
+                first_seq,
+            };
+            finish_frame(&mut frame, &header, SEED);
+            let at = self.offset;
+            self.data[at..at + frame.len()].copy_from_slice(&frame);
+            self.offset += LAYOUT.pad(frame.len());
+            at
+        }
+
+        /// A seal right after the last frame, as the commit path writes
+        /// it when the stream moves on to a new segment.
+        fn seal(&mut self, last_seq: u64) {
+            self.frame(last_seq + 1, &[]);
+        }
+    }
+
+    #[derive(Debug, Default)]
+    struct Seen {
+        frames: Vec<(u32, usize, u32)>,
+        damage: Vec<Gap>,
+    }
+
+    fn walk(segments: &[Seg]) -> (Seen, End) {
+        let mut seen = Seen::default();
+        let mut walk = StreamWalk::new(LAYOUT, SEED, 0);
+        for s in segments {
+            walk.segment(s.at, &s.data, &mut |event| match event {
+                Event::Frame {
+                    segment,
+                    offset,
+                    header,
+                    ..
+                } => seen.frames.push((segment, offset, header.record_count)),
+                Event::Damage(gap) => seen.damage.push(gap),
+            });
+        }
+        (seen, walk.finish())
+    }
+
+    #[test]
+    fn the_end_of_the_log_is_where_it_resumes() {
+        let mut s = Seg::new(1, 1, 0);
+        s.frame(1, &["a", "b"]);
+        let end_offset = s.frame(3, &["c"]) + LBA;
+        let (seen, end) = walk(&[s]);
+        assert_eq!(seen.frames.len(), 2);
+        assert!(seen.damage.is_empty());
+        assert_eq!(end.last_seq, 3);
+        let tail = end.tail.expect("a tail");
+        assert_eq!((tail.segment, tail.offset as usize), (1, end_offset));
+        assert_eq!(end.torn.map(|t| t.first), Some(Invalid::Zeroes));
+    }
+
+    #[test]
+    fn damage_between_valid_frames_is_reported_with_its_keys() {
+        let mut s = Seg::new(1, 1, 0);
+        s.frame(1, &["a"]);
+        let bad = s.frame(2, &["b", "c"]);
+        s.frame(4, &["d"]);
+        s.data[bad + 60] ^= 0x04;
+        let (seen, end) = walk(&[s]);
+        assert_eq!(seen.frames.len(), 2, "the frames around the damage");
+        let [gap] = &seen.damage[..] else {
+            panic!("one gap: {:?}", seen.damage)
+        };
+        assert_eq!(gap.start.offset as usize, bad);
+        assert!(gap.whole_frame_named);
+        let Invalid::Damaged(frame) = &gap.first else {
+            panic!("a damaged frame")
+        };
+        let keys: Vec<&[u8]> = frame.records.iter().map(|r| r.key.as_slice()).collect();
+        assert_eq!(keys, [b"b".as_slice(), b"c"]);
+        assert_eq!(end.last_seq, 4);
+    }
+
+    #[test]
+    fn a_torn_last_frame_is_the_end_not_damage() {
+        let mut s = Seg::new(1, 1, 0);
+        s.frame(1, &["a"]);
+        let torn = s.frame(2, &["b"]);
+        s.data[torn + 50] ^= 0x01;
+        let (seen, end) = walk(&[s]);
+        assert!(seen.damage.is_empty());
+        assert_eq!(end.last_seq, 1);
+        assert_eq!(end.tail.map(|t| t.offset as usize), Some(torn));
+        assert!(matches!(
+            end.torn.map(|t| t.first),
+            Some(Invalid::Damaged(_))
+        ));
+    }
+
+    #[test]
+    fn a_frame_that_went_on_to_the_next_segment_is_a_clean_switch() {
+        let mut a = Seg::new(1, 1, 0);
+        a.frame(1, &["a"]);
+        let mut b = Seg::new(2, 2, 1);
+        b.frame(2, &["b"]);
+        let (seen, end) = walk(&[a, b]);
+        assert!(seen.damage.is_empty());
+        assert_eq!(end.last_seq, 2);
+    }
+
+    #[test]
+    fn a_gap_after_a_seal_is_clean_but_not_after_an_unsealed_segment() {
+        // Segment 2 (seqs 2..=3) was collected by GC after 1 was sealed.
+        let mut a = Seg::new(1, 1, 0);
+        a.frame(1, &["a"]);
+        a.seal(1);
+        let mut c = Seg::new(3, 3, 3);
+        c.frame(4, &["c"]);
+        let (seen, _) = walk(&[a, c]);
+        assert!(seen.damage.is_empty(), "{:?}", seen.damage);
+
+        // Without the seal, the same gap is lost data.
+        let mut a = Seg::new(1, 1, 0);
+        a.frame(1, &["a"]);
+        let mut c = Seg::new(3, 3, 3);
+        c.frame(4, &["c"]);
+        let (seen, _) = walk(&[a, c]);
+        assert_eq!(seen.damage.len(), 1);
+        assert!(!seen.damage[0].whole_frame_named);
+    }
+
+    #[test]
+    fn segments_after_the_end_are_orphans() {
+        let mut a = Seg::new(1, 1, 0);
+        a.frame(1, &["a"]);
+        let torn = a.frame(2, &["b"]);
+        a.data[torn + 45] ^= 0x80;
+        // Opened for the next commit, whose frame never became durable.
+        let b = Seg::new(2, 2, 2);
+        let (seen, end) = walk(&[a, b]);
+        assert!(seen.damage.is_empty());
+        assert_eq!(end.orphans, vec![2]);
+        assert_eq!(end.tail.map(|t| t.segment), Some(1));
+    }
+
+    #[test]
+    fn damage_that_spans_segments_is_one_gap() {
+        let mut a = Seg::new(1, 1, 0);
+        a.frame(1, &["a"]);
+        let bad = a.frame(2, &["b"]);
+        a.data[bad + 41] ^= 0x02;
+        let mut b = Seg::new(2, 2, 5);
+        let lost = b.frame(3, &["c"]);
+        b.data[lost] ^= 0xFF;
+        b.frame(4, &["d"]);
+        let (seen, end) = walk(&[a, b]);
+        let [gap] = &seen.damage[..] else {
+            panic!("one gap: {:?}", seen.damage)
+        };
+        assert_eq!((gap.start.segment, gap.start.offset as usize), (1, bad));
+        assert_eq!(gap.end.map(|e| e.segment), Some(2));
+        assert!(!gap.whole_frame_named, "frames past the first are unnamed");
+        assert!(end.orphans.is_empty());
+        assert_eq!(end.last_seq, 4);
+    }
+}

@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 
 use nvme::{Command, Completion, IoError};
 
-use super::commit::WriteKind;
+use super::commit::{GcDone, WriteKind};
 use super::{token, BatchOp, WorkerCore, TAG_GC_ERASE, TAG_GC_FLUSH, TAG_GC_READ};
 use crate::format::record::{frame_records, RecordKind};
 use crate::index::ValuePointer;
@@ -66,9 +66,10 @@ enum State {
     },
     Relocating {
         victim: u32,
-        /// `gc_finished` of the commit path once every request is done.
-        until: u64,
-        failed_before: u64,
+        /// Requests handed to the commit path and not finished yet.
+        outstanding: u64,
+        /// Whether any of them failed.
+        failed: bool,
     },
     Erasing {
         victim: u32,
@@ -87,9 +88,9 @@ pub(crate) struct GcPath {
     /// Percent of this worker's I/O bytes GC may use while foreground
     /// requests wait.
     share: u64,
-    /// Bytes this worker submitted, all of them and GC's.
-    pub(crate) io_bytes: u64,
-    pub(crate) gc_bytes: u64,
+    /// Bytes GC has read, erased and had rewritten: its share of
+    /// `WorkerCore::io_bytes`.
+    gc_bytes: u64,
     /// After finding no victim, GC looks again only once the store has
     /// written past this sequence number (or a storm is requested).
     idle_until_seq: u64,
@@ -107,12 +108,35 @@ impl GcPath {
             storms_seen: 0,
             storm: BTreeSet::new(),
             share: u64::from(share_percent.clamp(1, 100)),
-            io_bytes: 0,
             gc_bytes: 0,
             idle_until_seq: 0,
             foreground_seen_us: 0,
             space_low_at: None,
         }
+    }
+
+    /// The commit path's word on GC's requests: relocations written,
+    /// superseded or failed.
+    pub(crate) fn relocations_done(&mut self, done: GcDone) {
+        self.gc_bytes += done.relocated_bytes;
+        if done.finished == 0 {
+            return;
+        }
+        let State::Relocating {
+            outstanding,
+            failed,
+            ..
+        } = &mut self.state
+        else {
+            panic!("GC requests finished while GC relocates nothing: {done:?}");
+        };
+        assert!(
+            done.finished <= *outstanding,
+            "more GC requests finished ({}) than were outstanding ({outstanding})",
+            done.finished
+        );
+        *outstanding -= done.finished;
+        *failed |= done.failed > 0;
     }
 
     pub(crate) fn has_work(&self) -> bool {
@@ -130,7 +154,7 @@ impl GcPath {
     /// would soon fail), otherwise while its bytes stay within its share.
     fn within_budget(core: &WorkerCore) -> bool {
         let gc = &core.gc;
-        let foreground = gc.io_bytes.saturating_sub(gc.gc_bytes);
+        let foreground = core.io_bytes.saturating_sub(gc.gc_bytes);
         Self::foreground_idle(core)
             || gc.gc_bytes * (100 - gc.share.min(99)) <= foreground * gc.share
             || core.space_urgent()
@@ -154,13 +178,13 @@ impl GcPath {
             State::Reading { .. } => Self::submit_reads(core),
             State::Relocating {
                 victim,
-                until,
-                failed_before,
+                outstanding,
+                failed,
             } => {
-                if core.commit.gc_finished < until {
+                if outstanding > 0 {
                     return false;
                 }
-                if core.commit.gc_failed > failed_before {
+                if failed {
                     Self::give_up(core, victim, "a relocation failed", 1);
                     return true;
                 }
@@ -501,17 +525,15 @@ impl GcPath {
             return;
         }
         let now_us = core.now_us;
-        let failed_before = core.commit.gc_failed;
         // One victim at a time: no other GC request is pending.
-        let until = core.commit.gc_finished + requests.len() as u64;
+        core.gc.state = State::Relocating {
+            victim,
+            outstanding: requests.len() as u64,
+            failed: false,
+        };
         for (op, kind) in requests {
             core.commit.enqueue_gc(op, kind, now_us);
         }
-        core.gc.state = State::Relocating {
-            victim,
-            until,
-            failed_before,
-        };
     }
 
     fn erase(core: &mut WorkerCore, victim: u32) {
@@ -557,13 +579,8 @@ impl GcPath {
         if let Err(error) = result {
             // As in the commit path: after a failed flush nothing written
             // since the last good one is known durable. Fence.
-            tracing::error!(worker = core.id, "GC flush failed: {error}; fencing writes");
-            if core.commit.fence(error) {
-                core.shared
-                    .stats
-                    .fenced_workers
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+            tracing::error!(worker = core.id, "GC flush failed: {error}");
+            core.fence(error);
             Self::give_up(core, victim, "flush failed", u64::MAX);
             return;
         }

@@ -120,6 +120,8 @@ pub struct WorkerCore {
     gc: gc::GcPath,
     /// The time of the latest step or request.
     now_us: u64,
+    /// Bytes this worker has submitted for reads and writes, for GC's share.
+    io_bytes: u64,
     replies: Vec<(RequestId, Reply)>,
     /// Reads parked behind a write to the same key.
     reads_after_commit: Vec<(RequestId, Op)>,
@@ -144,6 +146,7 @@ impl WorkerCore {
             read: read::ReadPath::new(&config, chunk_bytes_max),
             gc: gc::GcPath::new(config.gc_io_share),
             now_us: 0,
+            io_bytes: 0,
             shared,
             namespace,
             queue,
@@ -503,6 +506,8 @@ impl WorkerCore {
             progressed = true;
         }
         progressed |= read::ReadPath::submit_waiting(self);
+        let gc_done = self.commit.take_gc_done();
+        self.gc.relocations_done(gc_done);
         progressed |= gc::GcPath::drive(self);
         progressed |= commit::CommitPath::maybe_start(self, now_us);
         progressed
@@ -510,7 +515,7 @@ impl WorkerCore {
 
     fn submit(&mut self, token: u64, command: Command) {
         if let Command::Read { buf, .. } | Command::Write { buf, .. } = &command {
-            self.gc.io_bytes += buf.len() as u64;
+            self.io_bytes += buf.len() as u64;
         }
         let stats = &self.shared.stats;
         stats.io_submitted[io_kind(token) as usize].fetch_add(1, Ordering::Relaxed);
@@ -589,6 +594,22 @@ impl WorkerCore {
         let previous = self.shards.insert(shard_id, index);
         assert!(previous.is_none(), "shard {shard_id} adopted twice");
         value_cache::lock(&self.cache).forget_shard(shard_id);
+    }
+
+    /// Fences writes after a failed flush (the commit path's or GC's): the
+    /// device may have dropped what that flush should have covered, and no
+    /// later flush proves otherwise. Counted and logged once per worker.
+    fn fence(&mut self, error: IoError) {
+        if self.commit.fence(error.clone()) {
+            tracing::error!(
+                worker = self.id,
+                "flush failed: {error}; fencing writes until restart"
+            );
+            self.shared
+                .stats
+                .fenced_workers
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn io_error(error: IoError) -> EngineError {

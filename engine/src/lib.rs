@@ -43,6 +43,7 @@ pub use config::{EngineConfig, FormatOptions};
 pub use error::{EngineError, Location, OpenError};
 pub use layout::{format, Layout};
 pub use recovery::Damage;
+pub use runtime::mover;
 pub use runtime::{Engine, EngineHandle, Frontend, Submitter, Wake, WorkerThread};
 pub use worker::{BatchOp, Condition, Op, Reply, RequestId, WorkerCore};
 
@@ -210,6 +211,8 @@ pub fn open_workers(
         gc_storms: AtomicU64::new(0),
         gc_free_target,
         checkpoints: checkpoint::Checkpoints::new(bases),
+        checkpoint_events: store::Signal::default(),
+        checkpoint_due_seq: AtomicU64::new(u64::MAX),
         stats: Arc::new(stats::Stats::default()),
     });
     let keys = recovered.index.iter().map(|a| a.len() as u64).sum();

@@ -7,8 +7,9 @@
 //! lock) would free a referenced segment or reuse a generation later. So a
 //! poisoned lock is fatal here ([`Shared::segments`]), never skipped.
 
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::config::EngineConfig;
 use crate::layout::Layout;
@@ -37,7 +38,42 @@ pub(crate) struct Shared {
     pub gc_free_target: usize,
     /// Index checkpoints: the collection in progress and what GC honours.
     pub checkpoints: crate::checkpoint::Checkpoints,
+    /// Wakes the checkpoint driver: a collection is complete, enough
+    /// records were written for the next checkpoint, or the engine stops.
+    pub checkpoint_events: Signal,
+    /// The sequence number at which enough records will have been written
+    /// for a checkpoint (`u64::MAX`: none due by count). The worker whose
+    /// commit passes it signals `checkpoint_events` once.
+    pub checkpoint_due_seq: AtomicU64,
     pub stats: Arc<Stats>,
+}
+
+/// A counter others can wait on: each `notify` wakes every waiter.
+#[derive(Default)]
+pub(crate) struct Signal {
+    count: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Signal {
+    /// How many times it has been notified; pass it to [`Signal::wait`].
+    pub fn count(&self) -> u64 {
+        *self.count.lock().expect("a signal's lock is poisoned")
+    }
+
+    pub fn notify(&self) {
+        *self.count.lock().expect("a signal's lock is poisoned") += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until notified after `seen` was read, or `timeout` passes.
+    pub fn wait(&self, seen: u64, timeout: Duration) {
+        let count = self.count.lock().expect("a signal's lock is poisoned");
+        let _ = self
+            .changed
+            .wait_timeout_while(count, timeout, |count| *count == seen)
+            .expect("a signal's lock is poisoned");
+    }
 }
 
 impl Shared {
@@ -48,6 +84,20 @@ impl Shared {
         self.segments
             .lock()
             .expect("the segment table's lock is poisoned: a thread panicked while changing it")
+    }
+
+    /// Called after each commit: signals the checkpoint driver once when the
+    /// records written reach the count for the next checkpoint.
+    pub fn note_commit(&self) {
+        let due = self.checkpoint_due_seq.load(Ordering::Relaxed);
+        if self.next_seq.load(Ordering::Relaxed) >= due
+            && self
+                .checkpoint_due_seq
+                .compare_exchange(due, u64::MAX, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.checkpoint_events.notify();
+        }
     }
 
     pub fn space(&self) -> crate::Space {

@@ -876,6 +876,7 @@ impl CommitPath {
         core.commit.gc_in_batch = 0;
         core.replies.append(&mut core.commit.answers);
         core.commit.state = State::Idle;
+        core.shared.note_commit();
     }
 
     fn fail_batch(core: &mut WorkerCore, error: EngineError) {

@@ -417,6 +417,7 @@ impl WorkerCore {
         for (shard, section) in copies {
             if collection.deposit(shard, watermark, section) {
                 checkpoints.collecting.store(false, Ordering::Release);
+                self.shared.checkpoint_events.notify();
             }
         }
         true

@@ -45,7 +45,7 @@ pub use layout::{format, Layout};
 pub use recovery::Damage;
 pub use runtime::mover;
 pub use runtime::{Engine, EngineHandle, Frontend, Submitter, Wake, WorkerThread};
-pub use worker::{BatchOp, Condition, Op, Reply, RequestId, WorkerCore};
+pub use worker::{BatchOp, CacheReader, Condition, Op, Reply, RequestId, WorkerCore};
 
 /// What open found on the namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]

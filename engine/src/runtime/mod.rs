@@ -32,7 +32,7 @@ use crate::error::{EngineError, OpenError};
 use crate::shard::{shard, SHARD_COUNT};
 use crate::stats::{OpKind, OpResult, Stats};
 use crate::store::Shared;
-use crate::worker::{BatchOp, Op, Reply, SharedCache, WorkerCore};
+use crate::worker::{BatchOp, CacheReader, Op, Reply, WorkerCore};
 use crate::{open_workers, RecoveryReport};
 use checkpoint_driver::CheckpointDriver;
 use mover::{Message, Owners};
@@ -52,7 +52,7 @@ pub struct Engine {
     checkpoint_thread: Option<JoinHandle<()>>,
     /// Each worker's value cache: [`Engine::get`] answers hits on the
     /// caller's thread, without the round trip to the worker.
-    caches: Vec<SharedCache>,
+    caches: Vec<CacheReader>,
 }
 
 impl Engine {
@@ -101,7 +101,7 @@ impl Engine {
             wakers,
         });
         let stopping = Arc::new(AtomicBool::new(false));
-        let caches = opened.cores.iter().map(WorkerCore::shared_cache).collect();
+        let caches = opened.cores.iter().map(WorkerCore::cache_reader).collect();
         let mut threads = Vec::with_capacity(workers);
         for ((core, inbox), frontend) in opened.cores.into_iter().zip(receivers).zip(frontends) {
             let router = Arc::clone(&router);
@@ -224,7 +224,7 @@ impl Engine {
             // write-through of one batch) keep it for microseconds, and
             // the round trip to the worker costs two context switches
             // and waits for the worker anyway.
-            let hit = crate::worker::value_cache::lock(cache).get_hit(key, &self.shared.stats);
+            let hit = cache.get(key);
             if let Some(value) = hit {
                 let stats = &self.shared.stats;
                 stats.ops[OpKind::Get as usize][OpResult::Ok as usize]

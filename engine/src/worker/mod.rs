@@ -25,7 +25,7 @@ use crate::stats::Stats;
 
 pub(crate) use crate::store::Shared;
 pub use commit::BatchOp;
-pub(crate) use value_cache::SharedCache;
+pub use value_cache::CacheReader;
 
 /// A caller's handle for matching replies to requests.
 pub type RequestId = u64;
@@ -617,9 +617,10 @@ impl WorkerCore {
         EngineError::Io(error)
     }
 
-    /// This worker's value cache, for answering hits on other threads.
-    pub(crate) fn shared_cache(&self) -> value_cache::SharedCache {
-        std::sync::Arc::clone(&self.cache)
+    /// A reader of this worker's value cache, for answering hits on other
+    /// threads.
+    pub fn cache_reader(&self) -> value_cache::CacheReader {
+        value_cache::CacheReader::new(Arc::clone(&self.cache), Arc::clone(&self.shared.stats))
     }
 
     pub(crate) fn shard_of(key: &[u8]) -> u16 {

@@ -40,6 +40,28 @@ struct Cached {
 /// A worker's cache, shared with callers of `Engine::get` on other threads.
 pub(crate) type SharedCache = Arc<Mutex<WorkerCache>>;
 
+/// A reader of one worker's cache for other threads: `Engine::get` answers
+/// hits with it on the caller's thread, and the simulator reads through it
+/// between steps, as such a caller would.
+#[derive(Clone)]
+pub struct CacheReader {
+    cache: SharedCache,
+    stats: Arc<Stats>,
+}
+
+impl CacheReader {
+    pub(crate) fn new(cache: SharedCache, stats: Arc<Stats>) -> CacheReader {
+        CacheReader { cache, stats }
+    }
+
+    /// The cached value of `key`, if the worker's cache holds a current
+    /// one; counts only hits (a miss goes on to the worker, which counts
+    /// it).
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        lock(&self.cache).get_hit(key, &self.stats)
+    }
+}
+
 /// Locks a worker's cache. A panic while it was held left it consistent
 /// (every method leaves it whole), so a poisoned lock is taken anyway.
 pub(crate) fn lock(cache: &SharedCache) -> MutexGuard<'_, WorkerCache> {

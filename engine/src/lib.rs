@@ -268,6 +268,13 @@ pub fn open_workers(
 /// durably, before any new write. Without this, a later frame written after
 /// a segment switch would make those remains look like damage in the middle
 /// of the log.
+///
+/// A failed flush fails the open: any of the zeroes may have been lost, and
+/// no later flush would prove them durable. That is safe to leave to the next
+/// open, because the erase is idempotent and comes before anything else this
+/// open writes: the superblock has not advanced and no segment was taken, so
+/// the next open recovers the same acknowledged log, finds whatever remains
+/// the lost zeroes left (it reads back what is durable), and erases them again.
 fn erase_torn_tails(
     namespace: &dyn Namespace,
     queue: &mut dyn nvme::QueuePair,
@@ -293,6 +300,12 @@ fn erase_torn_tails(
     for (lba, lbas) in ranges {
         blocking::zero(namespace, queue, lba, lbas).map_err(nvme::IoError::from)?;
     }
-    blocking::flush(queue).map_err(nvme::IoError::from)?;
-    Ok(())
+    blocking::flush(queue).map_err(|e| {
+        let error = nvme::IoError::from(e);
+        tracing::error!(
+            "erasing the torn log tails: flush failed: {error}; the open fails, and the next \
+             one erases again whatever is left"
+        );
+        OpenError::Io(error)
+    })
 }

@@ -554,6 +554,22 @@ impl GcPath {
         let State::Flushing { victim } = core.gc.state else {
             panic!("GC flush completion outside a GC flush");
         };
+        // A flush that failed on another path proves this one worthless too
+        // (see the commit path); every failed flush counts in `flush_errors`.
+        let result = match result {
+            Ok(()) if core.shared.stats.flush_errors.load(Ordering::Relaxed) > 0 => {
+                // EIO, as the commit path reports it.
+                Err(IoError::Flush { errno: 5 })
+            }
+            Err(error) => {
+                core.shared
+                    .stats
+                    .flush_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(error)
+            }
+            ok => ok,
+        };
         if let Err(error) = result {
             // As in the commit path: after a failed flush nothing written
             // since the last good one is known durable. Fence.

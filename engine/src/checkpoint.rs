@@ -714,8 +714,12 @@ impl Checkpointer {
             .checkpoints
             .collecting
             .store(false, Ordering::Release);
-        if let (Some(root), Ok(mut segments)) = (root, self.shared.segments.lock()) {
-            segments.abandon_checkpoint(&root.segments);
+        if let Some(root) = root {
+            self.shared
+                .segments
+                .lock()
+                .expect("lock is poisoned")
+                .abandon_checkpoint(&root.segments);
         }
     }
 

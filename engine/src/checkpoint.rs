@@ -541,11 +541,7 @@ impl Checkpointer {
             return Err(format!("flush: {:?}", nvme::IoError::from(e)));
         }
         if self.flush_failed() {
-            return Err(
-                "flush: succeeded, but another flush failed since open, so it proves \
-                        nothing"
-                    .to_string(),
-            );
+            return Err("flush proves nothing: another flush failed since open".to_string());
         }
         Ok(())
     }

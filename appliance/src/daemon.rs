@@ -306,11 +306,22 @@ impl Daemon {
             report.records,
         );
         for damage in &report.damage {
+            let named = if damage.complete {
+                "every record in it named"
+            } else {
+                "records in it may be unnamed"
+            };
             tracing::error!(
-                "damaged log range in stream {}: {} to {} (reported, not truncated)",
+                "damaged log range in stream {}: {} to {} (reported, not truncated); keys found in it: {:?} ({named})",
                 damage.stream,
                 damage.start,
-                damage.end
+                damage.end,
+                damage
+                    .keys
+                    .iter()
+                    .take(16)
+                    .map(|k| String::from_utf8_lossy(k))
+                    .collect::<Vec<_>>()
             );
         }
         if let Ok(mut slot) = engine_slot.lock() {

@@ -20,14 +20,15 @@ use nvme::Namespace;
 
 use crate::blocking;
 use crate::error::{Location, OpenError};
-use crate::format::record::{
-    decode_frame_header, decode_record, frame_records, record_bytes, FrameHeader, RecordKind,
-    FRAME_HEADER_BYTES, RECORD_HEADER_BYTES,
-};
+use crate::format::record::{frame_records, FrameHeader, RecordKind};
 use crate::format::segment::SegmentHeader;
+use crate::format::store_seed;
 use crate::format::superblock::Superblock;
-use crate::format::{store_seed, DecodeError};
 use crate::layout::{self, Layout};
+use crate::log::frame::Invalid;
+use crate::log::read::{read_header, read_segment, HeaderSlot};
+use crate::log::walk::{Gap, SegmentRef};
+use crate::log::{Event, StreamWalk};
 
 /// What kind of structure failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,15 +279,14 @@ pub fn inspect(
     let total = layout.segment_count;
     let mut streams: BTreeMap<u16, Vec<SegmentHeader>> = BTreeMap::new();
     for segment in 1..layout.segment_count {
-        let mut unreadable = Vec::new();
         let lba = layout.segment_lba(segment);
-        blocking::read_tolerant(
+        let slot = read_header(
             namespace,
             queue.as_mut(),
-            lba,
-            lba_bytes,
+            &layout,
+            &sb.uuid,
+            segment,
             &mut block,
-            &mut unreadable,
         )
         .map_err(io)?;
         let at = |detail: String, kind| Problem {
@@ -296,37 +296,24 @@ pub fn inspect(
             stream: None,
             detail,
         };
-        if !unreadable.is_empty() {
-            report.problems.push(at(
+        match slot {
+            HeaderSlot::Log(h) => streams.entry(h.stream).or_default().push(h),
+            // Part of a checkpoint body; one no root names is a leftover.
+            HeaderSlot::Checkpoint(_) if checkpoint_segments.contains(&segment) => {
+                report.segments_checkpoint += 1
+            }
+            HeaderSlot::Checkpoint(_) | HeaderSlot::Foreign | HeaderSlot::Blank => {
+                report.segments_free += 1
+            }
+            HeaderSlot::Unreadable => report.problems.push(at(
                 "segment header cannot be read".into(),
                 ProblemKind::Unreadable,
-            ));
-            continue;
-        }
-        let checkpoint_kind = crate::format::checkpoint::KIND_CHECKPOINT;
-        if let Ok(h) = SegmentHeader::decode_kind(&block, checkpoint_kind) {
-            // Part of a checkpoint body; one no root names is a leftover.
-            if h.uuid == sb.uuid && checkpoint_segments.contains(&segment) {
-                report.segments_checkpoint += 1;
-            } else {
-                report.segments_free += 1;
-            }
-            continue;
-        }
-        match SegmentHeader::decode(&block) {
-            Ok(h) if h.uuid == sb.uuid && h.segment == segment => {
-                streams.entry(h.stream).or_default().push(h);
-            }
-            Ok(h) if h.uuid == sb.uuid => report.problems.push(at(
+            )),
+            HeaderSlot::Misplaced(h) => report.problems.push(at(
                 format!("header of segment {} found in segment {segment}", h.segment),
                 ProblemKind::SegmentHeader,
             )),
-            // Another store's leftover: not ours, so free.
-            Ok(_) => report.segments_free += 1,
-            Err(DecodeError::BadMagic { .. }) if block.iter().all(|&b| b == 0) => {
-                report.segments_free += 1
-            }
-            Err(e) => report.problems.push(at(
+            HeaderSlot::Damaged(e) => report.problems.push(at(
                 format!("segment header: {e}"),
                 ProblemKind::SegmentHeader,
             )),
@@ -337,60 +324,61 @@ pub fn inspect(
     }
     report.streams = streams.len() as u32;
 
-    // Every stream's frames, in generation order, one segment at a time.
+    // Every stream's frames, in generation order, one segment at a time,
+    // through the walker recovery uses.
     let seed = store_seed(&sb.uuid);
     let mut done = 0u32;
     for (stream, headers) in streams.iter_mut() {
         headers.sort_by_key(|h| h.generation);
-        let mut walk = StreamWalk {
+        let mut walk = StreamWalk::new(layout, seed, 0);
+        let mut tally = Tally {
             stream: *stream,
             layout,
             seed,
-            last_seq: 0,
-            damage: None,
-            sealed: false,
+            report: &mut report,
+            keys: &mut keys,
+            watermarks: &watermarks,
         };
-        for (i, header) in headers.iter().enumerate() {
-            report.segments_used += 1;
-            let mut unreadable = Vec::new();
-            blocking::read_tolerant(
+        for header in headers.iter() {
+            tally.report.segments_used += 1;
+            let unreadable = read_segment(
                 namespace,
                 queue.as_mut(),
-                layout.segment_lba(header.segment),
-                layout.segment_bytes as usize,
+                &layout,
+                header.segment,
                 &mut block,
-                &mut unreadable,
             )
             .map_err(io)?;
-            for lba in unreadable {
-                let offset = ((lba - layout.segment_lba(header.segment)) as usize) * lba_bytes;
-                report.problems.push(Problem {
-                    kind: ProblemKind::Unreadable,
-                    location: Location {
-                        segment: header.segment,
-                        offset: offset as u32,
-                    },
-                    lba,
-                    stream: Some(*stream),
-                    detail: "block cannot be read".into(),
-                });
+            for offset in unreadable {
+                let problem = tally.problem(
+                    ProblemKind::Unreadable,
+                    header.segment,
+                    offset as usize,
+                    "block cannot be read".into(),
+                );
+                tally.report.problems.push(problem);
             }
-            let first = i == 0;
-            walk.segment(&block, header, first, &mut report, &mut keys, &watermarks);
-            done += 1;
-            progress(total.min(done + report.segments_free), total);
-        }
-        if let Some(damage) = walk.damage.take() {
-            if !damage.zeroes {
-                // Nothing valid follows: a torn tail, not damage.
-                for mut p in damage.problems {
-                    p.kind = ProblemKind::TornTail;
-                    p.detail = format!(
-                        "{} (at the end of the log: the torn remains of an unacknowledged group commit, erased at the next open; if the last acknowledged write is missing, it was damaged)",
-                        p.detail
-                    );
-                    report.problems.push(p);
+            walk.segment(SegmentRef::from(header), &block, &mut |event| match event {
+                Event::Frame { header, bytes, .. } => tally.frame(&header, bytes),
+                Event::Damage(gap) => {
+                    let problems = tally.describe(&gap);
+                    tally.report.problems.extend(problems);
                 }
+            });
+            done += 1;
+            progress(total.min(done + tally.report.segments_free), total);
+        }
+        let end = walk.finish();
+        // Zeroes after the last frame are the log's normal end; anything
+        // else there is a torn tail, not damage.
+        if let Some(torn) = end.torn.filter(|t| t.first != Invalid::Zeroes) {
+            for mut p in tally.describe(&torn) {
+                p.kind = ProblemKind::TornTail;
+                p.detail = format!(
+                    "{} (at the end of the log: the torn remains of an unacknowledged group commit, erased at the next open; if the last acknowledged write is missing, it was damaged)",
+                    p.detail
+                );
+                tally.report.problems.push(p);
             }
         }
     }
@@ -412,26 +400,20 @@ fn copy_name(copy: usize) -> &'static str {
     }
 }
 
-/// An invalid stretch of a log, not yet known to be damage or a torn tail.
-struct Pending {
-    /// Whether it began with zeroed blocks (the normal end of a log) rather
-    /// than a failed frame.
-    zeroes: bool,
-    problems: Vec<Problem>,
-}
-
-struct StreamWalk {
+/// Counts one stream's frames and records, and describes its damage.
+struct Tally<'a> {
     stream: u16,
     layout: Layout,
     seed: u32,
-    last_seq: u64,
-    damage: Option<Pending>,
-    /// Whether the last valid frame walked is a seal (the stream left its
-    /// segment cleanly).
-    sealed: bool,
+    report: &'a mut InspectReport,
+    /// The keys' latest state: (sequence number, value bytes or None for a
+    /// delete).
+    keys: &'a mut HashMap<Vec<u8>, (u64, Option<u64>)>,
+    /// Per shard, the loaded checkpoint's watermark.
+    watermarks: &'a [u64],
 }
 
-impl StreamWalk {
+impl Tally<'_> {
     fn problem(&self, kind: ProblemKind, segment: u32, offset: usize, detail: String) -> Problem {
         Problem {
             kind,
@@ -446,182 +428,83 @@ impl StreamWalk {
         }
     }
 
-    /// A valid frame that belongs exactly at `offset` and follows the
-    /// stream's last sequence number, judged as recovery judges it.
-    fn valid_at(&self, data: &[u8], header: &SegmentHeader, offset: usize) -> Option<FrameHeader> {
-        crate::recovery::valid_frame_at(
-            data,
-            header.segment,
-            header.generation,
-            offset,
-            self.last_seq,
-            self.seed,
-        )
-    }
-
-    fn segment(
-        &mut self,
-        data: &[u8],
-        header: &SegmentHeader,
-        first_of_stream: bool,
-        report: &mut InspectReport,
-        keys: &mut HashMap<Vec<u8>, (u64, Option<u64>)>,
-        watermarks: &[u64],
-    ) {
-        let lba_bytes = self.layout.lba_bytes as usize;
-        let mut offset = lba_bytes;
-        while offset < data.len() {
-            let Some(found) = self.valid_at(data, header, offset) else {
-                if self.damage.is_none() {
-                    self.damage = Some(self.describe(data, header, offset));
+    fn frame(&mut self, header: &FrameHeader, bytes: &[u8]) {
+        self.report.frames += 1;
+        self.report.log_bytes += u64::from(header.frame_bytes);
+        for item in frame_records(bytes, self.seed) {
+            let Ok((_, record)) = item else { break };
+            self.report.records += 1;
+            let value = match record.kind {
+                RecordKind::Put => {
+                    self.report.puts += 1;
+                    Some(record.value.len() as u64)
                 }
-                offset += lba_bytes;
+                RecordKind::Delete => {
+                    self.report.deletes += 1;
+                    None
+                }
+            };
+            let shard = usize::from(crate::shard::shard(record.key));
+            if self.watermarks.get(shard).is_some_and(|&w| record.seq <= w) {
+                // The loaded checkpoint already reflects it.
                 continue;
-            };
-            if let Some(damage) = self.damage.take() {
-                // A clean switch, as recovery judges it: a frame that did
-                // not fit went to the next segment, whose header names the
-                // last sequence number before it.
-                // So is any gap after a sealed segment (GC collected the
-                // segments between).
-                let clean_switch = offset == lba_bytes
-                    && !first_of_stream
-                    && (header.prev_seq == self.last_seq || self.sealed);
-                if !clean_switch {
-                    report.problems.extend(damage.problems);
-                }
             }
-            let frame_bytes = found.frame_bytes as usize;
-            self.sealed = found.record_count == 0;
-            let frame = &data[offset..offset + frame_bytes];
-            report.frames += 1;
-            report.log_bytes += frame_bytes as u64;
-            for item in frame_records(frame, self.seed) {
-                let Ok((_, record)) = item else { break };
-                report.records += 1;
-                self.last_seq = record.seq;
-                let value = match record.kind {
-                    RecordKind::Put => {
-                        report.puts += 1;
-                        Some(record.value.len() as u64)
-                    }
-                    RecordKind::Delete => {
-                        report.deletes += 1;
-                        None
-                    }
-                };
-                let shard = usize::from(crate::shard::shard(record.key));
-                if watermarks.get(shard).is_some_and(|&w| record.seq <= w) {
-                    // The loaded checkpoint already reflects it.
-                    continue;
-                }
-                let entry = keys.entry(record.key.to_vec()).or_insert((0, None));
-                if record.seq >= entry.0 {
-                    *entry = (record.seq, value);
-                }
+            let entry = self.keys.entry(record.key.to_vec()).or_insert((0, None));
+            if record.seq >= entry.0 {
+                *entry = (record.seq, value);
             }
-            offset += self.layout.pad(frame_bytes);
         }
     }
 
-    /// What is wrong at `offset`, where no valid frame is: zeroes (the end
-    /// of the written log, unless valid frames follow), or a frame that
-    /// fails, down to the records that fail their own checksums.
-    fn describe(&self, data: &[u8], header: &SegmentHeader, offset: usize) -> Pending {
-        let segment = header.segment;
-        let block_end = (offset + self.layout.lba_bytes as usize).min(data.len());
-        if data[offset..block_end].iter().all(|&b| b == 0) {
-            return Pending {
-                zeroes: true,
-                problems: vec![self.problem(
-                    ProblemKind::Frame,
-                    segment,
-                    offset,
+    /// What is wrong where an invalid stretch starts: zeroes (a lost write,
+    /// since valid frames follow), a header that does not belong there, or
+    /// a damaged frame, down to the records that fail their own checksums.
+    fn describe(&self, gap: &Gap) -> Vec<Problem> {
+        let (segment, offset) = (gap.start.segment, gap.start.offset as usize);
+        let frame_problem =
+            |detail: String| self.problem(ProblemKind::Frame, segment, offset, detail);
+        let frame = match &gap.first {
+            Invalid::Zeroes => {
+                return vec![frame_problem(
                     "zeroed blocks where the log continues (a lost write)".into(),
-                )],
-            };
-        }
-        let frame = match decode_frame_header(&data[offset..]) {
-            Err(e) => {
-                return Pending {
-                    zeroes: false,
-                    problems: vec![self.problem(
-                        ProblemKind::Frame,
-                        segment,
-                        offset,
-                        format!("no valid frame header: {e}"),
-                    )],
-                }
+                )]
             }
-            Ok(f) => f,
+            Invalid::NoHeader(e) => {
+                return vec![frame_problem(format!("no valid frame header: {e}"))]
+            }
+            Invalid::Misplaced(frame) => {
+                return vec![frame_problem(format!(
+                "frame header names segment {} generation {} offset {} ({} bytes): not this place",
+                frame.segment, frame.segment_generation, frame.offset, frame.frame_bytes
+            ))]
+            }
+            Invalid::Damaged(frame) => frame,
         };
-        let identity_ok = frame.segment == segment
-            && frame.segment_generation == header.generation
-            && frame.offset as usize == offset;
-        let end = offset.saturating_add(frame.frame_bytes as usize);
-        if !identity_ok || end > data.len() {
-            return Pending {
-                zeroes: false,
-                problems: vec![self.problem(
-                    ProblemKind::Frame,
+        let mut problems: Vec<Problem> = frame
+            .records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, record)| {
+                let e = record.verified.as_ref().err()?;
+                let key = &record.key[..record.key.len().min(64)];
+                Some(self.problem(
+                    ProblemKind::Record,
                     segment,
-                    offset,
+                    record.at,
                     format!(
-                        "frame header names segment {} generation {} offset {} ({} bytes): not this place",
-                        frame.segment, frame.segment_generation, frame.offset, frame.frame_bytes
+                        "record {i} (seq {}, key {:?}): {e}",
+                        record.seq,
+                        String::from_utf8_lossy(key)
                     ),
-                )],
-            };
-        }
-        // The header is plausible: find the records that fail.
-        let mut problems = Vec::new();
-        let mut at = offset + FRAME_HEADER_BYTES;
-        for i in 0..u64::from(frame.record_count) {
-            if at + RECORD_HEADER_BYTES > end {
-                break;
-            }
-            let bytes = &data[at..end];
-            match decode_record(bytes, self.seed) {
-                Ok((_, len)) => at += len,
-                Err(e) => {
-                    let key_len = usize::from(u16::from_le_bytes([bytes[6], bytes[7]]));
-                    let value_len =
-                        u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
-                    let key = &bytes
-                        [RECORD_HEADER_BYTES..(RECORD_HEADER_BYTES + key_len).min(bytes.len())];
-                    problems.push(self.problem(
-                        ProblemKind::Record,
-                        segment,
-                        at,
-                        format!(
-                            "record {} (seq {}, key {:?}): {e}",
-                            i,
-                            frame.first_seq + i,
-                            String::from_utf8_lossy(&key[..key.len().min(64)])
-                        ),
-                    ));
-                    let len = record_bytes(key_len, value_len);
-                    if key_len == 0 || len > bytes.len() {
-                        break;
-                    }
-                    at += len;
-                }
-            }
-        }
+                ))
+            })
+            .collect();
         if problems.is_empty() {
-            problems.push(
-                self.problem(
-                    ProblemKind::Frame,
-                    segment,
-                    offset,
-                    "frame checksum fails (its header or padding is damaged; its records verify)"
-                        .into(),
-                ),
-            );
+            problems.push(frame_problem(
+                "frame checksum fails (its header or padding is damaged; its records verify)"
+                    .into(),
+            ));
         }
-        Pending {
-            zeroes: false,
-            problems,
-        }
+        problems
     }
 }

@@ -23,11 +23,13 @@ pub mod format;
 pub mod index;
 pub mod inspect;
 pub mod layout;
+mod log;
 pub mod recovery;
 mod runtime;
 mod segments;
 pub mod shard;
 pub mod stats;
+mod store;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -41,6 +43,7 @@ pub use config::{EngineConfig, FormatOptions};
 pub use error::{EngineError, Location, OpenError};
 pub use layout::{format, Layout};
 pub use recovery::Damage;
+pub use runtime::mover;
 pub use runtime::{Engine, EngineHandle, Frontend, Submitter, Wake, WorkerThread};
 pub use worker::{BatchOp, Condition, Op, Reply, RequestId, WorkerCore};
 
@@ -208,6 +211,8 @@ pub fn open_workers(
         gc_storms: AtomicU64::new(0),
         gc_free_target,
         checkpoints: checkpoint::Checkpoints::new(bases),
+        checkpoint_events: store::Signal::default(),
+        checkpoint_due_seq: AtomicU64::new(u64::MAX),
         stats: Arc::new(stats::Stats::default()),
     });
     let keys = recovered.index.iter().map(|a| a.len() as u64).sum();

@@ -69,7 +69,11 @@ impl SegmentAllocator {
         let segment = self.free.pop_first()?;
         let generation = self.next_generation;
         self.next_generation += 1;
-        self.used.insert(
+        assert!(
+            !self.is_checkpoint(segment),
+            "segment {segment} is free and holds a checkpoint"
+        );
+        let previous = self.used.insert(
             segment,
             SegmentInfo {
                 stream,
@@ -80,14 +84,27 @@ impl SegmentAllocator {
                 retry_after_seq: 0,
             },
         );
+        assert!(previous.is_none(), "segment {segment} was free and in use");
         Some((segment, generation))
     }
 
     /// Returns a collected segment (its header durably erased) to the free
     /// list.
     pub fn release(&mut self, segment: u32) {
-        self.used.remove(&segment);
-        self.free.insert(segment);
+        assert!(
+            self.used.remove(&segment).is_some(),
+            "released segment {segment}, which is not in use"
+        );
+        assert!(
+            self.free.insert(segment),
+            "released segment {segment}, which is already free"
+        );
+    }
+
+    /// Whether `segment` holds a checkpoint body, durable or being written.
+    fn is_checkpoint(&self, segment: u32) -> bool {
+        self.checkpoint.iter().any(|c| c.contains(&segment))
+            || self.checkpoint_pending.contains(&segment)
     }
 
     /// Takes `count` free segments for a checkpoint body, leaving the
@@ -104,9 +121,19 @@ impl SegmentAllocator {
     /// A checkpoint's root is durable in `slot`: its segments replace those
     /// of the checkpoint the slot held, which are freed.
     pub fn install_checkpoint(&mut self, slot: usize, segments: Vec<u32>) {
+        assert!(
+            segments.iter().all(|s| self.checkpoint_pending.contains(s)),
+            "installed checkpoint segments {segments:?} that were not taken for it"
+        );
         self.checkpoint_pending.retain(|s| !segments.contains(s));
         let old = std::mem::replace(&mut self.checkpoint[slot], segments);
-        self.free.extend(old);
+        for segment in old {
+            assert!(
+                !self.used.contains_key(&segment) && !self.is_checkpoint(segment),
+                "segment {segment} of a replaced checkpoint is still referenced"
+            );
+            assert!(self.free.insert(segment), "segment {segment} freed twice");
+        }
     }
 
     /// A checkpoint failed before its root was written: its segments are
@@ -150,9 +177,15 @@ impl LiveBytes {
         }
     }
 
+    /// Panics when the count would go below zero: the index and the live
+    /// bytes disagree, and GC could free a referenced segment.
     pub fn sub(&self, segment: u32, bytes: u32) {
         if let Some(b) = self.bytes.get(segment as usize) {
-            b.fetch_sub(u64::from(bytes), Ordering::Relaxed);
+            let before = b.fetch_sub(u64::from(bytes), Ordering::Relaxed);
+            assert!(
+                before >= u64::from(bytes),
+                "live bytes of segment {segment} would go below zero ({before} - {bytes})"
+            );
         }
     }
 

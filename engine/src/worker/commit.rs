@@ -28,7 +28,7 @@ use crate::format::record::{
 };
 use crate::format::segment::{SegmentHeader, KIND_LOG, SEGMENT_HEADER_BYTES};
 use crate::index::ValuePointer;
-use crate::recovery::Tail;
+use crate::log::Tail;
 use crate::segments::Purpose;
 
 /// One write in an atomic batch.
@@ -77,6 +77,26 @@ pub(crate) enum WriteKind {
 impl WriteKind {
     fn is_gc(self) -> bool {
         matches!(self, WriteKind::Relocate(_) | WriteKind::RelocateDelete)
+    }
+}
+
+/// What became of GC's relocation requests: the commit path's event to GC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct GcDone {
+    /// Requests finished: written durably, found superseded, or failed.
+    pub finished: u64,
+    /// Of which failed.
+    pub failed: u64,
+    /// Bytes of records rewritten for GC (they count against its I/O share).
+    pub relocated_bytes: u64,
+}
+
+impl GcDone {
+    fn finish(&mut self, requests: u64, failed: bool) {
+        self.finished += requests;
+        if failed {
+            self.failed += requests;
+        }
     }
 }
 
@@ -130,10 +150,8 @@ pub(crate) struct CommitPath {
     gc_in_batch: u64,
     /// The old values SET ... GET requests answer with, by request.
     put_get_old: BTreeMap<RequestId, Option<Vec<u8>>>,
-    /// GC requests finished (written, skipped or failed), ever.
-    pub(crate) gc_finished: u64,
-    /// GC requests that failed, ever.
-    pub(crate) gc_failed: u64,
+    /// What became of GC's requests since GC was last told.
+    gc_done: GcDone,
     /// The frame being written, padded to whole blocks.
     staging: Vec<u8>,
     fenced: Option<IoError>,
@@ -165,8 +183,7 @@ impl CommitPath {
             seal_block: None,
             gc_in_batch: 0,
             put_get_old: BTreeMap::new(),
-            gc_finished: 0,
-            gc_failed: 0,
+            gc_done: GcDone::default(),
             staging: Vec::new(),
             fenced: None,
             flush_started_us: 0,
@@ -201,11 +218,19 @@ impl CommitPath {
         self.fenced.is_some()
     }
 
-    /// Fences writes after a failed flush outside the commit path (GC's).
+    /// Fences writes after a failed flush (the commit path's own, or GC's).
+    /// The first error is the one writers are told from then on. Returns
+    /// whether this is the first fence.
     pub(crate) fn fence(&mut self, error: IoError) -> bool {
         let first = self.fenced.is_none();
         self.fenced.get_or_insert(error);
         first
+    }
+
+    /// What became of GC's requests since the last call: GC learns it
+    /// through this, never by reading the commit path's fields.
+    pub(crate) fn take_gc_done(&mut self) -> GcDone {
+        std::mem::take(&mut self.gc_done)
     }
 
     /// Queues the put of a SET ... GET whose old value is known.
@@ -305,8 +330,7 @@ impl CommitPath {
         if let Some(error) = core.commit.fenced.clone() {
             while let Some(w) = core.commit.waiting.pop_front() {
                 if w.kind.is_gc() {
-                    core.commit.gc_finished += 1;
-                    core.commit.gc_failed += 1;
+                    core.commit.gc_done.finish(1, true);
                     continue;
                 }
                 core.commit.put_get_old.remove(&w.id);
@@ -436,7 +460,7 @@ impl CommitPath {
                     if let WriteKind::Relocate(pointer) = w.kind {
                         expected = Some(pointer);
                     }
-                    core.gc.gc_bytes += w.bytes as u64;
+                    core.commit.gc_done.relocated_bytes += w.bytes as u64;
                     core.shared
                         .stats
                         .gc_records_relocated
@@ -501,7 +525,7 @@ impl CommitPath {
             core.commit.staging = staging;
             core.commit.header_block = None;
             core.commit.seal_block = None;
-            core.commit.gc_finished += core.commit.gc_in_batch;
+            core.commit.gc_done.finish(core.commit.gc_in_batch, false);
             core.replies.append(&mut core.commit.answers);
             return;
         }
@@ -571,12 +595,7 @@ impl CommitPath {
         loop {
             let min_seq = core.shared.next_seq.load(Ordering::Relaxed);
             let wanted = purpose(&batch);
-            let allocated = core
-                .shared
-                .segments
-                .lock()
-                .ok()
-                .and_then(|mut s| s.allocate(core.id, min_seq, wanted));
+            let allocated = core.shared.segments().allocate(core.id, min_seq, wanted);
             if let Some((segment, generation)) = allocated {
                 core.commit.header_durable = false;
                 // Seal the segment we leave, if its seal block is ours to
@@ -629,8 +648,7 @@ impl CommitPath {
                 // Not even GC can get a segment: its requests fail, and GC
                 // gives up on its victim.
                 tracing::error!(worker = core.id, "no free segment left even for GC");
-                core.commit.gc_finished += gc.len() as u64;
-                core.commit.gc_failed += gc.len() as u64;
+                core.commit.gc_done.finish(gc.len() as u64, true);
                 return None;
             }
             frame_bytes = FRAME_HEADER_BYTES + gc.iter().map(|w| w.bytes).sum::<usize>();
@@ -767,21 +785,11 @@ impl CommitPath {
             "flush completion outside a commit"
         );
         if let Err(error) = result {
-            tracing::error!(
-                worker = core.id,
-                "flush failed: {error}; fencing writes until restart"
-            );
             core.shared
                 .stats
                 .flush_errors
                 .fetch_add(1, Ordering::Relaxed);
-            if core.commit.fenced.is_none() {
-                core.shared
-                    .stats
-                    .fenced_workers
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            core.commit.fenced = Some(error.clone());
+            core.fence(error.clone());
             Self::fail_batch(core, EngineError::Io(error));
             return;
         }
@@ -816,13 +824,14 @@ impl CommitPath {
         let frame_offset = core.commit.tail.map_or(0, |t| t.offset);
         if let Some(tail) = &mut core.commit.tail {
             tail.offset += core.commit.staging.len() as u32;
-            if let Ok(mut segments) = core.shared.segments.lock() {
-                if let Some(info) = segments.used.get_mut(&tail.segment) {
-                    info.last_seq = core.commit.last_seq;
-                }
-                if let Some(info) = sealed.and_then(|old| segments.used.get_mut(&old.segment)) {
-                    info.sealed = true;
-                }
+            let mut segments = core.shared.segments();
+            let info = segments.used.get_mut(&tail.segment);
+            let info = info.expect("the stream's tail segment is in the segment table");
+            info.last_seq = core.commit.last_seq;
+            if let Some(old) = sealed {
+                let info = segments.used.get_mut(&old.segment);
+                info.expect("a sealed segment is in the segment table")
+                    .sealed = true;
             }
         }
         let live = &core.shared.live;
@@ -883,15 +892,15 @@ impl CommitPath {
                     .map(|p| (core.commit.staging.as_slice(), frame_offset, p)),
             );
         }
-        core.commit.gc_finished += core.commit.gc_in_batch;
+        core.commit.gc_done.finish(core.commit.gc_in_batch, false);
         core.commit.gc_in_batch = 0;
         core.replies.append(&mut core.commit.answers);
         core.commit.state = State::Idle;
+        core.shared.note_commit();
     }
 
     fn fail_batch(core: &mut WorkerCore, error: EngineError) {
-        core.commit.gc_finished += core.commit.gc_in_batch;
-        core.commit.gc_failed += core.commit.gc_in_batch;
+        core.commit.gc_done.finish(core.commit.gc_in_batch, true);
         core.commit.gc_in_batch = 0;
         core.commit.updates.clear();
         for (id, _) in core.commit.answers.drain(..) {

@@ -29,11 +29,12 @@ use std::sync::atomic::Ordering;
 
 use nvme::{Command, Completion, IoError};
 
-use super::commit::WriteKind;
+use super::commit::{GcDone, WriteKind};
 use super::{token, BatchOp, WorkerCore, TAG_GC_ERASE, TAG_GC_FLUSH, TAG_GC_READ};
 use crate::format::record::{frame_records, RecordKind};
 use crate::index::ValuePointer;
-use crate::recovery::valid_frame_at;
+use crate::log::walk::SegmentRef;
+use crate::log::{Event, StreamWalk};
 use crate::segments::SegmentInfo;
 
 /// Sequence numbers to wait before retrying a victim GC had to give up on.
@@ -65,9 +66,10 @@ enum State {
     },
     Relocating {
         victim: u32,
-        /// `gc_finished` of the commit path once every request is done.
-        until: u64,
-        failed_before: u64,
+        /// Requests handed to the commit path and not finished yet.
+        outstanding: u64,
+        /// Whether any of them failed.
+        failed: bool,
     },
     Erasing {
         victim: u32,
@@ -86,9 +88,9 @@ pub(crate) struct GcPath {
     /// Percent of this worker's I/O bytes GC may use while foreground
     /// requests wait.
     share: u64,
-    /// Bytes this worker submitted, all of them and GC's.
-    pub(crate) io_bytes: u64,
-    pub(crate) gc_bytes: u64,
+    /// Bytes GC has read, erased and had rewritten: its share of
+    /// `WorkerCore::io_bytes`.
+    gc_bytes: u64,
     /// After finding no victim, GC looks again only once the store has
     /// written past this sequence number (or a storm is requested).
     idle_until_seq: u64,
@@ -106,12 +108,35 @@ impl GcPath {
             storms_seen: 0,
             storm: BTreeSet::new(),
             share: u64::from(share_percent.clamp(1, 100)),
-            io_bytes: 0,
             gc_bytes: 0,
             idle_until_seq: 0,
             foreground_seen_us: 0,
             space_low_at: None,
         }
+    }
+
+    /// The commit path's word on GC's requests: relocations written,
+    /// superseded or failed.
+    pub(crate) fn relocations_done(&mut self, done: GcDone) {
+        self.gc_bytes += done.relocated_bytes;
+        if done.finished == 0 {
+            return;
+        }
+        let State::Relocating {
+            outstanding,
+            failed,
+            ..
+        } = &mut self.state
+        else {
+            panic!("GC requests finished while GC relocates nothing: {done:?}");
+        };
+        assert!(
+            done.finished <= *outstanding,
+            "more GC requests finished ({}) than were outstanding ({outstanding})",
+            done.finished
+        );
+        *outstanding -= done.finished;
+        *failed |= done.failed > 0;
     }
 
     pub(crate) fn has_work(&self) -> bool {
@@ -129,7 +154,7 @@ impl GcPath {
     /// would soon fail), otherwise while its bytes stay within its share.
     fn within_budget(core: &WorkerCore) -> bool {
         let gc = &core.gc;
-        let foreground = gc.io_bytes.saturating_sub(gc.gc_bytes);
+        let foreground = core.io_bytes.saturating_sub(gc.gc_bytes);
         Self::foreground_idle(core)
             || gc.gc_bytes * (100 - gc.share.min(99)) <= foreground * gc.share
             || core.space_urgent()
@@ -153,13 +178,13 @@ impl GcPath {
             State::Reading { .. } => Self::submit_reads(core),
             State::Relocating {
                 victim,
-                until,
-                failed_before,
+                outstanding,
+                failed,
             } => {
-                if core.commit.gc_finished < until {
+                if outstanding > 0 {
                     return false;
                 }
-                if core.commit.gc_failed > failed_before {
+                if failed {
                     Self::give_up(core, victim, "a relocation failed", 1);
                     return true;
                 }
@@ -196,10 +221,8 @@ impl GcPath {
     fn give_up(core: &mut WorkerCore, victim: u32, why: &str, retry_after: u64) {
         tracing::debug!(worker = core.id, victim, "GC gave up on a victim: {why}");
         let next_seq = core.shared.next_seq.load(Ordering::Relaxed);
-        if let Ok(mut segments) = core.shared.segments.lock() {
-            if let Some(info) = segments.used.get_mut(&victim) {
-                info.retry_after_seq = next_seq.saturating_add(retry_after);
-            }
+        if let Some(info) = core.shared.segments().used.get_mut(&victim) {
+            info.retry_after_seq = next_seq.saturating_add(retry_after);
         }
         core.gc.storm.remove(&victim);
         core.gc.state = State::Idle;
@@ -272,7 +295,7 @@ impl GcPath {
         let capacity = layout.frame_bytes_max() as f64;
         let workers = core.shared.workers.max(1);
         let next_seq = core.shared.next_seq.load(Ordering::Relaxed);
-        let segments = core.shared.segments.lock().ok()?;
+        let segments = core.shared.segments();
         // Streams in generation order, to find tails and predecessors in
         // one pass.
         let mut ordered: Vec<(u32, SegmentInfo)> =
@@ -412,25 +435,30 @@ impl GcPath {
     /// Walks the victim's frames and queues what is live for relocation.
     fn relocate(core: &mut WorkerCore, victim: u32, info: SegmentInfo, data: &[u8]) {
         let layout = core.shared.layout;
-        let lba_bytes = layout.lba_bytes as usize;
         let seed = core.shared.seed;
-        let min_seq_elsewhere = core
-            .shared
-            .segments
-            .lock()
-            .map_or(0, |s| s.min_seq_except(victim));
+        let min_seq_elsewhere = core.shared.segments().min_seq_except(victim);
         let checkpoints = &core.shared.checkpoints;
         let mut requests: Vec<(BatchOp, WriteKind)> = Vec::new();
-        let mut offset = lba_bytes;
-        let mut last_seq = 0;
         let mut foreign_delete = false;
-        while let Some(frame) =
-            valid_frame_at(data, victim, info.generation, offset, last_seq, seed)
-        {
-            let frame_bytes = frame.frame_bytes as usize;
-            for item in frame_records(&data[offset..offset + frame_bytes], seed) {
+        let mut damage = None;
+        // The one log walker, over this one segment: the same rules as
+        // recovery for what is a valid frame and what is damage.
+        let mut walk = StreamWalk::new(layout, seed, 0);
+        let segment = SegmentRef {
+            segment: victim,
+            generation: info.generation,
+            prev_seq: 0,
+        };
+        walk.segment(segment, data, &mut |event| {
+            let (offset, bytes) = match event {
+                Event::Frame { offset, bytes, .. } => (offset, bytes),
+                Event::Damage(gap) => {
+                    damage.get_or_insert(gap.start);
+                    return;
+                }
+            };
+            for item in frame_records(bytes, seed) {
                 let Ok((at, record)) = item else { break };
-                last_seq = record.seq;
                 let shard = WorkerCore::shard_of(record.key);
                 let Some(art) = core.shards.get(&shard) else {
                     // Another worker's shard now. Its live puts keep `live`
@@ -468,16 +496,12 @@ impl GcPath {
                     }
                 }
             }
-            offset += layout.pad(frame_bytes);
-        }
+        });
         // The walk must reach the last record the segment is known to hold,
-        // with nothing valid past where it stopped: otherwise the read or the
-        // media is damaged, and what was not seen cannot be relocated.
-        let damaged = last_seq < info.last_seq
-            || (offset + lba_bytes..data.len())
-                .step_by(lba_bytes)
-                .any(|o| valid_frame_at(data, victim, info.generation, o, 0, seed).is_some());
-        if damaged {
+        // with no damage on the way: otherwise the read or the media is
+        // damaged, and what was not seen cannot be relocated.
+        let end = walk.finish();
+        if damage.is_some() || end.last_seq < info.last_seq {
             core.shared
                 .stats
                 .gc_victims_damaged
@@ -485,7 +509,7 @@ impl GcPath {
             tracing::error!(
                 worker = core.id,
                 victim,
-                offset,
+                at = ?damage.or(end.torn.map(|t| t.start)),
                 "GC found damage in a segment; it is kept and not collected"
             );
             // A read fault may pass; media damage stays and is found again.
@@ -501,17 +525,15 @@ impl GcPath {
             return;
         }
         let now_us = core.now_us;
-        let failed_before = core.commit.gc_failed;
         // One victim at a time: no other GC request is pending.
-        let until = core.commit.gc_finished + requests.len() as u64;
+        core.gc.state = State::Relocating {
+            victim,
+            outstanding: requests.len() as u64,
+            failed: false,
+        };
         for (op, kind) in requests {
             core.commit.enqueue_gc(op, kind, now_us);
         }
-        core.gc.state = State::Relocating {
-            victim,
-            until,
-            failed_before,
-        };
     }
 
     fn erase(core: &mut WorkerCore, victim: u32) {
@@ -573,19 +595,12 @@ impl GcPath {
         if let Err(error) = result {
             // As in the commit path: after a failed flush nothing written
             // since the last good one is known durable. Fence.
-            tracing::error!(worker = core.id, "GC flush failed: {error}; fencing writes");
-            if core.commit.fence(error) {
-                core.shared
-                    .stats
-                    .fenced_workers
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+            tracing::error!(worker = core.id, "GC flush failed: {error}");
+            core.fence(error);
             Self::give_up(core, victim, "flush failed", u64::MAX);
             return;
         }
-        if let Ok(mut segments) = core.shared.segments.lock() {
-            segments.release(victim);
-        }
+        core.shared.segments().release(victim);
         core.gc.space_low_at = None;
         core.shared
             .stats

@@ -12,20 +12,18 @@ mod read;
 pub(crate) mod value_cache;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use nvme::{Command, Completion, IoError, Namespace, QueuePair};
 
-use crate::config::EngineConfig;
 use crate::error::{EngineError, Location};
 use crate::index::Art;
-use crate::layout::Layout;
-use crate::recovery::Tail;
-use crate::segments::{LiveBytes, SegmentAllocator};
+use crate::log::Tail;
 use crate::shard::shard;
 use crate::stats::Stats;
 
+pub(crate) use crate::store::Shared;
 pub use commit::BatchOp;
 pub(crate) use value_cache::SharedCache;
 
@@ -82,46 +80,6 @@ pub enum Reply {
     Failed(EngineError),
 }
 
-/// Segments and sequence numbers, shared by every worker of an engine.
-pub(crate) struct Shared {
-    pub layout: Layout,
-    pub uuid: [u8; 16],
-    /// crc seed of every frame and record of this store.
-    pub seed: u32,
-    pub config: EngineConfig,
-    /// Number of workers (GC: worker `w` collects streams `s % workers == w`).
-    pub workers: u16,
-    pub next_seq: AtomicU64,
-    pub segments: Mutex<SegmentAllocator>,
-    /// Bytes the index points at, per segment.
-    pub live: LiveBytes,
-    /// Keys per shard (for the admin port's shard listing).
-    pub shard_keys: Vec<AtomicU64>,
-    /// GC storms requested so far (each worker starts one per increment).
-    pub gc_storms: AtomicU64,
-    /// GC starts on its own when fewer segments than this are free.
-    pub gc_free_target: usize,
-    /// Index checkpoints: the collection in progress and what GC honours.
-    pub checkpoints: crate::checkpoint::Checkpoints,
-    pub stats: Arc<Stats>,
-}
-
-impl Shared {
-    pub fn space(&self) -> crate::Space {
-        let (free, reserve, checkpoint) = self.segments.lock().map_or((0, 0, 0), |s| {
-            (s.free.len(), s.reserve, s.checkpoint_segments())
-        });
-        crate::Space {
-            segment_bytes: self.layout.segment_bytes,
-            segments: self.layout.segment_count.saturating_sub(1),
-            free: free as u32,
-            checkpoint: checkpoint as u32,
-            reserve: reserve as u32,
-            live_bytes: self.live.total(),
-        }
-    }
-}
-
 // Token tags: the top byte of a completion token says what it was for.
 const TAG_SHIFT: u32 = 56;
 const TAG_WRITE: u64 = 1;
@@ -162,6 +120,8 @@ pub struct WorkerCore {
     gc: gc::GcPath,
     /// The time of the latest step or request.
     now_us: u64,
+    /// Bytes this worker has submitted for reads and writes, for GC's share.
+    io_bytes: u64,
     replies: Vec<(RequestId, Reply)>,
     /// Reads parked behind a write to the same key.
     reads_after_commit: Vec<(RequestId, Op)>,
@@ -186,6 +146,7 @@ impl WorkerCore {
             read: read::ReadPath::new(&config, chunk_bytes_max),
             gc: gc::GcPath::new(config.gc_io_share),
             now_us: 0,
+            io_bytes: 0,
             shared,
             namespace,
             queue,
@@ -420,10 +381,11 @@ impl WorkerCore {
     fn copy_shards_for_checkpoint(&mut self) -> bool {
         const KEYS_PER_STEP: usize = 16 << 10;
         let checkpoints = &self.shared.checkpoints;
-        let wanted = match checkpoints.collection.lock() {
-            Ok(c) => c.wanted(self.shards.keys().copied(), usize::MAX),
-            Err(_) => return false,
-        };
+        let wanted = checkpoints
+            .collection
+            .lock()
+            .expect("the checkpoint collection's lock is poisoned")
+            .wanted(self.shards.keys().copied(), usize::MAX);
         let mut keys = 0;
         let wanted: Vec<u16> = wanted
             .into_iter()
@@ -448,11 +410,14 @@ impl WorkerCore {
                 copies.push((shard, section));
             }
         }
-        if let Ok(mut collection) = checkpoints.collection.lock() {
-            for (shard, section) in copies {
-                if collection.deposit(shard, watermark, section) {
-                    checkpoints.collecting.store(false, Ordering::Release);
-                }
+        let mut collection = checkpoints
+            .collection
+            .lock()
+            .expect("the checkpoint collection's lock is poisoned");
+        for (shard, section) in copies {
+            if collection.deposit(shard, watermark, section) {
+                checkpoints.collecting.store(false, Ordering::Release);
+                self.shared.checkpoint_events.notify();
             }
         }
         true
@@ -491,10 +456,7 @@ impl WorkerCore {
 
     /// Whether free segments are below the level where GC starts on its own.
     fn space_low(&self) -> bool {
-        self.shared
-            .segments
-            .lock()
-            .is_ok_and(|s| s.free.len() < self.shared.gc_free_target)
+        self.shared.segments().free.len() < self.shared.gc_free_target
     }
 
     /// Whether GC is collecting a victim (reading, relocating or freeing).
@@ -520,9 +482,8 @@ impl WorkerCore {
     /// reserve: GC then ignores its I/O budget, since writes would soon
     /// fail (or already wait for it).
     fn space_urgent(&self) -> bool {
-        self.shared.segments.lock().is_ok_and(|s| {
-            s.free.len() < self.shared.gc_free_target / 2 || s.free.len() <= s.reserve
-        })
+        let s = self.shared.segments();
+        s.free.len() < self.shared.gc_free_target / 2 || s.free.len() <= s.reserve
     }
 
     /// Asks every worker of the engine to collect every segment of its
@@ -546,6 +507,8 @@ impl WorkerCore {
             progressed = true;
         }
         progressed |= read::ReadPath::submit_waiting(self);
+        let gc_done = self.commit.take_gc_done();
+        self.gc.relocations_done(gc_done);
         progressed |= gc::GcPath::drive(self);
         progressed |= commit::CommitPath::maybe_start(self, now_us);
         progressed
@@ -553,7 +516,7 @@ impl WorkerCore {
 
     fn submit(&mut self, token: u64, command: Command) {
         if let Command::Read { buf, .. } | Command::Write { buf, .. } = &command {
-            self.gc.io_bytes += buf.len() as u64;
+            self.io_bytes += buf.len() as u64;
         }
         let stats = &self.shared.stats;
         stats.io_submitted[io_kind(token) as usize].fetch_add(1, Ordering::Relaxed);
@@ -632,6 +595,22 @@ impl WorkerCore {
         let previous = self.shards.insert(shard_id, index);
         assert!(previous.is_none(), "shard {shard_id} adopted twice");
         value_cache::lock(&self.cache).forget_shard(shard_id);
+    }
+
+    /// Fences writes after a failed flush (the commit path's or GC's): the
+    /// device may have dropped what that flush should have covered, and no
+    /// later flush proves otherwise. Counted and logged once per worker.
+    fn fence(&mut self, error: IoError) {
+        if self.commit.fence(error.clone()) {
+            tracing::error!(
+                worker = self.id,
+                "flush failed: {error}; fencing writes until restart"
+            );
+            self.shared
+                .stats
+                .fenced_workers
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn io_error(error: IoError) -> EngineError {

@@ -1,0 +1,235 @@
+//! What a valid frame is, and what an invalid position of a log holds.
+//!
+//! A frame is valid at a place when its crc holds, its identity (segment,
+//! generation, offset) names exactly that place, and its sequence numbers
+//! follow the stream's last record. Anything else is examined by
+//! [`examine`], which tells zeroes from a misplaced header from a damaged
+//! frame, and lists the records of a damaged frame as far as they can still
+//! be told apart (recovery salvages them, `inspect` reports them).
+
+use crate::format::record::{
+    decode_frame_header, decode_record, record_bytes, verify_frame, FrameHeader, RecordKind,
+    RECORD_HEADER_BYTES,
+};
+use crate::format::DecodeError;
+
+/// The header of the valid frame at `offset` of a segment's bytes, if there
+/// is one that belongs exactly there and follows `last_seq`. A frame with no
+/// records is a seal: the stream left the segment there.
+pub(crate) fn valid_frame_at(
+    data: &[u8],
+    segment: u32,
+    generation: u64,
+    offset: usize,
+    last_seq: u64,
+    seed: u32,
+) -> Option<FrameHeader> {
+    if offset >= data.len() {
+        return None;
+    }
+    let frame = verify_frame(&data[offset..], seed).ok()?;
+    let identity_ok = frame.segment == segment
+        && frame.segment_generation == generation
+        && frame.offset as usize == offset
+        && frame.first_seq > last_seq;
+    identity_ok.then_some(frame)
+}
+
+/// What an invalid position of a log holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Invalid {
+    /// A zeroed block: the end of the written log, or a lost write.
+    Zeroes,
+    /// No frame header decodes.
+    NoHeader(DecodeError),
+    /// A frame header that names another place, or runs past the segment.
+    Misplaced(FrameHeader),
+    /// A frame header for exactly this place whose frame fails verification.
+    Damaged(DamagedFrame),
+}
+
+/// A frame that belongs where it was read but fails its crc (or whose
+/// sequence numbers do not follow the stream's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DamagedFrame {
+    pub header: FrameHeader,
+    /// Whether its sequence numbers follow the stream's last record (else it
+    /// cannot be part of the log at this point, and nothing is salvaged).
+    pub follows: bool,
+    /// Its records, in order, up to the first whose header is unusable.
+    pub records: Vec<FoundRecord>,
+    /// Whether every one of its `record_count` records was told apart.
+    pub complete: bool,
+}
+
+/// A record found in a damaged frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FoundRecord {
+    /// Byte offset of the record within the segment.
+    pub at: usize,
+    pub seq: u64,
+    pub key: Vec<u8>,
+    /// Bytes the record occupies.
+    pub length: usize,
+    /// Put or delete when its own crc holds; the failure otherwise.
+    pub verified: Result<RecordKind, DecodeError>,
+}
+
+/// Examines `offset` of a segment's bytes, where [`valid_frame_at`] found no
+/// valid frame.
+pub(crate) fn examine(
+    data: &[u8],
+    segment: u32,
+    generation: u64,
+    offset: usize,
+    block_bytes: usize,
+    last_seq: u64,
+    seed: u32,
+) -> Invalid {
+    let block_end = (offset + block_bytes).min(data.len());
+    if data[offset..block_end].iter().all(|&b| b == 0) {
+        return Invalid::Zeroes;
+    }
+    let header = match decode_frame_header(&data[offset..]) {
+        Ok(header) => header,
+        Err(e) => return Invalid::NoHeader(e),
+    };
+    let end = offset.saturating_add(header.frame_bytes as usize);
+    let placed = header.segment == segment
+        && header.segment_generation == generation
+        && header.offset as usize == offset;
+    if !placed || end > data.len() {
+        return Invalid::Misplaced(header);
+    }
+    let mut records = Vec::new();
+    let mut at = offset + crate::format::record::FRAME_HEADER_BYTES;
+    for i in 0..u64::from(header.record_count) {
+        if at + RECORD_HEADER_BYTES > end {
+            break;
+        }
+        let bytes = &data[at..end];
+        let found = match decode_record(bytes, seed) {
+            Ok((record, length)) => FoundRecord {
+                at,
+                seq: header.first_seq + i,
+                key: record.key.to_vec(),
+                length,
+                verified: Ok(record.kind),
+            },
+            Err(e) => {
+                let key_len = usize::from(u16::from_le_bytes([bytes[6], bytes[7]]));
+                let value_len =
+                    u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+                let length = record_bytes(key_len, value_len);
+                if key_len == 0 || length > bytes.len() {
+                    break;
+                }
+                FoundRecord {
+                    at,
+                    seq: header.first_seq + i,
+                    key: bytes[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + key_len].to_vec(),
+                    length,
+                    verified: Err(e),
+                }
+            }
+        };
+        at += found.length;
+        records.push(found);
+    }
+    let complete = records.len() == header.record_count as usize;
+    Invalid::Damaged(DamagedFrame {
+        follows: header.first_seq > last_seq,
+        header,
+        records,
+        complete,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+    use crate::format::record::{begin_frame, encode_record, finish_frame, Record};
+
+    const SEED: u32 = 7;
+
+    fn segment_with_frame(keys: &[&[u8]]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        begin_frame(&mut frame);
+        for (i, key) in keys.iter().enumerate() {
+            encode_record(
+                &mut frame,
+                &Record {
+                    kind: RecordKind::Put,
+                    seq: 10 + i as u64,
+                    segment: 3,
+                    key,
+                    value: b"value",
+                },
+                SEED,
+            );
+        }
+        let header = FrameHeader {
+            frame_bytes: frame.len() as u32,
+            record_count: keys.len() as u32,
+            segment_generation: 5,
+            segment: 3,
+            offset: 512,
+            first_seq: 10,
+        };
+        finish_frame(&mut frame, &header, SEED);
+        let mut data = vec![0u8; 4096];
+        data[512..512 + frame.len()].copy_from_slice(&frame);
+        data
+    }
+
+    #[test]
+    fn a_valid_frame_is_valid_only_where_it_belongs() {
+        let data = segment_with_frame(&[b"a", b"bb"]);
+        assert!(valid_frame_at(&data, 3, 5, 512, 9, SEED).is_some());
+        assert!(valid_frame_at(&data, 3, 5, 512, 10, SEED).is_none(), "seq");
+        assert!(
+            valid_frame_at(&data, 4, 5, 512, 9, SEED).is_none(),
+            "segment"
+        );
+        assert!(
+            valid_frame_at(&data, 3, 6, 512, 9, SEED).is_none(),
+            "generation"
+        );
+    }
+
+    #[test]
+    fn examine_names_the_records_of_a_damaged_frame() {
+        let mut data = segment_with_frame(&[b"a", b"bb", b"ccc"]);
+        // Flip a value byte of the second record.
+        let second = 512 + crate::format::record::FRAME_HEADER_BYTES + record_bytes(1, 5);
+        data[second + RECORD_HEADER_BYTES + 2 + 1] ^= 1;
+        assert!(valid_frame_at(&data, 3, 5, 512, 9, SEED).is_none());
+        let Invalid::Damaged(frame) = examine(&data, 3, 5, 512, 512, 9, SEED) else {
+            panic!("a damaged frame");
+        };
+        assert!(frame.complete && frame.follows);
+        let keys: Vec<&[u8]> = frame.records.iter().map(|r| r.key.as_slice()).collect();
+        assert_eq!(keys, [b"a".as_slice(), b"bb", b"ccc"]);
+        assert!(frame.records[0].verified.is_ok());
+        assert!(frame.records[1].verified.is_err());
+        assert_eq!(frame.records[2].seq, 12);
+    }
+
+    #[test]
+    fn examine_tells_zeroes_and_misplaced_headers() {
+        let data = segment_with_frame(&[b"a"]);
+        assert_eq!(examine(&data, 3, 5, 0, 512, 0, SEED), Invalid::Zeroes);
+        assert!(matches!(
+            examine(&data, 4, 5, 512, 512, 0, SEED),
+            Invalid::Misplaced(_)
+        ));
+        let mut garbage = data.clone();
+        garbage[512] ^= 0xFF;
+        assert!(matches!(
+            examine(&garbage, 3, 5, 512, 512, 0, SEED),
+            Invalid::NoHeader(_)
+        ));
+    }
+}

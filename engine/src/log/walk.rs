@@ -1,0 +1,494 @@
+//! The one log walker: recovery, `inspect` and GC all read a stream through
+//! [`StreamWalk`], so they agree on what they see.
+//!
+//! The caller pushes a stream's segments in generation order, one at a time
+//! ([`StreamWalk::segment`]), and the walker hands back [`Event`]s: each
+//! valid frame (a seal when it has no records) and each stretch of damage.
+//! [`StreamWalk::finish`] says where the stream ends. Only one segment needs
+//! to be in memory at once.
+//!
+//! The rules, in one place:
+//! - A frame is valid where it sits ([`valid_frame_at`]): crc, identity and
+//!   sequence numbers following the last valid frame's.
+//! - An invalid position is examined at once (while its segment is in
+//!   memory) and held as pending until the walk knows what it is:
+//!   - valid frames follow it: damage in the middle of the log, reported as
+//!     [`Event::Damage`], never cut, unless the next valid frame opens the
+//!     very next segment and that segment's header says the stream's last
+//!     record was the one before (a frame that did not fit went on to the
+//!     next segment), or the pending segment was left with a seal (GC may
+//!     have collected the segments between): a clean switch;
+//!   - nothing valid follows: the end of the log. Zeroes there are the log's
+//!     normal end; anything else is the torn remains of the last, never
+//!     acknowledged group commit (or damage to the last acknowledged one,
+//!     which the walk cannot tell apart). Either way the stream resumes
+//!     there, and segments pushed after it are orphans: opened for a commit
+//!     that never became durable.
+
+use super::frame::{examine, Invalid};
+use super::{valid_frame_at, Tail};
+use crate::error::Location;
+use crate::format::record::FrameHeader;
+use crate::layout::Layout;
+
+/// A segment of a stream, as its header describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentRef {
+    pub segment: u32,
+    pub generation: u64,
+    /// The stream's last sequence number before this segment.
+    pub prev_seq: u64,
+}
+
+impl From<&crate::format::segment::SegmentHeader> for SegmentRef {
+    fn from(h: &crate::format::segment::SegmentHeader) -> SegmentRef {
+        SegmentRef {
+            segment: h.segment,
+            generation: h.generation,
+            prev_seq: h.prev_seq,
+        }
+    }
+}
+
+/// What the walk found, in log order.
+pub(crate) enum Event<'a> {
+    /// A valid frame; a seal when `header.record_count == 0`.
+    Frame {
+        segment: u32,
+        offset: usize,
+        header: FrameHeader,
+        /// The frame's bytes (`header.frame_bytes` of them).
+        bytes: &'a [u8],
+    },
+    /// An invalid stretch followed by valid frames.
+    Damage(Gap),
+}
+
+/// An invalid stretch of a log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Gap {
+    /// Its first byte.
+    pub start: Location,
+    /// The first valid byte after it; `None` at the end of the log.
+    pub end: Option<Location>,
+    /// What its first position holds.
+    pub first: Invalid,
+    /// Whether the stretch is exactly one damaged frame whose records were
+    /// all told apart: then no record of the log is missing from
+    /// `first`'s list.
+    pub whole_frame_named: bool,
+}
+
+/// Where a stream ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct End {
+    /// The sequence number of the stream's last valid record.
+    pub last_seq: u64,
+    /// Where the stream appends next (`None` if no segment was pushed).
+    pub tail: Option<Tail>,
+    /// The invalid stretch at the end of the log, if any (zeroes after the
+    /// last frame are one too).
+    pub torn: Option<Gap>,
+    /// Segments pushed after the one the log ends in.
+    pub orphans: Vec<u32>,
+}
+
+struct Pending {
+    /// Which pushed segment (0-based) it starts in.
+    index: usize,
+    segment: SegmentRef,
+    offset: usize,
+    first: Invalid,
+}
+
+/// Walks one stream, a segment at a time.
+pub(crate) struct StreamWalk {
+    layout: Layout,
+    seed: u32,
+    last_seq: u64,
+    /// Segments pushed so far.
+    pushed: usize,
+    last_segment: Option<SegmentRef>,
+    /// The pushed segment whose last valid frame is a seal, if the latest
+    /// valid frame is one.
+    sealed: Option<usize>,
+    pending: Option<Pending>,
+    /// Segments pushed after the pending stretch's segment.
+    after_pending: Vec<u32>,
+}
+
+impl StreamWalk {
+    /// A walk whose first frame must follow `last_seq` (the last record of
+    /// segments already accounted for, or 0).
+    pub(crate) fn new(layout: Layout, seed: u32, last_seq: u64) -> StreamWalk {
+        StreamWalk {
+            layout,
+            seed,
+            last_seq,
+            pushed: 0,
+            last_segment: None,
+            sealed: None,
+            pending: None,
+            after_pending: Vec::new(),
+        }
+    }
+
+    /// Walks the next segment of the stream (`data` is all of it, header
+    /// block included), calling `visit` for each event.
+    pub(crate) fn segment(
+        &mut self,
+        segment: SegmentRef,
+        data: &[u8],
+        visit: &mut dyn FnMut(Event<'_>),
+    ) {
+        let index = self.pushed;
+        self.pushed += 1;
+        self.last_segment = Some(segment);
+        if self.pending.is_some() {
+            self.after_pending.push(segment.segment);
+        }
+        let lba_bytes = self.layout.lba_bytes as usize;
+        let mut offset = lba_bytes;
+        while offset < data.len() {
+            let Some(header) = valid_frame_at(
+                data,
+                segment.segment,
+                segment.generation,
+                offset,
+                self.last_seq,
+                self.seed,
+            ) else {
+                if self.pending.is_none() {
+                    self.pending = Some(Pending {
+                        index,
+                        segment,
+                        offset,
+                        first: examine(
+                            data,
+                            segment.segment,
+                            segment.generation,
+                            offset,
+                            lba_bytes,
+                            self.last_seq,
+                            self.seed,
+                        ),
+                    });
+                }
+                offset += lba_bytes;
+                continue;
+            };
+            if let Some(pending) = self.pending.take() {
+                self.after_pending.clear();
+                let clean_switch = pending.index + 1 == index
+                    && offset == lba_bytes
+                    && (segment.prev_seq == self.last_seq || self.sealed == Some(pending.index));
+                if !clean_switch {
+                    let end = Location {
+                        segment: segment.segment,
+                        offset: offset as u32,
+                    };
+                    let gap = self.gap(pending, Some((end, header.first_seq)));
+                    // Records salvaged from the damaged frame are part of
+                    // the log: later frames must follow them.
+                    if let Invalid::Damaged(frame) = &gap.first {
+                        if frame.follows {
+                            if let Some(last) = frame.records.last() {
+                                self.last_seq = self.last_seq.max(last.seq);
+                            }
+                        }
+                    }
+                    visit(Event::Damage(gap));
+                }
+            }
+            let frame_bytes = header.frame_bytes as usize;
+            if header.record_count > 0 {
+                self.last_seq = header.first_seq + u64::from(header.record_count) - 1;
+                self.sealed = None;
+            } else {
+                self.sealed = Some(index);
+            }
+            visit(Event::Frame {
+                segment: segment.segment,
+                offset,
+                header,
+                bytes: &data[offset..offset + frame_bytes],
+            });
+            offset += self.layout.pad(frame_bytes);
+        }
+    }
+
+    /// The gap from `pending` to `next` (where the next valid frame is, and
+    /// its first sequence number), or to the end of the log.
+    fn gap(&self, pending: Pending, next: Option<(Location, u64)>) -> Gap {
+        let start = Location {
+            segment: pending.segment.segment,
+            offset: pending.offset as u32,
+        };
+        // Exactly one frame, every record told apart, and the next frame's
+        // sequence numbers carry on right after its last record.
+        let whole_frame_named = match (&pending.first, next) {
+            (Invalid::Damaged(frame), Some((end, next_seq))) => {
+                frame.complete
+                    && end.segment == start.segment
+                    && end.offset as usize
+                        == pending.offset + self.layout.pad(frame.header.frame_bytes as usize)
+                    && next_seq == frame.header.first_seq + u64::from(frame.header.record_count)
+            }
+            _ => false,
+        };
+        Gap {
+            start,
+            end: next.map(|(end, _)| end),
+            first: pending.first,
+            whole_frame_named,
+        }
+    }
+
+    /// Where the stream ends, once every segment has been pushed.
+    pub(crate) fn finish(mut self) -> End {
+        let last_seq = self.last_seq;
+        match self.pending.take() {
+            Some(pending) => {
+                let tail = Tail {
+                    segment: pending.segment.segment,
+                    generation: pending.segment.generation,
+                    offset: pending.offset as u32,
+                    last_seq,
+                };
+                End {
+                    last_seq,
+                    tail: Some(tail),
+                    torn: Some(self.gap(pending, None)),
+                    orphans: std::mem::take(&mut self.after_pending),
+                }
+            }
+            None => End {
+                last_seq,
+                tail: self.last_segment.map(|s| Tail {
+                    segment: s.segment,
+                    generation: s.generation,
+                    offset: self.layout.segment_bytes as u32,
+                    last_seq,
+                }),
+                torn: None,
+                orphans: Vec::new(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::record::{begin_frame, encode_record, finish_frame, Record, RecordKind};
+
+    const SEED: u32 = 11;
+    const LBA: usize = 512;
+    const LAYOUT: Layout = Layout {
+        lba_bytes: LBA as u32,
+        segment_bytes: 8 * LBA as u64,
+        segment_count: 16,
+    };
+
+    /// A segment being built: frames appended at block boundaries.
+    struct Seg {
+        at: SegmentRef,
+        data: Vec<u8>,
+        offset: usize,
+    }
+
+    impl Seg {
+        fn new(segment: u32, generation: u64, prev_seq: u64) -> Seg {
+            Seg {
+                at: SegmentRef {
+                    segment,
+                    generation,
+                    prev_seq,
+                },
+                data: vec![0; LAYOUT.segment_bytes as usize],
+                offset: LBA,
+            }
+        }
+
+        /// Appends a frame of `keys` (one put each) from `first_seq`;
+        /// returns its offset.
+        fn frame(&mut self, first_seq: u64, keys: &[&str]) -> usize {
+            let mut frame = Vec::new();
+            begin_frame(&mut frame);
+            for (i, key) in keys.iter().enumerate() {
+                encode_record(
+                    &mut frame,
+                    &Record {
+                        kind: RecordKind::Put,
+                        seq: first_seq + i as u64,
+                        segment: self.at.segment,
+                        key: key.as_bytes(),
+                        value: b"v",
+                    },
+                    SEED,
+                );
+            }
+            let header = FrameHeader {
+                frame_bytes: frame.len() as u32,
+                record_count: keys.len() as u32,
+                segment_generation: self.at.generation,
+                segment: self.at.segment,
+                offset: self.offset as u32,
+                first_seq,
+            };
+            finish_frame(&mut frame, &header, SEED);
+            let at = self.offset;
+            self.data[at..at + frame.len()].copy_from_slice(&frame);
+            self.offset += LAYOUT.pad(frame.len());
+            at
+        }
+
+        /// A seal right after the last frame, as the commit path writes
+        /// it when the stream moves on to a new segment.
+        fn seal(&mut self, last_seq: u64) {
+            self.frame(last_seq + 1, &[]);
+        }
+    }
+
+    #[derive(Debug, Default)]
+    struct Seen {
+        frames: Vec<(u32, usize, u32)>,
+        damage: Vec<Gap>,
+    }
+
+    fn walk(segments: &[Seg]) -> (Seen, End) {
+        let mut seen = Seen::default();
+        let mut walk = StreamWalk::new(LAYOUT, SEED, 0);
+        for s in segments {
+            walk.segment(s.at, &s.data, &mut |event| match event {
+                Event::Frame {
+                    segment,
+                    offset,
+                    header,
+                    ..
+                } => seen.frames.push((segment, offset, header.record_count)),
+                Event::Damage(gap) => seen.damage.push(gap),
+            });
+        }
+        (seen, walk.finish())
+    }
+
+    #[test]
+    fn the_end_of_the_log_is_where_it_resumes() {
+        let mut s = Seg::new(1, 1, 0);
+        s.frame(1, &["a", "b"]);
+        let end_offset = s.frame(3, &["c"]) + LBA;
+        let (seen, end) = walk(&[s]);
+        assert_eq!(seen.frames.len(), 2);
+        assert!(seen.damage.is_empty());
+        assert_eq!(end.last_seq, 3);
+        let tail = end.tail.expect("a tail");
+        assert_eq!((tail.segment, tail.offset as usize), (1, end_offset));
+        assert_eq!(end.torn.map(|t| t.first), Some(Invalid::Zeroes));
+    }
+
+    #[test]
+    fn damage_between_valid_frames_is_reported_with_its_keys() {
+        let mut s = Seg::new(1, 1, 0);
+        s.frame(1, &["a"]);
+        let bad = s.frame(2, &["b", "c"]);
+        s.frame(4, &["d"]);
+        s.data[bad + 60] ^= 0x04;
+        let (seen, end) = walk(&[s]);
+        assert_eq!(seen.frames.len(), 2, "the frames around the damage");
+        let [gap] = &seen.damage[..] else {
+            panic!("one gap: {:?}", seen.damage)
+        };
+        assert_eq!(gap.start.offset as usize, bad);
+        assert!(gap.whole_frame_named);
+        let Invalid::Damaged(frame) = &gap.first else {
+            panic!("a damaged frame")
+        };
+        let keys: Vec<&[u8]> = frame.records.iter().map(|r| r.key.as_slice()).collect();
+        assert_eq!(keys, [b"b".as_slice(), b"c"]);
+        assert_eq!(end.last_seq, 4);
+    }
+
+    #[test]
+    fn a_torn_last_frame_is_the_end_not_damage() {
+        let mut s = Seg::new(1, 1, 0);
+        s.frame(1, &["a"]);
+        let torn = s.frame(2, &["b"]);
+        s.data[torn + 50] ^= 0x01;
+        let (seen, end) = walk(&[s]);
+        assert!(seen.damage.is_empty());
+        assert_eq!(end.last_seq, 1);
+        assert_eq!(end.tail.map(|t| t.offset as usize), Some(torn));
+        assert!(matches!(
+            end.torn.map(|t| t.first),
+            Some(Invalid::Damaged(_))
+        ));
+    }
+
+    #[test]
+    fn a_frame_that_went_on_to_the_next_segment_is_a_clean_switch() {
+        let mut a = Seg::new(1, 1, 0);
+        a.frame(1, &["a"]);
+        let mut b = Seg::new(2, 2, 1);
+        b.frame(2, &["b"]);
+        let (seen, end) = walk(&[a, b]);
+        assert!(seen.damage.is_empty());
+        assert_eq!(end.last_seq, 2);
+    }
+
+    #[test]
+    fn a_gap_after_a_seal_is_clean_but_not_after_an_unsealed_segment() {
+        // Segment 2 (seqs 2..=3) was collected by GC after 1 was sealed.
+        let mut a = Seg::new(1, 1, 0);
+        a.frame(1, &["a"]);
+        a.seal(1);
+        let mut c = Seg::new(3, 3, 3);
+        c.frame(4, &["c"]);
+        let (seen, _) = walk(&[a, c]);
+        assert!(seen.damage.is_empty(), "{:?}", seen.damage);
+
+        // Without the seal, the same gap is lost data.
+        let mut a = Seg::new(1, 1, 0);
+        a.frame(1, &["a"]);
+        let mut c = Seg::new(3, 3, 3);
+        c.frame(4, &["c"]);
+        let (seen, _) = walk(&[a, c]);
+        assert_eq!(seen.damage.len(), 1);
+        assert!(!seen.damage[0].whole_frame_named);
+    }
+
+    #[test]
+    fn segments_after_the_end_are_orphans() {
+        let mut a = Seg::new(1, 1, 0);
+        a.frame(1, &["a"]);
+        let torn = a.frame(2, &["b"]);
+        a.data[torn + 45] ^= 0x80;
+        // Opened for the next commit, whose frame never became durable.
+        let b = Seg::new(2, 2, 2);
+        let (seen, end) = walk(&[a, b]);
+        assert!(seen.damage.is_empty());
+        assert_eq!(end.orphans, vec![2]);
+        assert_eq!(end.tail.map(|t| t.segment), Some(1));
+    }
+
+    #[test]
+    fn damage_that_spans_segments_is_one_gap() {
+        let mut a = Seg::new(1, 1, 0);
+        a.frame(1, &["a"]);
+        let bad = a.frame(2, &["b"]);
+        a.data[bad + 41] ^= 0x02;
+        let mut b = Seg::new(2, 2, 5);
+        let lost = b.frame(3, &["c"]);
+        b.data[lost] ^= 0xFF;
+        b.frame(4, &["d"]);
+        let (seen, end) = walk(&[a, b]);
+        let [gap] = &seen.damage[..] else {
+            panic!("one gap: {:?}", seen.damage)
+        };
+        assert_eq!((gap.start.segment, gap.start.offset as usize), (1, bad));
+        assert_eq!(gap.end.map(|e| e.segment), Some(2));
+        assert!(!gap.whole_frame_named, "frames past the first are unnamed");
+        assert!(end.orphans.is_empty());
+        assert_eq!(end.last_seq, 4);
+    }
+}

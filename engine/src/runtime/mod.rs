@@ -1,0 +1,424 @@
+//! Threads that drive the workers: the production runtime.
+//!
+//! - [`Engine`] (this file) is the API: open, the key-value calls, shard
+//!   moves, checkpoints, shutdown.
+//! - `router.rs`: the inboxes, the owner table and the wakers.
+//! - `mover.rs`: routing and shard moves as a pure state machine
+//!   (`mover::ShardMover`), which the simulator steps too.
+//! - `checkpoint_driver.rs`: the event-driven checkpoint schedule.
+//! - `thread.rs`: the thin per-worker loop, and the [`Frontend`] hook
+//!   through which the daemon's network loop runs on each worker thread.
+//!
+//! One thread per worker, each looping over: take requests from its bounded
+//! inbox, step its [`WorkerCore`] and its mover, send replies. A batch whose
+//! keys live on several workers first gathers its shards on one worker by
+//! moving them (hash tags avoid that cost), so that it commits as one frame.
+
+mod checkpoint_driver;
+pub mod mover;
+mod router;
+mod thread;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use nvme::Namespace;
+
+use crate::config::EngineConfig;
+use crate::error::{EngineError, OpenError};
+use crate::shard::{shard, SHARD_COUNT};
+use crate::stats::{OpKind, OpResult, Stats};
+use crate::store::Shared;
+use crate::worker::{BatchOp, Op, Reply, SharedCache, WorkerCore};
+use crate::{open_workers, RecoveryReport};
+use checkpoint_driver::CheckpointDriver;
+use mover::{Message, Owners};
+use router::{Envelope, ReplyTo, Router};
+
+pub use router::Wake;
+pub use thread::{Frontend, Submitter, WorkerThread};
+
+/// A running engine: worker threads over one namespace.
+pub struct Engine {
+    router: Arc<Router>,
+    threads: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    report: RecoveryReport,
+    stopping: Arc<AtomicBool>,
+    checkpoints: Arc<CheckpointDriver>,
+    checkpoint_thread: Option<JoinHandle<()>>,
+    /// Each worker's value cache: [`Engine::get`] answers hits on the
+    /// caller's thread, without the round trip to the worker.
+    caches: Vec<SharedCache>,
+}
+
+impl Engine {
+    /// Opens (recovers) the store on `namespace` and starts its workers.
+    pub fn open(namespace: Arc<dyn Namespace>, config: &EngineConfig) -> Result<Engine, OpenError> {
+        Self::open_with_frontends(namespace, config, |_| None)
+    }
+
+    /// Opens the store and starts its workers, each with the frontend (and
+    /// its waker) that `frontend(worker)` returns.
+    pub fn open_with_frontends(
+        namespace: Arc<dyn Namespace>,
+        config: &EngineConfig,
+        mut frontend: impl FnMut(u16) -> Option<(Box<dyn Frontend>, Wake)>,
+    ) -> Result<Engine, OpenError> {
+        let workers = if config.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            config.workers
+        };
+        let opened = open_workers(namespace, config, workers)?;
+        let mut receivers = Vec::with_capacity(workers);
+        let mut inboxes = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (tx, rx) = mpsc::sync_channel(config.inbox_max.max(1));
+            inboxes.push(tx);
+            receivers.push(rx);
+        }
+        let mut frontends = Vec::with_capacity(workers);
+        let mut wakers = Vec::with_capacity(workers);
+        for worker in 0..workers {
+            match frontend(worker as u16) {
+                Some((f, wake)) => {
+                    frontends.push(Some(f));
+                    wakers.push(Some(wake));
+                }
+                None => {
+                    frontends.push(None);
+                    wakers.push(None);
+                }
+            }
+        }
+        let router = Arc::new(Router {
+            owners: Owners::new(workers),
+            inboxes,
+            wakers,
+        });
+        let stopping = Arc::new(AtomicBool::new(false));
+        let caches = opened.cores.iter().map(WorkerCore::shared_cache).collect();
+        let mut threads = Vec::with_capacity(workers);
+        for ((core, inbox), frontend) in opened.cores.into_iter().zip(receivers).zip(frontends) {
+            let router = Arc::clone(&router);
+            let thread = std::thread::Builder::new()
+                .name(format!("veltrix-worker-{}", core.id))
+                .spawn(move || WorkerThread::new(core, inbox, router, frontend).run())
+                .map_err(|e| OpenError::Config(format!("cannot start worker thread: {e}")))?;
+            threads.push(thread);
+        }
+        let checkpoints = Arc::new(CheckpointDriver::new(
+            opened.checkpointer,
+            Arc::clone(&router),
+            Arc::clone(&opened.shared),
+        ));
+        let checkpoint_thread = {
+            let driver = Arc::clone(&checkpoints);
+            let stopping = Arc::clone(&stopping);
+            std::thread::Builder::new()
+                .name("veltrix-checkpoint".into())
+                .spawn(move || driver.schedule(&stopping))
+                .map_err(|e| OpenError::Config(format!("cannot start checkpoint thread: {e}")))?
+        };
+        Ok(Engine {
+            router,
+            threads,
+            shared: opened.shared,
+            report: opened.report,
+            stopping,
+            checkpoints,
+            checkpoint_thread: Some(checkpoint_thread),
+            caches,
+        })
+    }
+
+    /// What recovery found at open.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Engine-wide counters.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// A shared handle on the engine-wide counters, for other threads.
+    pub fn stats_handle(&self) -> Arc<Stats> {
+        Arc::clone(&self.shared.stats)
+    }
+
+    /// How the namespace's segments are used.
+    pub fn space(&self) -> crate::Space {
+        self.shared.space()
+    }
+
+    /// Starts a GC storm: every worker collects every segment of its stream
+    /// that holds any garbage, under the I/O budget. Returns at once; the
+    /// `gc_*` counters and [`Engine::space`] show the progress.
+    pub fn gc_storm(&self) {
+        self.handle().gc_storm();
+    }
+
+    /// Takes an index checkpoint now and returns once it is durable (or
+    /// failed: see the `checkpoint_failures` counter and the log). Later
+    /// opens replay only the log written after it.
+    pub fn checkpoint(&self) -> Result<(), EngineError> {
+        self.handle().checkpoint()
+    }
+
+    /// A handle for other threads (the admin port): counters, space, shard
+    /// owners and the GC trigger, without access to the data path.
+    pub fn handle(&self) -> EngineHandle {
+        EngineHandle {
+            router: Arc::clone(&self.router),
+            shared: Arc::clone(&self.shared),
+            checkpoints: Arc::clone(&self.checkpoints),
+        }
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.router.inboxes.len()
+    }
+
+    /// The worker that owns a shard now.
+    pub fn shard_owner(&self, shard_id: u16) -> u16 {
+        self.router.owner(shard_id)
+    }
+
+    fn call(&self, worker: u16, op: Op) -> Reply {
+        if self.stopping.load(Ordering::Acquire) {
+            return Reply::Failed(EngineError::ShuttingDown);
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        let sent = self.router.send(
+            worker,
+            Envelope::Mover(Message::Request {
+                op,
+                reply: ReplyTo::Caller(tx),
+            }),
+        );
+        if sent.is_err() {
+            return Reply::Failed(EngineError::ShuttingDown);
+        }
+        rx.recv()
+            .unwrap_or(Reply::Failed(EngineError::ShuttingDown))
+    }
+
+    fn call_for_key(&self, key: &[u8], op: Op) -> Reply {
+        self.call(self.router.owner(shard(key)), op)
+    }
+
+    /// Reads a key. A value in the owning worker's cache is answered right
+    /// here, on the caller's thread; anything else goes to the worker.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        let started = Instant::now();
+        let owner = self.router.owner(shard(key));
+        if let Some(cache) = self.caches.get(usize::from(owner)) {
+            // Wait for the lock rather than fall back to the worker when it
+            // is busy: its holders (other callers' hits, the worker's
+            // write-through of one batch) keep it for microseconds, and
+            // the round trip to the worker costs two context switches
+            // and waits for the worker anyway.
+            let hit = crate::worker::value_cache::lock(cache).get_hit(key, &self.shared.stats);
+            if let Some(value) = hit {
+                let stats = &self.shared.stats;
+                stats.ops[OpKind::Get as usize][OpResult::Ok as usize]
+                    .fetch_add(1, Ordering::Relaxed);
+                stats.op_latency[OpKind::Get as usize].record(started.elapsed().as_micros() as u64);
+                return Ok(Some(value));
+            }
+        }
+        match self.call_for_key(key, Op::Get(key.to_vec())) {
+            Reply::Value(v) => Ok(v),
+            Reply::Failed(e) => Err(e),
+            other => unreachable_reply(other),
+        }
+    }
+
+    /// Whether a key exists.
+    pub fn exists(&self, key: &[u8]) -> Result<bool, EngineError> {
+        match self.call_for_key(key, Op::Exists(key.to_vec())) {
+            Reply::Exists(v) => Ok(v),
+            Reply::Failed(e) => Err(e),
+            other => unreachable_reply(other),
+        }
+    }
+
+    /// Sets a key; returns once the write is durable.
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<(), EngineError> {
+        match self.call_for_key(key, Op::Put(key.to_vec(), value.to_vec())) {
+            Reply::Done => Ok(()),
+            Reply::Failed(e) => Err(e),
+            other => unreachable_reply(other),
+        }
+    }
+
+    /// Sets a key and returns the value it replaced, atomically, once the
+    /// write is durable (`SET ... GET`).
+    pub fn put_get(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        match self.call_for_key(key, Op::PutGet(key.to_vec(), value.to_vec())) {
+            Reply::Value(old) => Ok(old),
+            Reply::Failed(e) => Err(e),
+            other => unreachable_reply(other),
+        }
+    }
+
+    /// Removes a key; returns whether it existed, once the delete is durable.
+    pub fn delete(&self, key: &[u8]) -> Result<bool, EngineError> {
+        match self.call_for_key(key, Op::Delete(key.to_vec())) {
+            Reply::Deleted(existed) => Ok(existed),
+            Reply::Failed(e) => Err(e),
+            other => unreachable_reply(other),
+        }
+    }
+
+    /// Applies puts and deletes atomically: after a crash, all or none.
+    pub fn write_batch(&self, ops: Vec<BatchOp>) -> Result<(), EngineError> {
+        let Some(first) = ops.first() else {
+            return Ok(());
+        };
+        let first_key = match first {
+            BatchOp::Put(k, _) | BatchOp::Delete(k) => k.clone(),
+        };
+        // Gather every shard of the batch on the first key's worker.
+        loop {
+            let target = self.router.owner(shard(&first_key));
+            let strays: Vec<u16> = ops
+                .iter()
+                .map(|op| match op {
+                    BatchOp::Put(k, _) | BatchOp::Delete(k) => shard(k),
+                })
+                .filter(|&s| self.router.owner(s) != target)
+                .collect();
+            if strays.is_empty() {
+                match self.call(target, Op::Batch(ops.clone())) {
+                    Reply::Done => return Ok(()),
+                    Reply::Failed(EngineError::NotOwner { .. }) => continue,
+                    Reply::Failed(e) => return Err(e),
+                    other => return unreachable_reply(other),
+                }
+            }
+            for s in strays {
+                self.move_shard(s, target)?;
+            }
+        }
+    }
+
+    /// Moves a shard to another worker while the engine runs. Reads of the
+    /// shard keep being served throughout: by the old owner until the index
+    /// changes hands, by the new one after.
+    pub fn move_shard(&self, shard_id: u16, to: u16) -> Result<(), EngineError> {
+        if usize::from(to) >= self.workers() || shard_id >= SHARD_COUNT {
+            return Err(EngineError::NotOwner { shard: shard_id });
+        }
+        let from = self.router.owner(shard_id);
+        if from == to {
+            return Ok(());
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.router
+            .send(
+                from,
+                Envelope::Mover(Message::MoveOut {
+                    shard: shard_id,
+                    to,
+                    done: Some(tx),
+                }),
+            )
+            .map_err(|_| EngineError::ShuttingDown)?;
+        rx.recv().map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Stops the workers after they finish what they hold.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.checkpoints.interrupt();
+        if let Some(thread) = self.checkpoint_thread.take() {
+            let _ = thread.join();
+        }
+        // The next open then replays nothing.
+        if self.shared.config.checkpoint_records > 0 && self.checkpoints.dirty() {
+            self.checkpoints.run();
+        }
+        for worker in 0..self.router.inboxes.len() {
+            let _ = self.router.send(worker as u16, Envelope::Shutdown);
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A cloneable handle on a running engine for observers and operators.
+#[derive(Clone)]
+pub struct EngineHandle {
+    router: Arc<Router>,
+    shared: Arc<Shared>,
+    checkpoints: Arc<CheckpointDriver>,
+}
+
+impl EngineHandle {
+    /// Engine-wide counters.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// How the namespace's segments are used.
+    pub fn space(&self) -> crate::Space {
+        self.shared.space()
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.router.inboxes.len()
+    }
+
+    /// The worker that owns a shard now.
+    pub fn shard_owner(&self, shard_id: u16) -> u16 {
+        self.router.owner(shard_id)
+    }
+
+    /// Keys in a shard.
+    pub fn shard_keys(&self, shard_id: u16) -> u64 {
+        self.shared
+            .shard_keys
+            .get(usize::from(shard_id))
+            .map_or(0, |k| k.load(Ordering::Relaxed))
+    }
+
+    /// Takes an index checkpoint (see [`Engine::checkpoint`]).
+    pub fn checkpoint(&self) -> Result<(), EngineError> {
+        if self.checkpoints.run() {
+            Ok(())
+        } else {
+            Err(EngineError::CheckpointFailed)
+        }
+    }
+
+    /// Starts a GC storm (see [`Engine::gc_storm`]).
+    pub fn gc_storm(&self) {
+        self.shared.gc_storms.fetch_add(1, Ordering::AcqRel);
+        self.router.wake_all();
+    }
+}
+
+fn unreachable_reply<T>(reply: Reply) -> Result<T, EngineError> {
+    panic!("engine answered with the wrong kind of reply: {reply:?}")
+}

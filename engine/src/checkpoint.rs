@@ -24,7 +24,7 @@
 //!
 //! No flush is retried (`blocking::flush`), and a flush counts as proof only
 //! while no flush on the namespace has failed since the engine opened
-//! (`Stats::flush_errors`, which every path that flushes counts into): a
+//! (`Shared::flush_failed`, which every path that flushes sets): a
 //! flush is one command for the whole namespace, so a worker's failed flush
 //! may have dropped this checkpoint's writes, and this flush's own success
 //! would prove nothing about them.
@@ -67,7 +67,7 @@ use crate::format::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::format::DecodeError;
 use crate::layout::Layout;
 use crate::shard::SHARD_COUNT;
-use crate::worker::Shared;
+use crate::store::Shared;
 
 /// What one root slot holds, as far as GC must care: a full replay of the
 /// log (no checkpoint), or a checkpoint with its lowest watermark.
@@ -441,9 +441,12 @@ impl Checkpointer {
             self.fenced = true;
             return false;
         }
-        let Ok(mut collection) = self.shared.checkpoints.collection.lock() else {
-            return false;
-        };
+        let mut collection = self
+            .shared
+            .checkpoints
+            .collection
+            .lock()
+            .expect("the checkpoint collection's lock is poisoned");
         collection.sections = (0..SHARD_COUNT).map(|_| None).collect();
         collection.remaining = usize::from(SHARD_COUNT);
         drop(collection);
@@ -534,10 +537,7 @@ impl Checkpointer {
     /// other paths look.
     fn flush(&mut self) -> Result<(), String> {
         if let Err(e) = blocking::flush(self.queue.as_mut()) {
-            self.shared
-                .stats
-                .flush_errors
-                .fetch_add(1, Ordering::Relaxed);
+            self.shared.flush_failure();
             return Err(format!("flush: {:?}", nvme::IoError::from(e)));
         }
         if self.flush_failed() {
@@ -547,12 +547,8 @@ impl Checkpointer {
     }
 
     /// Whether a flush on the namespace failed since open (any path's).
-    /// Relaxed: no ordering closes the window in which another thread's
-    /// flush has failed on the device but its completion is not handled yet;
-    /// the deterministic simulator, stepping everything from one thread, has
-    /// no such window.
     fn flush_failed(&self) -> bool {
-        self.shared.stats.flush_errors.load(Ordering::Relaxed) > 0
+        self.shared.any_flush_failed()
     }
 
     /// Builds the body from the collected sections and the segment table,
@@ -564,7 +560,7 @@ impl Checkpointer {
                 .checkpoints
                 .collection
                 .lock()
-                .map_err(|_| "collection lock poisoned".to_string())?;
+                .expect("the checkpoint collection's lock is poisoned");
             std::mem::take(&mut collection.sections)
         };
         let mut body = Vec::new();
@@ -576,11 +572,7 @@ impl Checkpointer {
             body.extend_from_slice(&bytes);
         }
         let layout = self.shared.layout;
-        let mut segments = self
-            .shared
-            .segments
-            .lock()
-            .map_err(|_| "segment table lock poisoned".to_string())?;
+        let mut segments = self.shared.segments();
         // Taken after every shard's copy: a segment not listed here was
         // opened later, and recovery reads it.
         let next_seq = self.shared.next_seq.load(Ordering::Acquire);
@@ -673,9 +665,7 @@ impl Checkpointer {
             .lock()
             .expect("lock is poisoned")[slot] = Base::Watermark(root.watermark_min);
         self.shared
-            .segments
-            .lock()
-            .expect("lock is poisoned")
+            .segments()
             .install_checkpoint(slot, root.segments.clone());
         let stats = &self.shared.stats;
         stats.checkpoints.fetch_add(1, Ordering::Relaxed);
@@ -711,11 +701,7 @@ impl Checkpointer {
             .collecting
             .store(false, Ordering::Release);
         if let Some(root) = root {
-            self.shared
-                .segments
-                .lock()
-                .expect("lock is poisoned")
-                .abandon_checkpoint(&root.segments);
+            self.shared.segments().abandon_checkpoint(&root.segments);
         }
     }
 

@@ -145,7 +145,16 @@ pub fn open_workers(
     }
     let found = checkpoint::find(namespace.as_ref(), queue.as_mut(), &layout, seed)?;
     let bases = found.bases();
-    let checkpoint_segments = found.segments();
+    let mut checkpoint_segments = found.segments();
+    // The loaded checkpoint's body verified, so its segments are its own; a
+    // root in the other slot that names one of them is stale (its slot kept
+    // an old root, e.g. after a misdirected root write, whose segments were
+    // freed and reused). Replacing that root must not free them.
+    if let Some(loaded) = &found.loaded {
+        let slot = (loaded.root.generation % 2) as usize;
+        let own = loaded.root.segments.clone();
+        checkpoint_segments[1 - slot].retain(|s| !own.contains(s));
+    }
     let checkpoint_generation = found.next_generation();
     let loaded_generation = found.loaded.as_ref().map(|l| l.root.generation);
     let recovered = recovery::recover(
@@ -165,6 +174,23 @@ pub fn open_workers(
     )?;
     debug_assert!(sb.generation > recovered.next_generation);
     drop(queue);
+    // A root that names a segment holding a log is stale (its slot kept an
+    // old root whose body segments were freed and reused, e.g. after a
+    // misdirected root write); its body cannot verify, and the segment is
+    // the log's. Forget it, or replacing that root would free a segment in
+    // use.
+    for slot in &mut checkpoint_segments {
+        slot.retain(|s| {
+            let logged = recovered.used_segments.contains(s);
+            if logged {
+                tracing::warn!(
+                    segment = s,
+                    "a checkpoint root names a segment that holds a log: the root is stale"
+                );
+            }
+            !logged
+        });
+    }
     // A segment whose header could not be read may hold acknowledged data:
     // it is neither used nor free until an open can read it.
     let unreadable: std::collections::BTreeSet<u32> = recovered
@@ -213,6 +239,7 @@ pub fn open_workers(
         checkpoints: checkpoint::Checkpoints::new(bases),
         checkpoint_events: store::Signal::default(),
         checkpoint_due_seq: AtomicU64::new(u64::MAX),
+        flush_failed: std::sync::atomic::AtomicBool::new(false),
         stats: Arc::new(stats::Stats::default()),
     });
     let keys = recovered.index.iter().map(|a| a.len() as u64).sum();

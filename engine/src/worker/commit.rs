@@ -785,10 +785,7 @@ impl CommitPath {
             "flush completion outside a commit"
         );
         if let Err(error) = result {
-            core.shared
-                .stats
-                .flush_errors
-                .fetch_add(1, Ordering::Relaxed);
+            core.shared.flush_failure();
             core.fence(error.clone());
             Self::fail_batch(core, EngineError::Io(error));
             return;
@@ -796,20 +793,11 @@ impl CommitPath {
         // A flush is one command for the whole namespace: one that failed
         // on another path (a worker, GC, the checkpointer) may have dropped
         // this batch's writes, and this flush's success proves nothing about
-        // them. Every failed flush is counted in `flush_errors`.
-        if core.shared.stats.flush_errors.load(Ordering::Relaxed) > 0 {
+        // them (`Shared::flush_failed`).
+        if core.shared.any_flush_failed() {
             // EIO: the failure itself was reported to the path that flushed.
             let error = IoError::Flush { errno: 5 };
-            tracing::error!(
-                worker = core.id,
-                "a flush failed elsewhere; fencing writes until restart"
-            );
-            if core.commit.fence(error.clone()) {
-                core.shared
-                    .stats
-                    .fenced_workers
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+            core.fence(error.clone());
             Self::fail_batch(core, EngineError::Fenced(error));
             return;
         }

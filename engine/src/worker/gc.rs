@@ -577,17 +577,14 @@ impl GcPath {
             panic!("GC flush completion outside a GC flush");
         };
         // A flush that failed on another path proves this one worthless too
-        // (see the commit path); every failed flush counts in `flush_errors`.
+        // (`Shared::flush_failed`).
         let result = match result {
-            Ok(()) if core.shared.stats.flush_errors.load(Ordering::Relaxed) > 0 => {
+            Ok(()) if core.shared.any_flush_failed() => {
                 // EIO, as the commit path reports it.
                 Err(IoError::Flush { errno: 5 })
             }
             Err(error) => {
-                core.shared
-                    .stats
-                    .flush_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                core.shared.flush_failure();
                 Err(error)
             }
             ok => ok,

@@ -1,5 +1,15 @@
 //! Blocking reads and writes through a queue pair, for the cold paths:
-//! format, open and recovery. The data path never uses these.
+//! format, open, recovery and checkpoints. The data path never uses these.
+//!
+//! Reads and writes may be retried: a read changes nothing, and a write
+//! that is issued again puts the same bytes in the same place. A flush is
+//! never retried. A failed flush may have lost any write that no earlier
+//! successful flush covered, on any queue pair of the namespace, and a flush
+//! that succeeds afterwards proves nothing about them (PostgreSQL's
+//! "fsyncgate"). So a caller whose flush fails treats everything written
+//! since the last successful flush as lost: it fails its operation, and
+//! whoever comes next (a later open, the next checkpoint) rewrites what it
+//! needs from what it reads back.
 
 use nvme::{Command, IoError, Namespace, QueuePair};
 
@@ -76,7 +86,9 @@ pub(crate) fn read(
     Ok(())
 }
 
-/// Writes `data` (a multiple of the LBA size) at `lba`, then flushes.
+/// Writes `data` (a multiple of the LBA size) at `lba`, then flushes once
+/// (see [`flush`]: on failure, nothing written since the last successful
+/// flush is known durable).
 pub(crate) fn write_durable(
     namespace: &dyn Namespace,
     queue: &mut dyn QueuePair,
@@ -84,8 +96,7 @@ pub(crate) fn write_durable(
     data: &[u8],
 ) -> Result<(), BlockingError> {
     write(namespace, queue, lba, data)?;
-    run(queue, Command::Flush)?;
-    Ok(())
+    flush(queue)
 }
 
 /// Writes `data` (a multiple of the LBA size) at `lba`, without a flush.
@@ -162,6 +173,10 @@ pub(crate) fn read_tolerant(
 }
 
 /// Zeroes `lbas` blocks at `lba`, retrying transient failures.
+///
+/// Retrying the write is sound because it proves nothing: a write-zeroes
+/// issued again zeroes the same blocks, and none of them counts as durable
+/// until a flush that is itself not retried ([`flush`]) succeeds after it.
 pub(crate) fn zero(
     _namespace: &dyn Namespace,
     queue: &mut dyn QueuePair,
@@ -178,15 +193,13 @@ pub(crate) fn zero(
     Err(last.unwrap_or(BlockingError::Refused("no attempt".into())))
 }
 
-/// Flushes, retrying transient failures: nothing written before was
-/// acknowledged to anyone, so a retry cannot make a false promise.
+/// Issues one flush and waits for it.
+///
+/// Never retried: a failed flush may have dropped what it should have
+/// covered, and a second flush that succeeds would only cover what is still
+/// cached, so it proves nothing about the writes the first one failed. On
+/// an error the caller must treat every write since the last successful
+/// flush (through any queue pair) as lost, and never report it durable.
 pub(crate) fn flush(queue: &mut dyn QueuePair) -> Result<(), BlockingError> {
-    let mut last = None;
-    for _ in 0..3 {
-        match run(queue, Command::Flush) {
-            Ok(_) => return Ok(()),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or(BlockingError::Refused("no attempt".into())))
+    run(queue, Command::Flush).map(|_| ())
 }

@@ -19,6 +19,38 @@
 //! A crash before the root is durable leaves the other slot in force. See
 //! `docs/format/checkpoint.md` for the bytes and the rules recovery and GC
 //! follow.
+//!
+//! # A failed flush
+//!
+//! No flush is retried (`blocking::flush`), and a flush counts as proof only
+//! while no flush on the namespace has failed since the engine opened
+//! (`Shared::flush_failed`, which every path that flushes sets): a
+//! flush is one command for the whole namespace, so a worker's failed flush
+//! may have dropped this checkpoint's writes, and this flush's own success
+//! would prove nothing about them.
+//!
+//! - The body's flush fails: the checkpoint does not count (`fail`, counted
+//!   in `checkpoint_failures_total`), and its segments go back to the free
+//!   list. No checkpoint is taken again until the next open (the workers'
+//!   writes are fenced as well); that open's first checkpoint takes segments
+//!   afresh and writes a whole body, so no body part whose flush failed is
+//!   ever relied on.
+//! - The root's flush fails (or its write): the slot it was written to, slot
+//!   `g % 2` for generation `g`, now holds the new root, the old one, or a
+//!   torn block, and nobody can tell which until an open reads it back. So
+//!   the checkpointer fences (`fence`): nothing is published, GC keeps
+//!   honouring both slots as they were, the segments of the old root in that
+//!   slot stay reserved, and no further checkpoint is taken until the next
+//!   open. That last rule is what keeps the other slot, holding `g - 1`, safe:
+//!   the next checkpoint would be `g + 1` (had `g` been counted) and would
+//!   overwrite slot `(g + 1) % 2`, the one holding `g - 1`, while `g`'s slot
+//!   may hold nothing usable; a crash tearing that write would leave no
+//!   usable root at all. Had the failed root flush been retried and counted,
+//!   exactly that could happen. After the fence, the next open reads both
+//!   slots back and takes the newest whose body verifies, and its first
+//!   checkpoint goes into the slot that does not hold the one it loaded
+//!   ([`Found::next_generation`]), even when the other slot holds a newer
+//!   root that could not be loaded.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +67,7 @@ use crate::format::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::format::DecodeError;
 use crate::layout::Layout;
 use crate::shard::SHARD_COUNT;
-use crate::worker::Shared;
+use crate::store::Shared;
 
 /// What one root slot holds, as far as GC must care: a full replay of the
 /// log (no checkpoint), or a checkpoint with its lowest watermark.
@@ -156,8 +188,16 @@ impl Found {
         [of(&self.slots[0]), of(&self.slots[1])]
     }
 
-    /// The generation the next checkpoint takes.
+    /// The generation the next checkpoint takes: one past the checkpoint
+    /// recovery loaded, so that it is written into the other slot, never over
+    /// the one in force; with none loaded, one past the newest valid root.
+    /// A newer root whose body did not verify is overwritten first (its
+    /// generation is taken again, for the same slot), and its segments stay
+    /// reserved until that happens.
     pub(crate) fn next_generation(&self) -> u64 {
+        if let Some(loaded) = &self.loaded {
+            return loaded.root.generation + 1;
+        }
         self.slots
             .iter()
             .filter_map(|s| match s {
@@ -394,9 +434,19 @@ impl Checkpointer {
         if !matches!(self.phase, Phase::Idle) || self.fenced {
             return false;
         }
-        let Ok(mut collection) = self.shared.checkpoints.collection.lock() else {
+        if self.flush_failed() {
+            // Nothing attempted, so nothing counted as a failure: no flush
+            // could prove a checkpoint now, and the workers are fenced too.
+            tracing::warn!("no index checkpoints until restart: a flush failed since open");
+            self.fenced = true;
             return false;
-        };
+        }
+        let mut collection = self
+            .shared
+            .checkpoints
+            .collection
+            .lock()
+            .expect("the checkpoint collection's lock is poisoned");
         collection.sections = (0..SHARD_COUNT).map(|_| None).collect();
         collection.remaining = usize::from(SHARD_COUNT);
         drop(collection);
@@ -455,11 +505,9 @@ impl Checkpointer {
                 true
             }
             Phase::FlushBody { root } => {
-                match blocking::flush(self.queue.as_mut()) {
+                match self.flush() {
                     Ok(()) => self.phase = Phase::WriteRoot { root },
-                    Err(e) => {
-                        self.fail(&format!("flush: {:?}", nvme::IoError::from(e)), Some(&root))
-                    }
+                    Err(why) => self.fail(&format!("body {why}"), Some(&root)),
                 }
                 true
             }
@@ -474,13 +522,33 @@ impl Checkpointer {
                 true
             }
             Phase::FlushRoot { root } => {
-                match blocking::flush(self.queue.as_mut()) {
+                match self.flush() {
                     Ok(()) => self.publish(root),
-                    Err(e) => self.fence(&format!("root flush: {:?}", nvme::IoError::from(e))),
+                    Err(why) => self.fence(&format!("root {why}")),
                 }
                 true
             }
         }
+    }
+
+    /// One flush, never retried, that counts as proof of every write this
+    /// checkpoint made only if no flush on the namespace has failed since
+    /// open (see the module doc). A failure of its own is counted where the
+    /// other paths look.
+    fn flush(&mut self) -> Result<(), String> {
+        if let Err(e) = blocking::flush(self.queue.as_mut()) {
+            self.shared.flush_failure();
+            return Err(format!("flush: {:?}", nvme::IoError::from(e)));
+        }
+        if self.flush_failed() {
+            return Err("flush proves nothing: another flush failed since open".to_string());
+        }
+        Ok(())
+    }
+
+    /// Whether a flush on the namespace failed since open (any path's).
+    fn flush_failed(&self) -> bool {
+        self.shared.any_flush_failed()
     }
 
     /// Builds the body from the collected sections and the segment table,
@@ -492,7 +560,7 @@ impl Checkpointer {
                 .checkpoints
                 .collection
                 .lock()
-                .map_err(|_| "collection lock poisoned".to_string())?;
+                .expect("the checkpoint collection's lock is poisoned");
             std::mem::take(&mut collection.sections)
         };
         let mut body = Vec::new();
@@ -504,11 +572,7 @@ impl Checkpointer {
             body.extend_from_slice(&bytes);
         }
         let layout = self.shared.layout;
-        let mut segments = self
-            .shared
-            .segments
-            .lock()
-            .map_err(|_| "segment table lock poisoned".to_string())?;
+        let mut segments = self.shared.segments();
         // Taken after every shard's copy: a segment not listed here was
         // opened later, and recovery reads it.
         let next_seq = self.shared.next_seq.load(Ordering::Acquire);
@@ -593,12 +657,16 @@ impl Checkpointer {
     /// of the one it replaced are free.
     fn publish(&mut self, root: Root) {
         let slot = (root.generation % 2) as usize;
-        if let Ok(mut bases) = self.shared.checkpoints.bases.lock() {
-            bases[slot] = Base::Watermark(root.watermark_min);
-        }
-        if let Ok(mut segments) = self.shared.segments.lock() {
-            segments.install_checkpoint(slot, root.segments.clone());
-        }
+        // Durable bookkeeping: skipping it on a poisoned lock would leave GC
+        // honouring a root that is gone.
+        self.shared
+            .checkpoints
+            .bases
+            .lock()
+            .expect("lock is poisoned")[slot] = Base::Watermark(root.watermark_min);
+        self.shared
+            .segments()
+            .install_checkpoint(slot, root.segments.clone());
         let stats = &self.shared.stats;
         stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         stats
@@ -632,14 +700,15 @@ impl Checkpointer {
             .checkpoints
             .collecting
             .store(false, Ordering::Release);
-        if let (Some(root), Ok(mut segments)) = (root, self.shared.segments.lock()) {
-            segments.abandon_checkpoint(&root.segments);
+        if let Some(root) = root {
+            self.shared.segments().abandon_checkpoint(&root.segments);
         }
     }
 
-    /// A root write or flush failed: the slot may hold the old root, the
-    /// new one, or neither. Its segments stay reserved and GC keeps
-    /// honouring the old root until the next open sorts it out.
+    /// A root write or flush failed (or proves nothing): the slot may hold
+    /// the old root, the new one, or neither. Its segments stay reserved, GC
+    /// keeps honouring the old root, and no checkpoint is taken (none would
+    /// overwrite the other slot) until the next open sorts it out.
     fn fence(&mut self, why: &str) {
         tracing::error!(
             generation = self.generation,

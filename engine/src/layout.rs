@@ -6,6 +6,7 @@ use nvme::{Command, Namespace, QueuePair};
 use crate::blocking;
 use crate::config::FormatOptions;
 use crate::error::OpenError;
+use crate::format::checkpoint::ROOT_LBAS;
 use crate::format::superblock::{Superblock, FORMAT_VERSION};
 use crate::format::DecodeError;
 
@@ -200,11 +201,28 @@ pub fn format(namespace: &dyn Namespace, options: &FormatOptions) -> Result<Layo
         shard_count: crate::shard::SHARD_COUNT,
         lba_count: geometry.lba_count,
     };
-    // Both superblock copies, then both checkpoint root slots, zeroed: a
-    // root of an earlier store must not look like a damaged one of ours.
-    let mut blocks = vec![0u8; geometry.lba_bytes as usize * 4];
-    sb.encode(&mut blocks[..geometry.lba_bytes as usize]);
-    sb.encode(&mut blocks[geometry.lba_bytes as usize..]);
-    blocking::write_durable(namespace, queue.as_mut(), 0, &blocks).map_err(nvme::IoError::from)?;
+    let lba_bytes = geometry.lba_bytes as usize;
+    // Both checkpoint root slots zeroed (a root of an earlier store must not
+    // look like a damaged one of ours), durably with the headers above,
+    // before any superblock is written: a superblock that reached the medium
+    // while what it relies on did not would be a store that is not one. A
+    // failed flush fails the format; it is never retried, and no superblock
+    // of the new store was written.
+    let roots = vec![0u8; lba_bytes * ROOT_LBAS.len()];
+    blocking::write_durable(namespace, queue.as_mut(), ROOT_LBAS[0], &roots)
+        .map_err(nvme::IoError::from)?;
+    // Then both superblock copies. If this flush fails, each copy may be
+    // new, old or torn: a copy that decodes describes the new store, whole;
+    // without one, format has to be run again.
+    let mut blocks = vec![0u8; lba_bytes * SUPERBLOCK_LBAS.len()];
+    for (copy, block) in blocks.chunks_mut(lba_bytes).enumerate() {
+        assert_eq!(
+            SUPERBLOCK_LBAS[copy], copy as u64,
+            "the copies are blocks 0 and 1"
+        );
+        sb.encode(block);
+    }
+    blocking::write_durable(namespace, queue.as_mut(), SUPERBLOCK_LBAS[0], &blocks)
+        .map_err(nvme::IoError::from)?;
     Ok(layout)
 }

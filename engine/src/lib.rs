@@ -145,7 +145,16 @@ pub fn open_workers(
     }
     let found = checkpoint::find(namespace.as_ref(), queue.as_mut(), &layout, seed)?;
     let bases = found.bases();
-    let checkpoint_segments = found.segments();
+    let mut checkpoint_segments = found.segments();
+    // The loaded checkpoint's body verified, so its segments are its own; a
+    // root in the other slot that names one of them is stale (its slot kept
+    // an old root, e.g. after a misdirected root write, whose segments were
+    // freed and reused). Replacing that root must not free them.
+    if let Some(loaded) = &found.loaded {
+        let slot = (loaded.root.generation % 2) as usize;
+        let own = loaded.root.segments.clone();
+        checkpoint_segments[1 - slot].retain(|s| !own.contains(s));
+    }
     let checkpoint_generation = found.next_generation();
     let loaded_generation = found.loaded.as_ref().map(|l| l.root.generation);
     let recovered = recovery::recover(
@@ -165,6 +174,23 @@ pub fn open_workers(
     )?;
     debug_assert!(sb.generation > recovered.next_generation);
     drop(queue);
+    // A root that names a segment holding a log is stale (its slot kept an
+    // old root whose body segments were freed and reused, e.g. after a
+    // misdirected root write); its body cannot verify, and the segment is
+    // the log's. Forget it, or replacing that root would free a segment in
+    // use.
+    for slot in &mut checkpoint_segments {
+        slot.retain(|s| {
+            let logged = recovered.used_segments.contains(s);
+            if logged {
+                tracing::warn!(
+                    segment = s,
+                    "a checkpoint root names a segment that holds a log: the root is stale"
+                );
+            }
+            !logged
+        });
+    }
     // A segment whose header could not be read may hold acknowledged data:
     // it is neither used nor free until an open can read it.
     let unreadable: std::collections::BTreeSet<u32> = recovered
@@ -213,6 +239,7 @@ pub fn open_workers(
         checkpoints: checkpoint::Checkpoints::new(bases),
         checkpoint_events: store::Signal::default(),
         checkpoint_due_seq: AtomicU64::new(u64::MAX),
+        flush_failed: std::sync::atomic::AtomicBool::new(false),
         stats: Arc::new(stats::Stats::default()),
     });
     let keys = recovered.index.iter().map(|a| a.len() as u64).sum();
@@ -273,6 +300,13 @@ pub fn open_workers(
 /// durably, before any new write. Without this, a later frame written after
 /// a segment switch would make those remains look like damage in the middle
 /// of the log.
+///
+/// A failed flush fails the open: any of the zeroes may have been lost, and
+/// no later flush would prove them durable. That is safe to leave to the next
+/// open, because the erase is idempotent and comes before anything else this
+/// open writes: the superblock has not advanced and no segment was taken, so
+/// the next open recovers the same acknowledged log, finds whatever remains
+/// the lost zeroes left (it reads back what is durable), and erases them again.
 fn erase_torn_tails(
     namespace: &dyn Namespace,
     queue: &mut dyn nvme::QueuePair,
@@ -298,6 +332,12 @@ fn erase_torn_tails(
     for (lba, lbas) in ranges {
         blocking::zero(namespace, queue, lba, lbas).map_err(nvme::IoError::from)?;
     }
-    blocking::flush(queue).map_err(nvme::IoError::from)?;
-    Ok(())
+    blocking::flush(queue).map_err(|e| {
+        let error = nvme::IoError::from(e);
+        tracing::error!(
+            "erasing the torn log tails: flush failed: {error}; the open fails, and the next \
+             one erases again whatever is left"
+        );
+        OpenError::Io(error)
+    })
 }

@@ -45,6 +45,13 @@ pub(crate) struct Shared {
     /// for a checkpoint (`u64::MAX`: none due by count). The worker whose
     /// commit passes it signals `checkpoint_events` once.
     pub checkpoint_due_seq: AtomicU64,
+    /// Whether any flush on the namespace failed since open. A flush is one
+    /// command for the whole namespace: a path's failed flush may have
+    /// dropped another path's writes, and that path's own later flush
+    /// succeeding proves nothing about them. Set by
+    /// [`Shared::flush_failure`], read by every path before it counts a
+    /// flush as proof.
+    pub flush_failed: std::sync::atomic::AtomicBool,
     pub stats: Arc<Stats>,
 }
 
@@ -84,6 +91,22 @@ impl Shared {
         self.segments
             .lock()
             .expect("the segment table's lock is poisoned: a thread panicked while changing it")
+    }
+
+    /// Records a failed flush (any path's): counted, and from now on no
+    /// flush proves anything until the next open.
+    pub fn flush_failure(&self) {
+        self.stats.flush_errors.fetch_add(1, Ordering::Relaxed);
+        self.flush_failed.store(true, Ordering::Release);
+    }
+
+    /// Whether a flush failed since open (see [`Shared::flush_failed`]).
+    /// No ordering closes the window in which another thread's flush has
+    /// failed on the device but its completion is not handled yet; the
+    /// deterministic simulator, stepping everything from one thread, has no
+    /// such window.
+    pub fn any_flush_failed(&self) -> bool {
+        self.flush_failed.load(Ordering::Acquire)
     }
 
     /// Called after each commit: signals the checkpoint driver once when the

@@ -785,12 +785,20 @@ impl CommitPath {
             "flush completion outside a commit"
         );
         if let Err(error) = result {
-            core.shared
-                .stats
-                .flush_errors
-                .fetch_add(1, Ordering::Relaxed);
+            core.shared.flush_failure();
             core.fence(error.clone());
             Self::fail_batch(core, EngineError::Io(error));
+            return;
+        }
+        // A flush is one command for the whole namespace: one that failed
+        // on another path (a worker, GC, the checkpointer) may have dropped
+        // this batch's writes, and this flush's success proves nothing about
+        // them (`Shared::flush_failed`).
+        if core.shared.any_flush_failed() {
+            // EIO: the failure itself was reported to the path that flushed.
+            let error = IoError::Flush { errno: 5 };
+            core.fence(error.clone());
+            Self::fail_batch(core, EngineError::Fenced(error));
             return;
         }
         core.shared.stats.flushes.fetch_add(1, Ordering::Relaxed);

@@ -576,6 +576,19 @@ impl GcPath {
         let State::Flushing { victim } = core.gc.state else {
             panic!("GC flush completion outside a GC flush");
         };
+        // A flush that failed on another path proves this one worthless too
+        // (`Shared::flush_failed`).
+        let result = match result {
+            Ok(()) if core.shared.any_flush_failed() => {
+                // EIO, as the commit path reports it.
+                Err(IoError::Flush { errno: 5 })
+            }
+            Err(error) => {
+                core.shared.flush_failure();
+                Err(error)
+            }
+            ok => ok,
+        };
         if let Err(error) = result {
             // As in the commit path: after a failed flush nothing written
             // since the last good one is known durable. Fence.

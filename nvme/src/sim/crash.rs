@@ -1,4 +1,5 @@
-//! Drawing one crash state from the crash model.
+//! Drawing one crash state from the crash model, and settling the writes a
+//! failed flush should have covered.
 //!
 //! The model (DESIGN.md, "Acknowledged means durable"): every write no
 //! completed flush covered may be lost, may be torn at sector granularity, and
@@ -8,6 +9,10 @@
 //! is whatever the state holds when the write is visited). Because of the
 //! reordering, an earlier write may land over a later one on LBAs they share,
 //! except where a FUA write superseded the earlier one.
+//!
+//! A failed flush settles the writes it should have covered the same way, at
+//! once, into the durable image ([`settle`]): the device wrote some of them
+//! (perhaps torn) before failing and lost the rest.
 
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -36,10 +41,6 @@ enum Outcome {
 }
 
 /// Draws a crash state of `media`: the new durable image.
-///
-/// The mix of outcomes is itself drawn per crash (three uniform weights), so
-/// that across seeds some crashes keep nearly everything, some lose nearly
-/// everything, and some tear a lot.
 pub(super) fn draw(
     media: &Media,
     lba_bytes: usize,
@@ -47,17 +48,33 @@ pub(super) fn draw(
     rng: &mut ChaCha8Rng,
 ) -> (Image, CrashSummary) {
     let mut image = media.durable().clone();
-    let uncovered = media.uncovered();
-    let mut order: Vec<usize> = (0..uncovered.len()).collect();
+    let summary = settle(&mut image, media.uncovered(), lba_bytes, sector_bytes, rng);
+    (image, summary)
+}
+
+/// Settles `writes` into `image`: visits them in a random order and keeps,
+/// drops or tears each.
+///
+/// The mix of outcomes is itself drawn per call (three uniform weights), so
+/// that across seeds some calls keep nearly everything, some lose nearly
+/// everything, and some tear a lot.
+pub(super) fn settle(
+    image: &mut Image,
+    writes: &[Uncovered],
+    lba_bytes: usize,
+    sector_bytes: usize,
+    rng: &mut ChaCha8Rng,
+) -> CrashSummary {
+    let mut order: Vec<usize> = (0..writes.len()).collect();
     order.shuffle(rng);
     let weights: [f64; 3] = [rng.random(), rng.random(), rng.random()];
     let weight_total: f64 = weights.iter().sum();
     let mut summary = CrashSummary {
-        uncovered: uncovered.len(),
+        uncovered: writes.len(),
         ..CrashSummary::default()
     };
     for index in order {
-        let write = &uncovered[index];
+        let write = &writes[index];
         let pick = rng.random::<f64>() * weight_total;
         let outcome = if pick < weights[0] {
             Outcome::Kept
@@ -69,20 +86,20 @@ pub(super) fn draw(
         match outcome {
             Outcome::Kept => {
                 summary.kept += 1;
-                media::apply(&mut image, write, lba_bytes);
+                media::apply(image, write, lba_bytes);
             }
             Outcome::Dropped => summary.dropped += 1,
             Outcome::Torn => {
                 summary.torn += 1;
-                tear(&mut image, write, lba_bytes, sector_bytes, rng);
+                tear(image, write, lba_bytes, sector_bytes, rng);
             }
         }
     }
-    debug_assert_eq!(
+    assert_eq!(
         summary.kept + summary.dropped + summary.torn,
         summary.uncovered
     );
-    (image, summary)
+    summary
 }
 
 /// Applies `write` with each sector independently new or old.

@@ -102,9 +102,23 @@ pub(super) fn zero_range(image: &mut Image, lba: u64, blocks: u64, keep: &BTreeM
 
 /// Applies a whole uncovered write to `image`, honouring its overrides.
 pub(super) fn apply(image: &mut Image, write: &Uncovered, lba_bytes: usize) {
+    apply_within(image, write, lba_bytes, write.lba..write.end());
+}
+
+/// Applies the part of an uncovered write that falls in `range`.
+fn apply_within(
+    image: &mut Image,
+    write: &Uncovered,
+    lba_bytes: usize,
+    range: std::ops::Range<u64>,
+) {
+    let range = write.overlap(range.start, range.end.saturating_sub(range.start));
+    if range.is_empty() {
+        return;
+    }
     match &write.payload {
         Payload::Data(_) => {
-            for lba in write.lba..write.end() {
+            for lba in range {
                 match write.content(lba, lba_bytes) {
                     Content::Superseded => {}
                     Content::Zeroes => {
@@ -117,8 +131,13 @@ pub(super) fn apply(image: &mut Image, write: &Uncovered, lba_bytes: usize) {
             }
         }
         Payload::Zeroes => {
-            zero_range(image, write.lba, write.blocks, &write.overrides);
-            for (&lba, exception) in &write.overrides {
+            zero_range(
+                image,
+                range.start,
+                range.end - range.start,
+                &write.overrides,
+            );
+            for (&lba, exception) in write.overrides.range(range) {
                 if let Override::Block(block) = exception {
                     image.insert(lba, block.clone());
                 }
@@ -259,6 +278,56 @@ impl Media {
             }
         });
         before - uncovered.len()
+    }
+
+    /// A flush that should have covered the writes numbered below
+    /// `covers_before` failed. The device may have written any of them,
+    /// whole or torn, before it failed, and lost the rest: `settle` decides
+    /// each into the durable image (the crash model's draw), and they leave
+    /// the uncovered list, so no later flush can make them durable. Reads see
+    /// the outcome at once: the volatile view of their LBAs is rebuilt from
+    /// the durable image and the writes still uncovered. Returns what
+    /// `settle` returned.
+    pub fn fail_flush<T>(
+        &mut self,
+        covers_before: u64,
+        settle: impl FnOnce(&mut Image, &[Uncovered]) -> T,
+    ) -> T {
+        let split = self.uncovered.partition_point(|w| w.seq < covers_before);
+        let settled: Vec<Uncovered> = self.uncovered.drain(..split).collect();
+        let outcome = settle(&mut self.durable, &settled);
+        let mut ranges: Vec<(u64, u64)> = settled.iter().map(|w| (w.lba, w.end())).collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+        for (start, end) in ranges {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        for (start, end) in merged {
+            self.rebuild_volatile(start..end);
+        }
+        outcome
+    }
+
+    /// Recomputes the volatile view of `range` from the durable image and
+    /// the uncovered writes, in execution order (the invariant).
+    fn rebuild_volatile(&mut self, range: std::ops::Range<u64>) {
+        let stale: Vec<u64> = self
+            .volatile
+            .range(range.clone())
+            .map(|(&l, _)| l)
+            .collect();
+        for lba in stale {
+            self.volatile.remove(&lba);
+        }
+        for (&lba, block) in self.durable.range(range.clone()) {
+            self.volatile.insert(lba, block.clone());
+        }
+        for write in &self.uncovered {
+            apply_within(&mut self.volatile, write, self.lba_bytes, range.clone());
+        }
     }
 
     pub fn first_latent(&self, lba: u64, blocks: u64) -> Option<u64> {

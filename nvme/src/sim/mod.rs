@@ -24,8 +24,32 @@
 //! - A flush covers the writes that had executed when it was *submitted* (the
 //!   NVMe rule: a write completing while a flush is in flight is not
 //!   guaranteed to be covered by it), and makes them durable when it
-//!   completes. A failed flush makes nothing durable: its writes stay
-//!   uncovered, and a crash may still lose them.
+//!   completes.
+//! - A failed flush (`flush_error`) *settles* the writes it should have
+//!   covered, when it completes, by the crash model's own draw: each is
+//!   written whole, lost, or torn, in a random order, into the durable image,
+//!   and leaves the uncovered writes. Reads see the outcome at once (the
+//!   volatile view of those LBAs is rebuilt from the durable image and the
+//!   writes still uncovered), and no later flush can change it: a flush that
+//!   succeeds after a failed one proves nothing about the writes the failed
+//!   one covered. Writes that executed after the failed flush was submitted
+//!   are not touched, and a later flush covers them as usual.
+//!
+//!   Why this model. A flush is one command for the whole namespace, so its
+//!   failure says the volatile cache (NVMe) or the dirty data (Linux) it was
+//!   asked to persist is in an unknown state, whichever queue pair wrote it.
+//!   On Linux a failed `fsync`/`fdatasync` reports the error once; the
+//!   pages whose writeback failed are marked clean, so a retried `fsync`
+//!   succeeds without writing them ("fsyncgate", 2018), and an NVMe
+//!   controller that fails a Flush may have written part of its cache and
+//!   dropped the rest. Settling at once, rather than leaving the writes
+//!   undecided until a crash, keeps reads truthful: what a reader sees after
+//!   the failure is what is durable, so an engine that reopens after a failed
+//!   flush re-reads the truth and redoes whatever was lost. That matches
+//!   this engine's stack, which reads through `O_DIRECT` or from the device
+//!   itself, never from a page cache that could still hold the lost data; a
+//!   model in which reads keep showing data that a crash will lose is the
+//!   page-cache case, and it is not modelled.
 //! - A FUA write is durable when it completes. It covers nothing else, and it
 //!   supersedes the uncovered writes before it on the LBAs they share: no
 //!   crash puts older data over it.
@@ -210,6 +234,7 @@ impl SimNamespace {
         };
         let state = State {
             geometry,
+            sector_bytes: config.sector_bytes as usize,
             media,
             rng,
             now,
@@ -344,7 +369,8 @@ impl SimNamespace {
     }
 
     /// Executed writes (including write-zeroes and deallocate) that no
-    /// completed flush has covered: those a crash may lose, tear or reorder.
+    /// completed flush has covered and no failed flush has settled: those a
+    /// crash may lose, tear or reorder.
     pub fn uncovered_writes(&self) -> usize {
         lock(&self.shared).media.uncovered().len()
     }

@@ -8,6 +8,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::crash::{self, CrashSummary};
 use super::faults::{self, FaultConfig, FaultCounts};
 use super::media::Media;
 use crate::command::{Command, Completion};
@@ -38,6 +39,9 @@ pub struct SimStats {
     pub media_errors: u64,
     /// Faults injected, by kind.
     pub faults: FaultCounts,
+    /// What the failed flushes did, together, to the writes they should have
+    /// covered: written whole (`kept`), lost (`dropped`) or torn.
+    pub failed_flush_writes: CrashSummary,
 }
 
 /// A submitted command waiting for its simulated completion time.
@@ -86,6 +90,8 @@ impl Eq for Pending {}
 #[derive(Debug)]
 pub(super) struct State {
     pub geometry: Geometry,
+    /// The torn-write granularity, for writes a failed flush tears.
+    pub sector_bytes: usize,
     pub media: Media,
     pub rng: ChaCha8Rng,
     /// Simulated time, in ticks.
@@ -158,6 +164,7 @@ impl State {
                 self.stats.flushes += 1;
                 let result = if faults::fires(&mut self.rng, self.faults.flush_error) {
                     self.stats.faults.flush_error += 1;
+                    self.fail_flush(covers_before);
                     Err(IoError::Flush { errno: libc::EIO })
                 } else {
                     self.media.flush(covers_before);
@@ -182,6 +189,22 @@ impl State {
             }
         };
         Completion { token, result, buf }
+    }
+
+    /// Settles, now and for good, the writes a failed flush should have
+    /// covered (see the module doc): a later flush cannot make them durable.
+    fn fail_flush(&mut self, covers_before: u64) {
+        let lba_bytes = self.geometry.lba_bytes as usize;
+        let sector_bytes = self.sector_bytes;
+        let rng = &mut self.rng;
+        let summary = self.media.fail_flush(covers_before, |image, writes| {
+            crash::settle(image, writes, lba_bytes, sector_bytes, rng)
+        });
+        let total = &mut self.stats.failed_flush_writes;
+        total.uncovered += summary.uncovered;
+        total.kept += summary.kept;
+        total.dropped += summary.dropped;
+        total.torn += summary.torn;
     }
 
     /// Draws a transient device error.

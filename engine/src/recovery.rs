@@ -32,8 +32,8 @@ use crate::log::frame::Invalid;
 use crate::log::read::{read_header, read_segment, HeaderSlot};
 use crate::log::walk::{End, Gap, SegmentRef};
 use crate::log::{Event, StreamWalk, Tail};
-use crate::segments::SegmentInfo;
 use crate::shard::{shard, SHARD_COUNT};
+use crate::store::segments::SegmentInfo;
 
 /// A range of a log that failed verification and was followed by valid
 /// frames, or a segment whose header is unreadable or damaged: acknowledged

@@ -29,11 +29,11 @@ use nvme::Namespace;
 
 use crate::config::EngineConfig;
 use crate::error::{EngineError, OpenError};
+use crate::open::{open_workers, RecoveryReport};
 use crate::shard::{shard, SHARD_COUNT};
 use crate::stats::{OpKind, OpResult, Stats};
 use crate::store::Shared;
 use crate::worker::{BatchOp, CacheReader, Op, Reply, WorkerCore};
-use crate::{open_workers, RecoveryReport};
 use checkpoint_driver::CheckpointDriver;
 use mover::{Message, Owners};
 use router::{Envelope, ReplyTo, Router};
@@ -152,7 +152,7 @@ impl Engine {
     }
 
     /// How the namespace's segments are used.
-    pub fn space(&self) -> crate::Space {
+    pub fn space(&self) -> crate::store::Space {
         self.shared.space()
     }
 
@@ -381,7 +381,7 @@ impl EngineHandle {
     }
 
     /// How the namespace's segments are used.
-    pub fn space(&self) -> crate::Space {
+    pub fn space(&self) -> crate::store::Space {
         self.shared.space()
     }
 

@@ -29,7 +29,7 @@ use crate::format::record::{
 use crate::format::segment::{SegmentHeader, KIND_LOG, SEGMENT_HEADER_BYTES};
 use crate::index::ValuePointer;
 use crate::log::Tail;
-use crate::segments::Purpose;
+use crate::store::segments::Purpose;
 
 /// One write in an atomic batch.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -35,7 +35,7 @@ use crate::format::record::{frame_records, RecordKind};
 use crate::index::ValuePointer;
 use crate::log::walk::SegmentRef;
 use crate::log::{Event, StreamWalk};
-use crate::segments::SegmentInfo;
+use crate::store::segments::SegmentInfo;
 
 /// Sequence numbers to wait before retrying a victim GC had to give up on.
 const RETRY_AFTER_BLOCKED: u64 = 1 << 16;

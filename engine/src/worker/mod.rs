@@ -465,7 +465,7 @@ impl WorkerCore {
     }
 
     /// How the namespace's segments are used.
-    pub fn space(&self) -> crate::Space {
+    pub fn space(&self) -> crate::store::Space {
         self.shared.space()
     }
 

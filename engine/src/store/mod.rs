@@ -13,8 +13,29 @@ use std::time::Duration;
 
 use crate::config::EngineConfig;
 use crate::layout::Layout;
-use crate::segments::{LiveBytes, SegmentAllocator};
+pub(crate) mod checkpoints;
+pub(crate) mod segments;
+
 use crate::stats::Stats;
+use segments::{LiveBytes, SegmentAllocator};
+
+/// How the namespace's segments are used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Space {
+    /// Bytes per segment.
+    pub segment_bytes: u64,
+    /// Segments for data (all but the reserved segment 0).
+    pub segments: u32,
+    /// Segments free now.
+    pub free: u32,
+    /// Segments holding index checkpoints.
+    pub checkpoint: u32,
+    /// Free segments kept for GC and deletes: user writes fail with
+    /// `OutOfSpace` rather than take them.
+    pub reserve: u32,
+    /// Bytes of records the index points at.
+    pub live_bytes: u64,
+}
 
 /// Segments and sequence numbers, shared by every worker of an engine.
 pub(crate) struct Shared {
@@ -37,7 +58,7 @@ pub(crate) struct Shared {
     /// GC starts on its own when fewer segments than this are free.
     pub gc_free_target: usize,
     /// Index checkpoints: the collection in progress and what GC honours.
-    pub checkpoints: crate::checkpoint::Checkpoints,
+    pub checkpoints: checkpoints::Checkpoints,
     /// Wakes the checkpoint driver: a collection is complete, enough
     /// records were written for the next checkpoint, or the engine stops.
     pub checkpoint_events: Signal,
@@ -123,12 +144,12 @@ impl Shared {
         }
     }
 
-    pub fn space(&self) -> crate::Space {
+    pub fn space(&self) -> Space {
         let (free, reserve, checkpoint) = {
             let s = self.segments();
             (s.free.len(), s.reserve, s.checkpoint_segments())
         };
-        crate::Space {
+        Space {
             segment_bytes: self.layout.segment_bytes,
             segments: self.layout.segment_count.saturating_sub(1),
             free: free as u32,

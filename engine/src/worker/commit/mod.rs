@@ -13,8 +13,15 @@
 //! that succeeds proves nothing (PostgreSQL's "fsyncgate"). Writes are then
 //! refused until the engine is reopened and recovery re-reads what is truly
 //! durable. Reads keep working.
+//!
+//! `plan.rs` decides a batch (pure: answers, index updates, the encoded
+//! frame); `apply.rs` applies a durable batch to the index, the live bytes
+//! and the cache.
 
-use std::collections::{BTreeMap, VecDeque};
+mod apply;
+mod plan;
+
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
 use nvme::{Command, IoError};
@@ -23,8 +30,7 @@ use super::{token, Reply, RequestId, WorkerCore, TAG_FLUSH, TAG_WRITE};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::format::record::{
-    begin_frame, encode_record, finish_frame, record_bytes, FrameHeader, Record, RecordKind,
-    FRAME_HEADER_BYTES,
+    begin_frame, finish_frame, record_bytes, FrameHeader, FRAME_HEADER_BYTES,
 };
 use crate::format::segment::{SegmentHeader, KIND_LOG, SEGMENT_HEADER_BYTES};
 use crate::index::ValuePointer;
@@ -41,7 +47,7 @@ pub enum BatchOp {
 }
 
 impl BatchOp {
-    fn key(&self) -> &[u8] {
+    pub(super) fn key(&self) -> &[u8] {
         match self {
             BatchOp::Put(key, _) | BatchOp::Delete(key) => key,
         }
@@ -75,7 +81,7 @@ pub(crate) enum WriteKind {
 }
 
 impl WriteKind {
-    fn is_gc(self) -> bool {
+    pub(super) fn is_gc(self) -> bool {
         matches!(self, WriteKind::Relocate(_) | WriteKind::RelocateDelete)
     }
 }
@@ -100,12 +106,15 @@ impl GcDone {
     }
 }
 
-struct Waiting {
-    id: RequestId,
-    ops: Vec<BatchOp>,
-    kind: WriteKind,
-    bytes: usize,
-    arrived_us: u64,
+pub(super) struct Waiting {
+    pub id: RequestId,
+    pub ops: Vec<BatchOp>,
+    pub kind: WriteKind,
+    pub bytes: usize,
+    pub arrived_us: u64,
+    /// For SET ... GET: the value it replaces (read before it was queued;
+    /// writes of the key waited for it).
+    pub old: Option<Vec<u8>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -120,12 +129,12 @@ enum State {
     Flushing,
 }
 
-struct IndexUpdate {
-    shard: u16,
-    key: Vec<u8>,
-    pointer: Option<ValuePointer>,
+pub(super) struct IndexUpdate {
+    pub shard: u16,
+    pub key: Vec<u8>,
+    pub pointer: Option<ValuePointer>,
     /// For a GC relocation: apply only if the index still holds this.
-    expected: Option<ValuePointer>,
+    pub expected: Option<ValuePointer>,
 }
 
 pub(crate) struct CommitPath {
@@ -148,8 +157,6 @@ pub(crate) struct CommitPath {
     seal_block: Option<(u64, Vec<u8>)>,
     /// GC requests in the batch being committed.
     gc_in_batch: u64,
-    /// The old values SET ... GET requests answer with, by request.
-    put_get_old: BTreeMap<RequestId, Option<Vec<u8>>>,
     /// What became of GC's requests since GC was last told.
     gc_done: GcDone,
     /// The frame being written, padded to whole blocks.
@@ -182,7 +189,6 @@ impl CommitPath {
             to_seal: None,
             seal_block: None,
             gc_in_batch: 0,
-            put_get_old: BTreeMap::new(),
             gc_done: GcDone::default(),
             staging: Vec::new(),
             fenced: None,
@@ -210,6 +216,7 @@ impl CommitPath {
             kind,
             bytes,
             arrived_us: now_us,
+            old: None,
         });
     }
 
@@ -242,13 +249,15 @@ impl CommitPath {
         old: Option<Vec<u8>>,
         now_us: u64,
     ) {
-        self.put_get_old.insert(id, old);
         self.enqueue(
             id,
             vec![BatchOp::Put(key, value)],
             WriteKind::PutGet,
             now_us,
         );
+        if let Some(waiting) = self.waiting.back_mut() {
+            waiting.old = old;
+        }
     }
 
     /// Queues a GC request: one record to rewrite, under `kind`.
@@ -333,7 +342,6 @@ impl CommitPath {
                     core.commit.gc_done.finish(1, true);
                     continue;
                 }
-                core.commit.put_get_old.remove(&w.id);
                 core.replies
                     .push((w.id, Reply::Failed(EngineError::Fenced(error.clone()))));
             }
@@ -357,9 +365,74 @@ impl CommitPath {
     }
 
     fn start(core: &mut WorkerCore) {
-        let layout = core.shared.layout;
-        let frame_max = layout.frame_bytes_max();
-        // Take whole requests up to the batch limit (always at least one).
+        let (batch, frame_bytes) = Self::take_batch(core);
+        let Some((tail, batch, frame_bytes)) = Self::find_room(core, batch, frame_bytes) else {
+            return;
+        };
+        let record_count: usize = batch.iter().map(|w| w.ops.len()).sum();
+        let first_seq = core
+            .shared
+            .next_seq
+            .fetch_add(record_count as u64, Ordering::Relaxed);
+        Self::stage_header_and_seal(core, tail);
+        // Encode the frame; decide every answer against the index as it
+        // will be after the batches before this one (all applied: one batch
+        // at a time) and the earlier writes of this batch.
+        let staging = std::mem::take(&mut core.commit.staging);
+        let shards = &core.shards;
+        let lookup = |key: &[u8]| {
+            shards
+                .get(&WorkerCore::shard_of(key))
+                .and_then(|art| art.get(key))
+        };
+        let planned = plan::plan_batch(batch, &lookup, tail, first_seq, core.shared.seed, staging);
+        let stats = &core.shared.stats;
+        stats
+            .gc_records_relocated
+            .fetch_add(planned.relocated_records, Ordering::Relaxed);
+        core.commit.gc_done.relocated_bytes += planned.relocated_bytes;
+        core.commit.gc_in_batch = planned.gc_requests;
+        core.commit.updates = planned.updates;
+        core.commit.answers = planned.answers;
+        let mut staging = planned.frame;
+        let written = planned.records;
+        let seq = first_seq + written as u64;
+        if written == 0 {
+            // Nothing to write (conditional puts that did not apply, records
+            // GC no longer needs to move): answer now. A segment opened for
+            // this batch stays the tail; its header goes out with the next.
+            core.commit.staging = staging;
+            core.commit.header_block = None;
+            core.commit.seal_block = None;
+            core.commit.gc_done.finish(core.commit.gc_in_batch, false);
+            core.replies.append(&mut core.commit.answers);
+            return;
+        }
+        // Writes that did not apply make the frame smaller than estimated,
+        // never larger.
+        assert!(staging.len() <= frame_bytes, "frame larger than estimated");
+        let padded = core.shared.layout.pad(staging.len());
+        staging.resize(padded, 0);
+        core.commit.staging = staging;
+        core.commit.batch_last_seq = seq - 1;
+        core.commit.batch_first_seq = first_seq;
+        core.commit.state = State::Writing {
+            submitted: 0,
+            outstanding: 0,
+            failed: None,
+        };
+        let stats = &core.shared.stats;
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.records.fetch_add(written as u64, Ordering::Relaxed);
+        stats.batch_records.record(written as u64);
+        stats.batch_bytes.record(padded as u64);
+        Self::submit_chunks(core);
+    }
+
+    /// Takes whole waiting requests up to the batch limit (always at least
+    /// one); returns them and the frame bytes they need.
+    fn take_batch(core: &mut WorkerCore) -> (Vec<Waiting>, usize) {
+        let frame_max = core.shared.layout.frame_bytes_max();
         let mut batch: Vec<Waiting> = Vec::new();
         let mut frame_bytes = FRAME_HEADER_BYTES;
         while let Some(next) = core.commit.waiting.front() {
@@ -376,191 +449,39 @@ impl CommitPath {
             batch.push(next);
         }
         core.commit.last_batch_requests = batch.len();
-        let Some((tail, batch, frame_bytes)) = Self::find_room(core, batch, frame_bytes) else {
-            return;
-        };
-        let record_count: usize = batch.iter().map(|w| w.ops.len()).sum();
-        let first_seq = core
-            .shared
-            .next_seq
-            .fetch_add(record_count as u64, Ordering::Relaxed);
-        // The segment header names the first sequence it holds, so recovery
-        // can tell a clean segment switch from a lost frame; the seal closes
-        // the segment before it, so recovery accepts a gap after it once GC
-        // has collected the segments in between.
+        (batch, frame_bytes)
+    }
+
+    /// When the batch opens a segment: its header, and the seal of the
+    /// segment the stream leaves. The header names the last sequence number
+    /// before it, so recovery can tell a clean segment switch from a lost
+    /// frame; the seal closes the segment before it, so recovery accepts a
+    /// gap after it once GC has collected the segments in between.
+    fn stage_header_and_seal(core: &mut WorkerCore, tail: Tail) {
+        let layout = core.shared.layout;
         if core.commit.header_durable {
             core.commit.header_block = None;
             core.commit.seal_block = None;
-        } else {
-            let mut block = vec![0u8; layout.lba_bytes as usize];
-            SegmentHeader {
-                kind: KIND_LOG,
-                uuid: core.shared.uuid,
-                generation: tail.generation,
-                segment: tail.segment,
-                stream: core.id,
-                prev_seq: core.commit.last_seq,
-                key_id: 0,
-            }
-            .encode(&mut block[..SEGMENT_HEADER_BYTES]);
-            core.commit.header_block = Some(block);
-            core.commit.seal_block = core.commit.to_seal.map(|old| {
-                (
-                    layout.segment_lba(old.segment) + u64::from(old.offset / layout.lba_bytes),
-                    Self::seal(core, old),
-                )
-            });
-        }
-        // Encode the frame; decide every answer against the index as it
-        // will be after the batches before this one (all applied: one batch
-        // at a time) and the earlier writes of this batch.
-        let mut staging = std::mem::take(&mut core.commit.staging);
-        staging.clear();
-        begin_frame(&mut staging);
-        let mut seq = first_seq;
-        let mut overlay: BTreeMap<&[u8], bool> = BTreeMap::new();
-        let lookup = |core: &WorkerCore, key: &[u8]| {
-            core.shards
-                .get(&WorkerCore::shard_of(key))
-                .and_then(|art| art.get(key))
-        };
-        core.commit.gc_in_batch = 0;
-        for w in &batch {
-            let mut expected = None;
-            match w.kind {
-                WriteKind::Conditional(condition) => {
-                    let key = w.ops.first().map(BatchOp::key).unwrap_or_default();
-                    let exists = match overlay.get(key) {
-                        Some(&present) => present,
-                        None => lookup(core, key).is_some(),
-                    };
-                    let holds = match condition {
-                        super::Condition::Absent => !exists,
-                        super::Condition::Present => exists,
-                    };
-                    if !holds {
-                        core.commit.answers.push((w.id, Reply::NotApplied));
-                        continue;
-                    }
-                }
-                WriteKind::Relocate(_) | WriteKind::RelocateDelete => {
-                    core.commit.gc_in_batch += 1;
-                    // A write of the key in this batch or since GC read the
-                    // record has superseded it: nothing to move.
-                    let key = w.ops.first().map(BatchOp::key).unwrap_or_default();
-                    let current = lookup(core, key);
-                    let live = !overlay.contains_key(key)
-                        && match w.kind {
-                            WriteKind::Relocate(pointer) => current == Some(pointer),
-                            _ => current.is_none(),
-                        };
-                    if !live {
-                        continue;
-                    }
-                    if let WriteKind::Relocate(pointer) = w.kind {
-                        expected = Some(pointer);
-                    }
-                    core.commit.gc_done.relocated_bytes += w.bytes as u64;
-                    core.shared
-                        .stats
-                        .gc_records_relocated
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                WriteKind::Plain | WriteKind::Delete | WriteKind::PutGet => {}
-            }
-            let mut existed_any = false;
-            for op in &w.ops {
-                let key = op.key();
-                let shard = WorkerCore::shard_of(key);
-                let existed = match overlay.get(key) {
-                    Some(&present) => present,
-                    None => lookup(core, key).is_some(),
-                };
-                existed_any |= existed;
-                let offset = tail.offset as usize + staging.len();
-                let (kind, value): (RecordKind, &[u8]) = match op {
-                    BatchOp::Put(_, value) => (RecordKind::Put, value),
-                    BatchOp::Delete(_) => (RecordKind::Delete, &[]),
-                };
-                encode_record(
-                    &mut staging,
-                    &Record {
-                        kind,
-                        seq,
-                        segment: tail.segment,
-                        key,
-                        value,
-                    },
-                    core.shared.seed,
-                );
-                let pointer = (kind == RecordKind::Put).then(|| ValuePointer {
-                    segment: tail.segment,
-                    offset: offset as u32,
-                    length: record_bytes(key.len(), value.len()) as u32,
-                    sequence_low: seq as u32,
-                });
-                overlay.insert(key, pointer.is_some());
-                core.commit.updates.push(IndexUpdate {
-                    shard,
-                    key: key.to_vec(),
-                    pointer,
-                    expected,
-                });
-                seq += 1;
-            }
-            let answer = match w.kind {
-                WriteKind::Delete => Reply::Deleted(existed_any),
-                WriteKind::Plain | WriteKind::Conditional(_) => Reply::Done,
-                WriteKind::PutGet => Reply::Value(core.commit.put_get_old.remove(&w.id).flatten()),
-                WriteKind::Relocate(_) | WriteKind::RelocateDelete => continue,
-            };
-            core.commit.answers.push((w.id, answer));
-        }
-        drop(overlay);
-        let written = (seq - first_seq) as usize;
-        if written == 0 {
-            // Nothing to write (conditional puts that did not apply, records
-            // GC no longer needs to move): answer now. A segment opened for
-            // this batch stays the tail; its header goes out with the next.
-            core.commit.staging = staging;
-            core.commit.header_block = None;
-            core.commit.seal_block = None;
-            core.commit.gc_done.finish(core.commit.gc_in_batch, false);
-            core.replies.append(&mut core.commit.answers);
             return;
         }
-        // Writes that did not apply make the frame smaller than estimated,
-        // never larger.
-        assert!(staging.len() <= frame_bytes, "frame larger than estimated");
-        let frame_bytes = staging.len();
-        let padded = layout.pad(frame_bytes);
-        finish_frame(
-            &mut staging,
-            &FrameHeader {
-                frame_bytes: frame_bytes as u32,
-                record_count: written as u32,
-                segment_generation: tail.generation,
-                segment: tail.segment,
-                offset: tail.offset,
-                first_seq,
-            },
-            core.shared.seed,
-        );
-        staging.resize(padded, 0);
-        core.commit.staging = staging;
-        core.commit.batch_last_seq = seq - 1;
-        core.commit.batch_first_seq = first_seq;
-        core.commit.state = State::Writing {
-            submitted: 0,
-            outstanding: 0,
-            failed: None,
-        };
-        let stats = &core.shared.stats;
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.records.fetch_add(written as u64, Ordering::Relaxed);
-        stats.batch_records.record(written as u64);
-        stats.batch_bytes.record(padded as u64);
-        Self::submit_chunks(core);
+        let mut block = vec![0u8; layout.lba_bytes as usize];
+        SegmentHeader {
+            kind: KIND_LOG,
+            uuid: core.shared.uuid,
+            generation: tail.generation,
+            segment: tail.segment,
+            stream: core.id,
+            prev_seq: core.commit.last_seq,
+            key_id: 0,
+        }
+        .encode(&mut block[..SEGMENT_HEADER_BYTES]);
+        core.commit.header_block = Some(block);
+        core.commit.seal_block = core.commit.to_seal.map(|old| {
+            (
+                layout.segment_lba(old.segment) + u64::from(old.offset / layout.lba_bytes),
+                Self::seal(core, old),
+            )
+        });
     }
 
     /// Where the batch goes: the current segment, or a fresh one. Keeps the
@@ -636,7 +557,6 @@ impl CommitPath {
                         .stats
                         .out_of_space
                         .fetch_add(1, Ordering::Relaxed);
-                    core.commit.put_get_old.remove(&w.id);
                     core.replies
                         .push((w.id, Reply::Failed(EngineError::OutOfSpace)));
                 }
@@ -822,64 +742,8 @@ impl CommitPath {
                     .sealed = true;
             }
         }
-        let live = &core.shared.live;
-        // Held across the batch: a reader on another thread sees all of its
-        // write-through or none.
-        let cache = std::sync::Arc::clone(&core.cache);
-        let mut cache = super::value_cache::lock(&cache);
-        for update in core.commit.updates.drain(..) {
-            let art = core.shards.get_mut(&update.shard).unwrap_or_else(|| {
-                panic!(
-                    "shard {} released while its writes were in flight",
-                    update.shard
-                )
-            });
-            match (update.pointer, update.expected) {
-                (Some(pointer), Some(expected)) => {
-                    // A relocation: it was live when the batch was built,
-                    // and nothing can have changed it since (one batch at a
-                    // time); the swap is conditional all the same.
-                    if art.compare_and_swap(&update.key, expected, pointer) {
-                        live.add(pointer.segment, pointer.length);
-                        live.sub(expected.segment, expected.length);
-                    }
-                }
-                (Some(pointer), None) => {
-                    live.add(pointer.segment, pointer.length);
-                    match art.insert(&update.key, pointer) {
-                        Some(old) => live.sub(old.segment, old.length),
-                        None => {
-                            core.shared.stats.keys.fetch_add(1, Ordering::Relaxed);
-                            core.shared.shard_keys[usize::from(update.shard)]
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                (None, _) => {
-                    if let Some(old) = art.remove(&update.key) {
-                        live.sub(old.segment, old.length);
-                        core.shared.stats.keys.fetch_sub(1, Ordering::Relaxed);
-                        core.shared.shard_keys[usize::from(update.shard)]
-                            .fetch_sub(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            // Write-through, now that the write is durable and indexed. A
-            // GC relocation changes no value, and must not pull cold data
-            // into the cache.
-            if update.expected.is_some() {
-                continue;
-            }
-            WorkerCore::cache_commit(
-                &mut cache,
-                &core.shared.stats,
-                core.shared.seed,
-                &update.key,
-                update
-                    .pointer
-                    .map(|p| (core.commit.staging.as_slice(), frame_offset, p)),
-            );
-        }
+        let updates = std::mem::take(&mut core.commit.updates);
+        apply::apply_updates(core, updates, frame_offset);
         core.commit.gc_done.finish(core.commit.gc_in_batch, false);
         core.commit.gc_in_batch = 0;
         core.replies.append(&mut core.commit.answers);

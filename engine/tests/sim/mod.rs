@@ -98,6 +98,9 @@ pub struct FullClass {
     pub concurrent_writers: bool,
     /// Reopen the full store with one more worker (a larger reserve).
     pub reopen_with_more_workers: bool,
+    /// One GC storm after the deletes, then writes (otherwise storms one
+    /// at a time until free segments are above the reserve).
+    pub one_storm: bool,
 }
 
 /// What the oracle must know about the epoch that just ran.
@@ -455,6 +458,13 @@ impl Sim {
 
     /// An open that met injected I/O errors must fail with an I/O error.
     fn unexpected_open_error(&mut self, what: &str, e: &OpenError) {
+        if matches!(e, OpenError::CheckpointCorrupt(_)) && self.checkpoint_faults_possible() {
+            // Both checkpoints damaged for real: the documented refusal
+            // (the open that follows discards them).
+            self.counters
+                .add("checkpoint_refusals_under_open_faults", 1);
+            return;
+        }
         if matches!(e, OpenError::CheckpointCorrupt(_))
             && self.options.tolerate_checkpoint_corrupt_on_open_io_errors
         {
@@ -572,7 +582,7 @@ impl Sim {
 
     /// Steps every worker until every request is answered (bounded).
     pub fn drain(&mut self) {
-        for _ in 0..200_000 {
+        for _ in 0..20_000 {
             if self.pending.is_empty() {
                 return;
             }
@@ -850,17 +860,26 @@ impl Sim {
             return;
         }
         self.full_deletes();
-        self.full_collect();
-        // Writes succeed again, as many as the freed room takes.
+        self.full_collect(full.one_storm);
+        // Writes succeed again, as many as the freed room takes (after one
+        // storm: more than that, so writes wait for GC).
+        let writes = if full.one_storm {
+            2 * workload::CLIENTS as u64
+        } else {
+            3
+        };
         let puts_before = self.counters.get("acked_puts");
-        for _ in 0..3 {
+        for _ in 0..writes {
             self.issue_fill(&mut fill);
             self.drain();
+            if !self.oracle.violations.is_empty() {
+                return;
+            }
         }
         let refilled = self.counters.get("acked_puts") - puts_before;
-        if refilled != 3 {
+        if refilled == 0 || !full.one_storm && refilled != writes {
             self.violation(format!(
-                "after deletes and GC, {refilled} of 3 writes succeeded"
+                "after deletes and GC, {refilled} of {writes} writes succeeded"
             ));
         }
         self.counters.add("full_writes_after_gc", refilled);
@@ -910,8 +929,11 @@ impl Sim {
     /// GC storms, one at a time, until free segments are above the reserve.
     /// (A storm collects its first victim at once; the rest of its list
     /// waits for more writes: `known_bug_gc_storm_stalls_writes_on_a_full_namespace`.)
-    fn full_collect(&mut self) {
-        for _ in 0..12 {
+    fn full_collect(&mut self, one_storm: bool) {
+        for round in 0..12 {
+            if one_storm && round == 1 {
+                return;
+            }
             let space = self.cores[0].space();
             if space.free > space.reserve + 1 {
                 self.counters.add("full_collected", 1);

@@ -270,9 +270,10 @@ fn replay(seed: u64, class: Class, crashes: u32) {
 }
 
 // The regression seeds below were found by the first simulator. Its
-// workload has since grown, so each seed now replays a different run; the
-// bugs they caught are covered by the strict oracle and the mutation script
-// (see the final report of issue 12), and the seeds stay as runs.
+// workload and faults have since grown, so each seed now replays a
+// different run: the bugs they caught are covered by the strict oracle
+// (proved by `sim/mutate.sh`, which breaks the engine and expects a failing
+// seed), and the seeds stay as runs of the simulator.
 
 /// Caught a segment switch read as damage, and the torn remains of an
 /// unacknowledged frame salvaged as if acknowledged (stale values after a

@@ -107,7 +107,8 @@ fn explore(class: &Class, seeds: &[u64], crashes: u32) -> (u64, Counters) {
         if !sim.oracle.violations.is_empty() {
             if std::env::var("VELTRIX_SIM_ALL").is_err() {
                 panic!(
-                    "simulation violated the model; replay with VELTRIX_SIM_SEED={seed}:\n{}",
+                    "simulation violated the model; replay with VELTRIX_SIM_SEED={seed} \
+                     (this test; VELTRIX_SIM_TRACE=<key> follows one key):\n{}",
                     sim.oracle.violations.join("\n")
                 );
             }

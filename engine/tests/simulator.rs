@@ -467,7 +467,7 @@ fn known_bug_deletes_fail_after_reopening_with_more_workers() {
 }
 
 #[test]
-#[ignore = "known engine bug (not yet diagnosed): a checkpoint maps a key to an older record than an acknowledged write under its watermark, after a flush failure earlier in the run; see 1592591636"]
-fn known_bug_checkpoint_misses_an_acknowledged_write() {
+#[ignore = "known engine bug: a segment is at once a log tail and a checkpoint body of the other slot (after that slot's root was unreadable at an earlier open); installing a checkpoint there frees it and the log overwrites acknowledged records; see 1592591636"]
+fn known_bug_checkpoint_body_segment_is_also_a_log_segment() {
     known_bug("main_faults", 1592591636);
 }

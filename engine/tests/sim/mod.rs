@@ -1,8 +1,20 @@
-//! The deterministic simulator's parts: the driver (here), the model, the
-//! workload, the oracle, the faults, and a reader of the durable image.
+//! The deterministic simulator's parts:
+//!
+//! - here, the driver: a `Sim` per seed, its epochs, crashes and recoveries;
+//! - `model.rs`: what each key may hold, from writes issued and replies;
+//! - `workload.rs`: the clients' requests;
+//! - `oracle.rs`: the strict checks of every reply and every recovery, and
+//!   which keys a reported fault makes lossy;
+//! - `faults.rs`: fault sites, placing faults at rest, the power-cut
+//!   namespace; `injection.rs`: how the driver injects them and locates them;
+//! - `disk.rs`: the durable image read with the engine's format decoders;
+//! - `full.rs`: the namespace-full class;
+//! - `mutate.sh`: breaks the engine on purpose and expects a failing seed.
 
 pub mod disk;
 pub mod faults;
+pub mod full;
+pub mod injection;
 pub mod model;
 pub mod oracle;
 pub mod workload;
@@ -12,7 +24,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use engine::format::checkpoint::ROOT_LBAS;
-use engine::format::record::{record_bytes, FRAME_HEADER_BYTES};
 use engine::{
     format, open_workers, Checkpointer, EngineConfig, FormatOptions, Op, OpenError, Reply,
     WorkerCore,
@@ -22,8 +33,7 @@ use nvme::Namespace;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use self::disk::Survey;
-use self::faults::{CutNamespace, Damage, FaultClasses, Located, Placed, Site};
+use self::faults::{FaultClasses, Placed};
 use self::model::{Model, Value};
 use self::oracle::{Oracle, Pending};
 
@@ -318,190 +328,6 @@ impl Sim {
         self.check_recovery();
     }
 
-    /// Whether two checkpoints may both be damaged: a fault placed in one
-    /// is still there, and the other may have met a fault the oracle cannot
-    /// place (a misdirected write, a latent error left by a write).
-    fn checkpoint_faults_possible(&self) -> bool {
-        self.placed
-            .iter()
-            .any(|p| matches!(p.site, Site::Root | Site::CheckpointBody))
-            && (self.counters.get("misdirected_epochs") > 0
-                || self.counters.get("random_latent_sector_errors") > 0
-                || self.counters.get("random_flush_errors") > 0)
-    }
-
-    fn describe_fresh_placed(&self) -> String {
-        let fresh = &self.placed[self.placed.len() - self.fresh_placed..];
-        fresh
-            .iter()
-            .map(|p| {
-                format!(
-                    " (after a {:?} placed at rest at LBA {}, {:?})",
-                    p.damage, p.lba, p.site
-                )
-            })
-            .collect()
-    }
-
-    /// Counts, per site of a fault placed before this recovery, whether the
-    /// engine reported damage there.
-    fn count_site_duties(&mut self, report: &engine::RecoveryReport) {
-        let fresh: Vec<Placed> = self.placed[self.placed.len() - self.fresh_placed..].to_vec();
-        self.fresh_placed = 0;
-        for p in fresh {
-            let segment = self.segment_of(p.lba);
-            let reported = report.damage.iter().any(|d| d.start.segment == segment);
-            let outcome = if reported { "reported" } else { "not_reported" };
-            self.counters
-                .add(&format!("at_rest_{}_{outcome}", p.site.name()), 1);
-        }
-    }
-
-    /// Every place a fault sits that the oracle knows of, with the keys a
-    /// loss there could take: faults placed at rest (flips still on the
-    /// medium) and every latent sector error.
-    fn locate_faults(&mut self) -> Vec<Located> {
-        if !self.faults_enabled() {
-            return Vec::new();
-        }
-        let latent = self.namespace.latent_errors();
-        let namespace = self.namespace.clone();
-        self.placed.retain(|p| match p.damage {
-            Damage::Latent => latent.contains(&p.lba),
-            Damage::BitFlip => {
-                p.flipped_block.as_deref() == Some(&namespace.read_durable(p.lba)[..])
-            }
-        });
-        self.fresh_placed = self.fresh_placed.min(self.placed.len());
-        let mut located: Vec<Located> = self
-            .placed
-            .iter()
-            .filter(|p| p.damage == Damage::BitFlip)
-            .map(|p| Located {
-                lba: p.lba,
-                extent: p.extent,
-                keys: p.keys.clone(),
-            })
-            .collect();
-        if !latent.is_empty() {
-            if let Some(survey) = Survey::read(&self.namespace) {
-                for lba in latent {
-                    self.trace(format_args!(
-                        "latent error at LBA {lba}: extent {:?}, tail frame {}, keys {}",
-                        survey.extent_at(lba),
-                        survey.in_tail_frame(lba),
-                        survey.keys_at(lba).len()
-                    ));
-                    located.push(Located {
-                        lba,
-                        extent: survey.extent_at(lba),
-                        keys: survey.keys_at(lba),
-                    });
-                }
-            }
-        }
-        located
-    }
-
-    /// An open while writes and flushes may fail: it succeeds or fails with
-    /// an I/O error, and either way the power is cut after it.
-    fn open_under_faults(&mut self) {
-        let workers = self.workers();
-        let config = self.config();
-        self.namespace
-            .set_faults(faults::open_faults(&mut self.rng));
-        let namespace: Arc<dyn Namespace> = self.namespace.clone();
-        let result = open_workers(namespace, &config, workers);
-        self.namespace.set_faults(FaultConfig::default());
-        self.counters.add("opens_under_faults", 1);
-        self.trace(format_args!(
-            "open under faults ({:?}): {:?}",
-            self.namespace.stats().faults,
-            result
-                .as_ref()
-                .map(|o| &o.report)
-                .map_err(ToString::to_string)
-        ));
-        match result {
-            Ok(opened) => drop(opened),
-            Err(OpenError::Io(_)) => self.counters.add("opens_under_faults_failed", 1),
-            Err(e) => self.unexpected_open_error("open under I/O faults", &e),
-        }
-        self.crash_namespace();
-    }
-
-    /// A latent error a write left in a stream's tail frame meets the
-    /// excluded tail bug (`known_bug_damaged_tail_frame_is_cut_silently`):
-    /// while that class is excluded, its keys are not checked.
-    fn unchecked_tail_latent_errors(&mut self) {
-        let Class::Faults(classes) = &self.class else {
-            return;
-        };
-        if !classes
-            .excluded
-            .contains(&(Site::TailFrame, Damage::Latent))
-        {
-            return;
-        }
-        let latent = self.namespace.latent_errors();
-        if latent.is_empty() {
-            return;
-        }
-        let Some(survey) = Survey::read(&self.namespace) else {
-            return;
-        };
-        for lba in latent.into_iter().filter(|&lba| survey.in_tail_frame(lba)) {
-            self.counters.add("tail_latent_errors_unchecked", 1);
-            self.oracle.damaged.extend(survey.keys_at(lba));
-        }
-    }
-
-    /// An open that met injected I/O errors must fail with an I/O error.
-    fn unexpected_open_error(&mut self, what: &str, e: &OpenError) {
-        if matches!(e, OpenError::CheckpointCorrupt(_)) && self.checkpoint_faults_possible() {
-            // Both checkpoints damaged for real: the documented refusal
-            // (the open that follows discards them).
-            self.counters
-                .add("checkpoint_refusals_under_open_faults", 1);
-            return;
-        }
-        if matches!(e, OpenError::CheckpointCorrupt(_))
-            && self.options.tolerate_checkpoint_corrupt_on_open_io_errors
-        {
-            self.counters
-                .add("known_bug_checkpoint_corrupt_on_open_io_errors", 1);
-            return;
-        }
-        self.violation(format!("{what} failed with {e}"));
-    }
-
-    /// An open cut short by a power cut after a random number of commands.
-    fn open_with_power_cut(&mut self) {
-        let workers = self.workers();
-        let config = self.config();
-        let commands = self.rng.random_range(0..160);
-        let cut = Arc::new(CutNamespace::new(self.namespace.clone(), commands));
-        let result = open_workers(cut.clone() as Arc<dyn Namespace>, &config, workers);
-        self.counters.add("open_power_cuts", 1);
-        self.trace(format_args!(
-            "open with a power cut after {commands} commands (cut: {}): {:?}",
-            cut.cut(),
-            result
-                .as_ref()
-                .map(|o| &o.report)
-                .map_err(ToString::to_string)
-        ));
-        if cut.cut() {
-            self.counters.add("open_power_cuts_mid_open", 1);
-        }
-        match result {
-            Ok(opened) => drop(opened),
-            Err(OpenError::Io(_)) => self.counters.add("open_power_cuts_failed_open", 1),
-            Err(e) => self.unexpected_open_error("open cut by a power cut", &e),
-        }
-        self.crash_namespace();
-    }
-
     /// Draws a crash state, and counts superblock and root writes the
     /// crash found uncovered: kept, dropped or torn.
     fn crash_namespace(&mut self) {
@@ -676,75 +502,6 @@ impl Sim {
         };
     }
 
-    /// Places a fault at rest at a known LBA, between a crash and the open.
-    fn inject_at_rest(&mut self) {
-        let Class::Faults(classes) = &self.class else {
-            return;
-        };
-        let mut sites = classes.sites.clone();
-        if sites.is_empty() || self.rng.random_range(0..3) == 0 {
-            return;
-        }
-        // One fault at a time in the superblocks and checkpoints: two at once
-        // may leave nothing to open from, by design.
-        let metadata = |s: Site| matches!(s, Site::Superblock | Site::Root | Site::CheckpointBody);
-        if self.placed.iter().any(|p| metadata(p.site)) {
-            sites.retain(|s| !metadata(*s));
-        }
-        if self.batch_failed && !classes.checkpoint_faults_after_failed_batch {
-            sites.retain(|s| !matches!(s, Site::Root | Site::CheckpointBody));
-        }
-        let Some(survey) = Survey::read(&self.namespace) else {
-            return;
-        };
-        if sites.is_empty() {
-            return;
-        }
-        let site = sites[self.rng.random_range(0..sites.len())];
-        let Some(lba) = faults::choose_lba(&survey, site, &mut self.rng) else {
-            self.counters
-                .add(&format!("at_rest_{}_no_place", site.name()), 1);
-            return;
-        };
-        let mut damage = if self.rng.random_bool(0.5) {
-            Damage::BitFlip
-        } else {
-            Damage::Latent
-        };
-        if classes.excluded.contains(&(site, damage)) {
-            damage = match damage {
-                Damage::BitFlip => Damage::Latent,
-                Damage::Latent => Damage::BitFlip,
-            };
-            if classes.excluded.contains(&(site, damage)) {
-                return;
-            }
-        }
-        let keys = survey.keys_at(lba);
-        let extent = survey.extent_at(lba);
-        let flipped_block = faults::place(&self.namespace, damage, lba, &mut self.rng);
-        let kind = if damage == Damage::BitFlip {
-            "bit_flip"
-        } else {
-            "latent"
-        };
-        self.counters
-            .add(&format!("at_rest_{}_{kind}", site.name()), 1);
-        self.trace(format_args!(
-            "placed {damage:?} at LBA {lba} ({site:?}), frame {extent:?}, keys {:?}",
-            keys.iter().map(|k| model::show_key(k)).collect::<Vec<_>>()
-        ));
-        self.placed.push(Placed {
-            site,
-            damage,
-            lba,
-            keys,
-            extent,
-            flipped_block,
-        });
-        self.fresh_placed += 1;
-    }
-
     /// Steps clients, workers, GC and checkpoints in a random order.
     fn step_random(&mut self) -> bool {
         match self.rng.random_range(0..10) {
@@ -807,200 +564,5 @@ impl Sim {
             self.inject_at_rest();
             self.recover();
         }
-    }
-
-    /// The namespace-full class: fill a small namespace with fresh keys
-    /// until writes fail with `OutOfSpace`, crash, delete the oldest keys
-    /// (deletes must succeed: the GC reserve), collect, write again, crash.
-    /// The strict oracle checks every recovery: no acknowledged write lost,
-    /// no failed one applied.
-    pub fn run_full(&mut self) {
-        let Class::Full(full) = self.class.clone() else {
-            panic!("run_full runs the Full class");
-        };
-        self.full_workers = Some(self.rng.random_range(1..=2));
-        self.recover();
-        let mut fill = 0u64;
-        let out_before = self.counters.get("out_of_space");
-        for _ in 0..40_000 {
-            if self.counters.get("out_of_space") > out_before + 4
-                || !self.oracle.violations.is_empty()
-            {
-                break;
-            }
-            if !full.concurrent_writers {
-                self.issue_fill(&mut fill);
-                self.drain();
-            } else if self.clients_busy.len() < workload::CLIENTS
-                && self.rng.random_range(0..3) == 0
-            {
-                self.issue_fill(&mut fill);
-            } else if self.rng.random_range(0..2) == 0 {
-                let w = self.rng.random_range(0..self.cores.len());
-                self.step_worker(w);
-            } else {
-                let us = self.rng.random_range(1..60);
-                self.advance(us);
-            }
-        }
-        self.drain();
-        if self.counters.get("out_of_space") == out_before {
-            self.violation("the namespace never ran full".into());
-        }
-        if !self.oracle.violations.is_empty() {
-            return;
-        }
-        self.counters.add("full_namespaces", 1);
-        if full.reopen_with_more_workers {
-            self.full_workers = Some(self.full_workers.unwrap_or(1) + 1);
-        }
-        self.crash();
-        self.recover();
-        if self.cores.is_empty() {
-            return;
-        }
-        self.full_deletes();
-        self.full_collect(full.one_storm);
-        // Writes succeed again, as many as the freed room takes (after one
-        // storm: more than that, so writes wait for GC).
-        let writes = if full.one_storm {
-            2 * workload::CLIENTS as u64
-        } else {
-            3
-        };
-        let puts_before = self.counters.get("acked_puts");
-        for _ in 0..writes {
-            self.issue_fill(&mut fill);
-            self.drain();
-            if !self.oracle.violations.is_empty() {
-                return;
-            }
-        }
-        let refilled = self.counters.get("acked_puts") - puts_before;
-        if refilled == 0 || !full.one_storm && refilled != writes {
-            self.violation(format!(
-                "after deletes and GC, {refilled} of {writes} writes succeeded"
-            ));
-        }
-        self.counters.add("full_writes_after_gc", refilled);
-        self.crash();
-        self.recover();
-    }
-
-    /// Deletes the oldest keys, two rounds of concurrent deletes: each must
-    /// succeed on the full namespace.
-    fn full_deletes(&mut self) {
-        let mut present: Vec<(u64, Vec<u8>)> = self
-            .model
-            .keys
-            .iter()
-            .filter(|(k, m)| k.starts_with(b"f") && m.acked.is_some())
-            .filter_map(|(k, _)| {
-                Some((std::str::from_utf8(&k[1..]).ok()?.parse().ok()?, k.clone()))
-            })
-            .collect();
-        present.sort();
-        let (deletes_before, out_before) = (
-            self.counters.get("acked_deletes"),
-            self.counters.get("out_of_space"),
-        );
-        let mut issued = 0;
-        for (_, key) in present.iter().take(2 * workload::CLIENTS) {
-            self.issue_op(oracle::Expect::Delete {
-                write: 0,
-                key: key.clone(),
-            });
-            issued += 1;
-            if self.clients_busy.len() >= workload::CLIENTS {
-                self.drain();
-            }
-        }
-        self.drain();
-        let acked = self.counters.get("acked_deletes") - deletes_before;
-        let out = self.counters.get("out_of_space") - out_before;
-        if acked != issued {
-            self.violation(format!(
-                "on a full namespace only {acked} of {issued} deletes succeeded ({out} OutOfSpace)"
-            ));
-        }
-        self.counters.add("full_deletes_acked", acked);
-    }
-
-    /// GC storms, one at a time, until free segments are above the reserve.
-    /// (A storm collects its first victim at once; the rest of its list
-    /// waits for more writes: `known_bug_gc_storm_stalls_writes_on_a_full_namespace`.)
-    fn full_collect(&mut self, one_storm: bool) {
-        for round in 0..12 {
-            if one_storm && round == 1 {
-                return;
-            }
-            let space = self.cores[0].space();
-            if space.free > space.reserve + 1 {
-                self.counters.add("full_collected", 1);
-                return;
-            }
-            self.cores[0].request_gc_storm();
-            self.counters.add("gc_storms", 1);
-            for _ in 0..2_000 {
-                for w in 0..self.cores.len() {
-                    self.step_worker(w);
-                }
-                self.advance(5);
-            }
-        }
-        let space = self.cores[0].space();
-        self.violation(format!(
-            "GC freed too little after deletes on a full namespace: {space:?}"
-        ));
-    }
-
-    fn issue_fill(&mut self, fill: &mut u64) {
-        let key = format!("f{fill}").into_bytes();
-        *fill += 1;
-        self.issue_op(oracle::Expect::Put { write: 0, key });
-    }
-
-    /// Issues a put (large value) or a delete from an idle client; the
-    /// write number in `expect` is assigned here.
-    fn issue_op(&mut self, expect: oracle::Expect) {
-        let Some(client) = (0..workload::CLIENTS).find(|c| !self.clients_busy.contains(c)) else {
-            return;
-        };
-        let write = self.next_write;
-        self.next_write += 1;
-        let (key, op, expect) = match expect {
-            oracle::Expect::Put { key, .. } => {
-                let mut value = self.value_for(&key, write);
-                let exact = matches!(&self.class, Class::Full(f) if !f.concurrent_writers);
-                let len = if exact {
-                    // A frame of exactly two blocks.
-                    2 * 4096 - FRAME_HEADER_BYTES - record_bytes(key.len(), 0)
-                } else {
-                    self.rng.random_range(6000..12 << 10)
-                };
-                value.resize(len, 0x5A);
-                self.model.issue(write, &key, Some(value.clone()));
-                (
-                    key.clone(),
-                    Op::Put(key.clone(), value),
-                    oracle::Expect::Put { write, key },
-                )
-            }
-            oracle::Expect::Delete { key, .. } => {
-                self.model.issue(write, &key, None);
-                (
-                    key.clone(),
-                    Op::Delete(key.clone()),
-                    oracle::Expect::Delete { write, key },
-                )
-            }
-            _ => unreachable!("fill issues puts and deletes"),
-        };
-        let id = self.next_request;
-        self.next_request += 1;
-        let owner = self.owner(&key);
-        self.clients_busy.insert(client);
-        self.pending.insert(id, Pending { client, expect });
-        self.cores[owner].accept(id, op, self.now_us);
     }
 }

@@ -387,26 +387,51 @@ impl Sim {
         self.oracle.damaged.extend(named);
         let mut unexplained = 0;
         for damage in &report.damage {
-            let first =
-                self.segment_lba(damage.start.segment) + u64::from(damage.start.offset) / 4096;
-            let end = (self.segment_lba(damage.end.segment)
-                + u64::from(damage.end.offset).div_ceil(4096))
-            .max(first + 1);
+            // The blocks of the range in log order: from its start to the
+            // end of its segment, and from the end segment's first frame
+            // to its end (segments between belong to other streams or were
+            // collected).
+            let block =
+                |l: &engine::Location| self.segment_lba(l.segment) + u64::from(l.offset) / 4096;
+            let (first, end) = (
+                block(&damage.start),
+                block(&damage.end).max(block(&damage.start) + 1),
+            );
+            let blocks: Vec<u64> = if damage.start.segment == damage.end.segment {
+                (first..end).collect()
+            } else {
+                let start_end = self.segment_lba(damage.start.segment + 1);
+                let end_first = self.segment_lba(damage.end.segment) + 1;
+                (first..start_end)
+                    .chain(end_first..block(&damage.end))
+                    .collect()
+            };
             let mut covered = BTreeSet::new();
             for fault in located {
-                let (from, blocks) = fault.extent;
-                if (from..from + blocks).any(|lba| (first..end).contains(&lba)) {
-                    covered.extend(from..from + blocks);
+                let (from, count) = fault.extent;
+                if (from..from + count)
+                    .any(|lba| blocks.contains(&lba) || (first..end).contains(&lba))
+                {
+                    covered.extend(from..from + count);
                     self.oracle.damaged.extend(fault.keys.iter().cloned());
                 }
             }
-            if !(first..end).all(|lba| covered.contains(&lba)) {
+            if !blocks.iter().all(|lba| covered.contains(lba)) {
                 unexplained += 1;
+                if std::env::var("VELTRIX_SIM_SEED").is_ok() {
+                    eprintln!("unexplained damage: LBAs {first}..{end}: {damage:?}");
+                }
             }
         }
         if unexplained > 0 && !all_named {
             if !self.oracle.weak_run {
                 self.counters.add("weak_fallback_runs", 1);
+                // Misdirected writes leave damage nobody can name from the
+                // image: the frame never reached its place.
+                if self.counters.get("misdirected_epochs") > 0 {
+                    self.counters
+                        .add("weak_fallback_runs_after_misdirected_writes", 1);
+                }
             }
             self.counters.add("weak_fallback_recoveries", 1);
             self.oracle.weak_run = true;

@@ -338,6 +338,13 @@ impl SimNamespace {
         lock(&self.shared).media.add_latent(lba);
     }
 
+    /// Every LBA with a latent sector error now, whether a write left it
+    /// (`FaultConfig::latent_sector`) or [`SimNamespace::add_latent_error`]
+    /// did: a simulator's oracle learns exactly where reads will fail.
+    pub fn latent_errors(&self) -> BTreeSet<u64> {
+        lock(&self.shared).media.latent().clone()
+    }
+
     /// Moves the simulated clock forward.
     pub fn advance(&self, ticks: u64) {
         let mut state = lock(&self.shared);

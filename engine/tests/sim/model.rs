@@ -1,0 +1,171 @@
+//! The model: what every key may hold, from the writes issued and the
+//! replies received. It knows nothing of faults; the oracle decides which
+//! keys a fault may have touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A key's state: `None` is deleted or never written.
+pub type Value = Option<Vec<u8>>;
+
+/// What the model knows about one key.
+#[derive(Default, Clone, Debug)]
+pub struct KeyModel {
+    /// The state after the last acknowledged write.
+    pub acked: Value,
+    /// Writes issued after the last acknowledged one and not yet resolved:
+    /// in flight, failed in a way that may still have written them, or cut
+    /// off by a crash. Any one of them may be what recovery shows.
+    pub maybe: Vec<(u64, Value)>,
+}
+
+/// An atomic batch: one write number for all its keys.
+#[derive(Clone, Debug)]
+pub struct BatchModel {
+    pub write: u64,
+    pub ops: Vec<(Vec<u8>, Value)>,
+}
+
+#[derive(Default)]
+pub struct Model {
+    pub keys: BTreeMap<Vec<u8>, KeyModel>,
+    /// Every value ever written to each key (weak checks only).
+    pub history: BTreeMap<Vec<u8>, BTreeSet<Vec<u8>>>,
+    /// Every write to each key, by write number.
+    pub log: BTreeMap<Vec<u8>, Vec<(u64, Value)>>,
+    /// Batches issued since the last recovery and not acknowledged.
+    pub batches: Vec<BatchModel>,
+}
+
+fn trace(key: &[u8], what: std::fmt::Arguments<'_>) {
+    if std::env::var("VELTRIX_SIM_TRACE").is_ok_and(|k| k.as_bytes() == key) {
+        eprintln!("{}: {what}", String::from_utf8_lossy(key));
+    }
+}
+
+impl Model {
+    pub fn issue(&mut self, write: u64, key: &[u8], value: Value) {
+        trace(
+            key,
+            format_args!("issue write {write}: {:?}", value.as_ref().map(Vec::len)),
+        );
+        if let Some(v) = &value {
+            self.history
+                .entry(key.to_vec())
+                .or_default()
+                .insert(v.clone());
+        }
+        self.log
+            .entry(key.to_vec())
+            .or_default()
+            .push((write, value.clone()));
+        self.keys
+            .entry(key.to_vec())
+            .or_default()
+            .maybe
+            .push((write, value));
+    }
+
+    /// The write is durable. Writes to one key commit in issue order, so the
+    /// ones before it are superseded. Fails for a write no longer possible.
+    pub fn ack(&mut self, write: u64, key: &[u8]) -> Result<(), String> {
+        trace(key, format_args!("ack write {write}"));
+        let model = self.keys.entry(key.to_vec()).or_default();
+        let Some(at) = model.maybe.iter().position(|(w, _)| *w == write) else {
+            return Err(format!(
+                "write {write} acknowledged, but it was resolved before"
+            ));
+        };
+        model.acked = model.maybe[at].1.clone();
+        model.maybe.drain(..=at);
+        Ok(())
+    }
+
+    /// The write certainly did not happen (`NotApplied`, `OutOfSpace`,
+    /// `Fenced`): it leaves the key's possible states.
+    pub fn drop_write(&mut self, write: u64, key: &[u8]) {
+        trace(key, format_args!("drop write {write}"));
+        if let Some(model) = self.keys.get_mut(key) {
+            model.maybe.retain(|(w, _)| *w != write);
+        }
+    }
+
+    /// The key's state just before `write` took effect, when every earlier
+    /// write of the key is resolved (so the reply of `write` is exactly
+    /// determined): `None` when an earlier write is still unresolved.
+    pub fn state_before(&self, write: u64, key: &[u8]) -> Option<Value> {
+        match self.keys.get(key) {
+            None => Some(None),
+            Some(m) if m.maybe.iter().all(|(w, _)| *w >= write) => Some(m.acked.clone()),
+            Some(_) => None,
+        }
+    }
+
+    /// Every state the key may be in now.
+    pub fn acceptable(&self, key: &[u8]) -> Vec<Value> {
+        match self.keys.get(key) {
+            None => vec![None],
+            Some(m) => {
+                let mut out = vec![m.acked.clone()];
+                out.extend(m.maybe.iter().map(|(_, v)| v.clone()));
+                out
+            }
+        }
+    }
+
+    /// Writes of `key` numbered `first` or later.
+    pub fn writes_since(&self, key: &[u8], first: u64) -> impl Iterator<Item = &Value> {
+        self.log
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter(move |(w, _)| *w >= first)
+            .map(|(_, v)| v)
+    }
+
+    /// The last write number issued for `key`.
+    pub fn last_write(&self, key: &[u8]) -> Option<u64> {
+        self.log.get(key).and_then(|l| l.last()).map(|(w, _)| *w)
+    }
+
+    /// Whether `value` is one the key could ever have shown.
+    pub fn ever_written(&self, key: &[u8], value: &Value) -> bool {
+        match value {
+            None => true,
+            Some(v) => self.history.get(key).is_some_and(|h| h.contains(v)),
+        }
+    }
+
+    /// After a recovery: what it shows is the acknowledged state.
+    pub fn settle(&mut self, key: &[u8], value: Value) {
+        if let Some(m) = self.keys.get_mut(key) {
+            m.acked = value;
+            m.maybe.clear();
+        }
+    }
+}
+
+/// A short description of a value for violation reports.
+pub fn show(value: &Value) -> String {
+    match value {
+        None => "none".into(),
+        Some(v) => format!(
+            "{:?}.. ({} bytes)",
+            String::from_utf8_lossy(&v[..v.len().min(24)]),
+            v.len()
+        ),
+    }
+}
+
+pub fn show_all(values: &[Value]) -> String {
+    let shown: Vec<String> = values.iter().map(show).collect();
+    format!("[{}]", shown.join(", "))
+}
+
+pub fn show_key(key: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&key[..key.len().min(24)]).into_owned();
+    if key.len() > 24 {
+        format!("{text}..({} bytes)", key.len())
+    } else {
+        text
+    }
+}

@@ -1,0 +1,558 @@
+//! The oracle: every reply, and every key after every recovery, checked
+//! exactly against the model. It is lossy per key, never per run, and only
+//! where a reported fault could have touched the key:
+//!
+//! - keys a recovery report names as damaged ([`damaged_keys`]), and keys
+//!   of the blocks where the simulator knows it placed a fault (or where a
+//!   latent sector error sits) when recovery reported damage in that
+//!   segment;
+//! - keys a read answered with `Corruption` or a media error;
+//! - in an epoch with misdirected writes, keys written in that epoch may
+//!   show their state from before it: `docs/format/wal.md` claims a
+//!   misdirected frame is detected where it lands and never served, but a
+//!   misdirected last frame leaves its target looking like a torn tail, which
+//!   recovery cuts (step 3 of its recovery rules). That much, no more.
+//!
+//! Only when a recovery reports damage that neither the report names nor a
+//! located fault explains does the rest of that run fall back to "a value
+//! once written, or none" (counted as `weak_fallback_recoveries`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use engine::{Condition, EngineError, RecoveryReport, Reply};
+
+use super::faults::Located;
+use super::model::{show, show_all, show_key, Value};
+use super::Sim;
+
+/// What recovery reports as damaged: the keys of records found in the
+/// damaged ranges, and whether every record there was identified.
+///
+/// TODO(merge): `engine::Damage` is gaining `keys: Vec<Vec<u8>>` and
+/// `complete: bool`; then this becomes
+/// `(report.damage.iter().flat_map(|d| d.keys.clone()).collect(),
+///   report.damage.iter().all(|d| d.complete))`.
+pub fn damaged_keys(report: &RecoveryReport) -> (BTreeSet<Vec<u8>>, bool) {
+    (BTreeSet::new(), report.damage.is_empty())
+}
+
+/// The oracle's per-run state.
+#[derive(Default)]
+pub struct Oracle {
+    /// Keys a read answered with corruption or a media error.
+    pub unknown: BTreeSet<Vec<u8>>,
+    /// Keys a reported fault may have lost.
+    pub damaged: BTreeSet<Vec<u8>>,
+    /// Set once a recovery reported damage nothing names.
+    pub weak_run: bool,
+    pub violations: Vec<String>,
+}
+
+impl Oracle {
+    pub fn lossy(&self, key: &[u8]) -> bool {
+        self.weak_run || self.unknown.contains(key) || self.damaged.contains(key)
+    }
+}
+
+/// What a reply is checked against.
+pub enum Expect {
+    Put {
+        write: u64,
+        key: Vec<u8>,
+    },
+    PutIf {
+        write: u64,
+        key: Vec<u8>,
+        condition: Condition,
+    },
+    PutGet {
+        write: u64,
+        key: Vec<u8>,
+    },
+    Delete {
+        write: u64,
+        key: Vec<u8>,
+    },
+    Batch {
+        write: u64,
+        keys: Vec<Vec<u8>>,
+    },
+    /// A get or exists: what the key could hold when it was issued, and the
+    /// first write number issued after it.
+    Read {
+        key: Vec<u8>,
+        exists: bool,
+        snapshot: Vec<Value>,
+        first_write: u64,
+    },
+    /// A scan: per key of the shard, whether it may be present and whether
+    /// it may be absent, when the scan was answered (at once, on accept).
+    Scan {
+        shard: u16,
+        keys: BTreeMap<Vec<u8>, (bool, bool)>,
+    },
+}
+
+pub struct Pending {
+    pub client: usize,
+    pub expect: Expect,
+}
+
+impl Sim {
+    pub fn violation(&mut self, what: String) {
+        let line = format!("seed {} (crash {}): {what}", self.seed, self.crash_states);
+        if std::env::var("VELTRIX_SIM_SEED").is_ok() {
+            eprintln!("VIOLATION {line}");
+        }
+        self.oracle.violations.push(line);
+    }
+
+    pub fn handle_reply(&mut self, id: u64, reply: Reply) {
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        self.clients_busy.remove(&p.client);
+        match (p.expect, reply) {
+            (expect, Reply::Failed(e)) => self.failed(expect, e),
+            (Expect::Put { write, key }, Reply::Done) => {
+                self.ack(write, &key);
+                self.counters.add("acked_puts", 1);
+            }
+            (
+                Expect::PutIf {
+                    write,
+                    key,
+                    condition,
+                },
+                reply @ (Reply::Done | Reply::NotApplied),
+            ) => {
+                let applied = reply == Reply::Done;
+                if let Some(before) = self.determined(write, &key) {
+                    let holds = before.is_some() == (condition == Condition::Present);
+                    if holds != applied {
+                        self.violation(format!(
+                            "SET {} of {} answered {reply:?}, but the key held {}",
+                            if condition == Condition::Present {
+                                "XX"
+                            } else {
+                                "NX"
+                            },
+                            show_key(&key),
+                            show(&before)
+                        ));
+                    }
+                    self.counters.add("put_if_exact", 1);
+                }
+                if applied {
+                    self.ack(write, &key);
+                    self.counters.add("put_if_applied", 1);
+                } else {
+                    self.model.drop_write(write, &key);
+                    self.counters.add("put_if_not_applied", 1);
+                }
+            }
+            (Expect::PutGet { write, key }, Reply::Value(old)) => {
+                match self.determined(write, &key) {
+                    Some(before) => {
+                        if old != before {
+                            self.violation(format!(
+                                "SET GET of {} answered {}, but it replaced {}",
+                                show_key(&key),
+                                show(&old),
+                                show(&before)
+                            ));
+                        }
+                        self.counters.add("put_get_exact", 1);
+                    }
+                    None => {
+                        // An earlier write of the key is unresolved: the old
+                        // value is one of the states before this write.
+                        let k = &self.model.keys[&key];
+                        let mut before = vec![k.acked.clone()];
+                        before.extend(
+                            k.maybe
+                                .iter()
+                                .filter(|(w, _)| *w < write)
+                                .map(|(_, v)| v.clone()),
+                        );
+                        let fine = before.contains(&old)
+                            || self.oracle.lossy(&key) && self.model.ever_written(&key, &old);
+                        if !fine {
+                            self.violation(format!(
+                                "SET GET of {} answered {}, not one of {}",
+                                show_key(&key),
+                                show(&old),
+                                show_all(&before)
+                            ));
+                        }
+                    }
+                }
+                self.ack(write, &key);
+                self.counters.add("put_gets", 1);
+            }
+            (Expect::Delete { write, key }, Reply::Deleted(existed)) => {
+                if let Some(before) = self.determined(write, &key) {
+                    if existed != before.is_some() {
+                        self.violation(format!(
+                            "delete of {} answered existed={existed}, but the key held {}",
+                            show_key(&key),
+                            show(&before)
+                        ));
+                    }
+                    self.counters.add("deletes_exact", 1);
+                }
+                self.ack(write, &key);
+                self.counters.add("acked_deletes", 1);
+            }
+            (Expect::Batch { write, keys }, Reply::Done) => {
+                for key in &keys {
+                    self.ack(write, key);
+                }
+                self.model.batches.retain(|b| b.write != write);
+                self.counters.add("acked_batches", 1);
+            }
+            (
+                Expect::Read {
+                    key,
+                    exists,
+                    snapshot,
+                    first_write,
+                },
+                reply,
+            ) => {
+                let got = match reply {
+                    Reply::Value(v) if !exists => v,
+                    // An existing key's value is unknown to an exists: any
+                    // present state stands for it.
+                    Reply::Exists(true) if exists => Some(Vec::new()),
+                    Reply::Exists(false) if exists => None,
+                    other => {
+                        self.violation(format!("read of {} answered {other:?}", show_key(&key)));
+                        return;
+                    }
+                };
+                self.check_read(&key, exists, got, &snapshot, first_write);
+            }
+            (Expect::Scan { shard, keys }, Reply::Keys(found)) => {
+                self.check_scan(shard, &keys, &found)
+            }
+            (_, reply) => self.violation(format!("unexpected reply {reply:?}")),
+        }
+    }
+
+    fn ack(&mut self, write: u64, key: &[u8]) {
+        if let Err(e) = self.model.ack(write, key) {
+            self.violation(format!("{}: {e}", show_key(key)));
+        }
+    }
+
+    /// The key's state before `write`, when it is exactly known: every
+    /// earlier write resolved, and no fault could have touched the key.
+    fn determined(&self, write: u64, key: &[u8]) -> Option<Value> {
+        if self.oracle.lossy(key) {
+            return None;
+        }
+        self.model.state_before(write, key)
+    }
+
+    fn failed(&mut self, expect: Expect, e: EngineError) {
+        match &e {
+            EngineError::Corruption { .. } => self.counters.add("corruption_reported", 1),
+            EngineError::Io(_) | EngineError::Fenced(_) => self.counters.add("io_errors", 1),
+            EngineError::OutOfSpace => self.counters.add("out_of_space", 1),
+            other => self.violation(format!("unexpected error {other}")),
+        }
+        if !self.faults_enabled() && !matches!(e, EngineError::OutOfSpace) {
+            self.violation(format!("error without faults: {e}"));
+        }
+        // Media damage under a key: its state is unknown from here on.
+        let damaged = matches!(
+            e,
+            EngineError::Corruption { .. }
+                | EngineError::Io(nvme::IoError::Media { .. } | nvme::IoError::Integrity { .. })
+        );
+        // These never reached the log.
+        let never_written = matches!(e, EngineError::OutOfSpace | EngineError::Fenced(_));
+        match expect {
+            Expect::Put { write, key }
+            | Expect::PutIf { write, key, .. }
+            | Expect::PutGet { write, key }
+            | Expect::Delete { write, key } => {
+                if never_written {
+                    self.model.drop_write(write, &key);
+                }
+                if damaged {
+                    self.oracle.unknown.insert(key);
+                }
+            }
+            Expect::Batch { write, keys } => {
+                if never_written {
+                    for key in &keys {
+                        self.model.drop_write(write, key);
+                    }
+                    self.model.batches.retain(|b| b.write != write);
+                }
+            }
+            Expect::Read { key, .. } => {
+                if damaged {
+                    self.oracle.unknown.insert(key);
+                }
+            }
+            Expect::Scan { .. } => self.violation(format!("scan failed: {e}")),
+        }
+    }
+
+    fn check_read(
+        &mut self,
+        key: &[u8],
+        exists: bool,
+        got: Value,
+        snapshot: &[Value],
+        first_write: u64,
+    ) {
+        // A read linearizes somewhere in its lifetime: the states the key
+        // could hold when it was issued, or any write issued since (even one
+        // already superseded when it returned).
+        let mut acceptable: Vec<Value> = snapshot.to_vec();
+        acceptable.extend(self.model.acceptable(key));
+        acceptable.extend(self.model.writes_since(key, first_write).cloned());
+        let matches = |v: &Value| {
+            if exists {
+                v.is_some() == got.is_some()
+            } else {
+                *v == got
+            }
+        };
+        if acceptable.iter().any(matches) {
+            self.counters.add(
+                if exists {
+                    "exists_verified"
+                } else {
+                    "gets_verified"
+                },
+                1,
+            );
+        } else if self.oracle.lossy(key) && (exists || self.model.ever_written(key, &got)) {
+            self.counters.add("weak_reads", 1);
+        } else {
+            self.violation(format!(
+                "{} {} returned {}, acceptable {}",
+                if exists { "exists" } else { "get" },
+                show_key(key),
+                show(&got),
+                show_all(&acceptable)
+            ));
+        }
+    }
+
+    fn check_scan(
+        &mut self,
+        shard: u16,
+        expected: &BTreeMap<Vec<u8>, (bool, bool)>,
+        found: &[Vec<u8>],
+    ) {
+        let found: BTreeSet<&Vec<u8>> = found.iter().collect();
+        for (key, &(may_present, may_absent)) in expected {
+            let present = found.contains(key);
+            if (present && !may_present || !present && !may_absent) && !self.oracle.lossy(key) {
+                self.violation(format!(
+                    "scan of shard {shard}: {} {}",
+                    show_key(key),
+                    if present {
+                        "present, but deleted"
+                    } else {
+                        "missing"
+                    }
+                ));
+            }
+        }
+        for key in found {
+            if !expected.contains_key(key) && !self.oracle.lossy(key) {
+                self.violation(format!(
+                    "scan of shard {shard} returned {}, never written",
+                    show_key(key)
+                ));
+            }
+        }
+        self.counters.add("scans_verified", 1);
+    }
+
+    /// After a recovery: decides which keys the report and the located
+    /// faults make lossy. A reported range is explained when located faults
+    /// cover every block of it; their keys become lossy. A range that
+    /// neither the report names nor located faults cover makes the rest of
+    /// the run weak.
+    pub fn absorb_report(&mut self, report: &RecoveryReport, located: &[Located]) {
+        let (named, all_named) = damaged_keys(report);
+        self.oracle.damaged.extend(named);
+        let mut unexplained = 0;
+        for damage in &report.damage {
+            // The blocks of the range in log order: from its start to the
+            // end of its segment, and from the end segment's first frame
+            // to its end (segments between belong to other streams or were
+            // collected).
+            let block =
+                |l: &engine::Location| self.segment_lba(l.segment) + u64::from(l.offset) / 4096;
+            let (first, end) = (
+                block(&damage.start),
+                block(&damage.end).max(block(&damage.start) + 1),
+            );
+            let blocks: Vec<u64> = if damage.start.segment == damage.end.segment {
+                (first..end).collect()
+            } else {
+                let start_end = self.segment_lba(damage.start.segment + 1);
+                let end_first = self.segment_lba(damage.end.segment) + 1;
+                (first..start_end)
+                    .chain(end_first..block(&damage.end))
+                    .collect()
+            };
+            let mut covered = BTreeSet::new();
+            for fault in located {
+                let (from, count) = fault.extent;
+                if (from..from + count)
+                    .any(|lba| blocks.contains(&lba) || (first..end).contains(&lba))
+                {
+                    covered.extend(from..from + count);
+                    self.oracle.damaged.extend(fault.keys.iter().cloned());
+                }
+            }
+            if !blocks.iter().all(|lba| covered.contains(lba)) {
+                unexplained += 1;
+                if std::env::var("VELTRIX_SIM_SEED").is_ok() {
+                    eprintln!("unexplained damage: LBAs {first}..{end}: {damage:?}");
+                }
+            }
+        }
+        if unexplained > 0 && !all_named {
+            if !self.oracle.weak_run {
+                self.counters.add("weak_fallback_runs", 1);
+                // Misdirected writes leave damage nobody can name from the
+                // image: the frame never reached its place.
+                if self.counters.get("misdirected_epochs") > 0 {
+                    self.counters
+                        .add("weak_fallback_runs_after_misdirected_writes", 1);
+                }
+            }
+            self.counters.add("weak_fallback_recoveries", 1);
+            self.oracle.weak_run = true;
+        }
+    }
+
+    /// Checks every key against the model after a recovery, then takes what
+    /// recovery shows as the acknowledged state.
+    pub fn check_recovery(&mut self) {
+        let keys: Vec<Vec<u8>> = self.model.keys.keys().cloned().collect();
+        let mut recovered: BTreeMap<Vec<u8>, Value> = BTreeMap::new();
+        for key in keys {
+            match self.get_now(&key) {
+                Ok(value) => {
+                    self.check_recovered(&key, &value);
+                    recovered.insert(key, value);
+                }
+                Err(e) => {
+                    if !self.faults_enabled() {
+                        self.violation(format!(
+                            "after recovery: get {} failed: {e}",
+                            show_key(&key)
+                        ));
+                    }
+                    self.counters.add("recovery_read_errors", 1);
+                    self.oracle.unknown.insert(key.clone());
+                    self.model.settle(&key, None);
+                }
+            }
+        }
+        self.check_batches(&recovered);
+        for (key, value) in recovered {
+            self.model.settle(&key, value);
+        }
+        self.counters
+            .add("recovery_keys_checked", self.model.keys.len() as u64);
+    }
+
+    fn check_recovered(&mut self, key: &[u8], value: &Value) {
+        let acceptable = self.model.acceptable(key);
+        if acceptable.contains(value) {
+            return;
+        }
+        if self.epoch.misdirected
+            && self
+                .model
+                .writes_since(key, self.epoch.first_write)
+                .next()
+                .is_some()
+        {
+            let before = self.epoch.start_acked.get(key).cloned().unwrap_or(None);
+            if *value == before
+                || self
+                    .model
+                    .writes_since(key, self.epoch.first_write)
+                    .any(|v| v == value)
+            {
+                self.counters.add("misdirect_lenient_keys", 1);
+                return;
+            }
+        }
+        if self.oracle.lossy(key) && self.model.ever_written(key, value) {
+            self.counters.add("weak_keys", 1);
+            return;
+        }
+        let why = if self.oracle.lossy(key) {
+            "never written"
+        } else {
+            "not acceptable"
+        };
+        self.violation(format!(
+            "after recovery: {} = {} ({why}), acceptable {}",
+            show_key(key),
+            show(value),
+            show_all(&acceptable)
+        ));
+    }
+
+    /// An unacknowledged batch is all or nothing: among its keys whose
+    /// batch state no other write could have produced, it shows on all or
+    /// on none.
+    fn check_batches(&mut self, recovered: &BTreeMap<Vec<u8>, Value>) {
+        let batches = std::mem::take(&mut self.model.batches);
+        for batch in &batches {
+            let clean = batch.ops.iter().all(|(k, _)| {
+                !self.oracle.lossy(k)
+                    && recovered.contains_key(k)
+                    && self.model.last_write(k) == Some(batch.write)
+            });
+            if !clean {
+                continue;
+            }
+            let mut shown = Vec::new();
+            for (key, value) in &batch.ops {
+                let m = &self.model.keys[key];
+                let others = std::iter::once(&m.acked).chain(
+                    m.maybe
+                        .iter()
+                        .filter(|(w, _)| *w != batch.write)
+                        .map(|(_, v)| v),
+                );
+                let distinct = others.into_iter().all(|v| v != value);
+                if distinct {
+                    shown.push(recovered[key] == *value);
+                }
+            }
+            let applied = shown.iter().filter(|s| **s).count();
+            if applied != 0 && applied != shown.len() {
+                self.violation(format!(
+                    "batch (write {}) torn: {applied} of {} distinguishable keys applied ({})",
+                    batch.write,
+                    shown.len(),
+                    batch
+                        .ops
+                        .iter()
+                        .map(|(k, _)| show_key(k))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            self.counters.add("batches_checked_at_recovery", 1);
+        }
+    }
+}

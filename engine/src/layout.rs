@@ -86,11 +86,22 @@ fn read_superblock_copy(
     namespace: &dyn Namespace,
     queue: &mut dyn QueuePair,
 ) -> Result<(Superblock, usize), OpenError> {
-    let lba_bytes = namespace.geometry().lba_bytes as usize;
-    let mut bytes = Vec::new();
-    blocking::read(namespace, queue, 0, lba_bytes * 2, &mut bytes).map_err(nvme::IoError::from)?;
-    let first = Superblock::decode(&bytes[..lba_bytes]);
-    let second = Superblock::decode(&bytes[lba_bytes..]);
+    // Each copy on its own: a block the device cannot read in one copy must
+    // not hide the other.
+    let first = read_one_copy(namespace, queue, SUPERBLOCK_LBAS[0]);
+    let second = read_one_copy(namespace, queue, SUPERBLOCK_LBAS[1]);
+    let (first, second) = match (first, second) {
+        (Ok(first), Ok(second)) => (first, second),
+        (Ok(Ok(a)), Err(e)) => {
+            tracing::error!("superblock copy B cannot be read ({e}); opening from copy A");
+            return Ok((a, 0));
+        }
+        (Err(e), Ok(Ok(b))) => {
+            tracing::error!("superblock copy A cannot be read ({e}); opening from copy B");
+            return Ok((b, 1));
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(OpenError::Io(e)),
+    };
     match (first, second) {
         (Ok(a), Ok(b)) => Ok(if b.generation > a.generation {
             (b, 1)
@@ -108,6 +119,25 @@ fn read_superblock_copy(
         }
         (Err(first), Err(second)) => Err(OpenError::SuperblockCorrupt { first, second }),
     }
+}
+
+/// Reads and decodes one superblock copy, retrying a failed read a few
+/// times (a transient error passes; a latent sector error does not).
+fn read_one_copy(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    lba: u64,
+) -> Result<Result<Superblock, DecodeError>, nvme::IoError> {
+    let lba_bytes = namespace.geometry().lba_bytes as usize;
+    let mut bytes = Vec::new();
+    let mut last = None;
+    for _ in 0..3 {
+        match blocking::read(namespace, queue, lba, lba_bytes, &mut bytes) {
+            Ok(()) => return Ok(Superblock::decode(&bytes)),
+            Err(e) => last = Some(nvme::IoError::from(e)),
+        }
+    }
+    Err(last.unwrap_or(nvme::IoError::Device { lba, errno: 5 }))
 }
 
 /// Checks the superblock against the namespace it was read from.

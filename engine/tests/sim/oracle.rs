@@ -27,13 +27,11 @@ use super::Sim;
 
 /// What recovery reports as damaged: the keys of records found in the
 /// damaged ranges, and whether every record there was identified.
-///
-/// TODO(merge): `engine::Damage` is gaining `keys: Vec<Vec<u8>>` and
-/// `complete: bool`; then this becomes
-/// `(report.damage.iter().flat_map(|d| d.keys.clone()).collect(),
-///   report.damage.iter().all(|d| d.complete))`.
 pub fn damaged_keys(report: &RecoveryReport) -> (BTreeSet<Vec<u8>>, bool) {
-    (BTreeSet::new(), report.damage.is_empty())
+    (
+        report.damage.iter().flat_map(|d| d.keys.clone()).collect(),
+        report.damage.iter().all(|d| d.complete),
+    )
 }
 
 /// The oracle's per-run state.

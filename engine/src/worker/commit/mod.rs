@@ -173,6 +173,9 @@ pub(crate) struct CommitPath {
     batch_last_seq: u64,
     /// Sequence number of the first record of the frame being committed.
     batch_first_seq: u64,
+    /// The first sequence number of a failed batch whose frame may be on the
+    /// media, until a later batch is durable at its place.
+    unresolved_from: Option<u64>,
 }
 
 impl CommitPath {
@@ -198,6 +201,7 @@ impl CommitPath {
             last_seq: tail.map_or(0, |t| t.last_seq),
             batch_last_seq: 0,
             batch_first_seq: 0,
+            unresolved_from: None,
         }
     }
 
@@ -275,11 +279,21 @@ impl CommitPath {
     /// worker's shards is applied to its index: one before the batch being
     /// committed, or, with none, the last one issued (`next_seq - 1`), since
     /// this worker issues its shards' numbers only for its own batches.
+    ///
+    /// Never at or above a failed batch's records while that batch is
+    /// unresolved: its frame may be durable (a write reported failed may
+    /// have landed, and any later flush on the namespace covers it) though
+    /// the index lacks it, and recovery must then treat it the same whether
+    /// it starts from a checkpoint or replays the whole log.
     pub(crate) fn applied_through(&self, next_seq: u64) -> u64 {
-        if self.state == State::Idle {
+        let through = if self.state == State::Idle {
             next_seq.saturating_sub(1)
         } else {
             self.batch_first_seq.saturating_sub(1)
+        };
+        match self.unresolved_from {
+            Some(first) => through.min(first.saturating_sub(1)),
+            None => through,
         }
     }
 
@@ -718,7 +732,9 @@ impl CommitPath {
             // EIO: the failure itself was reported to the path that flushed.
             let error = IoError::Flush { errno: 5 };
             core.fence(error.clone());
-            Self::fail_batch(core, EngineError::Fenced(error));
+            // Io, not Fenced: this batch was written and may be durable
+            // (`Fenced` promises a write that never reached the device).
+            Self::fail_batch(core, EngineError::Io(error));
             return;
         }
         core.shared.stats.flushes.fetch_add(1, Ordering::Relaxed);
@@ -728,6 +744,8 @@ impl CommitPath {
             .record(core.now_us.saturating_sub(core.commit.flush_started_us));
         core.commit.header_durable = true;
         core.commit.last_seq = core.commit.batch_last_seq;
+        // This frame (or the seal before it) went where the failed one was.
+        core.commit.unresolved_from = None;
         let sealed = core.commit.to_seal.take();
         let frame_offset = core.commit.tail.map_or(0, |t| t.offset);
         if let Some(tail) = &mut core.commit.tail {
@@ -752,6 +770,11 @@ impl CommitPath {
     }
 
     fn fail_batch(core: &mut WorkerCore, error: EngineError) {
+        // Until a later batch's frame (or seal) overwrites its place
+        // durably, the failed frame may be on the media.
+        core.commit
+            .unresolved_from
+            .get_or_insert(core.commit.batch_first_seq);
         core.commit.gc_done.finish(core.commit.gc_in_batch, true);
         core.commit.gc_in_batch = 0;
         core.commit.updates.clear();

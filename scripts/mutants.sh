@@ -59,7 +59,7 @@ mutation() {
 
 # shellcheck disable=SC2016 # the anchors and replacements are Rust, not shell
 {
-mutation ack-before-flush engine/src/worker/commit.rs 1 \
+mutation ack-before-flush engine/src/worker/commit/mod.rs 1 \
     'core.commit.state = State::Flushing;' \
     'core.replies.append(&mut core.commit.answers); core.commit.state = State::Flushing;' \
     '' \
@@ -71,9 +71,9 @@ mutation skip-record-checksum engine/src/format/record.rs 1 \
     'lib=format::record engine_file=a_flipped_bit' \
     'decode_record accepts a record whose crc does not hold'
 
-mutation truncate-instead-of-report engine/src/recovery.rs 1 \
-    'match next {' \
-    'match next.filter(|&n| damage_start.is_none() && clean_switch(n)) {' \
+mutation truncate-instead-of-report engine/src/log/walk.rs 1 \
+    'if let Some(pending) = self.pending.take() {' \
+    'if self.pending.is_some() { return; } if let Some(pending) = self.pending.take() {' \
     'inspect' \
     'recovery treats damage in the middle of a log as a torn tail: cuts the log there (and erases past it)'
 
@@ -83,7 +83,7 @@ mutation gc-free-before-durable engine/src/worker/gc.rs 1 \
     'gc' \
     'GC erases and releases its victim as soon as it has queued the relocations, before they are durable'
 
-mutation retry-failed-flush engine/src/worker/commit.rs 1 \
+mutation retry-failed-flush engine/src/worker/commit/mod.rs 1 \
     'if let Err(error) = result {' \
     'if let Err(error) = result { if true { tracing::warn!("retrying a failed flush: {error}"); core.submit(token(TAG_FLUSH, 0), Command::Flush); return; }' \
     '' \
@@ -95,7 +95,7 @@ mutation skip-frame-checksum engine/src/format/record.rs 1 \
     'lib=format::record inspect' \
     'verify_frame accepts a frame whose crc does not hold (torn frames pass as whole)'
 
-mutation keep-torn-tails engine/src/lib.rs 1 \
+mutation keep-torn-tails engine/src/open.rs 1 \
     'erase_torn_tails(namespace.as_ref(), queue.as_mut(), &layout, &recovered)?;' \
     'let _ = erase_torn_tails;' \
     'inspect' \
@@ -107,15 +107,15 @@ mutation reuse-generation engine/src/recovery.rs 1 \
     '' \
     'recovery ignores the superblock'"'"'s generation claim: a new life reuses generations the last one may have written'
 
-mutation gc-relocate-stale engine/src/worker/commit.rs 1 \
+mutation gc-relocate-stale engine/src/worker/commit/plan.rs 1 \
     'WriteKind::Relocate(pointer) => current == Some(pointer),' \
     'WriteKind::Relocate(_) => current.is_some(),' \
     'gc' \
     'the commit path writes a GC relocation without checking the index still points at the copied record'
 
 mutation checkpoint-watermark-off-by-one engine/src/recovery.rs 1 \
-    'record.seq <= watermarks[usize::from(shard(record.key))]' \
-    'record.seq <= watermarks[usize::from(shard(record.key))] + 1' \
+    'seq <= self.watermarks[usize::from(shard(key))]' \
+    'seq <= self.watermarks[usize::from(shard(key))] + 1' \
     'checkpoint' \
     'recovery from a checkpoint skips the first record above each shard'"'"'s watermark'
 
@@ -131,9 +131,9 @@ mutation read-skips-sequence-check engine/src/worker/read.rs 1 \
     'engine_file' \
     'the read path accepts a record whose sequence number is not the one the index expects (stale or misdirected)'
 
-mutation index-failed-flush engine/src/worker/commit.rs 1 \
-    'core.commit.fenced = Some(error.clone());' \
-    'core.commit.fenced = Some(error.clone()); for u in core.commit.updates.drain(..) { if let (Some(art), Some(p), None) = (core.shards.get_mut(&u.shard), u.pointer, u.expected) { let _ = art.insert(&u.key, p); } }' \
+mutation index-failed-flush engine/src/worker/commit/mod.rs 1 \
+    'core.shared.flush_failure();' \
+    'core.shared.flush_failure(); for u in core.commit.updates.drain(..) { if let (Some(art), Some(p), None) = (core.shards.get_mut(&u.shard), u.pointer, u.expected) { let _ = art.insert(&u.key, p); } }' \
     '' \
     'a failed flush still indexes its batch'"'"'s puts: reads serve writes that were never durable'
 }

@@ -87,6 +87,11 @@ pub(crate) fn find(
     let lba_bytes = layout.lba_bytes as usize;
     let mut slots = [Slot::Empty, Slot::Empty];
     let mut block = Vec::with_capacity(lba_bytes);
+    // Every read here is retried, so a transient error never makes a
+    // checkpoint look corrupt; what stays unreadable is named as such.
+    let mut io_trouble: Option<nvme::IoError> = None;
+    // Whether a root or body was read and found invalid.
+    let mut content_failure = false;
     for (slot, &lba) in slots.iter_mut().zip(ROOT_LBAS.iter()) {
         let mut unreadable = Vec::new();
         blocking::read_tolerant(
@@ -98,6 +103,9 @@ pub(crate) fn find(
             &mut unreadable,
         )
         .map_err(nvme::IoError::from)?;
+        if !unreadable.is_empty() {
+            io_trouble.get_or_insert(nvme::IoError::Device { lba, errno: 5 });
+        }
         *slot = if !unreadable.is_empty() {
             Slot::Corrupt(DecodeError::Invalid {
                 field: "unreadable root block",
@@ -121,6 +129,9 @@ pub(crate) fn find(
                 Err(e) => Slot::Corrupt(e),
             }
         };
+        if unreadable.is_empty() && matches!(slot, Slot::Corrupt(_)) {
+            content_failure = true;
+        }
     }
     let mut candidates: Vec<&Root> = slots
         .iter()
@@ -141,7 +152,16 @@ pub(crate) fn find(
                 });
                 break;
             }
-            Err(why) => {
+            Err(BodyError::Io(e)) => {
+                tracing::error!(
+                    generation = root.generation,
+                    "index checkpoint body cannot be read: {e}; trying the other slot"
+                );
+                failures.push(format!("checkpoint {}: {e}", root.generation));
+                io_trouble.get_or_insert(e);
+            }
+            Err(BodyError::Invalid(why)) => {
+                content_failure = true;
                 tracing::error!(
                     generation = root.generation,
                     "index checkpoint unusable: {why}; trying the other slot"
@@ -152,6 +172,25 @@ pub(crate) fn find(
     }
     let written = slots.iter().filter(|s| **s != Slot::Empty).count();
     if loaded.is_none() && written == 2 {
+        match io_trouble {
+            // Nothing was found invalid, and the device answers nothing at
+            // all (it reads no superblock either: a failing or vanished
+            // device). That is an I/O failure, not corruption: the open
+            // fails with it, and a later open may read the checkpoints.
+            Some(e) if !content_failure && !device_answers(namespace, queue) => {
+                tracing::error!(
+                    "no index checkpoint could be read and the device answers no reads ({})",
+                    failures.join("; ")
+                );
+                return Err(OpenError::Io(e));
+            }
+            // The device answers, but these blocks stay unreadable after
+            // retries: damaged media, reported as such.
+            Some(e) => failures.push(format!(
+                "the device could not read a checkpoint block ({e})"
+            )),
+            None => {}
+        }
         let describe = |s: &Slot| match s {
             Slot::Corrupt(e) => format!("root corrupt ({e})"),
             Slot::Valid(r) => format!("checkpoint {} unreadable", r.generation),
@@ -190,14 +229,14 @@ fn read_body(
     layout: &Layout,
     seed: u32,
     root: &Root,
-) -> Result<Body, String> {
+) -> Result<Body, BodyError> {
     let chunk = chunk_bytes(layout);
     if root.body_bytes > (root.segments.len() * chunk) as u64 {
-        return Err(format!(
+        return Err(BodyError::Invalid(format!(
             "body of {} bytes does not fit its {} segments",
             root.body_bytes,
             root.segments.len()
-        ));
+        )));
     }
     let mut body = Vec::with_capacity(root.body_bytes as usize);
     let mut data = Vec::new();
@@ -209,29 +248,72 @@ fn read_body(
         }
         let take = remaining.min(chunk);
         let bytes = lba_bytes + layout.pad(take);
-        blocking::read(
+        read_retrying(
             namespace,
             queue,
             layout.segment_lba(segment),
             bytes,
             &mut data,
         )
-        .map_err(|e| format!("reading segment {segment}: {:?}", nvme::IoError::from(e)))?;
+        .map_err(BodyError::Io)?;
         match SegmentHeader::decode_kind(&data, KIND_CHECKPOINT) {
             Ok(h) if h.segment == segment && h.generation == root.generation => {}
-            Ok(_) => return Err(format!("segment {segment} (part {i}) belongs elsewhere")),
-            Err(e) => return Err(format!("segment {segment} (part {i}) header: {e}")),
+            Ok(_) => {
+                return Err(BodyError::Invalid(format!(
+                    "segment {segment} (part {i}) belongs elsewhere"
+                )))
+            }
+            Err(e) => {
+                return Err(BodyError::Invalid(format!(
+                    "segment {segment} (part {i}) header: {e}"
+                )))
+            }
         }
         body.extend_from_slice(&data[lba_bytes..lba_bytes + take]);
     }
     let crc = crc32c::crc32c_append(seed, &body);
     if crc != root.body_crc {
-        return Err(format!(
+        return Err(BodyError::Invalid(format!(
             "body checksum mismatch: stored {:#010x}, computed {crc:#010x}",
             root.body_crc
-        ));
+        )));
     }
-    decode_body(&body).map_err(|e| format!("body: {e}"))
+    decode_body(&body).map_err(|e| BodyError::Invalid(format!("body: {e}")))
+}
+
+/// Whether the device reads anything: either superblock copy.
+fn device_answers(namespace: &dyn Namespace, queue: &mut dyn QueuePair) -> bool {
+    let lba_bytes = namespace.geometry().lba_bytes as usize;
+    crate::layout::SUPERBLOCK_LBAS
+        .iter()
+        .any(|&lba| read_retrying(namespace, queue, lba, lba_bytes, &mut Vec::new()).is_ok())
+}
+
+/// Why a checkpoint body could not be loaded.
+enum BodyError {
+    /// The device could not read it: nothing is known about its contents.
+    Io(nvme::IoError),
+    /// It was read and is not a valid body for its root.
+    Invalid(String),
+}
+
+/// A read, tried a few times: a transient error passes, a latent sector
+/// error does not.
+fn read_retrying(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    lba: u64,
+    bytes: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), nvme::IoError> {
+    let mut last = nvme::IoError::Device { lba, errno: 5 };
+    for _ in 0..3 {
+        match blocking::read(namespace, queue, lba, bytes, out) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = nvme::IoError::from(e),
+        }
+    }
+    Err(last)
 }
 
 /// Body bytes per checkpoint segment: all but its header block.

@@ -329,14 +329,7 @@ impl Checkpointer {
     /// Gives up on this checkpoint before its root was written: its
     /// segments go back (nothing refers to them).
     fn fail(&mut self, why: &str, root: Option<&Root>) {
-        tracing::error!(
-            generation = self.generation,
-            "index checkpoint failed: {why}"
-        );
-        self.shared
-            .stats
-            .checkpoint_failures
-            .fetch_add(1, Ordering::Relaxed);
+        self.count_failure(&format!("index checkpoint failed: {why}"));
         self.shared
             .checkpoints
             .collecting
@@ -351,14 +344,18 @@ impl Checkpointer {
     /// keeps honouring the old root, and no checkpoint is taken (none would
     /// overwrite the other slot) until the next open sorts it out.
     fn fence(&mut self, why: &str) {
-        tracing::error!(
-            generation = self.generation,
+        self.count_failure(&format!(
             "index checkpoint root not durable: {why}; no more checkpoints until restart"
-        );
+        ));
+        self.fenced = true;
+    }
+
+    /// Logs and counts a checkpoint that did not become durable.
+    fn count_failure(&self, message: &str) {
+        tracing::error!(generation = self.generation, "{message}");
         self.shared
             .stats
             .checkpoint_failures
             .fetch_add(1, Ordering::Relaxed);
-        self.fenced = true;
     }
 }

@@ -150,35 +150,11 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
 
     use super::*;
-    use crate::format::record::{begin_frame, encode_record, finish_frame, Record};
 
     const SEED: u32 = 7;
 
     fn segment_with_frame(keys: &[&[u8]]) -> Vec<u8> {
-        let mut frame = Vec::new();
-        begin_frame(&mut frame);
-        for (i, key) in keys.iter().enumerate() {
-            encode_record(
-                &mut frame,
-                &Record {
-                    kind: RecordKind::Put,
-                    seq: 10 + i as u64,
-                    segment: 3,
-                    key,
-                    value: b"value",
-                },
-                SEED,
-            );
-        }
-        let header = FrameHeader {
-            frame_bytes: frame.len() as u32,
-            record_count: keys.len() as u32,
-            segment_generation: 5,
-            segment: 3,
-            offset: 512,
-            first_seq: 10,
-        };
-        finish_frame(&mut frame, &header, SEED);
+        let frame = super::super::testing::frame(3, 5, 512, 10, keys, b"value", SEED);
         let mut data = vec![0u8; 4096];
         data[512..512 + frame.len()].copy_from_slice(&frame);
         data

@@ -10,6 +10,8 @@
 
 pub(crate) mod frame;
 pub(crate) mod read;
+#[cfg(test)]
+mod testing;
 pub(crate) mod walk;
 
 pub(crate) use frame::valid_frame_at;

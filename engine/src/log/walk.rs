@@ -280,7 +280,6 @@ impl StreamWalk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::record::{begin_frame, encode_record, finish_frame, Record, RecordKind};
 
     const SEED: u32 = 11;
     const LBA: usize = 512;
@@ -313,30 +312,16 @@ mod tests {
         /// Appends a frame of `keys` (one put each) from `first_seq`;
         /// returns its offset.
         fn frame(&mut self, first_seq: u64, keys: &[&str]) -> usize {
-            let mut frame = Vec::new();
-            begin_frame(&mut frame);
-            for (i, key) in keys.iter().enumerate() {
-                encode_record(
-                    &mut frame,
-                    &Record {
-                        kind: RecordKind::Put,
-                        seq: first_seq + i as u64,
-                        segment: self.at.segment,
-                        key: key.as_bytes(),
-                        value: b"v",
-                    },
-                    SEED,
-                );
-            }
-            let header = FrameHeader {
-                frame_bytes: frame.len() as u32,
-                record_count: keys.len() as u32,
-                segment_generation: self.at.generation,
-                segment: self.at.segment,
-                offset: self.offset as u32,
+            let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+            let frame = super::super::testing::frame(
+                self.at.segment,
+                self.at.generation,
+                self.offset as u32,
                 first_seq,
-            };
-            finish_frame(&mut frame, &header, SEED);
+                &keys,
+                b"v",
+                SEED,
+            );
             let at = self.offset;
             self.data[at..at + frame.len()].copy_from_slice(&frame);
             self.offset += LAYOUT.pad(frame.len());

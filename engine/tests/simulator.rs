@@ -79,6 +79,7 @@ fn options() -> Options {
         batches_over_pending_set_get: BATCHES_OVER_A_PENDING_SET_GET,
         tolerate_checkpoint_corrupt_on_open_io_errors:
             TOLERATE_CHECKPOINT_CORRUPT_ON_OPEN_IO_ERRORS,
+        moves: false,
     }
 }
 
@@ -101,12 +102,17 @@ fn full_exploration() -> bool {
 /// `VELTRIX_SIM_ALL` set, runs every seed and lists each failing one with
 /// its first violation).
 fn explore(class: &Class, seeds: &[u64], crashes: u32) -> (u64, Counters) {
+    explore_with(class, seeds, crashes, &options())
+}
+
+/// [`explore`] with other workload and oracle switches.
+fn explore_with(class: &Class, seeds: &[u64], crashes: u32, options: &Options) -> (u64, Counters) {
     let mut states = 0;
     let mut total = Counters::default();
     let mut failed = Vec::new();
     for &seed in seeds {
         let mut sim = Sim::new(seed, class.clone());
-        sim.options = options();
+        sim.options = options.clone();
         match class {
             Class::Full(_) => sim.run_full(),
             _ => sim.run(crashes, 400),
@@ -141,6 +147,36 @@ fn require(stats: &Counters, names: &[&str], at_least: u64) {
         assert!(
             stats.get(name) >= at_least,
             "{name} must fire at least {at_least} times:\n{stats:?}"
+        );
+    }
+}
+
+/// The workers' shard movers stepped like the runtime's threads drive
+/// them: shards move at random while requests run and crashes land, batches
+/// spread over workers gather their shards and commit atomically, and the
+/// caller-thread cache read path is checked (`sim/routing.rs`).
+#[test]
+fn shard_moves_and_cross_worker_batches_respect_the_model() {
+    let options = Options {
+        moves: true,
+        ..options()
+    };
+    let (states, stats) = explore_with(&Class::CrashOnly, &seeds(200), 20, &options);
+    eprintln!("shard-move simulation: {states} crash states\n{stats:?}");
+    if full_exploration() {
+        assert!(states >= 4_000, "explored only {states} crash states");
+        require(
+            &stats,
+            &[
+                "shard_moves_requested",
+                "shard_moves_landed",
+                "requests_forwarded",
+                "cross_worker_batches_accepted",
+                "acked_batches",
+                "crashes_with_shards_in_flight",
+                "cache_reads_hit",
+            ],
+            50,
         );
     }
 }

@@ -20,7 +20,7 @@ use nvme::{Command, Completion, IoError, Namespace, QueuePair};
 use crate::error::{EngineError, Location};
 use crate::index::Art;
 use crate::log::Tail;
-use crate::shard::shard;
+use crate::shard::shard as shard_of;
 use crate::stats::Stats;
 
 pub(crate) use crate::store::Shared;
@@ -582,12 +582,28 @@ impl WorkerCore {
     /// Gives up a shard's index, for moving it to another worker. Refused
     /// (`None`) while writes to the shard are waiting or in flight.
     pub fn release_shard(&mut self, shard_id: u16) -> Option<Art> {
-        if self.commit.touches_shard(shard_id) {
+        if self.shard_has_writes(shard_id) {
             return None;
         }
         let index = self.shards.remove(&shard_id)?;
         value_cache::lock(&self.cache).forget_shard(shard_id);
         Some(index)
+    }
+
+    /// Whether a write of `shard` is waiting or in flight anywhere in this
+    /// worker: in the commit path, parked behind a SET ... GET, or a SET ...
+    /// GET reading its old value (its put comes next).
+    fn shard_has_writes(&self, shard: u16) -> bool {
+        let parked = self.reads_after_commit.iter().any(|(_, op)| match op {
+            Op::Get(_) | Op::Exists(_) | Op::Scan(_) => false,
+            Op::Put(k, _) | Op::PutIf(k, _, _) | Op::PutGet(k, _) | Op::Delete(k) => {
+                shard_of(k) == shard
+            }
+            Op::Batch(ops) => ops.iter().any(|o| match o {
+                BatchOp::Put(k, _) | BatchOp::Delete(k) => shard_of(k) == shard,
+            }),
+        });
+        self.commit.touches_shard(shard) || parked || self.read.put_get_touches_shard(shard)
     }
 
     /// Takes over a shard's index.
@@ -624,6 +640,6 @@ impl WorkerCore {
     }
 
     pub(crate) fn shard_of(key: &[u8]) -> u16 {
-        shard(key)
+        shard_of(key)
     }
 }

@@ -114,6 +114,21 @@ impl ReadPath {
                     .any(|op| op.then_put.is_some() && op.key == key))
     }
 
+    /// Whether a SET ... GET of a key of `shard` is reading its old value
+    /// (its put comes next).
+    pub(crate) fn put_get_touches_shard(&self, shard: u16) -> bool {
+        self.put_gets > 0
+            && (self
+                .waiting
+                .iter()
+                .any(|(_, k, _, then)| then.is_some() && WorkerCore::shard_of(k) == shard)
+                || self
+                    .slots
+                    .iter()
+                    .flatten()
+                    .any(|op| op.then_put.is_some() && WorkerCore::shard_of(&op.key) == shard))
+    }
+
     /// Starts waiting reads while slots and buffers last.
     pub(crate) fn submit_waiting(core: &mut WorkerCore) -> bool {
         let layout = core.shared.layout;

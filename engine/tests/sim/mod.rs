@@ -17,6 +17,7 @@ pub mod full;
 pub mod injection;
 pub mod model;
 pub mod oracle;
+pub mod routing;
 pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -88,6 +89,10 @@ pub struct Options {
     /// `OpenError::CheckpointCorrupt` (counted) instead of failing with an
     /// I/O error.
     pub tolerate_checkpoint_corrupt_on_open_io_errors: bool,
+    /// Route requests through the workers' shard movers, move shards at
+    /// random, spread batches over workers, and read through the
+    /// caller-thread cache path (`routing.rs`).
+    pub moves: bool,
 }
 
 impl Default for Options {
@@ -95,6 +100,7 @@ impl Default for Options {
         Options {
             batches_over_pending_set_get: true,
             tolerate_checkpoint_corrupt_on_open_io_errors: false,
+            moves: false,
         }
     }
 }
@@ -153,6 +159,8 @@ pub struct Sim {
     pub batch_failed: bool,
     pub crash_states: u64,
     pub counters: Counters,
+    /// Shard movers, owner table and inboxes, when `options.moves`.
+    pub routing: Option<routing::Routing>,
 }
 
 pub const SEGMENT_BYTES: u64 = 64 << 10;
@@ -196,6 +204,7 @@ impl Sim {
             batch_failed: false,
             crash_states: 0,
             counters: Counters::default(),
+            routing: None,
         }
     }
 
@@ -325,6 +334,10 @@ impl Sim {
         self.count_site_duties(&report);
         self.cores = opened.cores;
         self.checkpointer = Some(opened.checkpointer);
+        self.routing = self
+            .options
+            .moves
+            .then(|| routing::Routing::new(self.cores.len()));
         self.check_recovery();
     }
 
@@ -363,6 +376,9 @@ impl Sim {
 
     pub fn owner(&self, key: &[u8]) -> usize {
         let shard = engine::shard::shard(key);
+        if let Some(routing) = &self.routing {
+            return usize::from(routing.owners.owner(shard));
+        }
         self.cores
             .iter()
             .position(|c| c.owns(shard))
@@ -399,11 +415,13 @@ impl Sim {
     }
 
     pub fn step_worker(&mut self, w: usize) {
+        self.deliver(w);
         let mut replies = Vec::new();
         self.cores[w].step(self.now_us, &mut replies);
         for (id, reply) in replies {
             self.handle_reply(id, reply);
         }
+        self.advance_mover(w);
     }
 
     /// Steps every worker until every request is answered (bounded).
@@ -460,6 +478,10 @@ impl Sim {
         {
             self.counters.add("crashes_during_checkpoint", 1);
         }
+        if self.routing.as_ref().is_some_and(|r| r.in_flight()) {
+            self.counters.add("crashes_with_shards_in_flight", 1);
+        }
+        self.routing = None;
         self.checkpointer = None;
         self.cores.clear();
         self.pending.clear();
@@ -510,6 +532,10 @@ impl Sim {
                 let w = self.rng.random_range(0..self.cores.len());
                 self.step_worker(w);
             }
+            8 if self.routing.is_some() => match self.rng.random_range(0..4) {
+                0 => self.request_move(),
+                _ => self.check_cache_read(),
+            },
             // Now and then, a GC storm: crashes then land in every phase of
             // collection, as well as in GC started on its own.
             9 if self.rng.random_range(0..16) == 0 => {

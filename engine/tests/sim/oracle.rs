@@ -106,6 +106,9 @@ impl Sim {
     }
 
     pub fn handle_reply(&mut self, id: u64, reply: Reply) {
+        if let Some(routing) = self.routing.as_mut() {
+            routing.release(id);
+        }
         let Some(p) = self.pending.remove(&id) else {
             return;
         };

@@ -66,6 +66,13 @@ impl Sim {
         };
         let key = self.keyspace[self.rng.random_range(0..KEYS)].clone();
         let roll = self.rng.random_range(0..100);
+        if self
+            .routing
+            .as_ref()
+            .is_some_and(|r| r.busy(std::slice::from_ref(&key)))
+        {
+            return;
+        }
         let Some((route, op, expect)) = self.request(roll, key) else {
             return;
         };
@@ -91,7 +98,7 @@ impl Sim {
         let owner = self.owner(&route);
         self.clients_busy.insert(client);
         self.pending.insert(id, Pending { client, expect });
-        self.cores[owner].accept(id, op, self.now_us);
+        self.submit(owner, id, op);
     }
 
     /// A request and what its reply is checked against; the first element
@@ -196,7 +203,15 @@ impl Sim {
         let mut candidates: Vec<Vec<u8>> = self
             .keyspace
             .iter()
-            .filter(|k| **k != first && self.owner(k) == owner && !pending_set_get.contains(k))
+            .filter(|k| {
+                **k != first
+                    && (self.routing.is_some() || self.owner(k) == owner)
+                    && !pending_set_get.contains(k)
+                    && !self
+                        .routing
+                        .as_ref()
+                        .is_some_and(|r| r.busy(std::slice::from_ref(*k)))
+            })
             .cloned()
             .collect();
         let tag = std::iter::once(&first)
@@ -237,7 +252,7 @@ impl Sim {
                 );
             }
         }
-        debug_assert!(keys.iter().all(|k| self.owner(k) == owner));
+        debug_assert!(self.routing.is_some() || keys.iter().all(|k| self.owner(k) == owner));
         for (key, value) in &model_ops {
             self.model.issue(write, key, value.clone());
         }

@@ -326,13 +326,24 @@ impl WorkerCore {
 
     /// Whether `op` must wait for a SET ... GET of one of its keys that is
     /// parked or reading its old value (requests of a key run in order).
+    ///
+    /// A parked write blocks later requests of its keys too: a batch parked
+    /// behind a SET ... GET of one of its keys must not be overtaken by a
+    /// later write of another of its keys.
     fn read_put_get_blocks(&self, op: &Op) -> bool {
+        let parked_write_of = |parked: &Op, key: &[u8]| match parked {
+            Op::Get(_) | Op::Exists(_) | Op::Scan(_) => false,
+            Op::Put(k, _) | Op::PutIf(k, _, _) | Op::PutGet(k, _) | Op::Delete(k) => k == key,
+            Op::Batch(ops) => ops.iter().any(|o| match o {
+                BatchOp::Put(k, _) | BatchOp::Delete(k) => k == key,
+            }),
+        };
         let blocks = |key: &[u8]| {
             self.read.put_get_pending(key)
                 || self
                     .reads_after_commit
                     .iter()
-                    .any(|(_, parked)| matches!(parked, Op::PutGet(k, _) if k == key))
+                    .any(|(_, parked)| parked_write_of(parked, key))
         };
         match op {
             Op::Get(key)

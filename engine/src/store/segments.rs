@@ -41,6 +41,14 @@ pub(crate) enum Purpose {
     Gc,
 }
 
+/// Deletes stop short of at most this many free segments, whatever the
+/// worker count: the reserve grows with the workers (GC needs a segment per
+/// worker to relocate into), and a store filled under fewer workers then
+/// reopened with more would otherwise refuse the deletes that make the
+/// garbage GC needs. Two segments still let GC make progress, one worker at
+/// a time.
+const DELETE_FLOOR_MAX: usize = 2;
+
 /// Free segments, used segments, and the generation counter.
 pub(crate) struct SegmentAllocator {
     pub free: BTreeSet<u32>,
@@ -60,7 +68,7 @@ impl SegmentAllocator {
     pub fn allocate(&mut self, stream: u16, min_seq: u64, purpose: Purpose) -> Option<(u32, u64)> {
         let floor = match purpose {
             Purpose::Write => self.reserve,
-            Purpose::Delete => self.reserve / 2,
+            Purpose::Delete => (self.reserve / 2).min(DELETE_FLOOR_MAX),
             Purpose::Gc => 0,
         };
         if self.free.len() <= floor {
@@ -228,6 +236,21 @@ mod tests {
         assert_eq!(a.allocate(0, 5, Purpose::Gc), None);
         a.release(2);
         assert_eq!(a.allocate(0, 6, Purpose::Gc), Some((2, 5)));
+    }
+
+    #[test]
+    fn deletes_stop_at_two_free_segments_whatever_the_reserve() {
+        // Reserve of a store opened with 4 workers: 10.
+        let mut a = allocator(4, 10);
+        assert_eq!(
+            a.allocate(0, 1, Purpose::Write),
+            None,
+            "user puts stop at the reserve"
+        );
+        assert!(a.allocate(0, 1, Purpose::Delete).is_some());
+        assert!(a.allocate(0, 2, Purpose::Delete).is_some());
+        assert_eq!(a.allocate(0, 3, Purpose::Delete), None, "two stay for GC");
+        assert!(a.allocate(0, 3, Purpose::Gc).is_some());
     }
 
     #[test]

@@ -211,3 +211,26 @@ fn frames_of(
     }
     frames
 }
+
+/// The log segment headers of this store on the durable image, each in its
+/// own place: (segment, generation, stream, prev_seq).
+pub fn durable_log_headers(namespace: &SimNamespace) -> Vec<(u32, u64, u16, u64)> {
+    let Some(sb) = [0u64, 1]
+        .iter()
+        .find_map(|&lba| Superblock::decode(&namespace.read_durable(lba)).ok())
+    else {
+        return Vec::new();
+    };
+    let segment_lbas = sb.segment_bytes / u64::from(sb.lba_bytes);
+    (1..sb.segment_count)
+        .filter_map(|segment| {
+            let block = namespace.read_durable(u64::from(segment) * segment_lbas);
+            match SegmentHeader::decode(&block) {
+                Ok(h) if h.uuid == sb.uuid && h.segment == segment => {
+                    Some((segment, h.generation, h.stream, h.prev_seq))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}

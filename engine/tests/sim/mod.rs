@@ -161,6 +161,9 @@ pub struct Sim {
     pub counters: Counters,
     /// Shard movers, owner table and inboxes, when `options.moves`.
     pub routing: Option<routing::Routing>,
+    /// Every log segment header seen on the durable image, by generation:
+    /// a generation names one segment's one life, never two.
+    pub generations: BTreeMap<u64, (u32, u16, u64)>,
 }
 
 pub const SEGMENT_BYTES: u64 = 64 << 10;
@@ -205,6 +208,7 @@ impl Sim {
             crash_states: 0,
             counters: Counters::default(),
             routing: None,
+            generations: BTreeMap::new(),
         }
     }
 
@@ -257,6 +261,7 @@ impl Sim {
     /// after an open under I/O faults or a power cut during an open) and
     /// checks every key the model knows against what recovery produced.
     pub fn recover(&mut self) {
+        self.check_generations();
         self.unchecked_tail_latent_errors();
         if let Class::Faults(classes) = &self.class {
             let (faults, cuts) = (classes.open_faults, classes.open_power_cuts);
@@ -339,6 +344,26 @@ impl Sim {
             .moves
             .then(|| routing::Routing::new(self.cores.len()));
         self.check_recovery();
+    }
+
+    /// "Generations are never reused" (ARCHITECTURE.md), checked directly on
+    /// the durable image: one generation, one segment header, for the whole
+    /// run.
+    fn check_generations(&mut self) {
+        for (segment, generation, stream, prev_seq) in disk::durable_log_headers(&self.namespace) {
+            let seen = *self
+                .generations
+                .entry(generation)
+                .or_insert((segment, stream, prev_seq));
+            if seen != (segment, stream, prev_seq) {
+                self.violation(format!(
+                    "generation {generation} reused: segment {segment} (stream {stream}, after seq \
+                     {prev_seq}), earlier segment {} (stream {}, after seq {})",
+                    seen.0, seen.1, seen.2
+                ));
+            }
+        }
+        self.counters.add("generations_checked", self.generations.len() as u64);
     }
 
     /// Draws a crash state, and counts superblock and root writes the

@@ -363,7 +363,8 @@ impl Sim {
                 ));
             }
         }
-        self.counters.add("generations_checked", self.generations.len() as u64);
+        self.counters
+            .add("generations_checked", self.generations.len() as u64);
     }
 
     /// Draws a crash state, and counts superblock and root writes the

@@ -127,6 +127,29 @@ pub(crate) fn write(
     Ok(())
 }
 
+/// Tries for a read that fails with a device error: a transient error
+/// passes, a latent sector error does not.
+const READ_TRIES: u32 = 3;
+
+/// Like [`read`], retrying a device error a few times. A refused command
+/// is not retried (it would be refused again).
+pub(crate) fn read_retrying(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    lba: u64,
+    bytes: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), BlockingError> {
+    let mut result = read(namespace, queue, lba, bytes, out);
+    for _ in 1..READ_TRIES {
+        match result {
+            Err(BlockingError::Io(_)) => result = read(namespace, queue, lba, bytes, out),
+            done => return done,
+        }
+    }
+    result
+}
+
 /// Like [`read`], but a block that cannot be read (after a few tries) is
 /// returned as zeroes and listed in `unreadable`, instead of failing the
 /// whole read: recovery reports such blocks as damage and carries on.
@@ -138,34 +161,21 @@ pub(crate) fn read_tolerant(
     out: &mut Vec<u8>,
     unreadable: &mut Vec<u64>,
 ) -> Result<(), BlockingError> {
-    const TRIES: u32 = 3;
-    for _ in 0..TRIES {
-        match read(namespace, queue, lba, bytes, out) {
-            Ok(()) => return Ok(()),
-            Err(BlockingError::Io(_)) => continue,
-            Err(refused) => return Err(refused),
-        }
+    match read_retrying(namespace, queue, lba, bytes, out) {
+        Err(BlockingError::Io(_)) => {}
+        done => return done,
     }
     let lba_bytes = namespace.geometry().lba_bytes as usize;
     let mut block = Vec::with_capacity(lba_bytes);
     let mut whole = Vec::with_capacity(bytes);
     for i in 0..(bytes / lba_bytes) as u64 {
-        let mut ok = false;
-        for _ in 0..TRIES {
-            match read(namespace, queue, lba + i, lba_bytes, &mut block) {
-                Ok(()) => {
-                    ok = true;
-                    break;
-                }
-                Err(BlockingError::Io(_)) => continue,
-                Err(refused) => return Err(refused),
+        match read_retrying(namespace, queue, lba + i, lba_bytes, &mut block) {
+            Ok(()) => whole.extend_from_slice(&block),
+            Err(BlockingError::Io(_)) => {
+                unreadable.push(lba + i);
+                whole.resize(whole.len() + lba_bytes, 0);
             }
-        }
-        if ok {
-            whole.extend_from_slice(&block);
-        } else {
-            unreadable.push(lba + i);
-            whole.resize(whole.len() + lba_bytes, 0);
+            Err(refused) => return Err(refused),
         }
     }
     *out = whole;

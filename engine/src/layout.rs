@@ -130,14 +130,8 @@ fn read_one_copy(
 ) -> Result<Result<Superblock, DecodeError>, nvme::IoError> {
     let lba_bytes = namespace.geometry().lba_bytes as usize;
     let mut bytes = Vec::new();
-    let mut last = None;
-    for _ in 0..3 {
-        match blocking::read(namespace, queue, lba, lba_bytes, &mut bytes) {
-            Ok(()) => return Ok(Superblock::decode(&bytes)),
-            Err(e) => last = Some(nvme::IoError::from(e)),
-        }
-    }
-    Err(last.unwrap_or(nvme::IoError::Device { lba, errno: 5 }))
+    blocking::read_retrying(namespace, queue, lba, lba_bytes, &mut bytes)?;
+    Ok(Superblock::decode(&bytes))
 }
 
 /// Checks the superblock against the namespace it was read from.

@@ -248,14 +248,14 @@ fn read_body(
         }
         let take = remaining.min(chunk);
         let bytes = lba_bytes + layout.pad(take);
-        read_retrying(
+        blocking::read_retrying(
             namespace,
             queue,
             layout.segment_lba(segment),
             bytes,
             &mut data,
         )
-        .map_err(BodyError::Io)?;
+        .map_err(|e| BodyError::Io(e.into()))?;
         match SegmentHeader::decode_kind(&data, KIND_CHECKPOINT) {
             Ok(h) if h.segment == segment && h.generation == root.generation => {}
             Ok(_) => {
@@ -284,9 +284,9 @@ fn read_body(
 /// Whether the device reads anything: either superblock copy.
 fn device_answers(namespace: &dyn Namespace, queue: &mut dyn QueuePair) -> bool {
     let lba_bytes = namespace.geometry().lba_bytes as usize;
-    crate::layout::SUPERBLOCK_LBAS
-        .iter()
-        .any(|&lba| read_retrying(namespace, queue, lba, lba_bytes, &mut Vec::new()).is_ok())
+    crate::layout::SUPERBLOCK_LBAS.iter().any(|&lba| {
+        blocking::read_retrying(namespace, queue, lba, lba_bytes, &mut Vec::new()).is_ok()
+    })
 }
 
 /// Why a checkpoint body could not be loaded.
@@ -295,25 +295,6 @@ enum BodyError {
     Io(nvme::IoError),
     /// It was read and is not a valid body for its root.
     Invalid(String),
-}
-
-/// A read, tried a few times: a transient error passes, a latent sector
-/// error does not.
-fn read_retrying(
-    namespace: &dyn Namespace,
-    queue: &mut dyn QueuePair,
-    lba: u64,
-    bytes: usize,
-    out: &mut Vec<u8>,
-) -> Result<(), nvme::IoError> {
-    let mut last = nvme::IoError::Device { lba, errno: 5 };
-    for _ in 0..3 {
-        match blocking::read(namespace, queue, lba, bytes, out) {
-            Ok(()) => return Ok(()),
-            Err(e) => last = nvme::IoError::from(e),
-        }
-    }
-    Err(last)
 }
 
 /// Body bytes per checkpoint segment: all but its header block.

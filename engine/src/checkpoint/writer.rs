@@ -75,19 +75,14 @@ impl Checkpointer {
         if !matches!(self.phase, Phase::Idle) || self.fenced {
             return false;
         }
-        if self.flush_failed() {
+        if self.shared.any_flush_failed() {
             // Nothing attempted, so nothing counted as a failure: no flush
             // could prove a checkpoint now, and the workers are fenced too.
             tracing::warn!("no index checkpoints until restart: a flush failed since open");
             self.fenced = true;
             return false;
         }
-        let mut collection = self
-            .shared
-            .checkpoints
-            .collection
-            .lock()
-            .expect("the checkpoint collection's lock is poisoned");
+        let mut collection = self.shared.checkpoints.collection();
         collection.sections = (0..SHARD_COUNT).map(|_| None).collect();
         collection.remaining = usize::from(SHARD_COUNT);
         drop(collection);
@@ -181,27 +176,17 @@ impl Checkpointer {
             self.shared.flush_failure();
             return Err(format!("flush: {:?}", nvme::IoError::from(e)));
         }
-        if self.flush_failed() {
+        if self.shared.any_flush_failed() {
             return Err("flush proves nothing: another flush failed since open".to_string());
         }
         Ok(())
-    }
-
-    /// Whether a flush on the namespace failed since open (any path's).
-    fn flush_failed(&self) -> bool {
-        self.shared.any_flush_failed()
     }
 
     /// Builds the body from the collected sections and the segment table,
     /// and takes segments for it.
     fn assemble(&mut self) -> Result<(Root, Vec<u8>), String> {
         let sections = {
-            let mut collection = self
-                .shared
-                .checkpoints
-                .collection
-                .lock()
-                .expect("the checkpoint collection's lock is poisoned");
+            let mut collection = self.shared.checkpoints.collection();
             std::mem::take(&mut collection.sections)
         };
         let mut body = Vec::new();
@@ -300,11 +285,7 @@ impl Checkpointer {
         let slot = (root.generation % 2) as usize;
         // Durable bookkeeping: skipping it on a poisoned lock would leave GC
         // honouring a root that is gone.
-        self.shared
-            .checkpoints
-            .bases
-            .lock()
-            .expect("lock is poisoned")[slot] = Base::Watermark(root.watermark_min);
+        self.shared.checkpoints.bases()[slot] = Base::Watermark(root.watermark_min);
         self.shared
             .segments()
             .install_checkpoint(slot, root.segments.clone());

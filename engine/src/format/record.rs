@@ -81,6 +81,16 @@ pub fn encode_record(out: &mut Vec<u8>, record: &Record<'_>, seed: u32) {
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// The key length and the whole length of the record at the start of
+/// `bytes`, read from its header without verifying anything (for naming
+/// what a damaged record held); `None` when the header is cut short.
+pub fn record_extent(bytes: &[u8]) -> Option<(usize, usize)> {
+    need(bytes, RECORD_HEADER_BYTES).ok()?;
+    let key_len = usize::from(u16_at(bytes, 6));
+    let value_len = u32_at(bytes, 8) as usize;
+    Some((key_len, record_bytes(key_len, value_len)))
+}
+
 /// Decodes and verifies the record at the start of `bytes`, returning it and
 /// its length.
 pub fn decode_record(bytes: &[u8], seed: u32) -> Result<(Record<'_>, usize), DecodeError> {
@@ -95,9 +105,10 @@ pub fn decode_record(bytes: &[u8], seed: u32) -> Result<(Record<'_>, usize), Dec
             })
         }
     };
-    let key_len = usize::from(u16_at(bytes, 6));
-    let value_len = u32_at(bytes, 8) as usize;
-    let len = record_bytes(key_len, value_len);
+    let (key_len, len) = record_extent(bytes).ok_or(DecodeError::Truncated {
+        need: RECORD_HEADER_BYTES,
+        have: bytes.len(),
+    })?;
     need(bytes, len)?;
     check_crc_seeded(u32_at(bytes, 0), seed, &[&bytes[4..len]])?;
     let key_start = RECORD_HEADER_BYTES;

@@ -8,7 +8,7 @@
 //! be told apart (recovery salvages them, `inspect` reports them).
 
 use crate::format::record::{
-    decode_frame_header, decode_record, record_bytes, verify_frame, FrameHeader, RecordKind,
+    decode_frame_header, decode_record, record_extent, verify_frame, FrameHeader, RecordKind,
     RECORD_HEADER_BYTES,
 };
 use crate::format::DecodeError;
@@ -117,10 +117,9 @@ pub(crate) fn examine(
                 verified: Ok(record.kind),
             },
             Err(e) => {
-                let key_len = usize::from(u16::from_le_bytes([bytes[6], bytes[7]]));
-                let value_len =
-                    u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
-                let length = record_bytes(key_len, value_len);
+                let Some((key_len, length)) = record_extent(bytes) else {
+                    break;
+                };
                 if key_len == 0 || length > bytes.len() {
                     break;
                 }
@@ -179,7 +178,9 @@ mod tests {
     fn examine_names_the_records_of_a_damaged_frame() {
         let mut data = segment_with_frame(&[b"a", b"bb", b"ccc"]);
         // Flip a value byte of the second record.
-        let second = 512 + crate::format::record::FRAME_HEADER_BYTES + record_bytes(1, 5);
+        let second = 512
+            + crate::format::record::FRAME_HEADER_BYTES
+            + crate::format::record::record_bytes(1, 5);
         data[second + RECORD_HEADER_BYTES + 2 + 1] ^= 1;
         assert!(valid_frame_at(&data, 3, 5, 512, 9, SEED).is_none());
         let Invalid::Damaged(frame) = examine(&data, 3, 5, 512, 512, 9, SEED) else {

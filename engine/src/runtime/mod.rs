@@ -282,17 +282,13 @@ impl Engine {
         let Some(first) = ops.first() else {
             return Ok(());
         };
-        let first_key = match first {
-            BatchOp::Put(k, _) | BatchOp::Delete(k) => k.clone(),
-        };
+        let first_key = first.key().to_vec();
         // Gather every shard of the batch on the first key's worker.
         loop {
             let target = self.router.owner(shard(&first_key));
             let strays: Vec<u16> = ops
                 .iter()
-                .map(|op| match op {
-                    BatchOp::Put(k, _) | BatchOp::Delete(k) => shard(k),
-                })
+                .map(|op| shard(op.key()))
                 .filter(|&s| self.router.owner(s) != target)
                 .collect();
             if strays.is_empty() {

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use crate::index::Art;
 use crate::shard::{shard, SHARD_COUNT};
-use crate::worker::{BatchOp, Op, WorkerCore};
+use crate::worker::{Op, WorkerCore};
 
 /// Which worker owns each shard: read by every thread, changed only by a
 /// move.
@@ -77,24 +77,14 @@ pub enum Effect<R, D> {
     MoveDone(D),
 }
 
-/// The shards `op` touches (a batch may touch several; a scan names one).
-pub fn op_shards(op: &Op) -> Vec<u16> {
-    match op {
-        Op::Get(k)
-        | Op::Exists(k)
-        | Op::Put(k, _)
-        | Op::PutIf(k, _, _)
-        | Op::PutGet(k, _)
-        | Op::Delete(k) => vec![shard(k)],
-        Op::Scan(shard_id) => vec![*shard_id],
-        Op::Batch(ops) => ops.iter().map(|o| shard(batch_key(o))).collect(),
-    }
-}
-
-fn batch_key(op: &BatchOp) -> &[u8] {
-    match op {
-        BatchOp::Put(k, _) | BatchOp::Delete(k) => k,
-    }
+/// The shards `op` touches (a batch may touch several; a scan names one),
+/// without allocating: routing runs for every request.
+fn op_shards(op: &Op) -> impl Iterator<Item = u16> + '_ {
+    let scanned = match op {
+        Op::Scan(shard_id) => Some(*shard_id),
+        _ => None,
+    };
+    op.keys().map(shard).chain(scanned)
 }
 
 /// One worker's side of routing and moves.
@@ -133,8 +123,7 @@ impl<R, D> ShardMover<R, D> {
         reply: R,
         effects: &mut Vec<Effect<R, D>>,
     ) {
-        let shards = op_shards(&op);
-        let Some(&first) = shards.first() else {
+        let Some(first) = op_shards(&op).next() else {
             // An empty batch: nothing to route; the core answers it.
             effects.push(Effect::Accept { op, reply });
             return;
@@ -155,7 +144,7 @@ impl<R, D> ShardMover<R, D> {
             self.held.push((op, reply));
             return;
         }
-        if matches!(op, Op::Batch(_)) && self.gather(core, owners, &shards, effects) {
+        if matches!(op, Op::Batch(_)) && self.gather(core, owners, &op, effects) {
             self.held.push((op, reply));
             return;
         }
@@ -168,11 +157,11 @@ impl<R, D> ShardMover<R, D> {
         &mut self,
         core: &WorkerCore,
         owners: &Owners,
-        shards: &[u16],
+        batch: &Op,
         effects: &mut Vec<Effect<R, D>>,
     ) -> bool {
         let mut missing = false;
-        for &s in shards {
+        for s in op_shards(batch) {
             if core.owns(s) && !self.moving.contains_key(&s) {
                 continue;
             }
@@ -188,8 +177,8 @@ impl<R, D> ShardMover<R, D> {
             }
         }
         if !missing {
-            for s in shards {
-                self.gathering.remove(s);
+            for s in op_shards(batch) {
+                self.gathering.remove(&s);
             }
         }
         missing
@@ -274,16 +263,14 @@ impl<R, D> ShardMover<R, D> {
 
     /// Whether every shard `op` needs is here and staying.
     fn ready(&self, core: &WorkerCore, op: &Op) -> bool {
-        op_shards(op)
-            .iter()
-            .all(|&s| core.owns(s) && !self.moving.contains_key(&s))
+        op_shards(op).all(|s| core.owns(s) && !self.moving.contains_key(&s))
     }
 
     /// Whether the shard `op` is routed by (a batch's first key's) has left
     /// for another worker: the request follows it.
     fn gone(&self, core: &WorkerCore, owners: &Owners, op: &Op) -> bool {
         op_shards(op)
-            .first()
-            .is_some_and(|&s| !core.owns(s) && owners.owner(s) != self.worker)
+            .next()
+            .is_some_and(|s| !core.owns(s) && owners.owner(s) != self.worker)
     }
 }

@@ -230,9 +230,11 @@ impl WorkerThread {
         self.apply_effects();
     }
 
-    /// Carries out what the mover decided.
+    /// Carries out what the mover decided. The buffer is put back with its
+    /// capacity: this runs for every request, and must not allocate.
     fn apply_effects(&mut self) {
-        for effect in std::mem::take(&mut self.effects) {
+        let mut effects = std::mem::take(&mut self.effects);
+        for effect in effects.drain(..) {
             match effect {
                 Effect::Send { to, message } => self.outbox.push((to, Envelope::Mover(message))),
                 Effect::Accept { op, reply } => {
@@ -248,6 +250,7 @@ impl WorkerThread {
                 }
             }
         }
+        self.effects = effects;
     }
 
     fn send_replies(&mut self) {

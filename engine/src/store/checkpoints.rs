@@ -3,7 +3,7 @@
 //! durably (which GC must honour).
 
 use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// What one root slot holds, as far as GC must care: a full replay of the
 /// log (no checkpoint), or a checkpoint with its lowest watermark.
@@ -33,10 +33,10 @@ impl Base {
 pub(crate) struct Checkpoints {
     /// Whether workers should copy their shards now.
     pub collecting: AtomicBool,
-    pub collection: Mutex<Collection>,
+    collection: Mutex<Collection>,
     /// What each root slot holds durably: GC keeps what recovery from
     /// either would need.
-    pub bases: Mutex<[Base; 2]>,
+    bases: Mutex<[Base; 2]>,
 }
 
 impl Checkpoints {
@@ -48,11 +48,24 @@ impl Checkpoints {
         }
     }
 
-    /// Whether a delete record is still needed by either slot's recovery.
-    pub(crate) fn needs_delete(&self, seq: u64, min_seq_elsewhere: u64) -> bool {
+    /// The shard copies being collected. A poisoned lock is fatal, as for
+    /// the segment table: skipping this bookkeeping is worse than stopping.
+    pub(crate) fn collection(&self) -> MutexGuard<'_, Collection> {
+        self.collection
+            .lock()
+            .expect("the checkpoint collection's lock is poisoned")
+    }
+
+    /// What each root slot holds durably (poisoned: fatal).
+    pub(crate) fn bases(&self) -> MutexGuard<'_, [Base; 2]> {
         self.bases
             .lock()
             .expect("the checkpoint bases' lock is poisoned")
+    }
+
+    /// Whether a delete record is still needed by either slot's recovery.
+    pub(crate) fn needs_delete(&self, seq: u64, min_seq_elsewhere: u64) -> bool {
+        self.bases()
             .iter()
             .any(|b| b.needs_delete(seq, min_seq_elsewhere))
     }

@@ -52,6 +52,28 @@ pub enum Op {
     Scan(u16),
 }
 
+impl Op {
+    /// The keys the request names (none for a scan).
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        let (one, batch): (Option<&[u8]>, &[BatchOp]) = match self {
+            Op::Get(k)
+            | Op::Exists(k)
+            | Op::Put(k, _)
+            | Op::PutIf(k, _, _)
+            | Op::PutGet(k, _)
+            | Op::Delete(k) => (Some(k), &[]),
+            Op::Scan(_) => (None, &[]),
+            Op::Batch(ops) => (None, ops),
+        };
+        one.into_iter().chain(batch.iter().map(BatchOp::key))
+    }
+
+    /// Whether the request writes its keys.
+    pub fn writes(&self) -> bool {
+        !matches!(self, Op::Get(_) | Op::Exists(_) | Op::Scan(_))
+    }
+}
+
 /// The condition of a conditional put.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Condition {
@@ -331,32 +353,13 @@ impl WorkerCore {
     /// behind a SET ... GET of one of its keys must not be overtaken by a
     /// later write of another of its keys.
     fn read_put_get_blocks(&self, op: &Op) -> bool {
-        let parked_write_of = |parked: &Op, key: &[u8]| match parked {
-            Op::Get(_) | Op::Exists(_) | Op::Scan(_) => false,
-            Op::Put(k, _) | Op::PutIf(k, _, _) | Op::PutGet(k, _) | Op::Delete(k) => k == key,
-            Op::Batch(ops) => ops.iter().any(|o| match o {
-                BatchOp::Put(k, _) | BatchOp::Delete(k) => k == key,
-            }),
-        };
-        let blocks = |key: &[u8]| {
+        op.keys().any(|key| {
             self.read.put_get_pending(key)
                 || self
                     .reads_after_commit
                     .iter()
-                    .any(|(_, parked)| parked_write_of(parked, key))
-        };
-        match op {
-            Op::Get(key)
-            | Op::Exists(key)
-            | Op::Put(key, _)
-            | Op::PutIf(key, _, _)
-            | Op::Delete(key)
-            | Op::PutGet(key, _) => blocks(key),
-            Op::Batch(ops) => ops.iter().any(|o| match o {
-                BatchOp::Put(key, _) | BatchOp::Delete(key) => blocks(key),
-            }),
-            Op::Scan(_) => false,
-        }
+                    .any(|(_, parked)| parked.writes() && parked.keys().any(|k| k == key))
+        })
     }
 
     /// Advances the state machine: reaps completions, retries deferred
@@ -393,9 +396,7 @@ impl WorkerCore {
         const KEYS_PER_STEP: usize = 16 << 10;
         let checkpoints = &self.shared.checkpoints;
         let wanted = checkpoints
-            .collection
-            .lock()
-            .expect("the checkpoint collection's lock is poisoned")
+            .collection()
             .wanted(self.shards.keys().copied(), usize::MAX);
         let mut keys = 0;
         let wanted: Vec<u16> = wanted
@@ -421,10 +422,7 @@ impl WorkerCore {
                 copies.push((shard, section));
             }
         }
-        let mut collection = checkpoints
-            .collection
-            .lock()
-            .expect("the checkpoint collection's lock is poisoned");
+        let mut collection = checkpoints.collection();
         for (shard, section) in copies {
             if collection.deposit(shard, watermark, section) {
                 checkpoints.collecting.store(false, Ordering::Release);
@@ -605,15 +603,10 @@ impl WorkerCore {
     /// worker: in the commit path, parked behind a SET ... GET, or a SET ...
     /// GET reading its old value (its put comes next).
     fn shard_has_writes(&self, shard: u16) -> bool {
-        let parked = self.reads_after_commit.iter().any(|(_, op)| match op {
-            Op::Get(_) | Op::Exists(_) | Op::Scan(_) => false,
-            Op::Put(k, _) | Op::PutIf(k, _, _) | Op::PutGet(k, _) | Op::Delete(k) => {
-                shard_of(k) == shard
-            }
-            Op::Batch(ops) => ops.iter().any(|o| match o {
-                BatchOp::Put(k, _) | BatchOp::Delete(k) => shard_of(k) == shard,
-            }),
-        });
+        let parked = self
+            .reads_after_commit
+            .iter()
+            .any(|(_, op)| op.writes() && op.keys().any(|k| shard_of(k) == shard));
         self.commit.touches_shard(shard) || parked || self.read.put_get_touches_shard(shard)
     }
 

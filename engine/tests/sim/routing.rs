@@ -75,25 +75,6 @@ impl Routing {
     }
 }
 
-/// The keys an operation touches.
-pub fn op_keys(op: &Op) -> Vec<Vec<u8>> {
-    match op {
-        Op::Get(k)
-        | Op::Exists(k)
-        | Op::Put(k, _)
-        | Op::PutIf(k, _, _)
-        | Op::PutGet(k, _)
-        | Op::Delete(k) => vec![k.clone()],
-        Op::Scan(_) => Vec::new(),
-        Op::Batch(ops) => ops
-            .iter()
-            .map(|o| match o {
-                engine::BatchOp::Put(k, _) | engine::BatchOp::Delete(k) => k.clone(),
-            })
-            .collect(),
-    }
-}
-
 impl Sim {
     /// Hands a request to the worker the owner table names: through its
     /// mover when routing is on, straight to its core otherwise.
@@ -102,7 +83,7 @@ impl Sim {
             self.cores[owner].accept(id, op, self.now_us);
             return;
         };
-        routing.claim(id, op_keys(&op));
+        routing.claim(id, op.keys().map(<[u8]>::to_vec).collect());
         let mut effects = Vec::new();
         routing.movers[owner].request(&self.cores[owner], &routing.owners, op, id, &mut effects);
         self.apply_effects(owner, effects);
@@ -172,11 +153,9 @@ impl Sim {
     /// engine opened (shard `s` starts on worker `s % workers`).
     fn spans_workers(&self, ops: &[engine::BatchOp]) -> bool {
         let workers = self.cores.len();
-        let mut homes = ops.iter().map(|o| match o {
-            engine::BatchOp::Put(k, _) | engine::BatchOp::Delete(k) => {
-                usize::from(engine::shard::shard(k)) % workers
-            }
-        });
+        let mut homes = ops
+            .iter()
+            .map(|o| usize::from(engine::shard::shard(o.key())) % workers);
         let first = homes.next();
         homes.any(|h| Some(h) != first)
     }

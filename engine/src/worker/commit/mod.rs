@@ -47,7 +47,8 @@ pub enum BatchOp {
 }
 
 impl BatchOp {
-    pub(super) fn key(&self) -> &[u8] {
+    /// The key it writes.
+    pub fn key(&self) -> &[u8] {
         match self {
             BatchOp::Put(key, _) | BatchOp::Delete(key) => key,
         }

@@ -131,6 +131,21 @@ mutation read-skips-sequence-check engine/src/worker/read.rs 1 \
     'engine_file' \
     'the read path accepts a record whose sequence number is not the one the index expects (stale or misdirected)'
 
+mutation cut-tail-silently engine/src/recovery.rs 1 \
+    'if let Some(torn) = end.torn.as_ref().filter(|_| end.torn_written) {' \
+    'if let Some(torn) = end.torn.as_ref().filter(|_| false) {' \
+    '' \
+    'recovery cuts a log end that holds something written (maybe a damaged last acknowledged frame) without reporting it'
+mutation erase-cut-evidence engine/src/recovery.rs 1 \
+    'let keep = if end.torn_written {' \
+    'let keep = if false {' \
+    '' \
+    'open erases all of a reported cut, so an open that fails after its erase leaves the next one nothing to report'
+mutation orphan-damaged-first-frame engine/src/log/walk.rs 1 \
+    '|| !first.is_unwritten(segment.segment, segment.generation)' \
+    '|| false' \
+    '' \
+    'after a clean end of a segment, a next segment whose first frame is damaged is taken for an orphan (its header erased)'
 mutation index-failed-flush engine/src/worker/commit/mod.rs 1 \
     'core.shared.flush_failure();' \
     'core.shared.flush_failure(); for u in core.commit.updates.drain(..) { if let (Some(art), Some(p), None) = (core.shards.get_mut(&u.shard), u.pointer, u.expected) { let _ = art.insert(&u.key, p); } }' \

@@ -324,6 +324,25 @@ impl Daemon {
                     .collect::<Vec<_>>()
             );
         }
+        for torn in &report.torn_tails {
+            let named = if torn.complete {
+                "every record in it named"
+            } else {
+                "records in it may be unnamed"
+            };
+            tracing::warn!(
+                "log of stream {} cut at {}: {}; the remains of a group commit in flight at the \
+                 crash, or, if it was acknowledged, damaged since; keys found in it: {:?} ({named})",
+                torn.stream,
+                torn.at,
+                torn.found,
+                torn.keys
+                    .iter()
+                    .take(16)
+                    .map(|k| String::from_utf8_lossy(k))
+                    .collect::<Vec<_>>()
+            );
+        }
         if let Ok(mut slot) = engine_slot.lock() {
             *slot = Some(Arc::new(EngineView {
                 handle: engine.handle(),

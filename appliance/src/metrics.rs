@@ -351,6 +351,11 @@ fn engine_families(e: &mut Exposition, view: &EngineView) {
         view.report.damage.len(),
     );
     e.gauge(
+        "veltrix_recovery_torn_tails",
+        "Log ends the last open cut: group commits in flight at the crash, or damaged last acknowledged frames.",
+        view.report.torn_tails.len(),
+    );
+    e.gauge(
         "veltrix_recovery_checkpoint",
         "Generation of the index checkpoint the last open started from (0: none).",
         view.report.checkpoint.unwrap_or(0),

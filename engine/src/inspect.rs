@@ -349,7 +349,7 @@ pub fn inspect(
                 &mut block,
             )
             .map_err(io)?;
-            for offset in unreadable {
+            for &offset in &unreadable {
                 let problem = tally.problem(
                     ProblemKind::Unreadable,
                     header.segment,
@@ -358,24 +358,30 @@ pub fn inspect(
                 );
                 tally.report.problems.push(problem);
             }
-            walk.segment(SegmentRef::from(header), &block, &mut |event| match event {
-                Event::Frame { header, bytes, .. } => tally.frame(&header, bytes),
-                Event::Damage(gap) => {
-                    let problems = tally.describe(&gap);
-                    tally.report.problems.extend(problems);
-                }
-            });
+            walk.segment(
+                SegmentRef::from(header),
+                &block,
+                &unreadable,
+                &mut |event| match event {
+                    Event::Frame { header, bytes, .. } => tally.frame(&header, bytes),
+                    Event::Damage(gap) => {
+                        let problems = tally.describe(&gap);
+                        tally.report.problems.extend(problems);
+                    }
+                },
+            );
             done += 1;
             progress(total.min(done + tally.report.segments_free), total);
         }
         let end = walk.finish();
-        // Zeroes after the last frame are the log's normal end; anything
-        // else there is a torn tail, not damage.
-        if let Some(torn) = end.torn.filter(|t| t.first != Invalid::Zeroes) {
+        // Zeroes or an earlier use's leftovers after the last frame are the
+        // log's normal end; anything else there is what recovery cuts and
+        // reports as a torn tail.
+        if let Some(torn) = end.torn.filter(|_| end.torn_written) {
             for mut p in tally.describe(&torn) {
                 p.kind = ProblemKind::TornTail;
                 p.detail = format!(
-                    "{} (at the end of the log: the torn remains of an unacknowledged group commit, erased at the next open; if the last acknowledged write is missing, it was damaged)",
+                    "{} (at the end of the log: the torn remains of an unacknowledged group commit, cut and reported at the next open; if it was acknowledged, the medium damaged it)",
                     p.detail
                 );
                 tally.report.problems.push(p);
@@ -472,6 +478,7 @@ impl Tally<'_> {
             Invalid::NoHeader(e) => {
                 return vec![frame_problem(format!("no valid frame header: {e}"))]
             }
+            Invalid::Unreadable => return vec![frame_problem("the block cannot be read".into())],
             Invalid::Misplaced(frame) => {
                 return vec![frame_problem(format!(
                 "frame header names segment {} generation {} offset {} ({} bytes): not this place",

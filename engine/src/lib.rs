@@ -37,7 +37,7 @@ pub use config::{EngineConfig, FormatOptions};
 pub use error::{EngineError, Location, OpenError};
 pub use layout::{format, Layout};
 pub use open::{open_workers, Opened, RecoveryReport};
-pub use recovery::Damage;
+pub use recovery::{Damage, TornTail};
 pub use runtime::mover;
 pub use runtime::{Engine, EngineHandle, Frontend, Submitter, Wake, WorkerThread};
 pub use store::Space;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use nvme::Namespace;
 
-use crate::recovery::Damage;
+use crate::recovery::{Damage, TornTail};
 use crate::{blocking, checkpoint, format, index, layout, recovery, shard, stats, store};
 use crate::{Checkpointer, EngineConfig, Layout, OpenError, WorkerCore};
 
@@ -25,6 +25,9 @@ pub struct RecoveryReport {
     pub index_bytes: u64,
     /// Corrupt ranges found in the middle of a log.
     pub damage: Vec<Damage>,
+    /// Log ends cut: the remains of a group commit in flight at the crash,
+    /// or a damaged last acknowledged frame (see [`TornTail`]).
+    pub torn_tails: Vec<TornTail>,
     /// The store's layout.
     pub layout: Layout,
     /// The index checkpoint recovery started from (its generation), if any.
@@ -205,6 +208,7 @@ pub fn open_workers(
         keys,
         index_bytes,
         damage: recovered.damage.clone(),
+        torn_tails: recovered.torn_tails.clone(),
         layout,
         checkpoint: loaded_generation,
         segments_skipped: recovered.skipped,

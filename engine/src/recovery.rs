@@ -57,6 +57,28 @@ pub struct Damage {
     pub complete: bool,
 }
 
+/// The end of a log that recovery cut: something written in the segment's
+/// current use, where no valid frame follows. It is the remains of the group
+/// commit in flight at a crash (never acknowledged), or the last acknowledged
+/// frame, damaged since (bit rot, a misdirected write, a torn rewrite): with
+/// one copy and nothing written after it, the two cannot be told apart. So
+/// recovery cuts it (the stream appends there; open erases it) and reports
+/// it with the keys it can still name, never silently.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// The stream (worker) whose log ends there.
+    pub stream: u16,
+    /// Where the log now ends: the first byte cut.
+    pub at: Location,
+    /// Keys of the records found in the cut frame (none when its header
+    /// cannot be read).
+    pub keys: Vec<Vec<u8>>,
+    /// Whether `keys` names every record the cut frame held.
+    pub complete: bool,
+    /// What was found there, for the log and the operator.
+    pub found: String,
+}
+
 /// What recovery found.
 pub(crate) struct Recovered {
     pub index: Vec<Art>,
@@ -79,6 +101,8 @@ pub(crate) struct Recovered {
     /// Segments opened after a stream's tail whose frames never became
     /// durable: their headers are zeroed and they go back to the free list.
     pub orphans: Vec<u32>,
+    /// Ends of logs cut because something written sits there.
+    pub torn_tails: Vec<TornTail>,
 }
 
 struct Update {
@@ -211,6 +235,7 @@ pub(crate) fn recover(
         records: 0,
         erase: Vec::new(),
         orphans: Vec::new(),
+        torn_tails: Vec::new(),
     };
     let seed = crate::format::store_seed(uuid);
     let mut updates: Vec<Update> = Vec::new();
@@ -294,15 +319,20 @@ impl StreamReplay<'_> {
                 .map_err(nvme::IoError::from)?;
             self.report_unreadable(header.segment, &unreadable);
             self.use_segment(header, u64::MAX, header.prev_seq, false);
-            walk.segment(SegmentRef::from(header), &data, &mut |event| match event {
-                Event::Frame {
-                    segment,
-                    offset,
-                    header,
-                    bytes,
-                } => self.frame(segment, offset, &header, bytes),
-                Event::Damage(gap) => self.damage(gap),
-            });
+            walk.segment(
+                SegmentRef::from(header),
+                &data,
+                &unreadable,
+                &mut |event| match event {
+                    Event::Frame {
+                        segment,
+                        offset,
+                        header,
+                        bytes,
+                    } => self.frame(segment, offset, &header, bytes),
+                    Event::Damage(gap) => self.damage(gap),
+                },
+            );
         }
         let end = walk.finish();
         let tail_of_covered = headers[..covered].last().map(|last| Tail {
@@ -427,14 +457,64 @@ impl StreamReplay<'_> {
         });
     }
 
+    /// Reports the end of the log this open cuts.
+    fn report_torn_tail(&mut self, torn: &Gap) {
+        let (keys, complete, found) = match &torn.first {
+            Invalid::Damaged(frame) => (
+                frame.records.iter().map(|r| r.key.clone()).collect(),
+                frame.complete && frame.follows,
+                format!(
+                    "a frame of {} records (seq {}) that fails verification",
+                    frame.header.record_count, frame.header.first_seq
+                ),
+            ),
+            Invalid::Misplaced(h) => (
+                Vec::new(),
+                false,
+                format!(
+                    "a frame header for segment {} generation {} offset {}",
+                    h.segment, h.segment_generation, h.offset
+                ),
+            ),
+            Invalid::NoHeader(e) => (Vec::new(), false, format!("no frame header ({e})")),
+            Invalid::Unreadable => (Vec::new(), false, "a block that cannot be read".into()),
+            Invalid::Zeroes => (Vec::new(), true, "zeroes".into()),
+        };
+        tracing::warn!(
+            stream = self.stream,
+            "the log ends at {} in {found}: cut as the remains of a group commit in flight at              the crash; if it was acknowledged, the medium damaged it and these writes are              lost: {} keys found{}",
+            torn.start,
+            keys.len(),
+            if complete { "" } else { " (records may be unnamed)" }
+        );
+        self.recovered.torn_tails.push(TornTail {
+            stream: self.stream,
+            at: torn.start,
+            keys,
+            complete,
+            found,
+        });
+    }
+
     /// Where the stream resumes. After a torn tail: append from there, after
     /// erasing what is left of it and any segment opened for it.
     fn end(&mut self, end: End, tail_of_covered: Option<Tail>) {
+        if let Some(torn) = end.torn.as_ref().filter(|_| end.torn_written) {
+            self.report_torn_tail(torn);
+        }
         if let Some(torn) = &end.torn {
-            if torn.start.offset < self.layout.segment_bytes as u32 {
-                self.recovered
-                    .erase
-                    .push((torn.start.segment, torn.start.offset));
+            // A cut that holds something written (or a block that cannot be
+            // read, reported as damage too) keeps its first block: every open reports it again until the stream's next
+            // frame or seal overwrites it, so an open that fails after
+            // erasing the rest loses no evidence.
+            let keep = if end.torn_written {
+                self.layout.lba_bytes
+            } else {
+                0
+            };
+            let from = torn.start.offset + keep;
+            if from < self.layout.segment_bytes as u32 {
+                self.recovered.erase.push((torn.start.segment, from));
             }
         }
         for orphan in end.orphans {

@@ -40,12 +40,29 @@ pub(crate) fn valid_frame_at(
 pub(crate) enum Invalid {
     /// A zeroed block: the end of the written log, or a lost write.
     Zeroes,
+    /// A block the device could not read: never what a torn write leaves.
+    Unreadable,
     /// No frame header decodes.
     NoHeader(DecodeError),
     /// A frame header that names another place, or runs past the segment.
     Misplaced(FrameHeader),
     /// A frame header for exactly this place whose frame fails verification.
     Damaged(DamagedFrame),
+}
+
+impl Invalid {
+    /// Whether this is what a log holds past its end when nothing was
+    /// written there in the segment's current use: zeroes, or a frame
+    /// header an earlier use (an older generation) of the same segment left.
+    /// Anything else at the end of a log was written there by this use (the
+    /// remains of a group commit in flight at a crash), or is damage.
+    pub(crate) fn is_unwritten(&self, segment: u32, generation: u64) -> bool {
+        match self {
+            Invalid::Zeroes => true,
+            Invalid::Misplaced(h) => h.segment == segment && h.segment_generation < generation,
+            Invalid::Unreadable | Invalid::NoHeader(_) | Invalid::Damaged(_) => false,
+        }
+    }
 }
 
 /// A frame that belongs where it was read but fails its crc (or whose
@@ -192,6 +209,27 @@ mod tests {
         assert!(frame.records[0].verified.is_ok());
         assert!(frame.records[1].verified.is_err());
         assert_eq!(frame.records[2].seq, 12);
+    }
+
+    #[test]
+    fn only_zeroes_and_an_earlier_use_s_headers_are_unwritten() {
+        let data = segment_with_frame(&[b"a"]);
+        assert!(examine(&data, 3, 5, 0, 512, 0, SEED).is_unwritten(3, 5));
+        // The frame of generation 5, read at generation 6: an earlier use.
+        let earlier = examine(&data, 3, 6, 512, 512, 0, SEED);
+        assert!(earlier.is_unwritten(3, 6), "{earlier:?}");
+        // A header naming another segment: written here by mistake.
+        let elsewhere = examine(&data, 4, 5, 512, 512, 0, SEED);
+        assert!(!elsewhere.is_unwritten(4, 5));
+        // A header of a later generation: never an earlier use's.
+        let later = examine(&data, 3, 4, 512, 512, 0, SEED);
+        assert!(!later.is_unwritten(3, 4));
+        let mut garbage = data.clone();
+        garbage[512] ^= 0xFF;
+        assert!(!examine(&garbage, 3, 5, 512, 512, 0, SEED).is_unwritten(3, 5));
+        garbage[512] ^= 0xFF;
+        garbage[600] ^= 0x01;
+        assert!(!examine(&garbage, 3, 5, 512, 512, 0, SEED).is_unwritten(3, 5));
     }
 
     #[test]

@@ -18,10 +18,13 @@
 //!     record was the one before (a frame that did not fit went on to the
 //!     next segment), or the pending segment was left with a seal (GC may
 //!     have collected the segments between): a clean switch;
-//!   - nothing valid follows: the end of the log. Zeroes there are the log's
-//!     normal end; anything else is the torn remains of the last, never
-//!     acknowledged group commit (or damage to the last acknowledged one,
-//!     which the walk cannot tell apart). Either way the stream resumes
+//!   - nothing valid follows: the end of the log. Zeroes there, or a header
+//!     an earlier use of the segment left, are the log's normal end;
+//!     anything else is the torn remains of the last group commit, in flight
+//!     at a crash, or damage to the last acknowledged one. The walk cannot
+//!     tell those two apart (one copy, nothing written after it), so it
+//!     says which it is not ([`End::torn_written`]) and recovery reports the
+//!     cut with the keys it can still name. Either way the stream resumes
 //!     there, and segments pushed after it are orphans: opened for a commit
 //!     that never became durable.
 
@@ -89,6 +92,11 @@ pub(crate) struct End {
     /// The invalid stretch at the end of the log, if any (zeroes after the
     /// last frame are one too).
     pub torn: Option<Gap>,
+    /// Whether `torn` starts with something written in the segment's
+    /// current use ([`Invalid::is_unwritten`] is false): the remains of a
+    /// group commit in flight at a crash, or damage to the last
+    /// acknowledged frame. `false` when the log simply ends.
+    pub torn_written: bool,
     /// Segments pushed after the one the log ends in.
     pub orphans: Vec<u32>,
 }
@@ -134,11 +142,14 @@ impl StreamWalk {
     }
 
     /// Walks the next segment of the stream (`data` is all of it, header
-    /// block included), calling `visit` for each event.
+    /// block included; `unreadable` the byte offsets of blocks the device
+    /// could not read, zero-filled in `data`), calling `visit` for each
+    /// event.
     pub(crate) fn segment(
         &mut self,
         segment: SegmentRef,
         data: &[u8],
+        unreadable: &[u32],
         visit: &mut dyn FnMut(Event<'_>),
     ) {
         let index = self.pushed;
@@ -158,12 +169,21 @@ impl StreamWalk {
                 self.last_seq,
                 self.seed,
             ) else {
-                if self.pending.is_none() {
-                    self.pending = Some(Pending {
-                        index,
-                        segment,
-                        offset,
-                        first: examine(
+                let moves_here = match &self.pending {
+                    None => true,
+                    Some(pending) => {
+                        offset == lba_bytes
+                            && self.switched_cleanly(pending, index, segment)
+                            && pending
+                                .first
+                                .is_unwritten(pending.segment.segment, pending.segment.generation)
+                    }
+                };
+                if moves_here {
+                    let first = if unreadable.contains(&(offset as u32)) {
+                        Invalid::Unreadable
+                    } else {
+                        examine(
                             data,
                             segment.segment,
                             segment.generation,
@@ -171,17 +191,31 @@ impl StreamWalk {
                             lba_bytes,
                             self.last_seq,
                             self.seed,
-                        ),
-                    });
+                        )
+                    };
+                    // After a clean end of the segment before, the stream
+                    // ends here only if something was written here: else
+                    // this segment was opened for a commit that never
+                    // became durable (an orphan) and the end stays before.
+                    if self.pending.is_none()
+                        || !first.is_unwritten(segment.segment, segment.generation)
+                    {
+                        self.after_pending.clear();
+                        self.pending = Some(Pending {
+                            index,
+                            segment,
+                            offset,
+                            first,
+                        });
+                    }
                 }
                 offset += lba_bytes;
                 continue;
             };
             if let Some(pending) = self.pending.take() {
                 self.after_pending.clear();
-                let clean_switch = pending.index + 1 == index
-                    && offset == lba_bytes
-                    && (segment.prev_seq == self.last_seq || self.sealed == Some(pending.index));
+                let clean_switch =
+                    offset == lba_bytes && self.switched_cleanly(&pending, index, segment);
                 if !clean_switch {
                     let end = Location {
                         segment: segment.segment,
@@ -215,6 +249,16 @@ impl StreamWalk {
             });
             offset += self.layout.pad(frame_bytes);
         }
+    }
+
+    /// Whether the stream may have left `pending`'s segment for `segment`
+    /// (pushed as `index`) without losing anything: it is the very next
+    /// segment, and its header says the stream's last record was the one
+    /// before, or the segment left was sealed (GC may have collected the
+    /// segments between).
+    fn switched_cleanly(&self, pending: &Pending, index: usize, segment: SegmentRef) -> bool {
+        pending.index + 1 == index
+            && (segment.prev_seq == self.last_seq || self.sealed == Some(pending.index))
     }
 
     /// The gap from `pending` to `next` (where the next valid frame is, and
@@ -255,9 +299,13 @@ impl StreamWalk {
                     offset: pending.offset as u32,
                     last_seq,
                 };
+                let torn_written = !pending
+                    .first
+                    .is_unwritten(pending.segment.segment, pending.segment.generation);
                 End {
                     last_seq,
                     tail: Some(tail),
+                    torn_written,
                     torn: Some(self.gap(pending, None)),
                     orphans: std::mem::take(&mut self.after_pending),
                 }
@@ -271,6 +319,7 @@ impl StreamWalk {
                     last_seq,
                 }),
                 torn: None,
+                torn_written: false,
                 orphans: Vec::new(),
             },
         }
@@ -345,7 +394,7 @@ mod tests {
         let mut seen = Seen::default();
         let mut walk = StreamWalk::new(LAYOUT, SEED, 0);
         for s in segments {
-            walk.segment(s.at, &s.data, &mut |event| match event {
+            walk.segment(s.at, &s.data, &[], &mut |event| match event {
                 Event::Frame {
                     segment,
                     offset,
@@ -369,6 +418,7 @@ mod tests {
         assert_eq!(end.last_seq, 3);
         let tail = end.tail.expect("a tail");
         assert_eq!((tail.segment, tail.offset as usize), (1, end_offset));
+        assert!(!end.torn_written);
         assert_eq!(end.torn.map(|t| t.first), Some(Invalid::Zeroes));
     }
 
@@ -404,10 +454,31 @@ mod tests {
         assert!(seen.damage.is_empty());
         assert_eq!(end.last_seq, 1);
         assert_eq!(end.tail.map(|t| t.offset as usize), Some(torn));
+        assert!(end.torn_written, "recovery reports what it cuts");
         assert!(matches!(
             end.torn.map(|t| t.first),
             Some(Invalid::Damaged(_))
         ));
+    }
+
+    #[test]
+    fn an_earlier_use_s_frames_past_the_end_are_not_written() {
+        let mut earlier = Seg::new(1, 1, 0);
+        earlier.frame(1, &["a"]);
+        earlier.frame(2, &["b"]);
+        // The segment reused (generation 2): its first frame overwrites the
+        // earlier use's first; the earlier use's second is still there.
+        let mut reused = Seg::new(1, 2, 0);
+        reused.data = earlier.data.clone();
+        let end_offset = reused.frame(1, &["c"]) + LBA;
+        let (seen, end) = walk(&[reused]);
+        assert!(seen.damage.is_empty());
+        assert_eq!(end.tail.map(|t| t.offset as usize), Some(end_offset));
+        assert!(matches!(
+            end.torn.map(|t| t.first),
+            Some(Invalid::Misplaced(_))
+        ));
+        assert!(!end.torn_written, "the log simply ends");
     }
 
     #[test]
@@ -440,6 +511,47 @@ mod tests {
         let (seen, _) = walk(&[a, c]);
         assert_eq!(seen.damage.len(), 1);
         assert!(!seen.damage[0].whole_frame_named);
+    }
+
+    #[test]
+    fn a_damaged_first_frame_after_a_clean_switch_is_the_end_not_an_orphan() {
+        let mut a = Seg::new(1, 1, 0);
+        a.frame(1, &["a"]);
+        a.seal(1);
+        let mut b = Seg::new(2, 2, 1);
+        let first = b.frame(2, &["b", "c"]);
+        // The last value byte: both records still told apart.
+        b.data[first + 40 + 2 * (24 + 2) - 1] ^= 0x10;
+        let (seen, end) = walk(&[a, b]);
+        assert!(seen.damage.is_empty());
+        assert!(end.orphans.is_empty(), "segment 2 holds written frames");
+        assert_eq!(
+            end.tail.map(|t| (t.segment, t.offset as usize)),
+            Some((2, first))
+        );
+        assert!(end.torn_written);
+        let Some(Invalid::Damaged(frame)) = end.torn.map(|t| t.first) else {
+            panic!("the damaged frame is the cut");
+        };
+        assert_eq!(frame.records.len(), 2);
+    }
+
+    #[test]
+    fn an_unreadable_first_block_is_the_end_not_an_orphan() {
+        let mut a = Seg::new(1, 1, 0);
+        a.frame(1, &["a"]);
+        a.seal(1);
+        let mut b = Seg::new(2, 2, 1);
+        let first = b.frame(2, &["b"]);
+        b.data[first..first + LBA].fill(0);
+        let mut seen = 0;
+        let mut walk = StreamWalk::new(LAYOUT, SEED, 0);
+        walk.segment(a.at, &a.data, &[], &mut |_| seen += 1);
+        walk.segment(b.at, &b.data, &[first as u32], &mut |_| seen += 1);
+        let end = walk.finish();
+        assert!(end.orphans.is_empty());
+        assert!(end.torn_written);
+        assert_eq!(end.torn.map(|t| t.first), Some(Invalid::Unreadable));
     }
 
     #[test]

@@ -449,7 +449,9 @@ impl GcPath {
             generation: info.generation,
             prev_seq: 0,
         };
-        walk.segment(segment, data, &mut |event| {
+        // A victim that could not be read whole was given up on: no block
+        // here is unreadable.
+        walk.segment(segment, data, &[], &mut |event| {
             let (offset, bytes) = match event {
                 Event::Frame { offset, bytes, .. } => (offset, bytes),
                 Event::Damage(gap) => {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use engine::{open_workers, OpenError};
+use engine::{open_workers, OpenError, RecoveryReport};
 use nvme::sim::FaultConfig;
 use nvme::Namespace;
 use rand::Rng;
@@ -34,7 +34,8 @@ impl Sim {
         self.fresh_placed = 0;
         for p in fresh {
             let segment = self.segment_of(p.lba);
-            let reported = report.damage.iter().any(|d| d.start.segment == segment);
+            let reported = report.damage.iter().any(|d| d.start.segment == segment)
+                || report.torn_tails.iter().any(|t| t.at.segment == segment);
             let outcome = if reported { "reported" } else { "not_reported" };
             self.counters
                 .add(&format!("at_rest_{}_{outcome}", p.site.name()), 1);
@@ -84,12 +85,26 @@ impl Sim {
                 }
             }
         }
+        // Faults located before and gone (or changed) now were overwritten:
+        // remembered for the torn tails they may have caused
+        // (`absorb_torn_tails`).
+        let gone: Vec<Located> = std::mem::take(&mut self.last_located)
+            .into_iter()
+            .filter(|l| {
+                !located
+                    .iter()
+                    .any(|n| n.lba == l.lba && n.extent == l.extent && n.keys == l.keys)
+            })
+            .collect();
+        self.faded.extend(gone);
+        self.last_located = located.clone();
         located
     }
 
     /// An open while writes and flushes may fail: it succeeds or fails with
-    /// an I/O error, and either way the power is cut after it.
-    pub(super) fn open_under_faults(&mut self) {
+    /// an I/O error, and either way the power is cut after it. Returns what
+    /// it reported, if it opened.
+    pub(super) fn open_under_faults(&mut self) -> Option<RecoveryReport> {
         let workers = self.workers();
         let config = self.config();
         self.namespace
@@ -106,38 +121,19 @@ impl Sim {
                 .map(|o| &o.report)
                 .map_err(ToString::to_string)
         ));
-        match result {
-            Ok(opened) => drop(opened),
-            Err(OpenError::Io(_)) => self.counters.add("opens_under_faults_failed", 1),
-            Err(e) => self.unexpected_open_error("open under I/O faults", &e),
-        }
+        let report = match result {
+            Ok(opened) => Some(opened.report.clone()),
+            Err(OpenError::Io(_)) => {
+                self.counters.add("opens_under_faults_failed", 1);
+                None
+            }
+            Err(e) => {
+                self.unexpected_open_error("open under I/O faults", &e);
+                None
+            }
+        };
         self.crash_namespace();
-    }
-
-    /// A latent error a write left in a stream's tail frame meets the
-    /// excluded tail bug (`known_bug_damaged_tail_frame_is_cut_silently`):
-    /// while that class is excluded, its keys are not checked.
-    pub(super) fn unchecked_tail_latent_errors(&mut self) {
-        let Class::Faults(classes) = &self.class else {
-            return;
-        };
-        if !classes
-            .excluded
-            .contains(&(Site::TailFrame, Damage::Latent))
-        {
-            return;
-        }
-        let latent = self.namespace.latent_errors();
-        if latent.is_empty() {
-            return;
-        }
-        let Some(survey) = Survey::read(&self.namespace) else {
-            return;
-        };
-        for lba in latent.into_iter().filter(|&lba| survey.in_tail_frame(lba)) {
-            self.counters.add("tail_latent_errors_unchecked", 1);
-            self.oracle.damaged.extend(survey.keys_at(lba));
-        }
+        report
     }
 
     /// An open that met injected I/O errors must fail with an I/O error.
@@ -160,7 +156,8 @@ impl Sim {
     }
 
     /// An open cut short by a power cut after a random number of commands.
-    pub(super) fn open_with_power_cut(&mut self) {
+    /// Returns what it reported, if it opened.
+    pub(super) fn open_with_power_cut(&mut self) -> Option<RecoveryReport> {
         let workers = self.workers();
         let config = self.config();
         let commands = self.rng.random_range(0..160);
@@ -178,21 +175,33 @@ impl Sim {
         if cut.cut() {
             self.counters.add("open_power_cuts_mid_open", 1);
         }
-        match result {
-            Ok(opened) => drop(opened),
-            Err(OpenError::Io(_)) => self.counters.add("open_power_cuts_failed_open", 1),
-            Err(e) => self.unexpected_open_error("open cut by a power cut", &e),
-        }
+        let report = match result {
+            Ok(opened) => Some(opened.report.clone()),
+            Err(OpenError::Io(_)) => {
+                self.counters.add("open_power_cuts_failed_open", 1);
+                None
+            }
+            Err(e) => {
+                self.unexpected_open_error("open cut by a power cut", &e);
+                None
+            }
+        };
         self.crash_namespace();
+        report
     }
 
     /// Whether two checkpoints may both be damaged: a fault placed in one
     /// is still there, and the other may have met a fault the oracle cannot
     /// place (a misdirected write, a latent error left by a write).
     pub(super) fn checkpoint_faults_possible(&self) -> bool {
-        self.placed
-            .iter()
-            .any(|p| matches!(p.site, Site::Root | Site::CheckpointBody))
+        let at_checkpoints = |p: &&Placed| matches!(p.site, Site::Root | Site::CheckpointBody);
+        // Two faults placed at checkpoint sites (even if since overwritten)
+        // can each have taken one checkpoint: an unreadable root hides its
+        // checkpoint, whose body is then free to reuse.
+        if self.counters.get("checkpoint_site_faults_placed") >= 2 {
+            return true;
+        }
+        self.placed.iter().any(|p| at_checkpoints(&p))
             && (self.counters.get("misdirected_epochs") > 0
                 || self.counters.get("random_latent_sector_errors") > 0
                 || self.counters.get("random_flush_errors") > 0)
@@ -256,6 +265,9 @@ impl Sim {
             "placed {damage:?} at LBA {lba} ({site:?}), frame {extent:?}, keys {:?}",
             keys.iter().map(|k| model::show_key(k)).collect::<Vec<_>>()
         ));
+        if matches!(site, Site::Root | Site::CheckpointBody) {
+            self.counters.add("checkpoint_site_faults_placed", 1);
+        }
         self.placed.push(Placed {
             site,
             damage,

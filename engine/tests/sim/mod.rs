@@ -150,6 +150,12 @@ pub struct Sim {
     pub placed: Vec<Placed>,
     /// How many of `placed` (the last ones) the next recovery meets first.
     pub fresh_placed: usize,
+    /// Faults placed earlier and since overwritten (an open's erase of a
+    /// torn tail, a segment reused): a cut log end at their place may be
+    /// the loss they caused, reported by an open that then failed.
+    pub faded: Vec<faults::Located>,
+    /// What the last `locate_faults` found.
+    pub last_located: Vec<faults::Located>,
     pub segment_lbas: u64,
     /// The namespace-full class keeps one worker count (the reserve
     /// depends on it).
@@ -202,6 +208,8 @@ impl Sim {
             epoch: Epoch::default(),
             placed: Vec::new(),
             fresh_placed: 0,
+            faded: Vec::new(),
+            last_located: Vec::new(),
             segment_lbas: SEGMENT_BYTES / 4096,
             full_workers: None,
             batch_failed: false,
@@ -262,13 +270,19 @@ impl Sim {
     /// checks every key the model knows against what recovery produced.
     pub fn recover(&mut self) {
         self.check_generations();
-        self.unchecked_tail_latent_errors();
         if let Class::Faults(classes) = &self.class {
             let (faults, cuts) = (classes.open_faults, classes.open_power_cuts);
-            match self.rng.random_range(0..6) {
+            // What an open reports is logged, whatever happens to it after:
+            // a loss it reported (and then erased, cutting a torn tail) was
+            // not silent.
+            let located = self.locate_faults();
+            let report = match self.rng.random_range(0..6) {
                 0 if faults => self.open_under_faults(),
                 1 if cuts => self.open_with_power_cut(),
-                _ => {}
+                _ => None,
+            };
+            if let Some(report) = report {
+                self.absorb_report(&report, &located);
             }
         }
         let located = self.locate_faults();

@@ -6,12 +6,14 @@
 //!   of the blocks where the simulator knows it placed a fault (or where a
 //!   latent sector error sits) when recovery reported damage in that
 //!   segment;
+//! - keys a recovery names in a cut log end (`RecoveryReport::torn_tails`),
+//!   and keys of a fault placed in the cut, when such a fault explains it
+//!   ([`Sim::absorb_torn_tails`]); a cut no fault explains is the remains of
+//!   a commit in flight, and loses nothing acknowledged;
 //! - keys a read answered with `Corruption` or a media error;
 //! - in an epoch with misdirected writes, keys written in that epoch may
-//!   show their state from before it: `docs/format/wal.md` claims a
-//!   misdirected frame is detected where it lands and never served, but a
-//!   misdirected last frame leaves its target looking like a torn tail, which
-//!   recovery cuts (step 3 of its recovery rules). That much, no more.
+//!   show their state from before it: a misdirected write that never
+//!   reached its place leaves nothing there to detect. That much, no more.
 //!
 //! Only when a recovery reports damage that neither the report names nor a
 //! located fault explains does the rest of that run fall back to "a value
@@ -424,6 +426,7 @@ impl Sim {
                 }
             }
         }
+        self.absorb_torn_tails(report, located);
         if unexplained > 0 && !all_named {
             if !self.oracle.weak_run {
                 self.counters.add("weak_fallback_runs", 1);
@@ -436,6 +439,39 @@ impl Sim {
             }
             self.counters.add("weak_fallback_recoveries", 1);
             self.oracle.weak_run = true;
+        }
+    }
+
+    /// A cut log end may have been the last acknowledged frame, damaged at
+    /// rest: recovery cannot tell, and reports it with the keys it can name.
+    /// Those keys, and the keys of a fault located in the cut stretch (from
+    /// the cut to the end of its segment), or placed there earlier and since
+    /// overwritten, may be lost; nothing else. A cut
+    /// that no located fault explains is the remains of a commit in flight
+    /// at the crash, and every acknowledged write must still be there.
+    fn absorb_torn_tails(&mut self, report: &RecoveryReport, located: &[Located]) {
+        for torn in &report.torn_tails {
+            let first = self.segment_lba(torn.at.segment) + u64::from(torn.at.offset) / 4096;
+            let end = self.segment_lba(torn.at.segment + 1);
+            let mut explained = false;
+            let faults = located
+                .iter()
+                .map(|l| (l.extent, &l.keys))
+                .chain(self.faded.iter().map(|l| (l.extent, &l.keys)));
+            let mut lossy = BTreeSet::new();
+            for ((from, count), keys) in faults {
+                if from < end && from + count > first {
+                    explained = true;
+                    lossy.extend(keys.iter().cloned());
+                }
+            }
+            self.oracle.damaged.extend(lossy);
+            if explained {
+                self.counters.add("torn_tails_explained_by_faults", 1);
+                self.oracle.damaged.extend(torn.keys.iter().cloned());
+            } else {
+                self.counters.add("torn_tails_in_flight", 1);
+            }
         }
     }
 

@@ -16,6 +16,9 @@ pub struct KeyModel {
     /// in flight, failed in a way that may still have written them, or cut
     /// off by a crash. Any one of them may be what recovery shows.
     pub maybe: Vec<(u64, Value)>,
+    /// The last write a get proved durable ([`Model::observe`]): its reply,
+    /// and those of writes before it, may still arrive.
+    pub observed_through: u64,
 }
 
 /// An atomic batch: one write number for all its keys.
@@ -71,12 +74,25 @@ impl Model {
         trace(key, format_args!("ack write {write}"));
         let model = self.keys.entry(key.to_vec()).or_default();
         let Some(at) = model.maybe.iter().position(|(w, _)| *w == write) else {
+            if write <= model.observed_through {
+                return Ok(());
+            }
             return Err(format!(
                 "write {write} acknowledged, but it was resolved before"
             ));
         };
         model.acked = model.maybe[at].1.clone();
         model.maybe.drain(..=at);
+        Ok(())
+    }
+
+    /// A get returned what `write` wrote: it is durable (the index points
+    /// at a write only once it is), as if acknowledged. Its own reply may
+    /// still come.
+    pub fn observe(&mut self, write: u64, key: &[u8]) -> Result<(), String> {
+        self.ack(write, key)?;
+        let model = self.keys.entry(key.to_vec()).or_default();
+        model.observed_through = model.observed_through.max(write);
         Ok(())
     }
 

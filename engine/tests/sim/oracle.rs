@@ -335,6 +335,9 @@ impl Sim {
                 },
                 1,
             );
+            if !exists {
+                self.observed(key, &got);
+            }
         } else if self.oracle.lossy(key) && (exists || self.model.ever_written(key, &got)) {
             self.counters.add("weak_reads", 1);
         } else {
@@ -345,6 +348,23 @@ impl Sim {
                 show(&got),
                 show_all(&acceptable)
             ));
+        }
+    }
+
+    /// A get answered the value of a write not yet acknowledged. The index
+    /// points at a write only once its flush completed, so that write is
+    /// durable: it (or a later write of the key) must survive every crash
+    /// from here, as if it had been acknowledged.
+    fn observed(&mut self, key: &[u8], got: &Value) {
+        let Some(model) = self.model.keys.get(key) else {
+            return;
+        };
+        let Some(&(write, _)) = model.maybe.iter().rev().find(|(_, v)| v == got) else {
+            return;
+        };
+        self.counters.add("gets_proving_durability", 1);
+        if let Err(e) = self.model.observe(write, key) {
+            self.violation(format!("{}: {e}", show_key(key)));
         }
     }
 

@@ -274,8 +274,11 @@ fn erase_torn_tails(
             (segment_lbas - first) as u32,
         ));
     }
+    // An orphan's header and first body block: a free segment has zeroes
+    // in both (as GC leaves the segments it frees), so a frame found there
+    // with no header means a lost header (`recovery::headerless_segment`).
     for &segment in &recovered.orphans {
-        ranges.push((layout.segment_lba(segment), 1));
+        ranges.push((layout.segment_lba(segment), 2));
     }
     if ranges.is_empty() {
         return Ok(());

@@ -24,12 +24,12 @@ use nvme::{Namespace, QueuePair};
 use crate::checkpoint::Loaded;
 use crate::error::{Location, OpenError};
 use crate::format::checkpoint::TableEntry;
-use crate::format::record::{frame_records, RecordKind};
+use crate::format::record::{frame_records, FrameHeader, RecordKind};
 use crate::format::segment::SegmentHeader;
 use crate::index::{Art, ValuePointer};
 use crate::layout::Layout;
 use crate::log::frame::Invalid;
-use crate::log::read::{read_header, read_segment, HeaderSlot};
+use crate::log::read::{first_frame_without_header, read_header, read_segment, HeaderSlot};
 use crate::log::walk::{End, Gap, SegmentRef};
 use crate::log::{Event, StreamWalk, Tail};
 use crate::shard::{shard, SHARD_COUNT};
@@ -57,7 +57,8 @@ pub struct Damage {
     pub complete: bool,
 }
 
-/// The end of a log that recovery cut: something written in the segment's
+/// The end of a log that recovery cut (or a segment of frames with no
+/// header, `stream == u16::MAX`): something written in the segment's
 /// current use, where no valid frame follows. It is the remains of the group
 /// commit in flight at a crash (never acknowledged), or the last acknowledged
 /// frame, damaged since (bit rot, a misdirected write, a torn rewrite): with
@@ -66,7 +67,8 @@ pub struct Damage {
 /// it with the keys it can still name, never silently.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TornTail {
-    /// The stream (worker) whose log ends there.
+    /// The stream (worker) whose log ends there; `u16::MAX` for a segment
+    /// of frames with no header (no stream can be named).
     pub stream: u16,
     /// Where the log now ends: the first byte cut.
     pub at: Location,
@@ -157,6 +159,9 @@ struct Headers {
     streams: BTreeMap<u16, Vec<SegmentHeader>>,
     damage: Vec<Damage>,
     next_generation: u64,
+    /// Segments with no log header whose first body block holds a frame
+    /// header of theirs, and that frame header.
+    headerless: Vec<(u32, FrameHeader)>,
 }
 
 fn read_headers(
@@ -170,6 +175,7 @@ fn read_headers(
         streams: BTreeMap::new(),
         damage: Vec::new(),
         next_generation: superblock_generation + 1,
+        headerless: Vec::new(),
     };
     let mut block = Vec::with_capacity(layout.lba_bytes as usize);
     for segment in 1..layout.segment_count {
@@ -200,10 +206,15 @@ fn read_headers(
                     complete: false,
                 });
             }
-            HeaderSlot::Checkpoint(_)
-            | HeaderSlot::Misplaced(_)
-            | HeaderSlot::Foreign
-            | HeaderSlot::Blank => {}
+            HeaderSlot::Misplaced(_) | HeaderSlot::Foreign | HeaderSlot::Blank => {
+                let first =
+                    first_frame_without_header(namespace, queue, layout, segment, &mut block)
+                        .map_err(nvme::IoError::from)?;
+                if let Some(first) = first {
+                    headers.headerless.push((segment, first));
+                }
+            }
+            HeaderSlot::Checkpoint(_) => {}
         }
     }
     for stream in headers.streams.values_mut() {
@@ -221,7 +232,7 @@ pub(crate) fn recover(
     checkpoint: Option<Loaded>,
 ) -> Result<Recovered, OpenError> {
     let headers = read_headers(namespace, queue, layout, uuid, superblock_generation)?;
-    let start = Start::new(checkpoint);
+    let mut start = Start::new(checkpoint);
     let mut recovered = Recovered {
         index: Vec::new(),
         tails: BTreeMap::new(),
@@ -250,6 +261,12 @@ pub(crate) fn recover(
         };
         replay.run(namespace, queue, stream_headers)?;
     }
+    let mut headerless = Vec::new();
+    for &(segment, first) in &headers.headerless {
+        headerless.extend(headerless_segment(
+            namespace, queue, layout, seed, segment, first,
+        )?);
+    }
     // GC never collects a segment with reported damage: the report stays
     // true at every later open.
     for damage in &recovered.damage {
@@ -260,7 +277,12 @@ pub(crate) fn recover(
         }
     }
     updates.sort_by_key(|u| u.seq);
-    recovered.index = start.index;
+    let newest: BTreeMap<Vec<u8>, u64> = if headerless.is_empty() {
+        BTreeMap::new()
+    } else {
+        updates.iter().map(|u| (u.key.clone(), u.seq)).collect()
+    };
+    recovered.index = std::mem::take(&mut start.index);
     for update in updates {
         let art = &mut recovered.index[usize::from(shard(&update.key))];
         match update.pointer {
@@ -272,7 +294,134 @@ pub(crate) fn recover(
             }
         }
     }
+    for found in headerless {
+        recovered.torn_tails.extend(report_headerless(
+            found,
+            &newest,
+            &start,
+            &recovered.index,
+            layout.lba_bytes,
+        ));
+    }
     Ok(recovered)
+}
+
+/// What a segment with no log header holds (`headerless_segment`).
+struct Headerless {
+    segment: u32,
+    generation: u64,
+    frames: u64,
+    /// Its records: sequence number, key, and whether it is a put (a
+    /// record that fails its own crc counts as one).
+    records: Vec<(u64, Vec<u8>, bool)>,
+    /// Whether every record was told apart.
+    complete: bool,
+}
+
+/// Reads a segment with no log header whose first body block holds a frame
+/// header of its own: it was written as a log, and its header write was lost
+/// or misdirected, or its first commit was in flight at a crash (the frame
+/// landed, the header did not), or GC was freeing it at a crash (its header
+/// erased, not yet its first block). `None` when no frame verifies.
+fn headerless_segment(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    layout: &Layout,
+    seed: u32,
+    segment: u32,
+    first: FrameHeader,
+) -> Result<Option<Headerless>, OpenError> {
+    let mut data = Vec::new();
+    let unreadable =
+        read_segment(namespace, queue, layout, segment, &mut data).map_err(nvme::IoError::from)?;
+    let mut walk = StreamWalk::new(*layout, seed, 0);
+    let at = SegmentRef {
+        segment,
+        generation: first.segment_generation,
+        prev_seq: 0,
+    };
+    let mut found = Headerless {
+        segment,
+        generation: first.segment_generation,
+        frames: 0,
+        records: Vec::new(),
+        complete: unreadable.is_empty(),
+    };
+    walk.segment(at, &data, &unreadable, &mut |event| match event {
+        Event::Frame { header, bytes, .. } => {
+            found.frames += u64::from(header.record_count > 0);
+            found.records.extend(
+                frame_records(bytes, seed)
+                    .map_while(Result::ok)
+                    .map(|(_, r)| (r.seq, r.key.to_vec(), r.kind == RecordKind::Put)),
+            );
+        }
+        Event::Damage(gap) => {
+            found.complete &= gap.whole_frame_named;
+            if let Invalid::Damaged(frame) = &gap.first {
+                found.records.extend(frame.records.iter().map(|r| {
+                    let put = r.verified != Ok(RecordKind::Delete);
+                    (r.seq, r.key.clone(), put)
+                }));
+            }
+        }
+    });
+    Ok((found.frames > 0).then_some(found))
+}
+
+/// Reports the keys whose newest record sits in a segment with no header:
+/// a put that nothing replayed supersedes, or a delete of a key the index
+/// still holds. Those records are not replayed (no stream can be named, and
+/// attributing them by guess could bring back a key whose delete GC since
+/// collected); the report names what they would have changed. A segment GC
+/// was freeing holds only superseded records and reports nothing. The
+/// segment stays free: the report repeats at every open until it is reused.
+fn report_headerless(
+    found: Headerless,
+    newest: &BTreeMap<Vec<u8>, u64>,
+    start: &Start,
+    index: &[Art],
+    lba_bytes: u32,
+) -> Option<TornTail> {
+    let mut keys: Vec<Vec<u8>> = found
+        .records
+        .into_iter()
+        .filter(|(seq, key, put)| {
+            let superseded = newest.get(key).is_some_and(|&n| n > *seq) || start.covers(*seq, key);
+            let changes = *put || index[usize::from(shard(key))].get(key).is_some();
+            !superseded && changes
+        })
+        .map(|(_, key, _)| key)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    if keys.is_empty() && found.complete {
+        tracing::debug!(
+            segment = found.segment,
+            "segment with frames but no header holds only superseded records (GC was freeing it)"
+        );
+        return None;
+    }
+    let what = format!(
+        "segment {} holds {} frames of generation {} but no header: its header write was lost \
+         or misdirected, or its first commit was in flight at a crash",
+        found.segment, found.frames, found.generation
+    );
+    tracing::warn!(
+        segment = found.segment,
+        "{what}; not replayed; the newest records of {} keys are there",
+        keys.len()
+    );
+    Some(TornTail {
+        stream: u16::MAX,
+        at: Location {
+            segment: found.segment,
+            offset: lba_bytes,
+        },
+        keys,
+        complete: found.complete,
+        found: what,
+    })
 }
 
 /// Replays one stream into the recovery's findings.

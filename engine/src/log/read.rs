@@ -6,6 +6,7 @@ use nvme::{Namespace, QueuePair};
 
 use crate::blocking::{self, BlockingError};
 use crate::format::checkpoint::KIND_CHECKPOINT;
+use crate::format::record::{decode_frame_header, FrameHeader};
 use crate::format::segment::{SegmentHeader, KIND_LOG};
 use crate::format::DecodeError;
 use crate::layout::Layout;
@@ -74,6 +75,36 @@ pub(crate) fn read_header(
         return Ok(HeaderSlot::Unreadable);
     }
     Ok(classify(block, uuid, segment))
+}
+
+/// Reads the first body block of `segment`, which has no log header of its
+/// own (blank, or another segment's header landed there), and returns the
+/// frame header found there if it names exactly that place: the segment was
+/// written as a log, and its header is missing (a lost or misdirected
+/// header write, or its first commit was in flight at a crash; GC erases
+/// the first body block of a segment it frees).
+pub(crate) fn first_frame_without_header(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    layout: &Layout,
+    segment: u32,
+    block: &mut Vec<u8>,
+) -> Result<Option<FrameHeader>, BlockingError> {
+    let mut unreadable = Vec::new();
+    blocking::read_tolerant(
+        namespace,
+        queue,
+        layout.segment_lba(segment) + 1,
+        layout.lba_bytes as usize,
+        block,
+        &mut unreadable,
+    )?;
+    if !unreadable.is_empty() {
+        return Ok(None);
+    }
+    Ok(decode_frame_header(block)
+        .ok()
+        .filter(|h| h.segment == segment && h.offset == layout.lba_bytes))
 }
 
 /// Reads all of `segment` into `out`. Blocks the device cannot read (after

@@ -17,8 +17,13 @@
 //!    still absent and some other segment may hold an older record of it.
 //! 4. **Free**: once every relocation is durable and the index points at
 //!    nothing in the victim (`live` is zero, which also covers shards that
-//!    moved to other workers), zero its header, flush, and return it to the
-//!    free list.
+//!    moved to other workers), zero its header, flush, zero its first body
+//!    block, flush, and return it to the free list. The header goes first:
+//!    a victim whose header survived a crash must still read as a whole log
+//!    (a zeroed first frame under a header would be reported as a lost
+//!    write). The first body block goes next, so that recovery can tell a
+//!    free segment from a log segment whose header was lost: a frame there
+//!    with no header is reported (`recovery::headerless_segment`).
 //!
 //! A crash anywhere leaves either the victim (whose records recovery
 //! replays under the relocated copies' newer sequence numbers) or the
@@ -71,11 +76,21 @@ enum State {
         /// Whether any of them failed.
         failed: bool,
     },
+    /// The victim's `block` is to be zeroed next (retried each step until a
+    /// buffer is free).
+    ToErase {
+        victim: u32,
+        block: u32,
+    },
+    /// Zeroing one block of the victim: its header (0), then, once that is
+    /// durable, its first body block (1).
     Erasing {
         victim: u32,
+        block: u32,
     },
     Flushing {
         victim: u32,
+        block: u32,
     },
 }
 
@@ -198,7 +213,11 @@ impl GcPath {
                     );
                     return true;
                 }
-                Self::erase(core, victim);
+                Self::erase(core, victim, 0);
+                true
+            }
+            State::ToErase { victim, block } => {
+                Self::erase(core, victim, block);
                 true
             }
             State::Erasing { .. } | State::Flushing { .. } => false,
@@ -538,19 +557,22 @@ impl GcPath {
         }
     }
 
-    fn erase(core: &mut WorkerCore, victim: u32) {
+    /// Zeroes `block` (0: the header, 1: the first body block) of the
+    /// victim.
+    fn erase(core: &mut WorkerCore, victim: u32, block: u32) {
         let layout = core.shared.layout;
+        core.gc.state = State::ToErase { victim, block };
         let Some(mut buf) = core.namespace.buffers().alloc(layout.lba_bytes as usize) else {
             // Try again on the next step.
             return;
         };
         buf.as_mut_slice().fill(0);
-        core.gc.state = State::Erasing { victim };
+        core.gc.state = State::Erasing { victim, block };
         core.gc.gc_bytes += buf.len() as u64;
         core.submit(
             token(TAG_GC_ERASE, 0),
             Command::Write {
-                lba: layout.segment_lba(victim),
+                lba: layout.segment_lba(victim) + u64::from(block),
                 buf,
                 fua: false,
             },
@@ -558,24 +580,24 @@ impl GcPath {
     }
 
     pub(crate) fn erase_done(core: &mut WorkerCore, result: Result<(), IoError>) {
-        let State::Erasing { victim } = core.gc.state else {
+        let State::Erasing { victim, block } = core.gc.state else {
             panic!("GC erase completion outside an erase");
         };
         if let Err(e) = result {
             Self::give_up(
                 core,
                 victim,
-                &format!("erasing its header failed: {e}"),
+                &format!("erasing block {block} of it failed: {e}"),
                 1 << 16,
             );
             return;
         }
-        core.gc.state = State::Flushing { victim };
+        core.gc.state = State::Flushing { victim, block };
         core.submit(token(TAG_GC_FLUSH, 0), Command::Flush);
     }
 
     pub(crate) fn flush_done(core: &mut WorkerCore, result: Result<(), IoError>) {
-        let State::Flushing { victim } = core.gc.state else {
+        let State::Flushing { victim, block } = core.gc.state else {
             panic!("GC flush completion outside a GC flush");
         };
         // A flush that failed on another path proves this one worthless too
@@ -597,6 +619,10 @@ impl GcPath {
             tracing::error!(worker = core.id, "GC flush failed: {error}");
             core.fence(error);
             Self::give_up(core, victim, "flush failed", u64::MAX);
+            return;
+        }
+        if block == 0 {
+            Self::erase(core, victim, 1);
             return;
         }
         core.shared.segments().release(victim);

@@ -359,7 +359,14 @@ impl Sim {
         let Some(model) = self.model.keys.get(key) else {
             return;
         };
-        let Some(&(write, _)) = model.maybe.iter().rev().find(|(_, v)| v == got) else {
+        // Only a value that tells one write apart: a present value (the
+        // simulator's values carry their write number) that is not the
+        // acknowledged one. An absent key may be the state before them all.
+        if got.is_none() || *got == model.acked {
+            return;
+        }
+        let mut writes = model.maybe.iter().filter(|(_, v)| v == got);
+        let (Some(&(write, _)), None) = (writes.next(), writes.next()) else {
             return;
         };
         self.counters.add("gets_proving_durability", 1);
@@ -486,6 +493,14 @@ impl Sim {
                 }
             }
             self.oracle.damaged.extend(lossy);
+            // A segment of frames with no header: a misdirected header write
+            // explains it (the oracle cannot place those).
+            if torn.stream == u16::MAX {
+                self.counters.add("headerless_segments_reported", 1);
+            }
+            if torn.stream == u16::MAX && self.counters.get("misdirected_epochs") > 0 {
+                explained = true;
+            }
             if explained {
                 self.counters.add("torn_tails_explained_by_faults", 1);
                 self.oracle.damaged.extend(torn.keys.iter().cloned());

@@ -14,11 +14,12 @@
 //!
 //! It never writes, and reads one segment at a time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use nvme::Namespace;
+use nvme::{Namespace, QueuePair};
 
 use crate::blocking;
+use crate::checkpoint;
 use crate::error::{Location, OpenError};
 use crate::format::record::{frame_records, FrameHeader, RecordKind};
 use crate::format::segment::SegmentHeader;
@@ -149,218 +150,308 @@ pub fn inspect(
     let mut queue = namespace.queue_pair(8)?;
     let sb = layout::read_superblock(namespace, queue.as_mut())?;
     let layout = layout::layout_of(namespace, &sb)?;
-    let lba_bytes = layout.lba_bytes as usize;
-    let mut report = InspectReport {
+    let mut inspector = Inspector {
+        namespace,
+        queue,
         layout,
         uuid: sb.uuid,
-        superblocks_valid: 0,
-        segments_used: 0,
-        segments_free: 0,
-        segments_checkpoint: 0,
-        checkpoint: None,
-        streams: 0,
-        frames: 0,
-        records: 0,
-        puts: 0,
-        deletes: 0,
-        live_keys: 0,
-        live_bytes: 0,
-        log_bytes: 0,
-        problems: Vec::new(),
+        seed: store_seed(&sb.uuid),
+        block: Vec::new(),
+        report: InspectReport::empty(layout, sb.uuid),
     };
-    let io = |e: blocking::BlockingError| OpenError::Io(nvme::IoError::from(e));
+    inspector.check_superblocks()?;
+    let mut start = inspector.check_checkpoints()?;
+    let mut streams = inspector.classify_segments(&start.checkpoint_segments, progress)?;
+    inspector.report.streams = streams.len() as u32;
+    // Every stream's frames, in generation order, one segment at a time,
+    // through the walker recovery uses.
+    let mut done = 0u32;
+    for (stream, headers) in streams.iter_mut() {
+        headers.sort_by_key(|h| h.generation);
+        inspector.walk_stream(*stream, headers, &mut start, &mut done, progress)?;
+    }
+    let mut report = inspector.report;
+    for (key, (_, value_bytes)) in &start.keys {
+        if let Some(value_bytes) = value_bytes {
+            report.live_keys += 1;
+            report.live_bytes += key.len() as u64 + value_bytes;
+        }
+    }
+    progress(report.layout.segment_count, report.layout.segment_count);
+    Ok(report)
+}
 
-    // Superblocks: both copies must verify.
-    let mut block = Vec::new();
-    let mut unreadable = Vec::new();
-    blocking::read_tolerant(
-        namespace,
-        queue.as_mut(),
-        0,
-        lba_bytes * 2,
-        &mut block,
-        &mut unreadable,
-    )
-    .map_err(io)?;
-    for (copy, &lba) in layout::SUPERBLOCK_LBAS.iter().enumerate() {
-        let bytes = &block[copy * lba_bytes..(copy + 1) * lba_bytes];
-        let at = |kind, detail: String| Problem {
+impl InspectReport {
+    /// A report of `layout` and `uuid` with nothing counted yet.
+    fn empty(layout: Layout, uuid: [u8; 16]) -> InspectReport {
+        InspectReport {
+            layout,
+            uuid,
+            superblocks_valid: 0,
+            segments_used: 0,
+            segments_free: 0,
+            segments_checkpoint: 0,
+            checkpoint: None,
+            streams: 0,
+            frames: 0,
+            records: 0,
+            puts: 0,
+            deletes: 0,
+            live_keys: 0,
+            live_bytes: 0,
+            log_bytes: 0,
+            problems: Vec::new(),
+        }
+    }
+}
+
+/// The keys' latest state: (sequence number, value bytes or None for a
+/// delete).
+type Keys = HashMap<Vec<u8>, (u64, Option<u64>)>;
+
+/// What the walk of the logs starts from: the checkpoint an open loads, as
+/// in recovery. Per shard, the log counts only above the shard's watermark
+/// (GC may have freed a delete the checkpoint already reflects).
+#[derive(Default)]
+struct Start {
+    /// The keys' latest state: the loaded checkpoint's, and then the
+    /// walk's.
+    keys: Keys,
+    /// Per shard, the loaded checkpoint's watermark (none without one).
+    watermarks: Vec<u64>,
+    /// The segments either valid root names.
+    checkpoint_segments: BTreeSet<u32>,
+}
+
+/// One inspection: the device, what it has read so far and what it found.
+struct Inspector<'a> {
+    namespace: &'a dyn Namespace,
+    queue: Box<dyn QueuePair>,
+    layout: Layout,
+    uuid: [u8; 16],
+    seed: u32,
+    /// The read buffer, reused: one segment in memory at a time.
+    block: Vec<u8>,
+    report: InspectReport,
+}
+
+impl Inspector<'_> {
+    /// Both superblock copies must verify.
+    fn check_superblocks(&mut self) -> Result<(), OpenError> {
+        let lba_bytes = self.layout.lba_bytes as usize;
+        let mut unreadable = Vec::new();
+        blocking::read_tolerant(
+            self.namespace,
+            self.queue.as_mut(),
+            0,
+            lba_bytes * 2,
+            &mut self.block,
+            &mut unreadable,
+        )
+        .map_err(io)?;
+        for (copy, &lba) in layout::SUPERBLOCK_LBAS.iter().enumerate() {
+            let bytes = &self.block[copy * lba_bytes..(copy + 1) * lba_bytes];
+            let at = |kind, detail: String| Problem {
+                kind,
+                location: Location {
+                    segment: 0,
+                    offset: (copy * lba_bytes) as u32,
+                },
+                lba,
+                stream: None,
+                detail,
+            };
+            match Superblock::decode(bytes) {
+                _ if unreadable.contains(&lba) => self.report.problems.push(at(
+                    ProblemKind::Unreadable,
+                    format!("superblock copy {} cannot be read", copy_name(copy)),
+                )),
+                Ok(_) => self.report.superblocks_valid += 1,
+                Err(e) => self.report.problems.push(at(
+                    ProblemKind::Superblock,
+                    format!("superblock copy {}: {e}", copy_name(copy)),
+                )),
+            }
+        }
+        Ok(())
+    }
+
+    /// Index checkpoints: both roots, and the body recovery would load,
+    /// which the walk of the logs starts from.
+    fn check_checkpoints(&mut self) -> Result<Start, OpenError> {
+        let mut start = Start::default();
+        let found =
+            match checkpoint::find(self.namespace, self.queue.as_mut(), &self.layout, self.seed) {
+                Ok(found) => found,
+                Err(OpenError::CheckpointCorrupt(why)) => {
+                    let problem = self.root_problem(0, ProblemKind::Checkpoint, why);
+                    self.report.problems.push(problem);
+                    return Ok(start);
+                }
+                Err(e) => return Err(e),
+            };
+        self.report.checkpoint = found.loaded.as_ref().map(|l| l.root.generation);
+        if let Some(loaded) = &found.loaded {
+            for (index, &watermark) in loaded.body.index.iter().zip(&loaded.body.watermarks) {
+                index.for_each(|key, pointer| {
+                    let value = (pointer.length as usize)
+                        .saturating_sub(crate::format::record::record_bytes(key.len(), 0));
+                    start
+                        .keys
+                        .insert(key.to_vec(), (watermark, Some(value as u64)));
+                });
+            }
+            start.watermarks.clone_from(&loaded.body.watermarks);
+        }
+        for (slot, state) in found.slots.iter().enumerate() {
+            if let checkpoint::Slot::Valid(root) = state {
+                start
+                    .checkpoint_segments
+                    .extend(root.segments.iter().copied());
+            }
+            if let Some(problem) = self.slot_problem(slot, state) {
+                self.report.problems.push(problem);
+            }
+        }
+        Ok(start)
+    }
+
+    /// What is wrong with root slot `slot`, given the checkpoint an open
+    /// loads: a root that fails its checks, or a valid root newer than the
+    /// loaded checkpoint (its body does not verify).
+    fn slot_problem(&self, slot: usize, state: &checkpoint::Slot) -> Option<Problem> {
+        match state {
+            checkpoint::Slot::Valid(root) => {
+                if self.report.checkpoint.is_some_and(|g| g >= root.generation) {
+                    return None;
+                }
+                let fallback = self.report.checkpoint.map_or_else(
+                    || "a replay of the whole log".to_string(),
+                    |g| format!("checkpoint {g}"),
+                );
+                Some(self.root_problem(
+                    slot,
+                    ProblemKind::Checkpoint,
+                    format!(
+                        "checkpoint {} does not verify; an open falls back to {fallback}",
+                        root.generation
+                    ),
+                ))
+            }
+            checkpoint::Slot::Corrupt(e) => Some(self.root_problem(
+                slot,
+                ProblemKind::CheckpointRoot,
+                format!("checkpoint root slot {}: {e}", copy_name(slot)),
+            )),
+            checkpoint::Slot::Empty => None,
+        }
+    }
+
+    fn root_problem(&self, slot: usize, kind: ProblemKind, detail: String) -> Problem {
+        let lba = crate::format::checkpoint::ROOT_LBAS[slot];
+        Problem {
             kind,
             location: Location {
                 segment: 0,
-                offset: (copy * lba_bytes) as u32,
+                offset: (lba as usize * self.layout.lba_bytes as usize) as u32,
             },
             lba,
             stream: None,
             detail,
-        };
-        match Superblock::decode(bytes) {
-            _ if unreadable.contains(&lba) => report.problems.push(at(
-                ProblemKind::Unreadable,
-                format!("superblock copy {} cannot be read", copy_name(copy)),
-            )),
-            Ok(_) => report.superblocks_valid += 1,
-            Err(e) => report.problems.push(at(
-                ProblemKind::Superblock,
-                format!("superblock copy {}: {e}", copy_name(copy)),
-            )),
         }
     }
 
-    // Index checkpoints: both roots, and the body recovery would load.
-    let seed = crate::format::store_seed(&sb.uuid);
-    let mut checkpoint_segments = std::collections::BTreeSet::new();
-    let root_problem = |slot: usize, kind, detail: String| Problem {
-        kind,
-        location: Location {
-            segment: 0,
-            offset: (crate::format::checkpoint::ROOT_LBAS[slot] as usize * lba_bytes) as u32,
-        },
-        lba: crate::format::checkpoint::ROOT_LBAS[slot],
-        stream: None,
-        detail,
-    };
-    // The keys' latest state: (sequence number, value bytes or None for a
-    // delete). The checkpoint an open loads is its start, as in recovery:
-    // per shard, the log counts only above the shard's watermark (GC may
-    // have freed a delete the checkpoint already reflects).
-    let mut keys: HashMap<Vec<u8>, (u64, Option<u64>)> = HashMap::new();
-    let mut watermarks = Vec::new();
-    match crate::checkpoint::find(namespace, queue.as_mut(), &layout, seed) {
-        Ok(found) => {
-            report.checkpoint = found.loaded.as_ref().map(|l| l.root.generation);
-            if let Some(loaded) = &found.loaded {
-                for (index, &watermark) in loaded.body.index.iter().zip(&loaded.body.watermarks) {
-                    index.for_each(|key, pointer| {
-                        let value = (pointer.length as usize)
-                            .saturating_sub(crate::format::record::record_bytes(key.len(), 0));
-                        keys.insert(key.to_vec(), (watermark, Some(value as u64)));
-                    });
-                }
-                watermarks.clone_from(&loaded.body.watermarks);
-            }
-            for (slot, state) in found.slots.iter().enumerate() {
-                match state {
-                    crate::checkpoint::Slot::Valid(root) => {
-                        checkpoint_segments.extend(root.segments.iter().copied());
-                        if report.checkpoint.is_none_or(|g| g < root.generation) {
-                            let fallback = report.checkpoint.map_or_else(
-                                || "a replay of the whole log".to_string(),
-                                |g| format!("checkpoint {g}"),
-                            );
-                            report.problems.push(root_problem(
-                                slot,
-                                ProblemKind::Checkpoint,
-                                format!(
-                                    "checkpoint {} does not verify; an open falls back to {fallback}",
-                                    root.generation
-                                ),
-                            ));
-                        }
-                    }
-                    crate::checkpoint::Slot::Corrupt(e) => report.problems.push(root_problem(
-                        slot,
-                        ProblemKind::CheckpointRoot,
-                        format!("checkpoint root slot {}: {e}", copy_name(slot)),
-                    )),
-                    crate::checkpoint::Slot::Empty => {}
-                }
-            }
-        }
-        Err(OpenError::CheckpointCorrupt(why)) => {
-            report
-                .problems
-                .push(root_problem(0, ProblemKind::Checkpoint, why));
-        }
-        Err(e) => return Err(e),
-    }
-
-    // Segment headers.
-    let total = layout.segment_count;
-    let mut streams: BTreeMap<u16, Vec<SegmentHeader>> = BTreeMap::new();
-    for segment in 1..layout.segment_count {
-        let lba = layout.segment_lba(segment);
-        let slot = read_header(
-            namespace,
-            queue.as_mut(),
-            &layout,
-            &sb.uuid,
-            segment,
-            &mut block,
-        )
-        .map_err(io)?;
-        let at = |detail: String, kind| Problem {
-            kind,
-            location: Location { segment, offset: 0 },
-            lba,
-            stream: None,
-            detail,
-        };
-        match slot {
-            HeaderSlot::Log(h) => streams.entry(h.stream).or_default().push(h),
-            // Part of a checkpoint body; one no root names is a leftover.
-            HeaderSlot::Checkpoint(_) if checkpoint_segments.contains(&segment) => {
-                report.segments_checkpoint += 1
-            }
-            HeaderSlot::Checkpoint(_) | HeaderSlot::Foreign | HeaderSlot::Blank => {
-                report.segments_free += 1
-            }
-            HeaderSlot::Unreadable => report.problems.push(at(
-                "segment header cannot be read".into(),
-                ProblemKind::Unreadable,
-            )),
-            HeaderSlot::Misplaced(h) => report.problems.push(at(
-                format!("header of segment {} found in segment {segment}", h.segment),
-                ProblemKind::SegmentHeader,
-            )),
-            HeaderSlot::Damaged(e) => report.problems.push(at(
-                format!("segment header: {e}"),
-                ProblemKind::SegmentHeader,
-            )),
-        }
-        if segment % 64 == 0 {
-            progress(segment, total);
-        }
-    }
-    report.streams = streams.len() as u32;
-
-    // Every stream's frames, in generation order, one segment at a time,
-    // through the walker recovery uses.
-    let seed = store_seed(&sb.uuid);
-    let mut done = 0u32;
-    for (stream, headers) in streams.iter_mut() {
-        headers.sort_by_key(|h| h.generation);
-        let mut walk = StreamWalk::new(layout, seed, 0);
-        let mut tally = Tally {
-            stream: *stream,
-            layout,
-            seed,
-            report: &mut report,
-            keys: &mut keys,
-            watermarks: &watermarks,
-        };
-        for header in headers.iter() {
-            tally.report.segments_used += 1;
-            let unreadable = read_segment(
-                namespace,
-                queue.as_mut(),
-                &layout,
-                header.segment,
-                &mut block,
+    /// Reads every segment header and counts each segment as free,
+    /// checkpoint or damaged; returns the log segments, by stream.
+    fn classify_segments(
+        &mut self,
+        checkpoint_segments: &BTreeSet<u32>,
+        progress: &mut dyn FnMut(u32, u32),
+    ) -> Result<BTreeMap<u16, Vec<SegmentHeader>>, OpenError> {
+        let total = self.layout.segment_count;
+        let mut streams: BTreeMap<u16, Vec<SegmentHeader>> = BTreeMap::new();
+        for segment in 1..total {
+            let slot = read_header(
+                self.namespace,
+                self.queue.as_mut(),
+                &self.layout,
+                &self.uuid,
+                segment,
+                &mut self.block,
             )
             .map_err(io)?;
-            for &offset in &unreadable {
-                let problem = tally.problem(
+            let at = |detail: String, kind| Problem {
+                kind,
+                location: Location { segment, offset: 0 },
+                lba: self.layout.segment_lba(segment),
+                stream: None,
+                detail,
+            };
+            let report = &mut self.report;
+            match slot {
+                HeaderSlot::Log(h) => streams.entry(h.stream).or_default().push(h),
+                // Part of a checkpoint body; one no root names is a leftover.
+                HeaderSlot::Checkpoint(_) if checkpoint_segments.contains(&segment) => {
+                    report.segments_checkpoint += 1
+                }
+                HeaderSlot::Checkpoint(_) | HeaderSlot::Foreign | HeaderSlot::Blank => {
+                    report.segments_free += 1
+                }
+                HeaderSlot::Unreadable => report.problems.push(at(
+                    "segment header cannot be read".into(),
                     ProblemKind::Unreadable,
-                    header.segment,
-                    offset as usize,
-                    "block cannot be read".into(),
-                );
-                tally.report.problems.push(problem);
+                )),
+                HeaderSlot::Misplaced(h) => report.problems.push(at(
+                    format!("header of segment {} found in segment {segment}", h.segment),
+                    ProblemKind::SegmentHeader,
+                )),
+                HeaderSlot::Damaged(e) => report.problems.push(at(
+                    format!("segment header: {e}"),
+                    ProblemKind::SegmentHeader,
+                )),
             }
+            if segment % 64 == 0 {
+                progress(segment, total);
+            }
+        }
+        Ok(streams)
+    }
+
+    /// Walks one stream's segments (`headers`, in generation order),
+    /// counting its frames and records into the report and `start.keys`;
+    /// `done` counts the log segments walked so far, for `progress`.
+    fn walk_stream(
+        &mut self,
+        stream: u16,
+        headers: &[SegmentHeader],
+        start: &mut Start,
+        done: &mut u32,
+        progress: &mut dyn FnMut(u32, u32),
+    ) -> Result<(), OpenError> {
+        let total = self.layout.segment_count;
+        let mut walk = StreamWalk::new(self.layout, self.seed, 0);
+        let mut tally = Tally {
+            stream,
+            layout: self.layout,
+            seed: self.seed,
+            report: &mut self.report,
+            keys: &mut start.keys,
+            watermarks: &start.watermarks,
+        };
+        for header in headers {
+            tally.report.segments_used += 1;
+            let unreadable = read_segment(
+                self.namespace,
+                self.queue.as_mut(),
+                &self.layout,
+                header.segment,
+                &mut self.block,
+            )
+            .map_err(io)?;
+            tally.unreadable_blocks(header.segment, &unreadable);
             walk.segment(
                 SegmentRef::from(header),
-                &block,
+                &self.block,
                 &unreadable,
                 &mut |event| match event {
                     Event::Frame { header, bytes, .. } => tally.frame(&header, bytes),
@@ -370,32 +461,23 @@ pub fn inspect(
                     }
                 },
             );
-            done += 1;
-            progress(total.min(done + tally.report.segments_free), total);
+            *done += 1;
+            progress(total.min(*done + tally.report.segments_free), total);
         }
         let end = walk.finish();
         // Zeroes or an earlier use's leftovers after the last frame are the
         // log's normal end; anything else there is what recovery cuts and
         // reports as a torn tail.
         if let Some(torn) = end.torn.filter(|_| end.torn_written) {
-            for mut p in tally.describe(&torn) {
-                p.kind = ProblemKind::TornTail;
-                p.detail = format!(
-                    "{} (at the end of the log: the torn remains of an unacknowledged group commit, cut and reported at the next open; if it was acknowledged, the medium damaged it)",
-                    p.detail
-                );
-                tally.report.problems.push(p);
-            }
+            let problems = tally.describe_torn_tail(&torn);
+            tally.report.problems.extend(problems);
         }
+        Ok(())
     }
-    for (key, (_, value_bytes)) in &keys {
-        if let Some(value_bytes) = value_bytes {
-            report.live_keys += 1;
-            report.live_bytes += key.len() as u64 + value_bytes;
-        }
-    }
-    progress(total, total);
-    Ok(report)
+}
+
+fn io(e: blocking::BlockingError) -> OpenError {
+    OpenError::Io(nvme::IoError::from(e))
 }
 
 fn copy_name(copy: usize) -> &'static str {
@@ -412,9 +494,7 @@ struct Tally<'a> {
     layout: Layout,
     seed: u32,
     report: &'a mut InspectReport,
-    /// The keys' latest state: (sequence number, value bytes or None for a
-    /// delete).
-    keys: &'a mut HashMap<Vec<u8>, (u64, Option<u64>)>,
+    keys: &'a mut Keys,
     /// Per shard, the loaded checkpoint's watermark.
     watermarks: &'a [u64],
 }
@@ -431,6 +511,20 @@ impl Tally<'_> {
                 + (offset / self.layout.lba_bytes as usize) as u64,
             stream: Some(self.stream),
             detail,
+        }
+    }
+
+    /// Reports each block of `segment` the device could not read (at
+    /// byte `offsets`).
+    fn unreadable_blocks(&mut self, segment: u32, offsets: &[u32]) {
+        for &offset in offsets {
+            let problem = self.problem(
+                ProblemKind::Unreadable,
+                segment,
+                offset as usize,
+                "block cannot be read".into(),
+            );
+            self.report.problems.push(problem);
         }
     }
 
@@ -460,6 +554,20 @@ impl Tally<'_> {
                 *entry = (record.seq, value);
             }
         }
+    }
+
+    /// The problems of an invalid stretch at the end of the log that holds
+    /// something written: what recovery cuts and reports as a torn tail.
+    fn describe_torn_tail(&self, torn: &Gap) -> Vec<Problem> {
+        let mut problems = self.describe(torn);
+        for p in &mut problems {
+            p.kind = ProblemKind::TornTail;
+            p.detail = format!(
+                "{} (at the end of the log: the torn remains of an unacknowledged group commit, cut and reported at the next open; if it was acknowledged, the medium damaged it)",
+                p.detail
+            );
+        }
+        problems
     }
 
     /// What is wrong where an invalid stretch starts: zeroes (a lost write,

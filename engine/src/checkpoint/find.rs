@@ -84,14 +84,42 @@ pub(crate) fn find(
     layout: &Layout,
     seed: u32,
 ) -> Result<Found, OpenError> {
+    let mut trouble = Trouble::default();
+    let slots = read_slots(namespace, queue, layout, seed, &mut trouble)?;
+    let loaded = load_newest(namespace, queue, layout, seed, &slots, &mut trouble);
+    let written = slots.iter().filter(|s| **s != Slot::Empty).count();
+    if loaded.is_none() && written == 2 {
+        return Err(refusal(namespace, queue, &slots, trouble));
+    }
+    Ok(Found { slots, loaded })
+}
+
+/// What kept the checkpoints from loading, gathered as they are read: it
+/// decides whether a store with no loadable checkpoint is damaged or its
+/// device is failing.
+#[derive(Default)]
+struct Trouble {
+    /// The first read that failed. Every read here is retried, so a
+    /// transient error never makes a checkpoint look corrupt; what stays
+    /// unreadable is named as such.
+    io: Option<nvme::IoError>,
+    /// Whether a root or body was read and found invalid.
+    content_failure: bool,
+    /// Why each body tried could not be loaded, newest first.
+    failures: Vec<String>,
+}
+
+/// Reads and classifies both root slots.
+fn read_slots(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    layout: &Layout,
+    seed: u32,
+    trouble: &mut Trouble,
+) -> Result<[Slot; 2], OpenError> {
     let lba_bytes = layout.lba_bytes as usize;
     let mut slots = [Slot::Empty, Slot::Empty];
     let mut block = Vec::with_capacity(lba_bytes);
-    // Every read here is retried, so a transient error never makes a
-    // checkpoint look corrupt; what stays unreadable is named as such.
-    let mut io_trouble: Option<nvme::IoError> = None;
-    // Whether a root or body was read and found invalid.
-    let mut content_failure = false;
     for (slot, &lba) in slots.iter_mut().zip(ROOT_LBAS.iter()) {
         let mut unreadable = Vec::new();
         blocking::read_tolerant(
@@ -104,35 +132,53 @@ pub(crate) fn find(
         )
         .map_err(nvme::IoError::from)?;
         if !unreadable.is_empty() {
-            io_trouble.get_or_insert(nvme::IoError::Device { lba, errno: 5 });
-        }
-        *slot = if !unreadable.is_empty() {
-            Slot::Corrupt(DecodeError::Invalid {
+            trouble
+                .io
+                .get_or_insert(nvme::IoError::Device { lba, errno: 5 });
+            *slot = Slot::Corrupt(DecodeError::Invalid {
                 field: "unreadable root block",
                 value: lba,
-            })
-        } else {
-            match Root::decode(&block, seed) {
-                Ok(root)
-                    if root
-                        .segments
-                        .iter()
-                        .all(|&s| s > 0 && s < layout.segment_count) =>
-                {
-                    Slot::Valid(root)
-                }
-                Ok(root) => Slot::Corrupt(DecodeError::Invalid {
-                    field: "checkpoint segment",
-                    value: root.segments.iter().copied().max().map_or(0, u64::from),
-                }),
-                Err(DecodeError::BadMagic { .. }) => Slot::Empty,
-                Err(e) => Slot::Corrupt(e),
-            }
-        };
-        if unreadable.is_empty() && matches!(slot, Slot::Corrupt(_)) {
-            content_failure = true;
+            });
+            continue;
         }
+        *slot = decode_root(&block, seed, layout);
+        trouble.content_failure |= matches!(slot, Slot::Corrupt(_));
     }
+    Ok(slots)
+}
+
+/// What a root slot's block holds: no root magic is a slot never written;
+/// a root naming a segment outside the store is as corrupt as one that
+/// fails its checksum.
+fn decode_root(block: &[u8], seed: u32, layout: &Layout) -> Slot {
+    match Root::decode(block, seed) {
+        Ok(root)
+            if root
+                .segments
+                .iter()
+                .all(|&s| s > 0 && s < layout.segment_count) =>
+        {
+            Slot::Valid(root)
+        }
+        Ok(root) => Slot::Corrupt(DecodeError::Invalid {
+            field: "checkpoint segment",
+            value: root.segments.iter().copied().max().map_or(0, u64::from),
+        }),
+        Err(DecodeError::BadMagic { .. }) => Slot::Empty,
+        Err(e) => Slot::Corrupt(e),
+    }
+}
+
+/// Loads the newest valid root's body that verifies, trying the older one
+/// when the newer cannot be loaded.
+fn load_newest(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    layout: &Layout,
+    seed: u32,
+    slots: &[Slot; 2],
+    trouble: &mut Trouble,
+) -> Option<Loaded> {
     let mut candidates: Vec<&Root> = slots
         .iter()
         .filter_map(|s| match s {
@@ -141,69 +187,77 @@ pub(crate) fn find(
         })
         .collect();
     candidates.sort_by_key(|r| std::cmp::Reverse(r.generation));
-    let mut failures = Vec::new();
-    let mut loaded = None;
     for root in candidates {
         match read_body(namespace, queue, layout, seed, root) {
             Ok(body) => {
-                loaded = Some(Loaded {
+                return Some(Loaded {
                     root: root.clone(),
                     body,
-                });
-                break;
+                })
             }
             Err(BodyError::Io(e)) => {
                 tracing::error!(
                     generation = root.generation,
                     "index checkpoint body cannot be read: {e}; trying the other slot"
                 );
-                failures.push(format!("checkpoint {}: {e}", root.generation));
-                io_trouble.get_or_insert(e);
+                trouble
+                    .failures
+                    .push(format!("checkpoint {}: {e}", root.generation));
+                trouble.io.get_or_insert(e);
             }
             Err(BodyError::Invalid(why)) => {
-                content_failure = true;
+                trouble.content_failure = true;
                 tracing::error!(
                     generation = root.generation,
                     "index checkpoint unusable: {why}; trying the other slot"
                 );
-                failures.push(format!("checkpoint {}: {why}", root.generation));
+                trouble
+                    .failures
+                    .push(format!("checkpoint {}: {why}", root.generation));
             }
         }
     }
-    let written = slots.iter().filter(|s| **s != Slot::Empty).count();
-    if loaded.is_none() && written == 2 {
-        match io_trouble {
-            // Nothing was found invalid, and the device answers nothing at
-            // all (it reads no superblock either: a failing or vanished
-            // device). That is an I/O failure, not corruption: the open
-            // fails with it, and a later open may read the checkpoints.
-            Some(e) if !content_failure && !device_answers(namespace, queue) => {
-                tracing::error!(
-                    "no index checkpoint could be read and the device answers no reads ({})",
-                    failures.join("; ")
-                );
-                return Err(OpenError::Io(e));
-            }
-            // The device answers, but these blocks stay unreadable after
-            // retries: damaged media, reported as such.
-            Some(e) => failures.push(format!(
-                "the device could not read a checkpoint block ({e})"
-            )),
-            None => {}
+    None
+}
+
+/// Why an open fails when both slots were written and neither checkpoint
+/// loads: an I/O error if the device answers nothing, else corruption.
+fn refusal(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    slots: &[Slot; 2],
+    mut trouble: Trouble,
+) -> OpenError {
+    match trouble.io {
+        // Nothing was found invalid, and the device answers nothing at
+        // all (it reads no superblock either: a failing or vanished
+        // device). That is an I/O failure, not corruption: the open
+        // fails with it, and a later open may read the checkpoints.
+        Some(e) if !trouble.content_failure && !device_answers(namespace, queue) => {
+            tracing::error!(
+                "no index checkpoint could be read and the device answers no reads ({})",
+                trouble.failures.join("; ")
+            );
+            return OpenError::Io(e);
         }
-        let describe = |s: &Slot| match s {
-            Slot::Corrupt(e) => format!("root corrupt ({e})"),
-            Slot::Valid(r) => format!("checkpoint {} unreadable", r.generation),
-            Slot::Empty => "empty".to_string(),
-        };
-        return Err(OpenError::CheckpointCorrupt(format!(
-            "slot A: {}; slot B: {}; {}",
-            describe(&slots[0]),
-            describe(&slots[1]),
-            failures.join("; ")
-        )));
+        // The device answers, but these blocks stay unreadable after
+        // retries: damaged media, reported as such.
+        Some(e) => trouble.failures.push(format!(
+            "the device could not read a checkpoint block ({e})"
+        )),
+        None => {}
     }
-    Ok(Found { slots, loaded })
+    let describe = |s: &Slot| match s {
+        Slot::Corrupt(e) => format!("root corrupt ({e})"),
+        Slot::Valid(r) => format!("checkpoint {} unreadable", r.generation),
+        Slot::Empty => "empty".to_string(),
+    };
+    OpenError::CheckpointCorrupt(format!(
+        "slot A: {}; slot B: {}; {}",
+        describe(&slots[0]),
+        describe(&slots[1]),
+        trouble.failures.join("; ")
+    ))
 }
 
 /// Zeroes both root slots durably: the store then opens with a full replay

@@ -109,6 +109,17 @@ struct Pending {
     first: Invalid,
 }
 
+/// The segment being walked.
+struct Current<'d> {
+    /// Which pushed segment (0-based) it is.
+    index: usize,
+    segment: SegmentRef,
+    /// All of it, header block included.
+    data: &'d [u8],
+    /// Byte offsets of the blocks the device could not read.
+    unreadable: &'d [u32],
+}
+
 /// Walks one stream, a segment at a time.
 pub(crate) struct StreamWalk {
     layout: Layout,
@@ -152,7 +163,12 @@ impl StreamWalk {
         unreadable: &[u32],
         visit: &mut dyn FnMut(Event<'_>),
     ) {
-        let index = self.pushed;
+        let current = Current {
+            index: self.pushed,
+            segment,
+            data,
+            unreadable,
+        };
         self.pushed += 1;
         self.last_segment = Some(segment);
         if self.pending.is_some() {
@@ -169,86 +185,128 @@ impl StreamWalk {
                 self.last_seq,
                 self.seed,
             ) else {
-                let moves_here = match &self.pending {
-                    None => true,
-                    Some(pending) => {
-                        offset == lba_bytes
-                            && self.switched_cleanly(pending, index, segment)
-                            && pending
-                                .first
-                                .is_unwritten(pending.segment.segment, pending.segment.generation)
-                    }
-                };
-                if moves_here {
-                    let first = if unreadable.contains(&(offset as u32)) {
-                        Invalid::Unreadable
-                    } else {
-                        examine(
-                            data,
-                            segment.segment,
-                            segment.generation,
-                            offset,
-                            lba_bytes,
-                            self.last_seq,
-                            self.seed,
-                        )
-                    };
-                    // After a clean end of the segment before, the stream
-                    // ends here only if something was written here: else
-                    // this segment was opened for a commit that never
-                    // became durable (an orphan) and the end stays before.
-                    if self.pending.is_none()
-                        || !first.is_unwritten(segment.segment, segment.generation)
-                    {
-                        self.after_pending.clear();
-                        self.pending = Some(Pending {
-                            index,
-                            segment,
-                            offset,
-                            first,
-                        });
-                    }
-                }
+                self.invalid_at(&current, offset);
                 offset += lba_bytes;
                 continue;
             };
             if let Some(pending) = self.pending.take() {
-                self.after_pending.clear();
-                let clean_switch =
-                    offset == lba_bytes && self.switched_cleanly(&pending, index, segment);
-                if !clean_switch {
-                    let end = Location {
-                        segment: segment.segment,
-                        offset: offset as u32,
-                    };
-                    let gap = self.gap(pending, Some((end, header.first_seq)));
-                    // Records salvaged from the damaged frame are part of
-                    // the log: later frames must follow them.
-                    if let Invalid::Damaged(frame) = &gap.first {
-                        if frame.follows {
-                            if let Some(last) = frame.records.last() {
-                                self.last_seq = self.last_seq.max(last.seq);
-                            }
-                        }
-                    }
-                    visit(Event::Damage(gap));
+                self.settle_pending(pending, &current, offset, &header, visit);
+            }
+            offset += self.take_frame(&current, offset, header, visit);
+        }
+    }
+
+    /// An invalid position at `offset` of the segment being walked: it
+    /// starts the pending stretch unless one is pending already.
+    fn invalid_at(&mut self, current: &Current<'_>, offset: usize) {
+        if !self.may_move_pending_to(current, offset) {
+            return;
+        }
+        let segment = current.segment;
+        let first = if current.unreadable.contains(&(offset as u32)) {
+            Invalid::Unreadable
+        } else {
+            examine(
+                current.data,
+                segment.segment,
+                segment.generation,
+                offset,
+                self.layout.lba_bytes as usize,
+                self.last_seq,
+                self.seed,
+            )
+        };
+        // After a clean end of the segment before, the stream ends here
+        // only if something was written here: else this segment was opened
+        // for a commit that never became durable (an orphan) and the end
+        // stays before.
+        if self.pending.is_none() || !first.is_unwritten(segment.segment, segment.generation) {
+            self.after_pending.clear();
+            self.pending = Some(Pending {
+                index: current.index,
+                segment,
+                offset,
+                first,
+            });
+        }
+    }
+
+    /// Whether an invalid position at `offset` may be where the pending
+    /// stretch starts: always when nothing is pending; else only at the
+    /// first frame position of a segment the stream switched to cleanly
+    /// from a pending stretch holding nothing written (the segment before
+    /// simply ended, so the end of the log may lie here instead).
+    fn may_move_pending_to(&self, current: &Current<'_>, offset: usize) -> bool {
+        match &self.pending {
+            None => true,
+            Some(pending) => {
+                offset == self.layout.lba_bytes as usize
+                    && self.switched_cleanly(pending, current.index, current.segment)
+                    && pending
+                        .first
+                        .is_unwritten(pending.segment.segment, pending.segment.generation)
+            }
+        }
+    }
+
+    /// The pending stretch, now that a valid frame (`header`, at `offset`
+    /// of the segment being walked) follows it: damage in the middle of
+    /// the log, reported, unless the stream switched segments cleanly.
+    fn settle_pending(
+        &mut self,
+        pending: Pending,
+        current: &Current<'_>,
+        offset: usize,
+        header: &FrameHeader,
+        visit: &mut dyn FnMut(Event<'_>),
+    ) {
+        self.after_pending.clear();
+        let clean_switch = offset == self.layout.lba_bytes as usize
+            && self.switched_cleanly(&pending, current.index, current.segment);
+        if clean_switch {
+            return;
+        }
+        let end = Location {
+            segment: current.segment.segment,
+            offset: offset as u32,
+        };
+        let gap = self.gap(pending, Some((end, header.first_seq)));
+        // Records salvaged from the damaged frame are part of the log:
+        // later frames must follow them.
+        if let Invalid::Damaged(frame) = &gap.first {
+            if frame.follows {
+                if let Some(last) = frame.records.last() {
+                    self.last_seq = self.last_seq.max(last.seq);
                 }
             }
-            let frame_bytes = header.frame_bytes as usize;
-            if header.record_count > 0 {
-                self.last_seq = header.first_seq + u64::from(header.record_count) - 1;
-                self.sealed = None;
-            } else {
-                self.sealed = Some(index);
-            }
-            visit(Event::Frame {
-                segment: segment.segment,
-                offset,
-                header,
-                bytes: &data[offset..offset + frame_bytes],
-            });
-            offset += self.layout.pad(frame_bytes);
         }
+        visit(Event::Damage(gap));
+    }
+
+    /// Takes the valid frame at `offset` of the segment being walked into
+    /// the stream and hands it to `visit`; returns the bytes it occupies,
+    /// padding included.
+    fn take_frame(
+        &mut self,
+        current: &Current<'_>,
+        offset: usize,
+        header: FrameHeader,
+        visit: &mut dyn FnMut(Event<'_>),
+    ) -> usize {
+        let frame_bytes = header.frame_bytes as usize;
+        if header.record_count > 0 {
+            self.last_seq = header.first_seq + u64::from(header.record_count) - 1;
+            self.sealed = None;
+        } else {
+            self.sealed = Some(current.index);
+        }
+        visit(Event::Frame {
+            segment: current.segment.segment,
+            offset,
+            header,
+            bytes: &current.data[offset..offset + frame_bytes],
+        });
+        self.layout.pad(frame_bytes)
     }
 
     /// Whether the stream may have left `pending`'s segment for `segment`

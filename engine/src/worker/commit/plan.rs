@@ -49,109 +49,186 @@ pub(super) fn plan_batch(
 ) -> Planned {
     frame.clear();
     begin_frame(&mut frame);
-    let mut planned = Planned {
-        frame: Vec::new(),
-        records: 0,
-        updates: Vec::new(),
-        answers: Vec::new(),
-        gc_requests: 0,
-        relocated_records: 0,
-        relocated_bytes: 0,
+    let mut planner = Planner {
+        index,
+        tail,
+        seed,
+        seq: first_seq,
+        frame,
+        overlay: BTreeMap::new(),
+        planned: Planned {
+            frame: Vec::new(),
+            records: 0,
+            updates: Vec::new(),
+            answers: Vec::new(),
+            gc_requests: 0,
+            relocated_records: 0,
+            relocated_bytes: 0,
+        },
     };
-    let mut overlay: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
-    let exists = |overlay: &BTreeMap<Vec<u8>, bool>, key: &[u8]| match overlay.get(key) {
-        Some(&present) => present,
-        None => index(key).is_some(),
-    };
-    let mut seq = first_seq;
     for w in batch {
+        planner.plan_request(w);
+    }
+    planner.finish(first_seq)
+}
+
+/// Whether a request of the batch writes its records.
+enum Verdict {
+    /// It writes; its index updates apply only if the index still holds
+    /// `expected` (a relocation's compare-and-swap), else unconditionally.
+    Write { expected: Option<ValuePointer> },
+    /// A condition that does not hold: answered at once, nothing written.
+    NotApplied,
+    /// A relocation whose record a newer write has superseded: nothing to
+    /// move, and nobody to answer.
+    Superseded,
+}
+
+/// A batch being planned: the frame so far, and what the batch's earlier
+/// requests decided.
+struct Planner<'a> {
+    /// The index as it stands (before this batch).
+    index: &'a dyn Fn(&[u8]) -> Option<ValuePointer>,
+    tail: Tail,
+    seed: u32,
+    /// The next record's sequence number.
+    seq: u64,
+    frame: Vec<u8>,
+    /// Keys this batch has written so far, and whether each now exists.
+    overlay: BTreeMap<Vec<u8>, bool>,
+    planned: Planned,
+}
+
+impl Planner<'_> {
+    /// Plans one request: decides whether it writes, appends its records
+    /// and decides its answer.
+    fn plan_request(&mut self, w: Waiting) {
         let key = w.ops.first().map(BatchOp::key).unwrap_or_default();
-        let expected = match w.kind {
-            WriteKind::Conditional(condition) => {
-                let holds = match condition {
-                    Condition::Absent => !exists(&overlay, key),
-                    Condition::Present => exists(&overlay, key),
-                };
-                if !holds {
-                    planned.answers.push((w.id, Reply::NotApplied));
-                    continue;
-                }
-                None
+        if w.kind.is_gc() {
+            self.planned.gc_requests += 1;
+        }
+        let expected = match self.verdict(w.kind, key) {
+            Verdict::Write { expected } => expected,
+            Verdict::NotApplied => {
+                self.planned.answers.push((w.id, Reply::NotApplied));
+                return;
             }
-            WriteKind::Relocate(_) | WriteKind::RelocateDelete => {
-                planned.gc_requests += 1;
-                // A write of the key in this batch or since GC read the
-                // record has superseded it: nothing to move.
-                let current = index(key);
-                let live = !overlay.contains_key(key)
-                    && match w.kind {
-                        WriteKind::Relocate(pointer) => current == Some(pointer),
-                        _ => current.is_none(),
-                    };
-                if !live {
-                    continue;
-                }
-                planned.relocated_records += 1;
-                planned.relocated_bytes += w.bytes as u64;
-                match w.kind {
-                    WriteKind::Relocate(pointer) => Some(pointer),
-                    _ => None,
-                }
-            }
-            WriteKind::Plain | WriteKind::Delete | WriteKind::PutGet => None,
+            Verdict::Superseded => return,
         };
+        if w.kind.is_gc() {
+            self.planned.relocated_records += 1;
+            self.planned.relocated_bytes += w.bytes as u64;
+        }
         let mut existed_any = false;
         for op in &w.ops {
-            let key = op.key();
-            existed_any |= exists(&overlay, key);
-            let offset = tail.offset as usize + frame.len();
-            let (kind, value): (RecordKind, &[u8]) = match op {
-                BatchOp::Put(_, value) => (RecordKind::Put, value),
-                BatchOp::Delete(_) => (RecordKind::Delete, &[]),
-            };
-            let record = Record {
-                kind,
-                seq,
-                segment: tail.segment,
-                key,
-                value,
-            };
-            encode_record(&mut frame, &record, seed);
-            let pointer = (kind == RecordKind::Put).then(|| ValuePointer {
-                segment: tail.segment,
-                offset: offset as u32,
-                length: record_bytes(key.len(), value.len()) as u32,
-                sequence_low: seq as u32,
-            });
-            overlay.insert(key.to_vec(), pointer.is_some());
-            planned.updates.push(IndexUpdate {
-                shard: WorkerCore::shard_of(key),
-                key: key.to_vec(),
-                pointer,
-                expected,
-            });
-            seq += 1;
+            existed_any |= self.exists(op.key());
+            self.append_record(op, expected);
         }
         let answer = match w.kind {
             WriteKind::Delete => Reply::Deleted(existed_any),
             WriteKind::Plain | WriteKind::Conditional(_) => Reply::Done,
             WriteKind::PutGet => Reply::Value(w.old),
-            WriteKind::Relocate(_) | WriteKind::RelocateDelete => continue,
+            WriteKind::Relocate(_) | WriteKind::RelocateDelete => return,
         };
-        planned.answers.push((w.id, answer));
+        self.planned.answers.push((w.id, answer));
     }
-    planned.records = (seq - first_seq) as usize;
-    if planned.records > 0 {
-        let header = FrameHeader {
-            frame_bytes: frame.len() as u32,
-            record_count: planned.records as u32,
-            segment_generation: tail.generation,
-            segment: tail.segment,
-            offset: tail.offset,
-            first_seq,
+
+    /// Whether a request of `kind` whose first key is `key` writes, judged
+    /// against the index and this batch's earlier writes.
+    fn verdict(&self, kind: WriteKind, key: &[u8]) -> Verdict {
+        match kind {
+            WriteKind::Conditional(condition) => {
+                let holds = match condition {
+                    Condition::Absent => !self.exists(key),
+                    Condition::Present => self.exists(key),
+                };
+                if holds {
+                    Verdict::Write { expected: None }
+                } else {
+                    Verdict::NotApplied
+                }
+            }
+            WriteKind::Relocate(_) | WriteKind::RelocateDelete => {
+                // A write of the key in this batch or since GC read the
+                // record has superseded it: nothing to move.
+                let current = (self.index)(key);
+                let live = !self.overlay.contains_key(key)
+                    && match kind {
+                        WriteKind::Relocate(pointer) => current == Some(pointer),
+                        _ => current.is_none(),
+                    };
+                if !live {
+                    return Verdict::Superseded;
+                }
+                let expected = match kind {
+                    WriteKind::Relocate(pointer) => Some(pointer),
+                    _ => None,
+                };
+                Verdict::Write { expected }
+            }
+            WriteKind::Plain | WriteKind::Delete | WriteKind::PutGet => {
+                Verdict::Write { expected: None }
+            }
+        }
+    }
+
+    /// Whether `key` exists once the batches before and this batch's
+    /// earlier writes are applied.
+    fn exists(&self, key: &[u8]) -> bool {
+        match self.overlay.get(key) {
+            Some(&present) => present,
+            None => (self.index)(key).is_some(),
+        }
+    }
+
+    /// Appends `op`'s record to the frame, with the index update it makes
+    /// once durable.
+    fn append_record(&mut self, op: &BatchOp, expected: Option<ValuePointer>) {
+        let key = op.key();
+        let offset = self.tail.offset as usize + self.frame.len();
+        let (kind, value): (RecordKind, &[u8]) = match op {
+            BatchOp::Put(_, value) => (RecordKind::Put, value),
+            BatchOp::Delete(_) => (RecordKind::Delete, &[]),
         };
-        finish_frame(&mut frame, &header, seed);
+        let record = Record {
+            kind,
+            seq: self.seq,
+            segment: self.tail.segment,
+            key,
+            value,
+        };
+        encode_record(&mut self.frame, &record, self.seed);
+        let pointer = (kind == RecordKind::Put).then(|| ValuePointer {
+            segment: self.tail.segment,
+            offset: offset as u32,
+            length: record_bytes(key.len(), value.len()) as u32,
+            sequence_low: self.seq as u32,
+        });
+        self.overlay.insert(key.to_vec(), pointer.is_some());
+        self.planned.updates.push(IndexUpdate {
+            shard: WorkerCore::shard_of(key),
+            key: key.to_vec(),
+            pointer,
+            expected,
+        });
+        self.seq += 1;
     }
-    planned.frame = frame;
-    planned
+
+    /// The plan, with the frame finished if it holds any record.
+    fn finish(mut self, first_seq: u64) -> Planned {
+        self.planned.records = (self.seq - first_seq) as usize;
+        if self.planned.records > 0 {
+            let header = FrameHeader {
+                frame_bytes: self.frame.len() as u32,
+                record_count: self.planned.records as u32,
+                segment_generation: self.tail.generation,
+                segment: self.tail.segment,
+                offset: self.tail.offset,
+                first_seq,
+            };
+            finish_frame(&mut self.frame, &header, self.seed);
+        }
+        self.planned.frame = self.frame;
+        self.planned
+    }
 }

@@ -142,7 +142,7 @@ mutation erase-cut-evidence engine/src/recovery.rs 1 \
     '' \
     'open erases all of a reported cut, so an open that fails after its erase leaves the next one nothing to report'
 mutation orphan-damaged-first-frame engine/src/log/walk.rs 1 \
-    '|| !first.is_unwritten(segment.segment, segment.generation)' \
+    '|| !first.is_unwritten()' \
     '|| false' \
     '' \
     'after a clean end of a segment, a next segment whose first frame is damaged is taken for an orphan (its header erased)'

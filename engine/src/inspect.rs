@@ -587,7 +587,7 @@ impl Tally<'_> {
                 return vec![frame_problem(format!("no valid frame header: {e}"))]
             }
             Invalid::Unreadable => return vec![frame_problem("the block cannot be read".into())],
-            Invalid::Misplaced(frame) => {
+            Invalid::Misplaced(frame) | Invalid::Earlier(frame) => {
                 return vec![frame_problem(format!(
                 "frame header names segment {} generation {} offset {} ({} bytes): not this place",
                 frame.segment, frame.segment_generation, frame.offset, frame.frame_bytes

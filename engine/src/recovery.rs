@@ -617,7 +617,7 @@ impl StreamReplay<'_> {
                     frame.header.record_count, frame.header.first_seq
                 ),
             ),
-            Invalid::Misplaced(h) => (
+            Invalid::Misplaced(h) | Invalid::Earlier(h) => (
                 Vec::new(),
                 false,
                 format!(

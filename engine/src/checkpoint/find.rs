@@ -103,8 +103,6 @@ struct Trouble {
     /// transient error never makes a checkpoint look corrupt; what stays
     /// unreadable is named as such.
     io: Option<nvme::IoError>,
-    /// Whether a root or body was read and found invalid.
-    content_failure: bool,
     /// Why each body tried could not be loaded, newest first.
     failures: Vec<String>,
 }
@@ -142,7 +140,6 @@ fn read_slots(
             continue;
         }
         *slot = decode_root(&block, seed, layout);
-        trouble.content_failure |= matches!(slot, Slot::Corrupt(_));
     }
     Ok(slots)
 }
@@ -206,7 +203,6 @@ fn load_newest(
                 trouble.io.get_or_insert(e);
             }
             Err(BodyError::Invalid(why)) => {
-                trouble.content_failure = true;
                 tracing::error!(
                     generation = root.generation,
                     "index checkpoint unusable: {why}; trying the other slot"
@@ -229,11 +225,14 @@ fn refusal(
     mut trouble: Trouble,
 ) -> OpenError {
     match trouble.io {
-        // Nothing was found invalid, and the device answers nothing at
+        // A checkpoint could not be read and the device answers nothing at
         // all (it reads no superblock either: a failing or vanished
-        // device). That is an I/O failure, not corruption: the open
-        // fails with it, and a later open may read the checkpoints.
-        Some(e) if !trouble.content_failure && !device_answers(namespace, queue) => {
+        // device, or a power cut in the middle of the open). That is an
+        // I/O failure, not corruption, even when the other checkpoint is
+        // corrupt: the open fails with it, and a later open may read the
+        // unread one. Refusing instead would send the operator to discard
+        // checkpoints that may be whole.
+        Some(e) if !device_answers(namespace, queue) => {
             tracing::error!(
                 "no index checkpoint could be read and the device answers no reads ({})",
                 trouble.failures.join("; ")

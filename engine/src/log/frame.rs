@@ -46,21 +46,28 @@ pub(crate) enum Invalid {
     NoHeader(DecodeError),
     /// A frame header that names another place, or runs past the segment.
     Misplaced(FrameHeader),
+    /// A whole, verified frame an earlier use (an older generation) of this
+    /// segment wrote at exactly this place: leftovers, not damage, past the
+    /// end of a log. (A header whose generation a bit flip lowered does not
+    /// verify, so it is `Misplaced`.)
+    Earlier(FrameHeader),
     /// A frame header for exactly this place whose frame fails verification.
     Damaged(DamagedFrame),
 }
 
 impl Invalid {
     /// Whether this is what a log holds past its end when nothing was
-    /// written there in the segment's current use: zeroes, or a frame
-    /// header an earlier use (an older generation) of the same segment left.
+    /// written there in the segment's current use: zeroes, or a whole frame
+    /// an earlier use (an older generation) of the same segment left.
     /// Anything else at the end of a log was written there by this use (the
     /// remains of a group commit in flight at a crash), or is damage.
-    pub(crate) fn is_unwritten(&self, segment: u32, generation: u64) -> bool {
+    pub(crate) fn is_unwritten(&self) -> bool {
         match self {
-            Invalid::Zeroes => true,
-            Invalid::Misplaced(h) => h.segment == segment && h.segment_generation < generation,
-            Invalid::Unreadable | Invalid::NoHeader(_) | Invalid::Damaged(_) => false,
+            Invalid::Zeroes | Invalid::Earlier(_) => true,
+            Invalid::Misplaced(_)
+            | Invalid::Unreadable
+            | Invalid::NoHeader(_)
+            | Invalid::Damaged(_) => false,
         }
     }
 }
@@ -116,7 +123,15 @@ pub(crate) fn examine(
         && header.segment_generation == generation
         && header.offset as usize == offset;
     if !placed || end > data.len() {
-        return Invalid::Misplaced(header);
+        let earlier = header.segment == segment
+            && header.segment_generation < generation
+            && header.offset as usize == offset
+            && verify_frame(&data[offset..], seed).is_ok();
+        return if earlier {
+            Invalid::Earlier(header)
+        } else {
+            Invalid::Misplaced(header)
+        };
     }
     let mut records = Vec::new();
     let mut at = offset + crate::format::record::FRAME_HEADER_BYTES;
@@ -214,22 +229,27 @@ mod tests {
     #[test]
     fn only_zeroes_and_an_earlier_use_s_headers_are_unwritten() {
         let data = segment_with_frame(&[b"a"]);
-        assert!(examine(&data, 3, 5, 0, 512, 0, SEED).is_unwritten(3, 5));
+        assert!(examine(&data, 3, 5, 0, 512, 0, SEED).is_unwritten());
         // The frame of generation 5, read at generation 6: an earlier use.
         let earlier = examine(&data, 3, 6, 512, 512, 0, SEED);
-        assert!(earlier.is_unwritten(3, 6), "{earlier:?}");
+        assert!(earlier.is_unwritten(), "{earlier:?}");
+        // The same, damaged: a header whose generation a flip lowered looks
+        // just like it, and must not pass for leftovers.
+        let mut flipped = data.clone();
+        flipped[512 + 60] ^= 0x01;
+        assert!(!examine(&flipped, 3, 6, 512, 512, 0, SEED).is_unwritten());
         // A header naming another segment: written here by mistake.
         let elsewhere = examine(&data, 4, 5, 512, 512, 0, SEED);
-        assert!(!elsewhere.is_unwritten(4, 5));
+        assert!(!elsewhere.is_unwritten());
         // A header of a later generation: never an earlier use's.
         let later = examine(&data, 3, 4, 512, 512, 0, SEED);
-        assert!(!later.is_unwritten(3, 4));
+        assert!(!later.is_unwritten());
         let mut garbage = data.clone();
         garbage[512] ^= 0xFF;
-        assert!(!examine(&garbage, 3, 5, 512, 512, 0, SEED).is_unwritten(3, 5));
+        assert!(!examine(&garbage, 3, 5, 512, 512, 0, SEED).is_unwritten());
         garbage[512] ^= 0xFF;
         garbage[600] ^= 0x01;
-        assert!(!examine(&garbage, 3, 5, 512, 512, 0, SEED).is_unwritten(3, 5));
+        assert!(!examine(&garbage, 3, 5, 512, 512, 0, SEED).is_unwritten());
     }
 
     #[test]

@@ -220,7 +220,7 @@ impl StreamWalk {
         // only if something was written here: else this segment was opened
         // for a commit that never became durable (an orphan) and the end
         // stays before.
-        if self.pending.is_none() || !first.is_unwritten(segment.segment, segment.generation) {
+        if self.pending.is_none() || !first.is_unwritten() {
             self.after_pending.clear();
             self.pending = Some(Pending {
                 index: current.index,
@@ -242,9 +242,7 @@ impl StreamWalk {
             Some(pending) => {
                 offset == self.layout.lba_bytes as usize
                     && self.switched_cleanly(pending, current.index, current.segment)
-                    && pending
-                        .first
-                        .is_unwritten(pending.segment.segment, pending.segment.generation)
+                    && pending.first.is_unwritten()
             }
         }
     }
@@ -357,9 +355,7 @@ impl StreamWalk {
                     offset: pending.offset as u32,
                     last_seq,
                 };
-                let torn_written = !pending
-                    .first
-                    .is_unwritten(pending.segment.segment, pending.segment.generation);
+                let torn_written = !pending.first.is_unwritten();
                 End {
                     last_seq,
                     tail: Some(tail),
@@ -534,7 +530,7 @@ mod tests {
         assert_eq!(end.tail.map(|t| t.offset as usize), Some(end_offset));
         assert!(matches!(
             end.torn.map(|t| t.first),
-            Some(Invalid::Misplaced(_))
+            Some(Invalid::Earlier(_))
         ));
         assert!(!end.torn_written, "the log simply ends");
     }

@@ -160,8 +160,36 @@ pub fn open_workers(
     for art in &recovered.index {
         art.for_each(|_, pointer| live.add(pointer.segment, pointer.length));
     }
-    // GC needs a segment per worker to relocate into, and one spare.
-    let reserve = 2 * workers + 2;
+    let reserve = store::segments::reserve(workers);
+    if free.len() < reserve {
+        // A store filled under fewer workers (or one whose deletes and GC
+        // used the reserve before a restart): user writes stay refused
+        // until deletes and GC bring free segments above this open's
+        // reserve. That is the policy: the reserve is what lets deletes
+        // and GC go on in every worker's stream on a full store, and it is
+        // not lowered to make room for writes (`docs/gc.md`).
+        tracing::warn!(
+            free = free.len(),
+            reserve,
+            workers,
+            "fewer segments are free than the GC reserve for {workers} workers: user writes \
+             fail with OutOfSpace until deletes and GC free {} more (a store filled under \
+             fewer workers needs 2 more per added worker); deletes and reads work",
+            reserve + 1 - free.len()
+        );
+        if free.len() < workers + store::segments::DELETE_FLOOR_MAX {
+            tracing::warn!(
+                free = free.len(),
+                workers,
+                "too few free segments for every worker to take one for deletes: a delete on \
+                 a worker whose log segment is full waits for GC or fails with OutOfSpace \
+                 until GC frees room; reopen with at most {} workers to delete first",
+                free.len()
+                    .saturating_sub(store::segments::DELETE_FLOOR_MAX)
+                    .max(1)
+            );
+        }
+    }
     let gc_free_target = (2 * reserve).max(layout.segment_count as usize / 8);
     let shared = Arc::new(store::Shared {
         layout,

@@ -506,6 +506,7 @@ impl StreamReplay<'_> {
                 last_seq,
                 sealed,
                 retry_after_seq: 0,
+                retry_when_empty: false,
             },
         );
     }

@@ -26,19 +26,24 @@ pub(crate) struct SegmentInfo {
     /// GC found damage in it, or live data it cannot move: not a victim
     /// again until `retry_after_seq`.
     pub retry_after_seq: u64,
+    /// GC gave up on it because live records of shards another worker owns
+    /// remained (its own were relocated): a victim again as soon as its
+    /// live bytes are zero, when freeing it needs no relocation at all.
+    pub retry_when_empty: bool,
 }
 
 /// Why a write may take a segment: user writes stop short of the reserve
 /// that GC (and deletes, which make garbage GC can then reclaim) need to
-/// make progress on a full namespace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// make progress on a full namespace. Ordered by how much free room each
+/// leaves alone: GC least, user puts most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Purpose {
-    /// A batch with user puts.
-    Write,
-    /// A batch of deletes (and GC records).
-    Delete,
     /// A batch of GC records only.
     Gc,
+    /// A batch of deletes (and GC records).
+    Delete,
+    /// A batch with user puts.
+    Write,
 }
 
 /// Deletes stop short of at most this many free segments, whatever the
@@ -47,7 +52,25 @@ pub(crate) enum Purpose {
 /// reopened with more would otherwise refuse the deletes that make the
 /// garbage GC needs. Two segments still let GC make progress, one worker at
 /// a time.
-const DELETE_FLOOR_MAX: usize = 2;
+pub(crate) const DELETE_FLOOR_MAX: usize = 2;
+
+/// The free segments user puts leave alone on a store opened with
+/// `workers` workers: per worker, one for its deletes and one for its GC's
+/// relocations (each worker appends to a log stream of its own, so on a
+/// full store each may need a fresh segment at once), and two for GC to
+/// make progress with. Deletes may go down to `DELETE_FLOOR_MAX`, GC to
+/// none.
+///
+/// It is per worker, and decided at each open: a full store reopened with
+/// more workers starts below its new reserve, and user writes come back
+/// only once deletes and GC have freed the growth too (two segments per
+/// added worker). The reserve is not lowered to what is free instead: it
+/// is what lets a store filled under `w` workers be reopened with up to
+/// `2w` and still delete on every worker (`2w + 2` free segments, the
+/// delete floor 2).
+pub(crate) fn reserve(workers: usize) -> usize {
+    2 * workers + 2
+}
 
 /// Free segments, used segments, and the generation counter.
 pub(crate) struct SegmentAllocator {
@@ -90,10 +113,17 @@ impl SegmentAllocator {
                 last_seq: min_seq.saturating_sub(1),
                 sealed: false,
                 retry_after_seq: 0,
+                retry_when_empty: false,
             },
         );
         assert!(previous.is_none(), "segment {segment} was free and in use");
         Some((segment, generation))
+    }
+
+    /// Whether more segments are free than the reserve: user puts may take
+    /// one.
+    pub fn above_reserve(&self) -> bool {
+        self.free.len() > self.reserve
     }
 
     /// Returns a collected segment (its header durably erased) to the free
@@ -236,6 +266,19 @@ mod tests {
         assert_eq!(a.allocate(0, 5, Purpose::Gc), None);
         a.release(2);
         assert_eq!(a.allocate(0, 6, Purpose::Gc), Some((2, 5)));
+    }
+
+    #[test]
+    fn the_reserve_is_two_segments_per_worker_and_two_more() {
+        assert_eq!(reserve(1), 4);
+        assert_eq!(reserve(3), 8);
+        assert!(Purpose::Gc < Purpose::Delete && Purpose::Delete < Purpose::Write);
+        let mut a = allocator(3, 2);
+        assert!(a.above_reserve());
+        assert!(a.allocate(0, 1, Purpose::Write).is_some());
+        assert!(!a.above_reserve(), "two free: the reserve, and no more");
+        a.release(1);
+        assert!(a.above_reserve());
     }
 
     #[test]

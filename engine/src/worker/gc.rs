@@ -42,6 +42,10 @@ use crate::log::walk::SegmentRef;
 use crate::log::{Event, StreamWalk};
 use crate::store::segments::SegmentInfo;
 
+/// After finding nothing worth collecting, GC looks again only once this
+/// many more sequence numbers are written (or a storm is asked for).
+const IDLE_SEQS: u64 = 256;
+
 /// Sequence numbers to wait before retrying a victim GC had to give up on.
 const RETRY_AFTER_BLOCKED: u64 = 1 << 16;
 
@@ -75,6 +79,8 @@ enum State {
         outstanding: u64,
         /// Whether any of them failed.
         failed: bool,
+        /// Room the relocated records took in the stream so far.
+        room_used: u64,
     },
     /// The victim's `block` is to be zeroed next (retried each step until a
     /// buffer is free).
@@ -134,6 +140,9 @@ impl GcPath {
     /// superseded or failed.
     pub(crate) fn relocations_done(&mut self, done: GcDone) {
         self.gc_bytes += done.relocated_bytes;
+        if let State::Relocating { room_used, .. } = &mut self.state {
+            *room_used += done.room_bytes;
+        }
         if done.finished == 0 {
             return;
         }
@@ -195,6 +204,7 @@ impl GcPath {
                 victim,
                 outstanding,
                 failed,
+                room_used,
             } => {
                 if outstanding > 0 {
                     return false;
@@ -205,14 +215,17 @@ impl GcPath {
                 }
                 let live = core.shared.live.get(victim);
                 if live > 0 {
-                    // Live records of shards this worker no longer owns.
-                    Self::blocked(
+                    // Live records of shards this worker no longer owns
+                    // (its own are relocated): the victim is tried again
+                    // once they are all deleted or overwritten.
+                    Self::blocked_until_empty(
                         core,
                         victim,
                         "live records of shards owned by other workers remain",
                     );
                     return true;
                 }
+                Self::weigh(core, victim, room_used);
                 Self::erase(core, victim, 0);
                 true
             }
@@ -222,6 +235,30 @@ impl GcPath {
             }
             State::Erasing { .. } | State::Flushing { .. } => false,
         }
+    }
+
+    /// Weighs a collected victim: freeing it gives back a segment's room,
+    /// and relocating its records took `room_used`. When that is no less, GC
+    /// is only moving records around (their garbage was padding the copies
+    /// need again, or the room at segment ends is lost as fast as it is
+    /// won): it stops, its storm too, until the store has written more, as
+    /// when it finds nothing worth collecting. Writes waiting for the room
+    /// it would make then fail with `OutOfSpace` instead of waiting for
+    /// ever.
+    fn weigh(core: &mut WorkerCore, victim: u32, room_used: u64) {
+        let room = core.shared.layout.frame_bytes_max() as u64;
+        if room_used < room {
+            return;
+        }
+        tracing::debug!(
+            worker = core.id,
+            victim,
+            room_used,
+            "GC freed no room collecting a victim; it stops until more is written"
+        );
+        core.gc.storm.clear();
+        let next_seq = core.shared.next_seq.load(Ordering::Relaxed);
+        core.gc.idle_until_seq = next_seq + IDLE_SEQS;
     }
 
     /// Gives up on a victim that holds records of shards another worker
@@ -235,6 +272,16 @@ impl GcPath {
         Self::give_up(core, victim, why, RETRY_AFTER_BLOCKED);
     }
 
+    /// [`GcPath::blocked`], for live records of other workers' shards: the
+    /// victim is also a candidate again as soon as nothing in it is live
+    /// (freeing it then moves nothing).
+    fn blocked_until_empty(core: &mut WorkerCore, victim: u32, why: &str) {
+        Self::blocked(core, victim, why);
+        if let Some(info) = core.shared.segments().used.get_mut(&victim) {
+            info.retry_when_empty = true;
+        }
+    }
+
     /// Leaves `victim` in use and makes it a candidate again after
     /// `retry_after` more sequence numbers.
     fn give_up(core: &mut WorkerCore, victim: u32, why: &str, retry_after: u64) {
@@ -242,6 +289,7 @@ impl GcPath {
         let next_seq = core.shared.next_seq.load(Ordering::Relaxed);
         if let Some(info) = core.shared.segments().used.get_mut(&victim) {
             info.retry_after_seq = next_seq.saturating_add(retry_after);
+            info.retry_when_empty = false;
         }
         core.gc.storm.remove(&victim);
         core.gc.state = State::Idle;
@@ -258,7 +306,11 @@ impl GcPath {
         if !new_storm && core.gc.storm.is_empty() && !Self::space_low(core, next_seq) {
             return false;
         }
-        if !new_storm && next_seq < core.gc.idle_until_seq {
+        // Idle after finding nothing worth collecting, until the store has
+        // written more; never with a storm's victims still to collect
+        // (writes may be waiting for the room they make, and would then
+        // wait for GC while GC waited for writes).
+        if !new_storm && core.gc.storm.is_empty() && next_seq < core.gc.idle_until_seq {
             return false;
         }
         if !Self::within_budget(core) {
@@ -267,7 +319,7 @@ impl GcPath {
         let Some((victim, info, storm)) = Self::choose(core, new_storm) else {
             // Nothing worth collecting: look again after more writes.
             core.gc.storm.clear();
-            core.gc.idle_until_seq = next_seq + 256;
+            core.gc.idle_until_seq = next_seq + IDLE_SEQS;
             return false;
         };
         if let Some(list) = storm {
@@ -333,13 +385,18 @@ impl GcPath {
                 .and_then(|p| ordered.get(p))
                 .filter(|(_, prev)| prev.stream == info.stream)
                 .is_none_or(|(_, prev)| prev.sealed);
-            if is_tail || !predecessor_sealed || info.retry_after_seq > next_seq {
+            let live_bytes = core.shared.live.get(segment);
+            let waits =
+                info.retry_after_seq > next_seq && !(info.retry_when_empty && live_bytes == 0);
+            // The segment this worker's stream just left is not collected
+            // before its seal is durable: the seal is written into it.
+            let sealing = core.commit.sealing() == Some(segment);
+            if is_tail || sealing || !predecessor_sealed || waits {
                 continue;
             }
             // Only segments worth the copy: at least an eighth garbage
             // (padding of small frames alone does not qualify).
-            let live = core.shared.live.get(segment) as f64;
-            let u = (live / capacity).min(1.0);
+            let u = (live_bytes as f64 / capacity).min(1.0);
             if u > GARBAGE_LIVE_MAX {
                 continue;
             }
@@ -459,6 +516,10 @@ impl GcPath {
         let checkpoints = &core.shared.checkpoints;
         let mut requests: Vec<(BatchOp, WriteKind)> = Vec::new();
         let mut foreign_delete = false;
+        // Bytes of this worker's records the index still points at: the
+        // rest of the victim's live bytes are records of shards another
+        // worker owns now.
+        let mut own_live = 0u64;
         let mut damage = None;
         // The one log walker, over this one segment: the same rules as
         // recovery for what is a valid frame and what is damage.
@@ -494,6 +555,7 @@ impl GcPath {
                     RecordKind::Put => {
                         let pointer = ValuePointer::to_record(victim, offset + at, &record);
                         if current == Some(pointer) {
+                            own_live += u64::from(pointer.length);
                             requests.push((
                                 BatchOp::Put(record.key.to_vec(), record.value.to_vec()),
                                 WriteKind::Relocate(pointer),
@@ -545,12 +607,26 @@ impl GcPath {
             );
             return;
         }
+        // Live records of shards that moved to another worker (a store
+        // reopened with another worker count, or a shard move) cannot be
+        // relocated from here, so the victim cannot be freed: relocating
+        // this worker's records out of it would only take room (on a full
+        // store, the reserve's). Tried again once nothing in it is live.
+        if core.shared.live.get(victim) > own_live {
+            Self::blocked_until_empty(
+                core,
+                victim,
+                "live records of shards owned by other workers",
+            );
+            return;
+        }
         let now_us = core.now_us;
         // One victim at a time: no other GC request is pending.
         core.gc.state = State::Relocating {
             victim,
             outstanding: requests.len() as u64,
             failed: false,
+            room_used: 0,
         };
         for (op, kind) in requests {
             core.commit.enqueue_gc(op, kind, now_us);

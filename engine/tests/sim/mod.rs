@@ -106,7 +106,7 @@ impl Default for Options {
 }
 
 /// How the namespace-full class runs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FullClass {
     /// Many writers at once with any value size; otherwise one writer at a
     /// time, each value sized so its frame fills whole blocks (no padding,

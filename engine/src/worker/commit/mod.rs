@@ -37,6 +37,10 @@ use crate::index::ValuePointer;
 use crate::log::Tail;
 use crate::store::segments::Purpose;
 
+/// GC's batches may be this large even when `batch_bytes_max` is smaller
+/// (see `CommitPath::gc_frame_max`).
+const GC_BATCH_BYTES_MIN: usize = 256 << 10;
+
 /// One write in an atomic batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BatchOp {
@@ -96,6 +100,11 @@ pub(crate) struct GcDone {
     pub failed: u64,
     /// Bytes of records rewritten for GC (they count against its I/O share).
     pub relocated_bytes: u64,
+    /// Room in the stream GC's records took: the padded frames of batches
+    /// of GC requests alone, and what such a batch left unused at the end
+    /// of the segment it switched from; in a batch shared with user writes,
+    /// its records' bytes. GC weighs it against the room a victim frees.
+    pub room_bytes: u64,
 }
 
 impl GcDone {
@@ -116,6 +125,19 @@ pub(super) struct Waiting {
     /// For SET ... GET: the value it replaces (read before it was queued;
     /// writes of the key waited for it).
     pub old: Option<Vec<u8>>,
+}
+
+impl Waiting {
+    /// How far into the reserve the request may go.
+    fn purpose(&self) -> Purpose {
+        if self.kind.is_gc() {
+            Purpose::Gc
+        } else if self.ops.iter().any(|op| matches!(op, BatchOp::Put(..))) {
+            Purpose::Write
+        } else {
+            Purpose::Delete
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -148,6 +170,10 @@ pub(crate) struct CommitPath {
     /// Where the next frame goes, and whether its segment's header is known
     /// durable.
     tail: Option<Tail>,
+    /// Whether the tail's segment was taken out of the reserve (for deletes
+    /// or GC): user puts stay out of it until free segments are above the
+    /// reserve again.
+    tail_reserved: bool,
     header_durable: bool,
     /// Header block to write before the frame (a new segment).
     header_block: Option<Vec<u8>>,
@@ -158,6 +184,10 @@ pub(crate) struct CommitPath {
     seal_block: Option<(u64, Vec<u8>)>,
     /// GC requests in the batch being committed.
     gc_in_batch: u64,
+    /// Room GC's records take in the batch being committed (`GcDone::room_bytes`).
+    gc_room_in_batch: u64,
+    /// Room at the end of the segment left by this batch's switch.
+    batch_waste: usize,
     /// What became of GC's requests since GC was last told.
     gc_done: GcDone,
     /// The frame being written, padded to whole blocks.
@@ -189,10 +219,13 @@ impl CommitPath {
             answers: Vec::new(),
             header_durable: tail.is_some(),
             tail,
+            tail_reserved: false,
             header_block: None,
             to_seal: None,
             seal_block: None,
             gc_in_batch: 0,
+            gc_room_in_batch: 0,
+            batch_waste: 0,
             gc_done: GcDone::default(),
             staging: Vec::new(),
             fenced: None,
@@ -223,6 +256,12 @@ impl CommitPath {
             arrived_us: now_us,
             old: None,
         });
+    }
+
+    /// The segment the stream left whose seal is not durable yet: GC must
+    /// not collect it (the seal would be written into a freed segment).
+    pub(crate) fn sealing(&self) -> Option<u32> {
+        self.to_seal.map(|t| t.segment)
     }
 
     /// Whether writes are fenced after a failed flush.
@@ -375,16 +414,20 @@ impl CommitPath {
         if !due {
             return false;
         }
-        Self::start(core);
-        true
+        Self::start(core)
     }
 
-    fn start(core: &mut WorkerCore) {
+    /// Starts a group commit; returns whether anything happened (writes
+    /// that only went back to wait for GC's room are not progress).
+    fn start(core: &mut WorkerCore) -> bool {
         let (batch, frame_bytes) = Self::take_batch(core);
+        let before = (core.replies.len(), core.commit.gc_done);
         let Some((tail, batch, frame_bytes)) = Self::find_room(core, batch, frame_bytes) else {
-            return;
+            return (core.replies.len(), core.commit.gc_done) != before;
         };
         let record_count: usize = batch.iter().map(|w| w.ops.len()).sum();
+        let gc_only = batch.iter().all(|w| w.kind.is_gc());
+        let waste = std::mem::take(&mut core.commit.batch_waste) as u64;
         let first_seq = core
             .shared
             .next_seq
@@ -406,6 +449,15 @@ impl CommitPath {
             .gc_records_relocated
             .fetch_add(planned.relocated_records, Ordering::Relaxed);
         core.commit.gc_done.relocated_bytes += planned.relocated_bytes;
+        if gc_only {
+            // The room at the segment's end is lost whatever the batch
+            // becomes; the frame's, once it is durable.
+            core.commit.gc_done.room_bytes += waste;
+        }
+        core.commit.gc_room_in_batch = match gc_only {
+            true => core.shared.layout.pad(planned.frame.len()) as u64,
+            false => planned.relocated_bytes,
+        };
         core.commit.gc_in_batch = planned.gc_requests;
         core.commit.updates = planned.updates;
         core.commit.answers = planned.answers;
@@ -420,8 +472,9 @@ impl CommitPath {
             core.commit.header_block = None;
             core.commit.seal_block = None;
             core.commit.gc_done.finish(core.commit.gc_in_batch, false);
+            core.commit.gc_room_in_batch = 0;
             core.replies.append(&mut core.commit.answers);
-            return;
+            return true;
         }
         // Writes that did not apply make the frame smaller than estimated,
         // never larger.
@@ -442,17 +495,26 @@ impl CommitPath {
         stats.batch_records.record(written as u64);
         stats.batch_bytes.record(padded as u64);
         Self::submit_chunks(core);
+        true
     }
 
     /// Takes whole waiting requests up to the batch limit (always at least
     /// one); returns them and the frame bytes they need.
+    ///
+    /// A batch led by GC's requests has the limit of
+    /// [`CommitPath::gc_frame_max`] instead: packed as tightly as the tail
+    /// allows.
     fn take_batch(core: &mut WorkerCore) -> (Vec<Waiting>, usize) {
         let frame_max = core.shared.layout.frame_bytes_max();
+        let batch_max = match core.commit.waiting.front() {
+            Some(first) if first.kind.is_gc() => Self::gc_frame_max(core, first.bytes),
+            _ => core.commit.batch_bytes_max,
+        };
         let mut batch: Vec<Waiting> = Vec::new();
         let mut frame_bytes = FRAME_HEADER_BYTES;
         while let Some(next) = core.commit.waiting.front() {
             let fits = frame_bytes + next.bytes <= frame_max
-                && (batch.is_empty() || frame_bytes + next.bytes <= core.commit.batch_bytes_max);
+                && (batch.is_empty() || frame_bytes + next.bytes <= batch_max);
             if !fits && !batch.is_empty() {
                 break;
             }
@@ -499,75 +561,74 @@ impl CommitPath {
         });
     }
 
-    /// Where the batch goes: the current segment, or a fresh one. Keeps the
-    /// last block of every segment free for its seal. On a full namespace,
-    /// user writes fail with `OutOfSpace` and GC's records go on alone into
-    /// the reserve. Returns the tail and what is left of the batch.
+    /// Where the batch goes: the stream's tail, or a fresh segment. Keeps
+    /// the last block of every segment free for its seal. Returns the tail
+    /// and what is left of the batch.
+    ///
+    /// On a full namespace each request takes only the room its purpose
+    /// allows (`Purpose`: user puts stop at the reserve, deletes go further
+    /// into it, GC's requests may take it all). When the batch cannot have
+    /// the room it needs, the requests that need it wait for the room GC is
+    /// making (backpressure), or, when GC has nothing to collect, fail with
+    /// `OutOfSpace` at once; the others go on. GC's requests have priority
+    /// for the reserved room: those waiting behind the refused writes join
+    /// the batch, so they never queue behind writes that wait for the room
+    /// they would make.
     fn find_room(
         core: &mut WorkerCore,
-        mut batch: Vec<Waiting>,
+        batch: Vec<Waiting>,
         mut frame_bytes: usize,
     ) -> Option<(Tail, Vec<Waiting>, usize)> {
-        let layout = core.shared.layout;
-        let room_end = layout.segment_bytes as usize - layout.lba_bytes as usize;
-        if let Some(t) = core.commit.tail {
-            if t.offset as usize + layout.pad(frame_bytes) <= room_end {
-                return Some((t, batch, frame_bytes));
+        // Each request with its place in the batch, so that those held back
+        // go back to the queue in their order.
+        let mut batch: Vec<(usize, Waiting)> = batch.into_iter().enumerate().collect();
+        let mut held_back: Vec<(usize, Waiting)> = Vec::new();
+        let found = loop {
+            let wanted = batch
+                .iter()
+                .map(|(_, w)| w.purpose())
+                .max()
+                .unwrap_or(Purpose::Gc);
+            if let Some(tail) = Self::room(core, wanted, frame_bytes) {
+                break Some(tail);
             }
-        }
-        let purpose = |batch: &[Waiting]| {
-            let user = batch.iter().filter(|w| !w.kind.is_gc());
-            if user
-                .clone()
-                .any(|w| w.ops.iter().any(|op| matches!(op, BatchOp::Put(..))))
-            {
-                Purpose::Write
-            } else if user.count() > 0 {
-                Purpose::Delete
-            } else {
-                Purpose::Gc
+            if wanted == Purpose::Gc {
+                // Not even GC can get a segment: its requests fail, and GC
+                // gives up on its victim for now.
+                tracing::error!(worker = core.id, "no free segment left even for GC");
+                core.commit.gc_done.finish(batch.len() as u64, true);
+                batch.clear();
+                break None;
             }
-        };
-        loop {
-            let min_seq = core.shared.next_seq.load(Ordering::Relaxed);
-            let wanted = purpose(&batch);
-            let allocated = core.shared.segments().allocate(core.id, min_seq, wanted);
-            if let Some((segment, generation)) = allocated {
-                core.commit.header_durable = false;
-                // Seal the segment we leave, if its seal block is ours to
-                // write (a stream recovered at a segment's very end has
-                // nothing to seal).
-                if let Some(old) = core.commit.tail {
-                    if (old.offset as usize) <= room_end && core.commit.to_seal.is_none() {
-                        // The seal follows the stream's last durable record.
-                        core.commit.to_seal = Some(Tail {
-                            last_seq: core.commit.last_seq,
-                            ..old
-                        });
-                    }
+            let waits = core.gc_can_make_room();
+            let mut go_on = Vec::new();
+            let mut refused: Vec<(usize, Waiting)> = Vec::new();
+            for (at, w) in std::mem::take(&mut batch) {
+                // A request that needs less room goes on, unless it writes a
+                // key an earlier request that now waits also writes (per-key
+                // order). A refused request that fails is never applied, so
+                // it holds nothing up. GC's requests never wait: a
+                // relocation is decided against the index when its batch is
+                // built, so it may go before an earlier write of its key.
+                let held = w.purpose() == wanted
+                    || (waits
+                        && !w.kind.is_gc()
+                        && w.ops.iter().any(|op| {
+                            refused
+                                .iter()
+                                .flat_map(|(_, r)| r.ops.iter())
+                                .any(|r| r.key() == op.key())
+                        }));
+                if held {
+                    refused.push((at, w));
+                } else {
+                    go_on.push((at, w));
                 }
-                let tail = Tail {
-                    segment,
-                    generation,
-                    offset: layout.lba_bytes,
-                    last_seq: core.commit.last_seq,
-                };
-                core.commit.tail = Some(tail);
-                return Some((tail, batch, frame_bytes));
             }
-            // Out of space for this purpose. While GC is collecting (or may
-            // still find a victim), user writes wait for the room it makes:
-            // backpressure, not errors. Once it has nothing to collect, they
-            // fail with OutOfSpace. GC's own requests go on either way.
-            let (gc, user): (Vec<Waiting>, Vec<Waiting>) =
-                batch.into_iter().partition(|w| w.kind.is_gc());
-            if core.gc_can_make_room() {
-                for w in user.into_iter().rev() {
-                    core.commit.waiting_bytes += w.bytes;
-                    core.commit.waiting.push_front(w);
-                }
+            if waits {
+                held_back.append(&mut refused);
             } else {
-                for w in user {
+                for (_, w) in refused {
                     core.shared
                         .stats
                         .out_of_space
@@ -576,19 +637,140 @@ impl CommitPath {
                         .push((w.id, Reply::Failed(EngineError::OutOfSpace)));
                 }
             }
-            if gc.is_empty() {
-                return None;
+            // GC's requests waiting behind join what goes on.
+            let taken: usize = go_on.iter().map(|(_, w)| w.bytes).sum();
+            let least = match taken {
+                0 => core
+                    .commit
+                    .waiting
+                    .iter()
+                    .find(|w| w.kind.is_gc())
+                    .map_or(0, |w| w.bytes),
+                _ => taken,
+            };
+            let frame_max = Self::gc_frame_max(core, least);
+            let mut gc = Vec::new();
+            Self::take_waiting_gc(core, &mut gc, frame_max, taken);
+            go_on.extend(gc.into_iter().map(|w| (usize::MAX, w)));
+            if go_on.is_empty() {
+                break None;
             }
-            if wanted == Purpose::Gc {
-                // Not even GC can get a segment: its requests fail, and GC
-                // gives up on its victim.
-                tracing::error!(worker = core.id, "no free segment left even for GC");
-                core.commit.gc_done.finish(gc.len() as u64, true);
-                return None;
-            }
-            frame_bytes = FRAME_HEADER_BYTES + gc.iter().map(|w| w.bytes).sum::<usize>();
-            batch = gc;
+            frame_bytes = FRAME_HEADER_BYTES + go_on.iter().map(|(_, w)| w.bytes).sum::<usize>();
+            batch = go_on;
+        };
+        // Back to the front of the queue, in their order.
+        held_back.sort_by_key(|(at, _)| *at);
+        for (_, w) in held_back.into_iter().rev() {
+            core.commit.waiting_bytes += w.bytes;
+            core.commit.waiting.push_front(w);
         }
+        let tail = found?;
+        let batch = batch.into_iter().map(|(_, w)| w).collect();
+        Some((tail, batch, frame_bytes))
+    }
+
+    /// How large a frame led by GC's requests may be, when its first
+    /// records take at least `first_bytes`: what is left of the tail
+    /// segment when they fit there (the tail is filled before the stream
+    /// switches, so no room is left behind), otherwise a whole segment's
+    /// room; and no more than a batch, but a batch of at least
+    /// `GC_BATCH_BYTES_MIN` even when `batch_bytes_max` is smaller. Packing
+    /// GC's records densely is what makes collecting a segment free room:
+    /// records relocated one small frame each would be padded to whole
+    /// blocks again, and a segment whose garbage is padding would take as
+    /// much room as it frees.
+    fn gc_frame_max(core: &WorkerCore, first_bytes: usize) -> usize {
+        let layout = core.shared.layout;
+        let room_end = layout.segment_bytes as usize - layout.lba_bytes as usize;
+        let room = match core.commit.tail {
+            Some(t)
+                if t.offset as usize + layout.pad(FRAME_HEADER_BYTES + first_bytes) <= room_end =>
+            {
+                room_end - t.offset as usize
+            }
+            _ => layout.frame_bytes_max(),
+        };
+        room.min(core.commit.batch_bytes_max.max(GC_BATCH_BYTES_MIN))
+    }
+
+    /// Moves the GC requests waiting in the queue into `batch`, in order, as
+    /// many as fit a frame of `frame_max` bytes along with `taken` bytes of
+    /// records already in it (at least one when there are none).
+    fn take_waiting_gc(
+        core: &mut WorkerCore,
+        batch: &mut Vec<Waiting>,
+        frame_max: usize,
+        taken: usize,
+    ) {
+        let commit = &mut core.commit;
+        let mut frame_bytes = FRAME_HEADER_BYTES + taken;
+        let mut at = 0;
+        while let Some(w) = commit.waiting.get(at) {
+            if !w.kind.is_gc() {
+                at += 1;
+                continue;
+            }
+            if frame_bytes + w.bytes > frame_max && frame_bytes > FRAME_HEADER_BYTES {
+                break;
+            }
+            let Some(w) = commit.waiting.remove(at) else {
+                break;
+            };
+            commit.waiting_bytes -= w.bytes;
+            frame_bytes += w.bytes;
+            batch.push(w);
+        }
+    }
+
+    /// Room for a frame of `frame_bytes` for `purpose`: the stream's tail if
+    /// the frame fits there, otherwise a fresh segment, if the free segments
+    /// left are not reserved for others. A segment taken out of the reserve
+    /// (for deletes or GC) is not for user puts while free segments are
+    /// still at or below the reserve: user puts riding in it would spend the
+    /// reserve a segment at a time.
+    fn room(core: &mut WorkerCore, purpose: Purpose, frame_bytes: usize) -> Option<Tail> {
+        let layout = core.shared.layout;
+        let room_end = layout.segment_bytes as usize - layout.lba_bytes as usize;
+        if let Some(t) = core.commit.tail {
+            if t.offset as usize + layout.pad(frame_bytes) <= room_end {
+                if purpose == Purpose::Write && core.commit.tail_reserved {
+                    if !core.shared.segments().above_reserve() {
+                        return None;
+                    }
+                    core.commit.tail_reserved = false;
+                }
+                return Some(t);
+            }
+        }
+        let min_seq = core.shared.next_seq.load(Ordering::Relaxed);
+        let (segment, generation, reserved) = {
+            let mut segments = core.shared.segments();
+            let reserved = !segments.above_reserve();
+            let (segment, generation) = segments.allocate(core.id, min_seq, purpose)?;
+            (segment, generation, reserved)
+        };
+        core.commit.tail_reserved = reserved;
+        core.commit.header_durable = false;
+        // Seal the segment we leave, if its seal block is ours to write (a
+        // stream recovered at a segment's very end has nothing to seal).
+        if let Some(old) = core.commit.tail {
+            core.commit.batch_waste += room_end.saturating_sub(old.offset as usize);
+            if (old.offset as usize) <= room_end && core.commit.to_seal.is_none() {
+                // The seal follows the stream's last durable record.
+                core.commit.to_seal = Some(Tail {
+                    last_seq: core.commit.last_seq,
+                    ..old
+                });
+            }
+        }
+        let tail = Tail {
+            segment,
+            generation,
+            offset: layout.lba_bytes,
+            last_seq: core.commit.last_seq,
+        };
+        core.commit.tail = Some(tail);
+        Some(tail)
     }
 
     /// A seal: a frame with no records at a segment's end, saying the
@@ -764,6 +946,7 @@ impl CommitPath {
         let updates = std::mem::take(&mut core.commit.updates);
         apply::apply_updates(core, updates, frame_offset);
         core.commit.gc_done.finish(core.commit.gc_in_batch, false);
+        core.commit.gc_done.room_bytes += std::mem::take(&mut core.commit.gc_room_in_batch);
         core.commit.gc_in_batch = 0;
         core.replies.append(&mut core.commit.answers);
         core.commit.state = State::Idle;
@@ -778,6 +961,7 @@ impl CommitPath {
             .get_or_insert(core.commit.batch_first_seq);
         core.commit.gc_done.finish(core.commit.gc_in_batch, true);
         core.commit.gc_in_batch = 0;
+        core.commit.gc_room_in_batch = 0;
         core.commit.updates.clear();
         for (id, _) in core.commit.answers.drain(..) {
             core.replies.push((id, Reply::Failed(error.clone())));

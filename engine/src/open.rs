@@ -66,29 +66,11 @@ pub fn open_workers(
     config: &EngineConfig,
     workers: usize,
 ) -> Result<Opened, OpenError> {
-    if workers == 0 || workers > usize::from(shard::SHARD_COUNT) {
-        return Err(OpenError::Config(format!(
-            "workers {workers} outside 1..=1024"
-        )));
-    }
-    if config.key_bytes_max == 0 || config.key_bytes_max > index::KEY_BYTES_MAX {
-        return Err(OpenError::Config(format!(
-            "key_bytes_max {} outside 1..={}",
-            config.key_bytes_max,
-            index::KEY_BYTES_MAX
-        )));
-    }
+    check_config(config, workers)?;
     let mut queue = namespace.queue_pair(8)?;
     let sb = layout::read_superblock(namespace.as_ref(), queue.as_mut())?;
     let layout = layout::layout_of(namespace.as_ref(), &sb)?;
-    let record_max = format::record::record_bytes(config.key_bytes_max, config.value_bytes_max)
-        + format::record::FRAME_HEADER_BYTES;
-    if record_max > layout.frame_bytes_max() {
-        return Err(OpenError::Config(format!(
-            "the largest record ({record_max} bytes) does not fit a {}-byte segment",
-            layout.segment_bytes
-        )));
-    }
+    check_record_fits(config, &layout)?;
     let seed = format::store_seed(&sb.uuid);
     if config.discard_checkpoints {
         checkpoint::discard(namespace.as_ref(), queue.as_mut(), &layout)?;
@@ -96,15 +78,7 @@ pub fn open_workers(
     let found = checkpoint::find(namespace.as_ref(), queue.as_mut(), &layout, seed)?;
     let bases = found.bases();
     let mut checkpoint_segments = found.segments();
-    // The loaded checkpoint's body verified, so its segments are its own; a
-    // root in the other slot that names one of them is stale (its slot kept
-    // an old root, e.g. after a misdirected root write, whose segments were
-    // freed and reused). Replacing that root must not free them.
-    if let Some(loaded) = &found.loaded {
-        let slot = (loaded.root.generation % 2) as usize;
-        let own = loaded.root.segments.clone();
-        checkpoint_segments[1 - slot].retain(|s| !own.contains(s));
-    }
+    keep_loaded_checkpoint_segments(&found, &mut checkpoint_segments);
     let checkpoint_generation = found.next_generation();
     let loaded_generation = found.loaded.as_ref().map(|l| l.root.generation);
     let recovered = recovery::recover(
@@ -124,72 +98,14 @@ pub fn open_workers(
     )?;
     debug_assert!(sb.generation > recovered.next_generation);
     drop(queue);
-    // A root that names a segment holding a log is stale (its slot kept an
-    // old root whose body segments were freed and reused, e.g. after a
-    // misdirected root write); its body cannot verify, and the segment is
-    // the log's. Forget it, or replacing that root would free a segment in
-    // use.
-    for slot in &mut checkpoint_segments {
-        slot.retain(|s| {
-            let logged = recovered.used_segments.contains(s);
-            if logged {
-                tracing::warn!(
-                    segment = s,
-                    "a checkpoint root names a segment that holds a log: the root is stale"
-                );
-            }
-            !logged
-        });
-    }
-    // A segment whose header could not be read may hold acknowledged data:
-    // it is neither used nor free until an open can read it.
-    let unreadable: std::collections::BTreeSet<u32> = recovered
-        .damage
-        .iter()
-        .filter(|d| d.stream == u16::MAX)
-        .map(|d| d.start.segment)
-        .collect();
-    let free: std::collections::BTreeSet<u32> = (1..layout.segment_count)
-        .filter(|s| {
-            !recovered.used_segments.contains(s)
-                && !unreadable.contains(s)
-                && !checkpoint_segments.iter().any(|c| c.contains(s))
-        })
-        .collect();
+    forget_roots_naming_logs(&mut checkpoint_segments, &recovered);
+    let free = free_segments(&layout, &recovered, &checkpoint_segments);
     let live = store::segments::LiveBytes::new(layout.segment_count);
     for art in &recovered.index {
         art.for_each(|_, pointer| live.add(pointer.segment, pointer.length));
     }
     let reserve = store::segments::reserve(workers);
-    if free.len() < reserve {
-        // A store filled under fewer workers (or one whose deletes and GC
-        // used the reserve before a restart): user writes stay refused
-        // until deletes and GC bring free segments above this open's
-        // reserve. That is the policy: the reserve is what lets deletes
-        // and GC go on in every worker's stream on a full store, and it is
-        // not lowered to make room for writes (`docs/gc.md`).
-        tracing::warn!(
-            free = free.len(),
-            reserve,
-            workers,
-            "fewer segments are free than the GC reserve for {workers} workers: user writes \
-             fail with OutOfSpace until deletes and GC free {} more (a store filled under \
-             fewer workers needs 2 more per added worker); deletes and reads work",
-            reserve + 1 - free.len()
-        );
-        if free.len() < workers + store::segments::DELETE_FLOOR_MAX {
-            tracing::warn!(
-                free = free.len(),
-                workers,
-                "too few free segments for every worker to take one for deletes: a delete on \
-                 a worker whose log segment is full waits for GC or fails with OutOfSpace \
-                 until GC frees room; reopen with at most {} workers to delete first",
-                free.len()
-                    .saturating_sub(store::segments::DELETE_FLOOR_MAX)
-                    .max(1)
-            );
-        }
-    }
+    warn_if_below_reserve(free.len(), reserve, workers);
     let gc_free_target = (2 * reserve).max(layout.segment_count as usize / 8);
     let shared = Arc::new(store::Shared {
         layout,
@@ -220,46 +136,12 @@ pub fn open_workers(
         flush_failed: std::sync::atomic::AtomicBool::new(false),
         stats: Arc::new(stats::Stats::default()),
     });
-    let keys = recovered.index.iter().map(|a| a.len() as u64).sum();
+    let report = recovery_report(&recovered, layout, loaded_generation);
     shared
         .stats
         .keys
-        .store(keys, std::sync::atomic::Ordering::Relaxed);
-    let index_bytes = recovered
-        .index
-        .iter()
-        .map(|a| a.memory_bytes() as u64)
-        .sum();
-    let report = RecoveryReport {
-        frames: recovered.frames,
-        records: recovered.records,
-        keys,
-        index_bytes,
-        damage: recovered.damage.clone(),
-        torn_tails: recovered.torn_tails.clone(),
-        layout,
-        checkpoint: loaded_generation,
-        segments_skipped: recovered.skipped,
-    };
-    let mut per_worker: Vec<BTreeMap<u16, index::Art>> =
-        (0..workers).map(|_| BTreeMap::new()).collect();
-    for (shard_id, art) in recovered.index.into_iter().enumerate() {
-        per_worker[shard_id % workers].insert(shard_id as u16, art);
-    }
-    let mut cores = Vec::with_capacity(workers);
-    for (id, shards) in per_worker.into_iter().enumerate() {
-        let queue = namespace.queue_pair(config.queue_depth)?;
-        let tail = recovered.tails.get(&(id as u16)).copied();
-        cores.push(WorkerCore::new(
-            id as u16,
-            Arc::clone(&shared),
-            Arc::clone(&namespace),
-            queue,
-            shards,
-            tail,
-            config.cache_bytes / workers,
-        ));
-    }
+        .store(report.keys, std::sync::atomic::Ordering::Relaxed);
+    let cores = build_cores(&namespace, config, workers, &shared, recovered)?;
     let checkpointer = Checkpointer::new(
         Arc::clone(&shared),
         Arc::clone(&namespace),
@@ -272,6 +154,185 @@ pub fn open_workers(
         shared,
         checkpointer,
     })
+}
+
+/// Refuses a worker count or key size the engine cannot serve.
+fn check_config(config: &EngineConfig, workers: usize) -> Result<(), OpenError> {
+    if workers == 0 || workers > usize::from(shard::SHARD_COUNT) {
+        return Err(OpenError::Config(format!(
+            "workers {workers} outside 1..=1024"
+        )));
+    }
+    if config.key_bytes_max == 0 || config.key_bytes_max > index::KEY_BYTES_MAX {
+        return Err(OpenError::Config(format!(
+            "key_bytes_max {} outside 1..={}",
+            config.key_bytes_max,
+            index::KEY_BYTES_MAX
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a configuration whose largest record does not fit a segment.
+fn check_record_fits(config: &EngineConfig, layout: &Layout) -> Result<(), OpenError> {
+    let record_max = format::record::record_bytes(config.key_bytes_max, config.value_bytes_max)
+        + format::record::FRAME_HEADER_BYTES;
+    if record_max > layout.frame_bytes_max() {
+        return Err(OpenError::Config(format!(
+            "the largest record ({record_max} bytes) does not fit a {}-byte segment",
+            layout.segment_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// Drops, from the other slot's list, the segments of the loaded checkpoint.
+fn keep_loaded_checkpoint_segments(
+    found: &checkpoint::Found,
+    checkpoint_segments: &mut [Vec<u32>; 2],
+) {
+    // The loaded checkpoint's body verified, so its segments are its own; a
+    // root in the other slot that names one of them is stale (its slot kept
+    // an old root, e.g. after a misdirected root write, whose segments were
+    // freed and reused). Replacing that root must not free them.
+    if let Some(loaded) = &found.loaded {
+        let slot = (loaded.root.generation % 2) as usize;
+        let own = loaded.root.segments.clone();
+        checkpoint_segments[1 - slot].retain(|s| !own.contains(s));
+    }
+}
+
+/// Forgets, in both root slots' lists, the segments that hold a log.
+fn forget_roots_naming_logs(
+    checkpoint_segments: &mut [Vec<u32>; 2],
+    recovered: &recovery::Recovered,
+) {
+    // A root that names a segment holding a log is stale (its slot kept an
+    // old root whose body segments were freed and reused, e.g. after a
+    // misdirected root write); its body cannot verify, and the segment is
+    // the log's. Forget it, or replacing that root would free a segment in
+    // use.
+    for slot in checkpoint_segments.iter_mut() {
+        slot.retain(|s| {
+            let logged = recovered.used_segments.contains(s);
+            if logged {
+                tracing::warn!(
+                    segment = s,
+                    "a checkpoint root names a segment that holds a log: the root is stale"
+                );
+            }
+            !logged
+        });
+    }
+}
+
+/// The segments no log, checkpoint or unreadable header holds.
+fn free_segments(
+    layout: &Layout,
+    recovered: &recovery::Recovered,
+    checkpoint_segments: &[Vec<u32>; 2],
+) -> std::collections::BTreeSet<u32> {
+    // A segment whose header could not be read may hold acknowledged data:
+    // it is neither used nor free until an open can read it.
+    let unreadable: std::collections::BTreeSet<u32> = recovered
+        .damage
+        .iter()
+        .filter(|d| d.stream == u16::MAX)
+        .map(|d| d.start.segment)
+        .collect();
+    (1..layout.segment_count)
+        .filter(|s| {
+            !recovered.used_segments.contains(s)
+                && !unreadable.contains(s)
+                && !checkpoint_segments.iter().any(|c| c.contains(s))
+        })
+        .collect()
+}
+
+/// Warns when an open starts below the GC reserve (a store filled under
+/// fewer workers).
+fn warn_if_below_reserve(free: usize, reserve: usize, workers: usize) {
+    if free < reserve {
+        // A store filled under fewer workers (or one whose deletes and GC
+        // used the reserve before a restart): user writes stay refused
+        // until deletes and GC bring free segments above this open's
+        // reserve. That is the policy: the reserve is what lets deletes
+        // and GC go on in every worker's stream on a full store, and it is
+        // not lowered to make room for writes (`docs/gc.md`).
+        tracing::warn!(
+            free = free,
+            reserve,
+            workers,
+            "fewer segments are free than the GC reserve for {workers} workers: user writes \
+             fail with OutOfSpace until deletes and GC free {} more (a store filled under \
+             fewer workers needs 2 more per added worker); deletes and reads work",
+            reserve + 1 - free
+        );
+        if free < workers + store::segments::DELETE_FLOOR_MAX {
+            tracing::warn!(
+                free = free,
+                workers,
+                "too few free segments for every worker to take one for deletes: a delete on \
+                 a worker whose log segment is full waits for GC or fails with OutOfSpace \
+                 until GC frees room; reopen with at most {} workers to delete first",
+                free.saturating_sub(store::segments::DELETE_FLOOR_MAX)
+                    .max(1)
+            );
+        }
+    }
+}
+
+/// What recovery found, for the caller.
+fn recovery_report(
+    recovered: &recovery::Recovered,
+    layout: Layout,
+    loaded_generation: Option<u64>,
+) -> RecoveryReport {
+    RecoveryReport {
+        frames: recovered.frames,
+        records: recovered.records,
+        keys: recovered.index.iter().map(|a| a.len() as u64).sum(),
+        index_bytes: recovered
+            .index
+            .iter()
+            .map(|a| a.memory_bytes() as u64)
+            .sum(),
+        damage: recovered.damage.clone(),
+        torn_tails: recovered.torn_tails.clone(),
+        layout,
+        checkpoint: loaded_generation,
+        segments_skipped: recovered.skipped,
+    }
+}
+
+/// One `WorkerCore` per worker, each with its shards of the recovered index.
+fn build_cores(
+    namespace: &Arc<dyn Namespace>,
+    config: &EngineConfig,
+    workers: usize,
+    shared: &Arc<store::Shared>,
+    recovered: recovery::Recovered,
+) -> Result<Vec<WorkerCore>, OpenError> {
+    let mut per_worker: Vec<BTreeMap<u16, index::Art>> =
+        (0..workers).map(|_| BTreeMap::new()).collect();
+    for (shard_id, art) in recovered.index.into_iter().enumerate() {
+        per_worker[shard_id % workers].insert(shard_id as u16, art);
+    }
+    let mut cores = Vec::with_capacity(workers);
+    for (id, shards) in per_worker.into_iter().enumerate() {
+        let queue = namespace.queue_pair(config.queue_depth)?;
+        let tail = recovered.tails.get(&(id as u16)).copied();
+        cores.push(WorkerCore::new(
+            id as u16,
+            Arc::clone(shared),
+            Arc::clone(namespace),
+            queue,
+            shards,
+            tail,
+            config.cache_bytes / workers,
+        ));
+    }
+    Ok(cores)
 }
 
 /// Zeroes what recovery found past each stream's tail (the remains of an

@@ -55,5 +55,5 @@
 mod find;
 mod writer;
 
-pub(crate) use find::{discard, find, Loaded, Slot};
+pub(crate) use find::{discard, find, Found, Loaded, Slot};
 pub use writer::Checkpointer;

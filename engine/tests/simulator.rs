@@ -80,6 +80,21 @@ fn options() -> Options {
         tolerate_checkpoint_corrupt_on_open_io_errors:
             TOLERATE_CHECKPOINT_CORRUPT_ON_OPEN_IO_ERRORS,
         moves: false,
+        pipeline_depth: 1,
+    }
+}
+
+/// Clients connected to a worker's frontend keep this many requests in
+/// flight in the routing explorations.
+const PIPELINE_DEPTH: usize = 4;
+
+/// The routing explorations' switches: shard moves, cross-worker batches,
+/// pipelining clients.
+fn routing_options() -> Options {
+    Options {
+        moves: true,
+        pipeline_depth: PIPELINE_DEPTH,
+        ..options()
     }
 }
 
@@ -157,11 +172,7 @@ fn require(stats: &Counters, names: &[&str], at_least: u64) {
 /// caller-thread cache read path is checked (`sim/routing.rs`).
 #[test]
 fn shard_moves_and_cross_worker_batches_respect_the_model() {
-    let options = Options {
-        moves: true,
-        ..options()
-    };
-    let (states, stats) = explore_with(&Class::CrashOnly, &seeds(200), 20, &options);
+    let (states, stats) = explore_with(&Class::CrashOnly, &seeds(200), 20, &routing_options());
     eprintln!("shard-move simulation: {states} crash states\n{stats:?}");
     if full_exploration() {
         assert!(states >= 4_000, "explored only {states} crash states");

@@ -101,11 +101,16 @@ impl Model {
 
     /// The key's state just before `write` took effect, when every earlier
     /// write of the key is resolved (so the reply of `write` is exactly
-    /// determined): `None` when an earlier write is still unresolved.
+    /// determined): `None` when an earlier write is still unresolved, or
+    /// when a later one is already acknowledged (a `NotApplied`, which
+    /// writes nothing, may be answered after a later write of its client
+    /// that took effect after it on another worker).
     pub fn state_before(&self, write: u64, key: &[u8]) -> Option<Value> {
         match self.keys.get(key) {
             None => Some(None),
-            Some(m) if m.maybe.iter().all(|(w, _)| *w >= write) => Some(m.acked.clone()),
+            Some(m) if m.acked_write < write && m.maybe.iter().all(|(w, _)| *w >= write) => {
+                Some(m.acked.clone())
+            }
             Some(_) => None,
         }
     }

@@ -133,11 +133,15 @@ impl Sim {
         };
         routing.claim(id, client, op.keys().map(<[u8]>::to_vec).collect());
         let Some(f) = frontend else {
-            routing.inboxes[owner].push_back(Message::Request { op, reply: id });
+            routing.inboxes[owner].push_back(Message::Request {
+                op,
+                reply: id,
+                stamp: None,
+            });
             return;
         };
         let mut effects = Vec::new();
-        routing.movers[f].request(&self.cores[f], &routing.owners, op, id, &mut effects);
+        routing.movers[f].submit(&self.cores[f], &routing.owners, op, id, &mut effects);
         self.apply_effects(f, effects);
     }
 
@@ -154,14 +158,18 @@ impl Sim {
             let mut effects = Vec::new();
             let (mover, owners) = (&mut routing.movers[w], &routing.owners);
             match message {
-                Message::Request { op, reply } => {
-                    mover.request(&self.cores[w], owners, op, reply, &mut effects)
+                Message::Request { op, reply, stamp } => {
+                    mover.request(&self.cores[w], owners, op, reply, stamp, &mut effects)
                 }
                 Message::MoveOut { shard, to, done } => {
                     mover.move_out(&self.cores[w], owners, shard, to, done, &mut effects)
                 }
-                Message::MoveIn { shard, index } => {
-                    mover.move_in(&mut self.cores[w], owners, shard, index);
+                Message::MoveIn {
+                    shard,
+                    index,
+                    turns,
+                } => {
+                    mover.move_in(&mut self.cores[w], owners, shard, index, turns);
                     self.counters.add("shard_moves_landed", 1);
                 }
             }

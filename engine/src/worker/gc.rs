@@ -314,7 +314,10 @@ impl GcPath {
                 .and_then(|p| ordered.get(p))
                 .filter(|(_, prev)| prev.stream == info.stream)
                 .is_none_or(|(_, prev)| prev.sealed);
-            if is_tail || !predecessor_sealed || info.retry_after_seq > next_seq {
+            // The stream's previous tail, whose seal the commit path has yet
+            // to make durable, is no longer the tail but is not done with.
+            let sealing = core.commit.sealing(segment);
+            if is_tail || sealing || !predecessor_sealed || info.retry_after_seq > next_seq {
                 continue;
             }
             // Only segments worth the copy: at least an eighth garbage

@@ -323,6 +323,12 @@ impl CommitPath {
         }
     }
 
+    /// Whether the seal of `segment` (the stream's previous tail) is still
+    /// to be written or made durable: GC must leave that segment alone.
+    pub(crate) fn sealing(&self, segment: u32) -> bool {
+        self.to_seal.is_some_and(|old| old.segment == segment)
+    }
+
     /// Whether a write to `key` is waiting or being committed.
     pub(crate) fn touches_key(&self, key: &[u8]) -> bool {
         self.updates.iter().any(|u| u.key == key)

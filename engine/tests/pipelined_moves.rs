@@ -75,7 +75,7 @@ impl Pipeline {
             let key = self.keys[i].clone();
             self.put(submitter, &key, format!("{r}.{i}.a").into_bytes());
             self.put(submitter, &key, format!("{r}.{i}.b").into_bytes());
-            if (r + i as u64) % 3 == 0 {
+            if (r + i as u64).is_multiple_of(3) {
                 // MSET of this key and another, likely on another worker:
                 // the batch gathers both shards first.
                 let other = self.keys[(i + 5) % self.keys.len()].clone();

@@ -68,24 +68,27 @@ impl Owners {
 
 /// Where a request stands in its submitter's order: for each shard it
 /// touches, its number among the submitter's requests of that shard.
+/// Compact, since every message of a request carries it.
 #[derive(Clone, Debug)]
 pub struct Stamp {
     submitter: u16,
-    first: (u16, u32),
-    /// The other shards of a batch (empty, so unallocated, otherwise).
-    rest: Vec<(u16, u32)>,
+    shard: u16,
+    number: u32,
+    /// The other shards of a batch.
+    rest: Option<Box<[(u16, u32)]>>,
 }
 
 impl Stamp {
     fn turns(&self) -> impl Iterator<Item = (u16, u32)> + '_ {
-        std::iter::once(self.first).chain(self.rest.iter().copied())
+        let rest = self.rest.iter().flat_map(|r| r.iter().copied());
+        std::iter::once((self.shard, self.number)).chain(rest)
     }
 }
 
 /// Per shard, the number of the request each submitter hands over next:
 /// it moves with the shard.
 #[derive(Clone, Debug, Default)]
-pub struct Turns(Vec<u32>);
+pub struct Turns(Box<[u32]>);
 
 impl Turns {
     fn next(&self, submitter: u16) -> u32 {
@@ -95,7 +98,10 @@ impl Turns {
     fn take(&mut self, submitter: u16) {
         let at = usize::from(submitter);
         if self.0.len() <= at {
-            self.0.resize(at + 1, 0);
+            // A submitter's first request of this shard: grow once.
+            let mut grown = std::mem::take(&mut self.0).into_vec();
+            grown.resize(at + 1, 0);
+            self.0 = grown.into_boxed_slice();
         }
         self.0[at] = self.0[at].wrapping_add(1);
     }
@@ -208,25 +214,25 @@ impl<R, D> ShardMover<R, D> {
     fn stamp(&mut self, op: &Op) -> Option<Stamp> {
         let mut shards = op_shards(op);
         let first = shards.next()?;
-        let mut rest = Vec::new();
-        if matches!(op, Op::Batch(_)) {
-            rest = shards.filter(|&s| s != first).map(|s| (s, 0)).collect();
-            rest.sort_unstable();
-            rest.dedup();
-        }
         let mut number = |s: u16| {
             let n = &mut self.submitted[usize::from(s)];
             let this = *n;
             *n = n.wrapping_add(1);
             this
         };
-        let first = (first, number(first));
-        for (s, n) in &mut rest {
-            *n = number(*s);
+        let mut rest = None;
+        if matches!(op, Op::Batch(_)) {
+            let mut others: Vec<u16> = shards.filter(|&s| s != first).collect();
+            others.sort_unstable();
+            others.dedup();
+            if !others.is_empty() {
+                rest = Some(others.into_iter().map(|s| (s, number(s))).collect());
+            }
         }
         Some(Stamp {
             submitter: self.worker,
-            first,
+            shard: first,
+            number: number(first),
             rest,
         })
     }

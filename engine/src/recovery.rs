@@ -159,9 +159,11 @@ struct Headers {
     streams: BTreeMap<u16, Vec<SegmentHeader>>,
     damage: Vec<Damage>,
     next_generation: u64,
-    /// Segments with no log header whose first body block holds a frame
-    /// header of theirs, and that frame header.
-    headerless: Vec<(u32, FrameHeader)>,
+    /// Segments with no usable log header whose first body block holds a
+    /// frame header of theirs, that frame header, and whether the header
+    /// block is damaged or unreadable (else it is blank, foreign or
+    /// another segment's).
+    headerless: Vec<(u32, FrameHeader, bool)>,
 }
 
 fn read_headers(
@@ -205,13 +207,20 @@ fn read_headers(
                     keys: Vec::new(),
                     complete: false,
                 });
+                // Its keys are named once the index is built.
+                let first =
+                    first_frame_without_header(namespace, queue, layout, segment, &mut block)
+                        .map_err(nvme::IoError::from)?;
+                if let Some(first) = first {
+                    headers.headerless.push((segment, first, true));
+                }
             }
             HeaderSlot::Misplaced(_) | HeaderSlot::Foreign | HeaderSlot::Blank => {
                 let first =
                     first_frame_without_header(namespace, queue, layout, segment, &mut block)
                         .map_err(nvme::IoError::from)?;
                 if let Some(first) = first {
-                    headers.headerless.push((segment, first));
+                    headers.headerless.push((segment, first, false));
                 }
             }
             HeaderSlot::Checkpoint(_) => {}
@@ -262,10 +271,14 @@ pub(crate) fn recover(
         replay.run(namespace, queue, stream_headers)?;
     }
     let mut headerless = Vec::new();
-    for &(segment, first) in &headers.headerless {
-        headerless.extend(headerless_segment(
-            namespace, queue, layout, seed, segment, first,
-        )?);
+    for &(segment, first, damaged) in &headers.headerless {
+        let found = headerless_segment(namespace, queue, layout, seed, segment, first)?;
+        // A segment whose damaged header is already reported needs no
+        // verified frame to be named: what its damaged frames still show
+        // counts too.
+        if found.frames > 0 || damaged && !found.records.is_empty() {
+            headerless.push((found, damaged));
+        }
     }
     // GC never collects a segment with reported damage: the report stays
     // true at every later open.
@@ -294,14 +307,23 @@ pub(crate) fn recover(
             }
         }
     }
-    for found in headerless {
-        recovered.torn_tails.extend(report_headerless(
-            found,
-            &newest,
-            &start,
-            &recovered.index,
-            layout.lba_bytes,
-        ));
+    for (mut found, damaged_header) in headerless {
+        let (segment, complete) = (found.segment, found.complete);
+        let records = std::mem::take(&mut found.records);
+        let keys = lost_keys(records, &newest, &start, &recovered.index);
+        if damaged_header {
+            // Already reported as damage, keys unknown: name them.
+            for damage in &mut recovered.damage {
+                if damage.stream == u16::MAX && damage.start.segment == segment {
+                    damage.keys = keys.clone();
+                    damage.complete = complete;
+                }
+            }
+            continue;
+        }
+        recovered
+            .torn_tails
+            .extend(report_headerless(found, keys, layout.lba_bytes));
     }
     Ok(recovered)
 }
@@ -322,7 +344,7 @@ struct Headerless {
 /// header of its own: it was written as a log, and its header write was lost
 /// or misdirected, or its first commit was in flight at a crash (the frame
 /// landed, the header did not), or GC was freeing it at a crash (its header
-/// erased, not yet its first block). `None` when no frame verifies.
+/// erased, not yet its first block); or its header is damaged.
 fn headerless_segment(
     namespace: &dyn Namespace,
     queue: &mut dyn QueuePair,
@@ -330,7 +352,7 @@ fn headerless_segment(
     seed: u32,
     segment: u32,
     first: FrameHeader,
-) -> Result<Option<Headerless>, OpenError> {
+) -> Result<Headerless, OpenError> {
     let mut data = Vec::new();
     let unreadable =
         read_segment(namespace, queue, layout, segment, &mut data).map_err(nvme::IoError::from)?;
@@ -366,25 +388,30 @@ fn headerless_segment(
             }
         }
     });
-    Ok((found.frames > 0).then_some(found))
+    // A damaged frame at the end: its records count too (for a blank header
+    // it is a commit in flight; for a damaged one, acknowledged data).
+    if let Some(gap) = walk.finish().torn {
+        if let Invalid::Damaged(frame) = &gap.first {
+            found.complete &= frame.complete;
+            found.records.extend(frame.records.iter().map(|r| {
+                let put = r.verified != Ok(RecordKind::Delete);
+                (r.seq, r.key.clone(), put)
+            }));
+        }
+    }
+    Ok(found)
 }
 
-/// Reports the keys whose newest record sits in a segment with no header:
-/// a put that nothing replayed supersedes, or a delete of a key the index
-/// still holds. Those records are not replayed (no stream can be named, and
-/// attributing them by guess could bring back a key whose delete GC since
-/// collected); the report names what they would have changed. A segment GC
-/// was freeing holds only superseded records and reports nothing. The
-/// segment stays free: the report repeats at every open until it is reused.
-fn report_headerless(
-    found: Headerless,
+/// The keys whose newest record is among `records` (a segment recovery
+/// cannot replay): a put that nothing replayed supersedes, or a delete of a
+/// key the index still holds.
+fn lost_keys(
+    records: Vec<(u64, Vec<u8>, bool)>,
     newest: &BTreeMap<Vec<u8>, u64>,
     start: &Start,
     index: &[Art],
-    lba_bytes: u32,
-) -> Option<TornTail> {
-    let mut keys: Vec<Vec<u8>> = found
-        .records
+) -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = records
         .into_iter()
         .filter(|(seq, key, put)| {
             let superseded = newest.get(key).is_some_and(|&n| n > *seq) || start.covers(*seq, key);
@@ -395,6 +422,17 @@ fn report_headerless(
         .collect();
     keys.sort();
     keys.dedup();
+    keys
+}
+
+/// Reports the keys whose newest record sits in a segment with no header:
+/// a put that nothing replayed supersedes, or a delete of a key the index
+/// still holds. Those records are not replayed (no stream can be named, and
+/// attributing them by guess could bring back a key whose delete GC since
+/// collected); the report names what they would have changed. A segment GC
+/// was freeing holds only superseded records and reports nothing. The
+/// segment stays free: the report repeats at every open until it is reused.
+fn report_headerless(found: Headerless, keys: Vec<Vec<u8>>, lba_bytes: u32) -> Option<TornTail> {
     if keys.is_empty() && found.complete {
         tracing::debug!(
             segment = found.segment,

@@ -200,6 +200,8 @@ impl Engine {
             Envelope::Mover(Message::Request {
                 op,
                 reply: ReplyTo::Caller(tx),
+                // One request at a time: nothing to order it after.
+                stamp: None,
             }),
         );
         if sent.is_err() {

@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::mover::{Effect, Message, ShardMover};
+use super::mover::{Effect, Message, ShardMover, Stamp};
 use super::router::{Envelope, ReplyTo, Router};
 use crate::stats::{OpKind, OpResult, Stats};
 use crate::worker::{Op, Reply, WorkerCore};
@@ -40,9 +40,15 @@ pub struct Submitter<'a> {
 impl Submitter<'_> {
     /// Submits `op`; its reply arrives through [`Frontend::reply`] with
     /// `token`.
+    ///
+    /// Requests submitted here take effect in the order submitted, per
+    /// shard (so per key), even when they are pipelined and shards move
+    /// meanwhile: the mover stamps each with its place in this worker's
+    /// order (`mover.rs`).
     pub fn submit(&mut self, token: u64, op: Op) {
         let worker = self.thread.core.id;
-        self.thread.request(op, ReplyTo::Frontend { worker, token });
+        self.thread
+            .request(op, ReplyTo::Frontend { worker, token }, Submitted::Here);
     }
 
     /// Engine-wide counters.
@@ -60,6 +66,14 @@ impl Submitter<'_> {
     pub fn local_keys(&self) -> usize {
         self.thread.core.key_count()
     }
+}
+
+/// Where a request comes from.
+enum Submitted {
+    /// This worker's frontend: the mover stamps it.
+    Here,
+    /// Another worker or an `Engine` caller, stamped or not.
+    Elsewhere(Option<Stamp>),
 }
 
 /// One worker's thread: its core, its inbox, and its frontend if any.
@@ -196,14 +210,21 @@ impl WorkerThread {
     fn handle(&mut self, message: Envelope) {
         let owners = &self.router.owners;
         match message {
-            Envelope::Mover(Message::Request { op, reply }) => self.request(op, reply),
+            Envelope::Mover(Message::Request { op, reply, stamp }) => {
+                self.request(op, reply, Submitted::Elsewhere(stamp))
+            }
             Envelope::Mover(Message::MoveOut { shard, to, done }) => {
                 self.mover
                     .move_out(&self.core, owners, shard, to, done, &mut self.effects);
                 self.apply_effects();
             }
-            Envelope::Mover(Message::MoveIn { shard, index }) => {
-                self.mover.move_in(&mut self.core, owners, shard, index);
+            Envelope::Mover(Message::MoveIn {
+                shard,
+                index,
+                turns,
+            }) => {
+                self.mover
+                    .move_in(&mut self.core, owners, shard, index, turns);
             }
             Envelope::Reply { token, reply } => self.frontend_replies.push((token, reply)),
             Envelope::Shutdown => {
@@ -215,18 +236,18 @@ impl WorkerThread {
         }
     }
 
-    fn request(&mut self, op: Op, reply: ReplyTo) {
+    fn request(&mut self, op: Op, reply: ReplyTo, submitted: Submitted) {
         if matches!(&op, Op::Batch(ops) if ops.is_empty()) {
             self.answer(reply, Reply::Done);
             return;
         }
-        self.mover.request(
-            &self.core,
-            &self.router.owners,
-            op,
-            reply,
-            &mut self.effects,
-        );
+        let (core, owners, effects) = (&self.core, &self.router.owners, &mut self.effects);
+        match submitted {
+            Submitted::Here => self.mover.submit(core, owners, op, reply, effects),
+            Submitted::Elsewhere(stamp) => {
+                self.mover.request(core, owners, op, reply, stamp, effects)
+            }
+        }
         self.apply_effects();
     }
 

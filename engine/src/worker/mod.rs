@@ -351,14 +351,16 @@ impl WorkerCore {
     ///
     /// A parked write blocks later requests of its keys too: a batch parked
     /// behind a SET ... GET of one of its keys must not be overtaken by a
-    /// later write of another of its keys.
+    /// later write of another of its keys. And a parked read blocks later
+    /// writes of its key: a client that pipelines SET, GET, SET must read
+    /// the first value, not the second.
     fn read_put_get_blocks(&self, op: &Op) -> bool {
+        let writes = op.writes();
         op.keys().any(|key| {
             self.read.put_get_pending(key)
-                || self
-                    .reads_after_commit
-                    .iter()
-                    .any(|(_, parked)| parked.writes() && parked.keys().any(|k| k == key))
+                || self.reads_after_commit.iter().any(|(_, parked)| {
+                    (writes || parked.writes()) && parked.keys().any(|k| k == key)
+                })
         })
     }
 
@@ -589,9 +591,18 @@ impl WorkerCore {
     }
 
     /// Gives up a shard's index, for moving it to another worker. Refused
-    /// (`None`) while writes to the shard are waiting or in flight.
+    /// (`None`) while writes to the shard are waiting or in flight, or any
+    /// request of it is parked (a parked read looks its key up when it
+    /// resumes, and needs the index here).
     pub fn release_shard(&mut self, shard_id: u16) -> Option<Art> {
         if self.shard_has_writes(shard_id) {
+            return None;
+        }
+        let parked = self
+            .reads_after_commit
+            .iter()
+            .any(|(_, op)| op.keys().any(|k| shard_of(k) == shard_id));
+        if parked {
             return None;
         }
         let index = self.shards.remove(&shard_id)?;

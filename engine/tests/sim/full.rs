@@ -223,7 +223,7 @@ impl Sim {
                     self.rng.random_range(6000..12 << 10)
                 };
                 value.resize(len, 0x5A);
-                self.model.issue(write, &key, Some(value.clone()));
+                self.model.issue(write, client, &key, Some(value.clone()));
                 (
                     key.clone(),
                     Op::Put(key.clone(), value),
@@ -231,7 +231,7 @@ impl Sim {
                 )
             }
             Expect::Delete { key, .. } => {
-                self.model.issue(write, &key, None);
+                self.model.issue(write, client, &key, None);
                 (
                     key.clone(),
                     Op::Delete(key.clone()),
@@ -243,7 +243,7 @@ impl Sim {
         let id = self.next_request;
         self.next_request += 1;
         let owner = self.owner(&key);
-        self.clients_busy.insert(client);
+        self.client_sent(client);
         self.pending.insert(id, Pending { client, expect });
         self.cores[owner].accept(id, op, self.now_us);
     }

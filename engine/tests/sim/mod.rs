@@ -93,6 +93,10 @@ pub struct Options {
     /// random, spread batches over workers, and read through the
     /// caller-thread cache path (`routing.rs`).
     pub moves: bool,
+    /// With `moves`: how many requests a client connected to a worker's
+    /// frontend keeps in flight (pipelining; 1: one at a time). Such a
+    /// client's requests of one key must take effect in the order issued.
+    pub pipeline_depth: usize,
 }
 
 impl Default for Options {
@@ -101,6 +105,7 @@ impl Default for Options {
             batches_over_pending_set_get: true,
             tolerate_checkpoint_corrupt_on_open_io_errors: false,
             moves: false,
+            pipeline_depth: 1,
         }
     }
 }
@@ -143,7 +148,10 @@ pub struct Sim {
     pub next_request: u64,
     pub next_write: u64,
     pub now_us: u64,
+    /// Clients that may not issue now (their pipeline is full).
     pub clients_busy: BTreeSet<usize>,
+    /// Requests in flight per client.
+    pub client_requests: BTreeMap<usize, usize>,
     pub keyspace: Vec<Vec<u8>>,
     pub epoch: Epoch,
     /// Faults placed at rest that may still be there.
@@ -204,6 +212,7 @@ impl Sim {
             next_write: 1,
             now_us: 0,
             clients_busy: BTreeSet::new(),
+            client_requests: BTreeMap::new(),
             keyspace: workload::keyspace(),
             epoch: Epoch::default(),
             placed: Vec::new(),
@@ -454,8 +463,46 @@ impl Sim {
         self.namespace.advance(us);
     }
 
+    /// How many requests `client` may keep in flight.
+    pub fn client_depth(&self, client: usize) -> usize {
+        if self.frontend_of(client).is_some() {
+            self.options.pipeline_depth.max(1)
+        } else {
+            1
+        }
+    }
+
+    /// A request of `client` is in flight.
+    pub fn client_sent(&mut self, client: usize) {
+        let n = self.client_requests.entry(client).or_default();
+        *n += 1;
+        if *n >= self.client_depth(client) {
+            self.clients_busy.insert(client);
+        }
+    }
+
+    /// A request of `client` is answered.
+    pub fn client_answered(&mut self, client: usize) {
+        if let Some(n) = self.client_requests.get_mut(&client) {
+            *n -= 1;
+            if *n == 0 {
+                self.client_requests.remove(&client);
+            }
+        }
+        self.clients_busy.remove(&client);
+    }
+
     pub fn step_worker(&mut self, w: usize) {
-        self.deliver(w);
+        // With routing, a worker's thread takes what its inbox holds when it
+        // looks; a message sent while it works waits for its next turn.
+        let limit = match &self.routing {
+            Some(routing) if self.rng.random_range(0..4) == 0 => {
+                let held = routing.inbox_len(w);
+                self.rng.random_range(0..=held)
+            }
+            _ => usize::MAX,
+        };
+        self.deliver(w, limit);
         let mut replies = Vec::new();
         self.cores[w].step(self.now_us, &mut replies);
         for (id, reply) in replies {
@@ -526,6 +573,8 @@ impl Sim {
         self.cores.clear();
         self.pending.clear();
         self.clients_busy.clear();
+        self.client_requests.clear();
+        self.oracle.deferred_reads.clear();
         self.crash_namespace();
     }
 

@@ -12,6 +12,9 @@ pub type Value = Option<Vec<u8>>;
 pub struct KeyModel {
     /// The state after the last acknowledged write.
     pub acked: Value,
+    /// That write's number (0: the state a recovery showed, older than
+    /// every request since).
+    pub acked_write: u64,
     /// Writes issued after the last acknowledged one and not yet resolved:
     /// in flight, failed in a way that may still have written them, or cut
     /// off by a crash. Any one of them may be what recovery shows.
@@ -37,6 +40,8 @@ pub struct Model {
     pub log: BTreeMap<Vec<u8>, Vec<(u64, Value)>>,
     /// Batches issued since the last recovery and not acknowledged.
     pub batches: Vec<BatchModel>,
+    /// Which client issued each write.
+    pub writers: BTreeMap<u64, usize>,
 }
 
 fn trace(key: &[u8], what: std::fmt::Arguments<'_>) {
@@ -46,11 +51,15 @@ fn trace(key: &[u8], what: std::fmt::Arguments<'_>) {
 }
 
 impl Model {
-    pub fn issue(&mut self, write: u64, key: &[u8], value: Value) {
+    pub fn issue(&mut self, write: u64, client: usize, key: &[u8], value: Value) {
         trace(
             key,
-            format_args!("issue write {write}: {:?}", value.as_ref().map(Vec::len)),
+            format_args!(
+                "issue write {write} (client {client}): {:?}",
+                value.as_ref().map(Vec::len)
+            ),
         );
+        self.writers.insert(write, client);
         if let Some(v) = &value {
             self.history
                 .entry(key.to_vec())
@@ -82,6 +91,7 @@ impl Model {
             ));
         };
         model.acked = model.maybe[at].1.clone();
+        model.acked_write = write;
         model.maybe.drain(..=at);
         Ok(())
     }
@@ -107,13 +117,68 @@ impl Model {
 
     /// The key's state just before `write` took effect, when every earlier
     /// write of the key is resolved (so the reply of `write` is exactly
-    /// determined): `None` when an earlier write is still unresolved.
+    /// determined): `None` when an earlier write is still unresolved, or
+    /// when a later one is already acknowledged (a `NotApplied`, which
+    /// writes nothing, may be answered after a later write of its client
+    /// that took effect after it on another worker).
     pub fn state_before(&self, write: u64, key: &[u8]) -> Option<Value> {
         match self.keys.get(key) {
             None => Some(None),
-            Some(m) if m.maybe.iter().all(|(w, _)| *w >= write) => Some(m.acked.clone()),
+            Some(m) if m.acked_write < write && m.maybe.iter().all(|(w, _)| *w >= write) => {
+                Some(m.acked.clone())
+            }
             Some(_) => None,
         }
+    }
+
+    /// The states a read issued just before write `first_write` may see
+    /// from the writes issued before it: the acknowledged state and every
+    /// unresolved earlier write. `None` once a write issued after the read
+    /// is acknowledged (it superseded what the model knew of the earlier
+    /// ones).
+    ///
+    /// This is per-client order: a read waits for every earlier write of its
+    /// key (the workload keeps a key's requests in flight to one client when
+    /// routing is on, and submits straight to the owner otherwise).
+    pub fn before_read(&self, key: &[u8], first_write: u64) -> Option<Vec<Value>> {
+        match self.keys.get(key) {
+            None => Some(vec![None]),
+            Some(m) if m.acked_write < first_write => {
+                let mut out = vec![m.acked.clone()];
+                out.extend(
+                    m.maybe
+                        .iter()
+                        .filter(|(w, _)| *w < first_write)
+                        .map(|(_, v)| v.clone()),
+                );
+                Some(out)
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Whether a write of `key` issued before `first_write` is unresolved.
+    pub fn unresolved_before(&self, key: &[u8], first_write: u64) -> bool {
+        self.keys
+            .get(key)
+            .is_some_and(|m| m.maybe.iter().any(|(w, _)| *w < first_write))
+    }
+
+    /// Writes of `key` numbered `first` or later by clients other than
+    /// `client`: concurrent with a read of `client` issued before `first`,
+    /// so it may see them. Its own later writes it must not see.
+    pub fn concurrent_writes(
+        &self,
+        key: &[u8],
+        first: u64,
+        client: usize,
+    ) -> impl Iterator<Item = &Value> {
+        self.log
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter(move |(w, _)| *w >= first && self.writers.get(w) != Some(&client))
+            .map(|(_, v)| v)
     }
 
     /// Every state the key may be in now.
@@ -155,6 +220,7 @@ impl Model {
     pub fn settle(&mut self, key: &[u8], value: Value) {
         if let Some(m) = self.keys.get_mut(key) {
             m.acked = value;
+            m.acked_write = 0;
             m.maybe.clear();
         }
     }

@@ -45,7 +45,20 @@ pub struct Oracle {
     pub damaged: BTreeSet<Vec<u8>>,
     /// Set once a recovery reported damage nothing names.
     pub weak_run: bool,
+    /// Reads answered while an earlier write of their key was unresolved:
+    /// checked again as those writes resolve (a write acknowledged later
+    /// must be visible to every read issued after it).
+    pub deferred_reads: Vec<DeferredRead>,
     pub violations: Vec<String>,
+}
+
+/// A read whose check waits for earlier writes of its key to resolve.
+pub struct DeferredRead {
+    pub key: Vec<u8>,
+    pub client: usize,
+    pub exists: bool,
+    pub got: Value,
+    pub first_write: u64,
 }
 
 impl Oracle {
@@ -114,7 +127,7 @@ impl Sim {
         let Some(p) = self.pending.remove(&id) else {
             return;
         };
-        self.clients_busy.remove(&p.client);
+        self.client_answered(p.client);
         match (p.expect, reply) {
             (expect, Reply::Failed(e)) => self.failed(expect, e),
             (Expect::Put { write, key }, Reply::Done) => {
@@ -150,7 +163,7 @@ impl Sim {
                     self.ack(write, &key);
                     self.counters.add("put_if_applied", 1);
                 } else {
-                    self.model.drop_write(write, &key);
+                    self.drop_write(write, &key);
                     self.counters.add("put_if_not_applied", 1);
                 }
             }
@@ -234,7 +247,7 @@ impl Sim {
                         return;
                     }
                 };
-                self.check_read(&key, exists, got, &snapshot, first_write);
+                self.check_read(p.client, &key, exists, got, &snapshot, first_write);
             }
             (Expect::Scan { shard, keys }, Reply::Keys(found)) => {
                 self.check_scan(shard, &keys, &found)
@@ -247,6 +260,12 @@ impl Sim {
         if let Err(e) = self.model.ack(write, key) {
             self.violation(format!("{}: {e}", show_key(key)));
         }
+        self.recheck_reads(key);
+    }
+
+    fn drop_write(&mut self, write: u64, key: &[u8]) {
+        self.model.drop_write(write, key);
+        self.recheck_reads(key);
     }
 
     /// The key's state before `write`, when it is exactly known: every
@@ -282,7 +301,7 @@ impl Sim {
             | Expect::PutGet { write, key }
             | Expect::Delete { write, key } => {
                 if never_written {
-                    self.model.drop_write(write, &key);
+                    self.drop_write(write, &key);
                 }
                 if damaged {
                     self.oracle.unknown.insert(key);
@@ -291,7 +310,7 @@ impl Sim {
             Expect::Batch { write, keys } => {
                 if never_written {
                     for key in &keys {
-                        self.model.drop_write(write, key);
+                        self.drop_write(write, key);
                     }
                     self.model.batches.retain(|b| b.write != write);
                 }
@@ -305,20 +324,32 @@ impl Sim {
         }
     }
 
+    /// Checks a read's answer. A read takes effect after every write of
+    /// its key issued before it and before every later write of its own
+    /// client (per-client order: one client's pipelined requests take effect
+    /// in the order issued); other clients' writes issued during its
+    /// lifetime are concurrent with it, and it may see them.
     fn check_read(
         &mut self,
+        client: usize,
         key: &[u8],
         exists: bool,
         got: Value,
         snapshot: &[Value],
         first_write: u64,
     ) {
-        // A read linearizes somewhere in its lifetime: the states the key
-        // could hold when it was issued, or any write issued since (even one
-        // already superseded when it returned).
-        let mut acceptable: Vec<Value> = snapshot.to_vec();
-        acceptable.extend(self.model.acceptable(key));
-        acceptable.extend(self.model.writes_since(key, first_write).cloned());
+        // The states before the read: exactly, from the model, while no
+        // later write is acknowledged; otherwise what the key could hold
+        // when the read was issued.
+        let mut acceptable = self
+            .model
+            .before_read(key, first_write)
+            .unwrap_or_else(|| snapshot.to_vec());
+        acceptable.extend(
+            self.model
+                .concurrent_writes(key, first_write, client)
+                .cloned(),
+        );
         let matches = |v: &Value| {
             if exists {
                 v.is_some() == got.is_some()
@@ -335,6 +366,16 @@ impl Sim {
                 },
                 1,
             );
+            if self.model.unresolved_before(key, first_write) {
+                self.counters.add("reads_deferred", 1);
+                self.oracle.deferred_reads.push(DeferredRead {
+                    key: key.to_vec(),
+                    client,
+                    exists,
+                    got: got.clone(),
+                    first_write,
+                });
+            }
             if !exists {
                 self.observed(key, &got);
             }
@@ -342,7 +383,7 @@ impl Sim {
             self.counters.add("weak_reads", 1);
         } else {
             self.violation(format!(
-                "{} {} returned {}, acceptable {}",
+                "{} {} (client {client}) returned {}, acceptable {}",
                 if exists { "exists" } else { "get" },
                 show_key(key),
                 show(&got),
@@ -372,6 +413,55 @@ impl Sim {
         self.counters.add("gets_proving_durability", 1);
         if let Err(e) = self.model.observe(write, key) {
             self.violation(format!("{}: {e}", show_key(key)));
+        }
+    }
+
+    /// Checks again the reads of `key` answered while earlier writes of it
+    /// were unresolved, now that one has resolved: a write acknowledged
+    /// after a read returned must not be one the read should have seen.
+    fn recheck_reads(&mut self, key: &[u8]) {
+        if self.oracle.deferred_reads.is_empty() {
+            return;
+        }
+        let deferred = std::mem::take(&mut self.oracle.deferred_reads);
+        for read in deferred {
+            if read.key != key {
+                self.oracle.deferred_reads.push(read);
+                continue;
+            }
+            // A later write acknowledged: nothing more to learn.
+            let Some(mut acceptable) = self.model.before_read(key, read.first_write) else {
+                continue;
+            };
+            acceptable.extend(
+                self.model
+                    .concurrent_writes(key, read.first_write, read.client)
+                    .cloned(),
+            );
+            let seen = acceptable.iter().any(|v| {
+                if read.exists {
+                    v.is_some() == read.got.is_some()
+                } else {
+                    *v == read.got
+                }
+            });
+            if !seen && !self.oracle.lossy(key) {
+                self.violation(format!(
+                    "{} {} (client {}) returned {}, but a write issued before it was \
+                     acknowledged since: acceptable {}",
+                    if read.exists { "exists" } else { "get" },
+                    show_key(key),
+                    read.client,
+                    show(&read.got),
+                    show_all(&acceptable)
+                ));
+                continue;
+            }
+            if self.model.unresolved_before(key, read.first_write) {
+                self.oracle.deferred_reads.push(read);
+            } else {
+                self.counters.add("deferred_reads_verified", 1);
+            }
         }
     }
 

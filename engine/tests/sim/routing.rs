@@ -7,10 +7,19 @@
 //! read path (`WorkerCore::cache_reader`, what `Engine::get` uses) is read
 //! between steps and checked.
 //!
-//! Requests from different clients to one key have no order once shards
-//! move (one may wait at the old owner while the next reaches the new one),
-//! so with routing on the workload keeps at most one request per key in
-//! flight; the model's per-key order then holds.
+//! Clients reach the engine two ways, as in the runtime. Most are
+//! connections to a worker's frontend (`Submitter::submit`): their requests
+//! go through that worker's mover, which routes them by the owner table, and
+//! they pipeline (`Options::pipeline_depth` requests in flight, often on one
+//! key); one client's requests of a key must take effect in the order
+//! issued, whatever moves happen meanwhile. The others are callers of the
+//! `Engine` API (`Engine::call`): one request at a time, sent to the inbox of
+//! the worker the owner table names.
+//!
+//! Requests from *different* clients to one key have no order once shards
+//! move (they are concurrent), so the workload keeps a key's requests in
+//! flight to one client at a time; the model's per-key order is then that
+//! client's issue order, which the engine must keep.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -28,10 +37,13 @@ pub struct Routing {
     pub owners: Owners,
     movers: Vec<Mover>,
     inboxes: Vec<VecDeque<Message<u64, u64>>>,
-    /// Keys with a request in flight, and how many.
-    busy_keys: BTreeMap<Vec<u8>, u32>,
+    /// Keys with a request in flight: the client whose requests they are,
+    /// and how many.
+    busy_keys: BTreeMap<Vec<u8>, (usize, u32)>,
     /// The keys of each request in flight.
     request_keys: BTreeMap<u64, Vec<Vec<u8>>>,
+    /// The key each client last asked for.
+    last_keys: BTreeMap<usize, Vec<u8>>,
 }
 
 impl Routing {
@@ -42,7 +54,18 @@ impl Routing {
             inboxes: (0..workers).map(|_| VecDeque::new()).collect(),
             busy_keys: BTreeMap::new(),
             request_keys: BTreeMap::new(),
+            last_keys: BTreeMap::new(),
         }
+    }
+
+    /// Messages waiting in worker `w`'s inbox.
+    pub fn inbox_len(&self, w: usize) -> usize {
+        self.inboxes[w].len()
+    }
+
+    /// The key `client` last asked for.
+    pub fn last_key(&self, client: usize) -> Option<&[u8]> {
+        self.last_keys.get(&client).map(Vec::as_slice)
     }
 
     /// Whether a shard is on its way or a request is held.
@@ -55,9 +78,24 @@ impl Routing {
         keys.iter().any(|k| self.busy_keys.contains_key(k))
     }
 
-    fn claim(&mut self, id: u64, keys: Vec<Vec<u8>>) {
+    /// Whether another client than `client` has a request of any of `keys`
+    /// in flight.
+    pub fn claimed_by_other(&self, client: usize, keys: &[Vec<u8>]) -> bool {
+        keys.iter()
+            .any(|k| self.busy_keys.get(k).is_some_and(|(c, _)| *c != client))
+    }
+
+    fn claim(&mut self, id: u64, client: usize, keys: Vec<Vec<u8>>) {
         for key in &keys {
-            *self.busy_keys.entry(key.clone()).or_default() += 1;
+            let (owner, n) = self.busy_keys.entry(key.clone()).or_insert((client, 0));
+            assert_eq!(
+                *owner, client,
+                "a key's requests in flight are one client's"
+            );
+            *n += 1;
+        }
+        if let Some(first) = keys.first() {
+            self.last_keys.insert(client, first.clone());
         }
         self.request_keys.insert(id, keys);
     }
@@ -65,7 +103,7 @@ impl Routing {
     /// A request is answered: its keys are free again.
     pub fn release(&mut self, id: u64) {
         for key in self.request_keys.remove(&id).into_iter().flatten() {
-            if let Some(n) = self.busy_keys.get_mut(&key) {
+            if let Some((_, n)) = self.busy_keys.get_mut(&key) {
                 *n -= 1;
                 if *n == 0 {
                     self.busy_keys.remove(&key);
@@ -76,22 +114,41 @@ impl Routing {
 }
 
 impl Sim {
-    /// Hands a request to the worker the owner table names: through its
-    /// mover when routing is on, straight to its core otherwise.
-    pub fn submit(&mut self, owner: usize, id: u64, op: Op) {
+    /// The worker whose frontend `client` is connected to, if it is a
+    /// connection (with routing on); otherwise it calls the `Engine` API.
+    pub fn frontend_of(&self, client: usize) -> Option<usize> {
+        self.routing.as_ref()?;
+        (client % 3 != 2).then(|| client % self.cores.len())
+    }
+
+    /// Hands a request over: with routing on, a connection's through its
+    /// frontend worker's mover (`Submitter::submit`), a caller's to the
+    /// inbox of the worker the owner table names (`Engine::call`); without
+    /// routing, straight to the owner's core.
+    pub fn submit(&mut self, client: usize, owner: usize, id: u64, op: Op) {
+        let frontend = self.frontend_of(client);
         let Some(routing) = self.routing.as_mut() else {
             self.cores[owner].accept(id, op, self.now_us);
             return;
         };
-        routing.claim(id, op.keys().map(<[u8]>::to_vec).collect());
+        routing.claim(id, client, op.keys().map(<[u8]>::to_vec).collect());
+        let Some(f) = frontend else {
+            routing.inboxes[owner].push_back(Message::Request {
+                op,
+                reply: id,
+                stamp: None,
+            });
+            return;
+        };
         let mut effects = Vec::new();
-        routing.movers[owner].request(&self.cores[owner], &routing.owners, op, id, &mut effects);
-        self.apply_effects(owner, effects);
+        routing.movers[f].submit(&self.cores[f], &routing.owners, op, id, &mut effects);
+        self.apply_effects(f, effects);
     }
 
-    /// Delivers the messages waiting in worker `w`'s inbox, in order.
-    pub fn deliver(&mut self, w: usize) {
-        loop {
+    /// Delivers up to `limit` of the messages waiting in worker `w`'s
+    /// inbox, in order.
+    pub fn deliver(&mut self, w: usize, limit: usize) {
+        for _ in 0..limit {
             let Some(routing) = self.routing.as_mut() else {
                 return;
             };
@@ -101,14 +158,18 @@ impl Sim {
             let mut effects = Vec::new();
             let (mover, owners) = (&mut routing.movers[w], &routing.owners);
             match message {
-                Message::Request { op, reply } => {
-                    mover.request(&self.cores[w], owners, op, reply, &mut effects)
+                Message::Request { op, reply, stamp } => {
+                    mover.request(&self.cores[w], owners, op, reply, stamp, &mut effects)
                 }
                 Message::MoveOut { shard, to, done } => {
                     mover.move_out(&self.cores[w], owners, shard, to, done, &mut effects)
                 }
-                Message::MoveIn { shard, index } => {
-                    mover.move_in(&mut self.cores[w], owners, shard, index);
+                Message::MoveIn {
+                    shard,
+                    index,
+                    turns,
+                } => {
+                    mover.move_in(&mut self.cores[w], owners, shard, index, turns);
                     self.counters.add("shard_moves_landed", 1);
                 }
             }
@@ -160,13 +221,26 @@ impl Sim {
         homes.any(|h| Some(h) != first)
     }
 
-    /// Asks the owner of a random key's shard to move it to another worker.
+    /// Asks the owner of a random key's shard to move it to another worker:
+    /// half the time a key with requests in flight.
     pub fn request_move(&mut self) {
         let workers = self.cores.len();
         if workers < 2 {
             return;
         }
-        let key = self.keyspace[self.rng.random_range(0..self.keyspace.len())].clone();
+        let Some(routing) = self.routing.as_ref() else {
+            return;
+        };
+        let busy = routing.busy_keys.len();
+        let key = if busy > 0 && self.rng.random_bool(0.5) {
+            let at = self.rng.random_range(0..busy);
+            routing.busy_keys.keys().nth(at).cloned()
+        } else {
+            None
+        };
+        let key = key.unwrap_or_else(|| {
+            self.keyspace[self.rng.random_range(0..self.keyspace.len())].clone()
+        });
         let shard = engine::shard::shard(&key);
         let Some(routing) = self.routing.as_mut() else {
             return;

@@ -56,7 +56,7 @@ impl Sim {
         write
     }
 
-    /// Issues one request from an idle client.
+    /// Issues one request from a client with room in its pipeline.
     pub fn issue(&mut self) {
         let client = loop {
             let c = self.rng.random_range(0..CLIENTS);
@@ -64,16 +64,22 @@ impl Sim {
                 break c;
             }
         };
-        let key = self.keyspace[self.rng.random_range(0..KEYS)].clone();
+        let mut key = self.keyspace[self.rng.random_range(0..KEYS)].clone();
+        if self.client_depth(client) > 1 && self.rng.random_bool(0.5) {
+            // A pipelining client often works on one key: SET, GET, SET ...
+            if let Some(last) = self.routing.as_ref().and_then(|r| r.last_key(client)) {
+                key = last.to_vec();
+            }
+        }
         let roll = self.rng.random_range(0..100);
         if self
             .routing
             .as_ref()
-            .is_some_and(|r| r.busy(std::slice::from_ref(&key)))
+            .is_some_and(|r| r.claimed_by_other(client, std::slice::from_ref(&key)))
         {
             return;
         }
-        let Some((route, op, expect)) = self.request(roll, key) else {
+        let Some((route, op, expect)) = self.request(client, roll, key) else {
             return;
         };
         let id = self.next_request;
@@ -96,14 +102,14 @@ impl Sim {
             }
         }
         let owner = self.owner(&route);
-        self.clients_busy.insert(client);
+        self.client_sent(client);
         self.pending.insert(id, Pending { client, expect });
-        self.submit(owner, id, op);
+        self.submit(client, owner, id, op);
     }
 
     /// A request and what its reply is checked against; the first element
     /// is a key that routes it.
-    fn request(&mut self, roll: u32, key: Vec<u8>) -> Option<(Vec<u8>, Op, Expect)> {
+    fn request(&mut self, client: usize, roll: u32, key: Vec<u8>) -> Option<(Vec<u8>, Op, Expect)> {
         if key.len() > 64 {
             self.counters.add("long_key_requests", 1);
         }
@@ -114,7 +120,7 @@ impl Sim {
             exists,
         };
         Some(match roll {
-            0..=7 => return self.batch(key),
+            0..=7 => return self.batch(client, key),
             8..=29 => (key.clone(), Op::Get(key.clone()), read(self, key, false)),
             30..=35 => (key.clone(), Op::Exists(key.clone()), read(self, key, true)),
             36..=37 => {
@@ -135,7 +141,7 @@ impl Sim {
             }
             38..=48 => {
                 let write = self.new_write();
-                self.model.issue(write, &key, None);
+                self.model.issue(write, client, &key, None);
                 let expect = Expect::Delete {
                     write,
                     key: key.clone(),
@@ -145,7 +151,7 @@ impl Sim {
             49..=54 => {
                 let write = self.new_write();
                 let value = self.value_for(&key, write);
-                self.model.issue(write, &key, Some(value.clone()));
+                self.model.issue(write, client, &key, Some(value.clone()));
                 let expect = Expect::PutGet {
                     write,
                     key: key.clone(),
@@ -160,7 +166,7 @@ impl Sim {
                 };
                 let write = self.new_write();
                 let value = self.value_for(&key, write);
-                self.model.issue(write, &key, Some(value.clone()));
+                self.model.issue(write, client, &key, Some(value.clone()));
                 let expect = Expect::PutIf {
                     write,
                     key: key.clone(),
@@ -171,7 +177,7 @@ impl Sim {
             _ => {
                 let write = self.new_write();
                 let value = self.value_for(&key, write);
-                self.model.issue(write, &key, Some(value.clone()));
+                self.model.issue(write, client, &key, Some(value.clone()));
                 let expect = Expect::Put {
                     write,
                     key: key.clone(),
@@ -184,7 +190,7 @@ impl Sim {
     /// An atomic batch on one worker: puts, deletes and overwrites of
     /// existing keys, and puts of fresh keys (hash-tagged onto a short key
     /// of the same worker).
-    fn batch(&mut self, first: Vec<u8>) -> Option<(Vec<u8>, Op, Expect)> {
+    fn batch(&mut self, client: usize, first: Vec<u8>) -> Option<(Vec<u8>, Op, Expect)> {
         let owner = self.owner(&first);
         let pending_set_get: Vec<Vec<u8>> = if self.options.batches_over_pending_set_get {
             Vec::new()
@@ -210,7 +216,7 @@ impl Sim {
                     && !self
                         .routing
                         .as_ref()
-                        .is_some_and(|r| r.busy(std::slice::from_ref(*k)))
+                        .is_some_and(|r| r.claimed_by_other(client, std::slice::from_ref(*k)))
             })
             .cloned()
             .collect();
@@ -254,7 +260,7 @@ impl Sim {
         }
         debug_assert!(self.routing.is_some() || keys.iter().all(|k| self.owner(k) == owner));
         for (key, value) in &model_ops {
-            self.model.issue(write, key, value.clone());
+            self.model.issue(write, client, key, value.clone());
         }
         self.model.batches.push(BatchModel {
             write,

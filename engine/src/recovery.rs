@@ -212,6 +212,10 @@ fn read_headers(
                     first_frame_without_header(namespace, queue, layout, segment, &mut block)
                         .map_err(nvme::IoError::from)?;
                 if let Some(first) = first {
+                    // Its generation was used: never hand it out again (the
+                    // superblock's claim may be an older copy's).
+                    headers.next_generation =
+                        headers.next_generation.max(first.segment_generation + 1);
                     headers.headerless.push((segment, first, true));
                 }
             }
@@ -220,6 +224,8 @@ fn read_headers(
                     first_frame_without_header(namespace, queue, layout, segment, &mut block)
                         .map_err(nvme::IoError::from)?;
                 if let Some(first) = first {
+                    headers.next_generation =
+                        headers.next_generation.max(first.segment_generation + 1);
                     headers.headerless.push((segment, first, false));
                 }
             }

@@ -477,6 +477,17 @@ fn replay_routing(seed: u64) {
     run_seed(seed, Class::CrashOnly, routing_options(), 20);
 }
 
+/// Caught a segment generation handed out twice: the segment holding the
+/// newest generation had its header damaged (so recovery never saw that
+/// generation) after a bit flip had sent the open to the superblock's older
+/// copy (whose generation claim was one open behind). Recovery now takes
+/// the generation of the first frame in a segment whose header is damaged
+/// or missing as used.
+#[test]
+fn regression_generation_reused_after_a_damaged_header() {
+    known_bug("main_faults", 1592593137);
+}
+
 /// Caught a segment whose header a latent sector error made unreadable:
 /// reported as damage with no keys, though its acknowledged frames (the
 /// newest records of six keys) were lost with it. Recovery now reads the

@@ -114,8 +114,14 @@ pub struct Vm {
     pub started: Instant,
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Two distinct free ports. Both listeners are held until both ports are
+/// known: a port picked and released at once can be handed out again by
+/// the next pick (it was, once: QEMU refused the same port for both
+/// forwarding rules).
+fn two_free_ports() -> anyhow::Result<(u16, u16)> {
+    let first = TcpListener::bind("127.0.0.1:0")?;
+    let second = TcpListener::bind("127.0.0.1:0")?;
+    Ok((first.local_addr()?.port(), second.local_addr()?.port()))
 }
 
 /// Creates the three backing files (sparse) if they do not exist.
@@ -137,7 +143,7 @@ impl Vm {
         let console = spec.dir.join(format!("console-{tag}.log"));
         let monitor = spec.dir.join(format!("monitor-{tag}.sock"));
         let _ = std::fs::remove_file(&monitor);
-        let (resp_port, admin_port) = (free_port()?, free_port()?);
+        let (resp_port, admin_port) = two_free_ports()?;
         let mut command = Command::new("qemu-system-x86_64");
         command
             .args(["-accel", &spec.accel])

@@ -276,8 +276,32 @@ pub(crate) fn recover(
         };
         replay.run(namespace, queue, stream_headers)?;
     }
+    let headerless = read_headerless(namespace, queue, layout, seed, &headers.headerless)?;
+    keep_damaged_segments(&mut recovered);
+    updates.sort_by_key(|u| u.seq);
+    let newest: BTreeMap<Vec<u8>, u64> = if headerless.is_empty() {
+        BTreeMap::new()
+    } else {
+        updates.iter().map(|u| (u.key.clone(), u.seq)).collect()
+    };
+    recovered.index = std::mem::take(&mut start.index);
+    apply_updates(&mut recovered.index, updates);
+    name_headerless_keys(&mut recovered, headerless, &newest, &start, layout);
+    Ok(recovered)
+}
+
+/// Reads the segments with no usable log header whose first body block
+/// holds a frame header (`Headers::headerless`); returns those worth
+/// reporting, each with whether its header block is damaged.
+fn read_headerless(
+    namespace: &dyn Namespace,
+    queue: &mut dyn QueuePair,
+    layout: &Layout,
+    seed: u32,
+    segments: &[(u32, FrameHeader, bool)],
+) -> Result<Vec<(Headerless, bool)>, OpenError> {
     let mut headerless = Vec::new();
-    for &(segment, first, damaged) in &headers.headerless {
+    for &(segment, first, damaged) in segments {
         let found = headerless_segment(namespace, queue, layout, seed, segment, first)?;
         // A segment whose damaged header is already reported needs no
         // verified frame to be named: what its damaged frames still show
@@ -286,6 +310,11 @@ pub(crate) fn recover(
             headerless.push((found, damaged));
         }
     }
+    Ok(headerless)
+}
+
+/// Keeps every segment a damage report names out of GC's reach.
+fn keep_damaged_segments(recovered: &mut Recovered) {
     // GC never collects a segment with reported damage: the report stays
     // true at every later open.
     for damage in &recovered.damage {
@@ -295,15 +324,12 @@ pub(crate) fn recover(
             }
         }
     }
-    updates.sort_by_key(|u| u.seq);
-    let newest: BTreeMap<Vec<u8>, u64> = if headerless.is_empty() {
-        BTreeMap::new()
-    } else {
-        updates.iter().map(|u| (u.key.clone(), u.seq)).collect()
-    };
-    recovered.index = std::mem::take(&mut start.index);
+}
+
+/// Applies the replayed records, in sequence order, to the index.
+fn apply_updates(index: &mut [Art], updates: Vec<Update>) {
     for update in updates {
-        let art = &mut recovered.index[usize::from(shard(&update.key))];
+        let art = &mut index[usize::from(shard(&update.key))];
         match update.pointer {
             Some(pointer) => {
                 art.insert(&update.key, pointer);
@@ -313,10 +339,21 @@ pub(crate) fn recover(
             }
         }
     }
+}
+
+/// Names the keys the headerless segments may have lost: in the damage
+/// report of a segment whose header is damaged, otherwise as a torn tail.
+fn name_headerless_keys(
+    recovered: &mut Recovered,
+    headerless: Vec<(Headerless, bool)>,
+    newest: &BTreeMap<Vec<u8>, u64>,
+    start: &Start,
+    layout: &Layout,
+) {
     for (mut found, damaged_header) in headerless {
         let (segment, complete) = (found.segment, found.complete);
         let records = std::mem::take(&mut found.records);
-        let keys = lost_keys(records, &newest, &start, &recovered.index);
+        let keys = lost_keys(records, newest, start, &recovered.index);
         if damaged_header {
             // Already reported as damage, keys unknown: name them.
             for damage in &mut recovered.damage {
@@ -331,7 +368,6 @@ pub(crate) fn recover(
             .torn_tails
             .extend(report_headerless(found, keys, layout.lba_bytes));
     }
-    Ok(recovered)
 }
 
 /// What a segment with no log header holds (`headerless_segment`).

@@ -41,6 +41,9 @@ use router::{Envelope, ReplyTo, Router};
 pub use router::Wake;
 pub use thread::{Frontend, Submitter, WorkerThread};
 
+/// Each worker's frontend, if it has one, in worker order.
+type Frontends = Vec<Option<Box<dyn Frontend>>>;
+
 /// A running engine: worker threads over one namespace.
 pub struct Engine {
     router: Arc<Router>,
@@ -66,7 +69,7 @@ impl Engine {
     pub fn open_with_frontends(
         namespace: Arc<dyn Namespace>,
         config: &EngineConfig,
-        mut frontend: impl FnMut(u16) -> Option<(Box<dyn Frontend>, Wake)>,
+        frontend: impl FnMut(u16) -> Option<(Box<dyn Frontend>, Wake)>,
     ) -> Result<Engine, OpenError> {
         let workers = if config.workers == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -74,13 +77,59 @@ impl Engine {
             config.workers
         };
         let opened = open_workers(namespace, config, workers)?;
+        let (inboxes, receivers) = Self::inboxes(workers, config.inbox_max);
+        let (frontends, wakers) = Self::frontends(workers, frontend);
+        let router = Arc::new(Router {
+            owners: Owners::new(workers),
+            inboxes,
+            wakers,
+        });
+        let stopping = Arc::new(AtomicBool::new(false));
+        let caches = opened.cores.iter().map(WorkerCore::cache_reader).collect();
+        let threads = Self::spawn_workers(opened.cores, receivers, frontends, &router)?;
+        let checkpoints = Arc::new(CheckpointDriver::new(
+            opened.checkpointer,
+            Arc::clone(&router),
+            Arc::clone(&opened.shared),
+        ));
+        let checkpoint_thread = Self::spawn_checkpoint_thread(&checkpoints, &stopping)?;
+        Ok(Engine {
+            router,
+            threads,
+            shared: opened.shared,
+            report: opened.report,
+            stopping,
+            checkpoints,
+            checkpoint_thread: Some(checkpoint_thread),
+            caches,
+        })
+    }
+
+    /// One bounded inbox per worker (of at least one request): the senders,
+    /// and the receivers for the worker threads.
+    fn inboxes(
+        workers: usize,
+        inbox_max: usize,
+    ) -> (
+        Vec<mpsc::SyncSender<Envelope>>,
+        Vec<mpsc::Receiver<Envelope>>,
+    ) {
         let mut receivers = Vec::with_capacity(workers);
         let mut inboxes = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let (tx, rx) = mpsc::sync_channel(config.inbox_max.max(1));
+            let (tx, rx) = mpsc::sync_channel(inbox_max.max(1));
             inboxes.push(tx);
             receivers.push(rx);
         }
+        (inboxes, receivers)
+    }
+
+    /// Each worker's frontend and its waker, as `frontend(worker)` returns
+    /// them, asked in worker order.
+    fn frontends(
+        workers: usize,
+        mut frontend: impl FnMut(u16) -> Option<(Box<dyn Frontend>, Wake)>,
+    ) -> (Frontends, Vec<Option<Wake>>) {
         let mut frontends = Vec::with_capacity(workers);
         let mut wakers = Vec::with_capacity(workers);
         for worker in 0..workers {
@@ -95,45 +144,39 @@ impl Engine {
                 }
             }
         }
-        let router = Arc::new(Router {
-            owners: Owners::new(workers),
-            inboxes,
-            wakers,
-        });
-        let stopping = Arc::new(AtomicBool::new(false));
-        let caches = opened.cores.iter().map(WorkerCore::cache_reader).collect();
-        let mut threads = Vec::with_capacity(workers);
-        for ((core, inbox), frontend) in opened.cores.into_iter().zip(receivers).zip(frontends) {
-            let router = Arc::clone(&router);
+        (frontends, wakers)
+    }
+
+    /// Starts one thread per worker, in worker order.
+    fn spawn_workers(
+        cores: Vec<WorkerCore>,
+        receivers: Vec<mpsc::Receiver<Envelope>>,
+        frontends: Frontends,
+        router: &Arc<Router>,
+    ) -> Result<Vec<JoinHandle<()>>, OpenError> {
+        let mut threads = Vec::with_capacity(cores.len());
+        for ((core, inbox), frontend) in cores.into_iter().zip(receivers).zip(frontends) {
+            let router = Arc::clone(router);
             let thread = std::thread::Builder::new()
                 .name(format!("veltrix-worker-{}", core.id))
                 .spawn(move || WorkerThread::new(core, inbox, router, frontend).run())
                 .map_err(|e| OpenError::Config(format!("cannot start worker thread: {e}")))?;
             threads.push(thread);
         }
-        let checkpoints = Arc::new(CheckpointDriver::new(
-            opened.checkpointer,
-            Arc::clone(&router),
-            Arc::clone(&opened.shared),
-        ));
-        let checkpoint_thread = {
-            let driver = Arc::clone(&checkpoints);
-            let stopping = Arc::clone(&stopping);
-            std::thread::Builder::new()
-                .name("veltrix-checkpoint".into())
-                .spawn(move || driver.schedule(&stopping))
-                .map_err(|e| OpenError::Config(format!("cannot start checkpoint thread: {e}")))?
-        };
-        Ok(Engine {
-            router,
-            threads,
-            shared: opened.shared,
-            report: opened.report,
-            stopping,
-            checkpoints,
-            checkpoint_thread: Some(checkpoint_thread),
-            caches,
-        })
+        Ok(threads)
+    }
+
+    /// Starts the thread that schedules checkpoints until `stopping`.
+    fn spawn_checkpoint_thread(
+        checkpoints: &Arc<CheckpointDriver>,
+        stopping: &Arc<AtomicBool>,
+    ) -> Result<JoinHandle<()>, OpenError> {
+        let driver = Arc::clone(checkpoints);
+        let stopping = Arc::clone(stopping);
+        std::thread::Builder::new()
+            .name("veltrix-checkpoint".into())
+            .spawn(move || driver.schedule(&stopping))
+            .map_err(|e| OpenError::Config(format!("cannot start checkpoint thread: {e}")))
     }
 
     /// What recovery found at open.

@@ -36,9 +36,10 @@ use nvme::{Command, Completion, IoError};
 
 use super::commit::{GcDone, WriteKind};
 use super::{token, BatchOp, WorkerCore, TAG_GC_ERASE, TAG_GC_FLUSH, TAG_GC_READ};
+use crate::error::Location;
 use crate::format::record::{frame_records, RecordKind};
 use crate::index::ValuePointer;
-use crate::log::walk::SegmentRef;
+use crate::log::walk::{End, SegmentRef};
 use crate::log::{Event, StreamWalk};
 use crate::store::segments::SegmentInfo;
 
@@ -98,6 +99,21 @@ enum State {
         victim: u32,
         block: u32,
     },
+}
+
+/// What walking a victim found (`GcPath::scan_victim`).
+struct Scan {
+    /// What is live in it, to go through the commit path, in log order.
+    requests: Vec<(BatchOp, WriteKind)>,
+    /// Whether it holds a delete of a shard another worker owns now that
+    /// may still be needed.
+    foreign_delete: bool,
+    /// Bytes of this worker's records the index still points at: the rest
+    /// of the victim's live bytes are records of shards another worker owns
+    /// now.
+    own_live: u64,
+    /// Where the first damage is, if any.
+    damage: Option<Location>,
 }
 
 pub(crate) struct GcPath {
@@ -510,17 +526,35 @@ impl GcPath {
 
     /// Walks the victim's frames and queues what is live for relocation.
     fn relocate(core: &mut WorkerCore, victim: u32, info: SegmentInfo, data: &[u8]) {
+        let (scan, end) = Self::scan_victim(core, victim, info, data);
+        if !Self::collectable(core, victim, &info, &scan, &end) {
+            return;
+        }
+        let now_us = core.now_us;
+        // One victim at a time: no other GC request is pending.
+        core.gc.state = State::Relocating {
+            victim,
+            outstanding: scan.requests.len() as u64,
+            failed: false,
+            room_used: 0,
+        };
+        for (op, kind) in scan.requests {
+            core.commit.enqueue_gc(op, kind, now_us);
+        }
+    }
+
+    /// Walks the victim, read whole into `data`: what of it is live, and
+    /// where the walk ended.
+    fn scan_victim(core: &WorkerCore, victim: u32, info: SegmentInfo, data: &[u8]) -> (Scan, End) {
         let layout = core.shared.layout;
         let seed = core.shared.seed;
         let min_seq_elsewhere = core.shared.segments().min_seq_except(victim);
-        let checkpoints = &core.shared.checkpoints;
-        let mut requests: Vec<(BatchOp, WriteKind)> = Vec::new();
-        let mut foreign_delete = false;
-        // Bytes of this worker's records the index still points at: the
-        // rest of the victim's live bytes are records of shards another
-        // worker owns now.
-        let mut own_live = 0u64;
-        let mut damage = None;
+        let mut scan = Scan {
+            requests: Vec::new(),
+            foreign_delete: false,
+            own_live: 0,
+            damage: None,
+        };
         // The one log walker, over this one segment: the same rules as
         // recovery for what is a valid frame and what is damage.
         let mut walk = StreamWalk::new(layout, seed, 0);
@@ -535,56 +569,81 @@ impl GcPath {
             let (offset, bytes) = match event {
                 Event::Frame { offset, bytes, .. } => (offset, bytes),
                 Event::Damage(gap) => {
-                    damage.get_or_insert(gap.start);
+                    scan.damage.get_or_insert(gap.start);
                     return;
                 }
             };
-            for item in frame_records(bytes, seed) {
-                let Ok((at, record)) = item else { break };
-                let shard = WorkerCore::shard_of(record.key);
-                let Some(art) = core.shards.get(&shard) else {
-                    // Another worker's shard now. Its live puts keep `live`
-                    // above zero, which stops the free; its deletes cannot
-                    // be checked here.
-                    foreign_delete |= record.kind == RecordKind::Delete
-                        && checkpoints.needs_delete(record.seq, min_seq_elsewhere);
-                    continue;
-                };
-                let current = art.get(record.key);
-                match record.kind {
-                    RecordKind::Put => {
-                        let pointer = ValuePointer::to_record(victim, offset + at, &record);
-                        if current == Some(pointer) {
-                            own_live += u64::from(pointer.length);
-                            requests.push((
-                                BatchOp::Put(record.key.to_vec(), record.value.to_vec()),
-                                WriteKind::Relocate(pointer),
-                            ));
-                        }
+            Self::scan_frame(core, victim, min_seq_elsewhere, offset, bytes, &mut scan);
+        });
+        let end = walk.finish();
+        (scan, end)
+    }
+
+    /// Adds to `scan` what of one valid frame of the victim (at `offset`)
+    /// must be relocated.
+    fn scan_frame(
+        core: &WorkerCore,
+        victim: u32,
+        min_seq_elsewhere: u64,
+        offset: usize,
+        bytes: &[u8],
+        scan: &mut Scan,
+    ) {
+        let checkpoints = &core.shared.checkpoints;
+        for item in frame_records(bytes, core.shared.seed) {
+            let Ok((at, record)) = item else { break };
+            let shard = WorkerCore::shard_of(record.key);
+            let Some(art) = core.shards.get(&shard) else {
+                // Another worker's shard now. Its live puts keep `live`
+                // above zero, which stops the free; its deletes cannot
+                // be checked here.
+                scan.foreign_delete |= record.kind == RecordKind::Delete
+                    && checkpoints.needs_delete(record.seq, min_seq_elsewhere);
+                continue;
+            };
+            let current = art.get(record.key);
+            match record.kind {
+                RecordKind::Put => {
+                    let pointer = ValuePointer::to_record(victim, offset + at, &record);
+                    if current == Some(pointer) {
+                        scan.own_live += u64::from(pointer.length);
+                        scan.requests.push((
+                            BatchOp::Put(record.key.to_vec(), record.value.to_vec()),
+                            WriteKind::Relocate(pointer),
+                        ));
                     }
-                    // A delete must outlive every older record of its key
-                    // that recovery may see. Which segments hold one is not
-                    // tracked, so it is kept while any other segment may
-                    // hold older records at all, or while a checkpoint
-                    // recovery may start from is older than it.
-                    RecordKind::Delete => {
-                        if current.is_none()
-                            && checkpoints.needs_delete(record.seq, min_seq_elsewhere)
-                        {
-                            requests.push((
-                                BatchOp::Delete(record.key.to_vec()),
-                                WriteKind::RelocateDelete,
-                            ));
-                        }
+                }
+                // A delete must outlive every older record of its key
+                // that recovery may see. Which segments hold one is not
+                // tracked, so it is kept while any other segment may
+                // hold older records at all, or while a checkpoint
+                // recovery may start from is older than it.
+                RecordKind::Delete => {
+                    if current.is_none() && checkpoints.needs_delete(record.seq, min_seq_elsewhere)
+                    {
+                        scan.requests.push((
+                            BatchOp::Delete(record.key.to_vec()),
+                            WriteKind::RelocateDelete,
+                        ));
                     }
                 }
             }
-        });
+        }
+    }
+
+    /// Whether the scanned victim can be collected now; if not, gives up on
+    /// it (for a while, or until nothing in it is live) and says why.
+    fn collectable(
+        core: &mut WorkerCore,
+        victim: u32,
+        info: &SegmentInfo,
+        scan: &Scan,
+        end: &End,
+    ) -> bool {
         // The walk must reach the last record the segment is known to hold,
         // with no damage on the way: otherwise the read or the media is
         // damaged, and what was not seen cannot be relocated.
-        let end = walk.finish();
-        if damage.is_some() || end.last_seq < info.last_seq {
+        if scan.damage.is_some() || end.last_seq < info.last_seq {
             core.shared
                 .stats
                 .gc_victims_damaged
@@ -592,45 +651,35 @@ impl GcPath {
             tracing::error!(
                 worker = core.id,
                 victim,
-                at = ?damage.or(end.torn.map(|t| t.start)),
+                at = ?scan.damage.or(end.torn.as_ref().map(|t| t.start)),
                 "GC found damage in a segment; it is kept and not collected"
             );
             // A read fault may pass; media damage stays and is found again.
             Self::give_up(core, victim, "damaged", 1 << 20);
-            return;
+            return false;
         }
-        if foreign_delete {
+        if scan.foreign_delete {
             Self::blocked(
                 core,
                 victim,
                 "delete records of shards owned by other workers",
             );
-            return;
+            return false;
         }
         // Live records of shards that moved to another worker (a store
         // reopened with another worker count, or a shard move) cannot be
         // relocated from here, so the victim cannot be freed: relocating
         // this worker's records out of it would only take room (on a full
         // store, the reserve's). Tried again once nothing in it is live.
-        if core.shared.live.get(victim) > own_live {
+        if core.shared.live.get(victim) > scan.own_live {
             Self::blocked_until_empty(
                 core,
                 victim,
                 "live records of shards owned by other workers",
             );
-            return;
+            return false;
         }
-        let now_us = core.now_us;
-        // One victim at a time: no other GC request is pending.
-        core.gc.state = State::Relocating {
-            victim,
-            outstanding: requests.len() as u64,
-            failed: false,
-            room_used: 0,
-        };
-        for (op, kind) in requests {
-            core.commit.enqueue_gc(op, kind, now_us);
-        }
+        true
     }
 
     /// Zeroes `block` (0: the header, 1: the first body block) of the

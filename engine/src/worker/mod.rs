@@ -268,49 +268,9 @@ impl WorkerCore {
             return;
         }
         match op {
-            // A read of a key with a write waiting or in flight waits for
-            // that write: commands reach a worker in order, and a client
-            // that pipelines SET then GET must read its own write.
-            Op::Get(key) if self.commit.touches_key(&key) => {
-                self.reads_after_commit.push((id, Op::Get(key)));
-            }
-            Op::Exists(key) if self.commit.touches_key(&key) => {
-                self.reads_after_commit.push((id, Op::Exists(key)));
-            }
-            Op::Get(key) => match self.cache_get(&key) {
-                Some(value) => self.replies.push((id, Reply::Value(Some(value)))),
-                None => self
-                    .read
-                    .start(id, key, false, &self.shards, &mut self.replies),
-            },
-            Op::Exists(key) => self
-                .read
-                .start(id, key, true, &self.shards, &mut self.replies),
-            // SET ... GET waits for writes of the key like a read, then
-            // reads the old value (cache, index, device) before its put.
-            Op::PutGet(key, value) if self.commit.touches_key(&key) => {
-                self.reads_after_commit.push((id, Op::PutGet(key, value)));
-            }
-            Op::PutGet(key, value) => {
-                let shard = WorkerCore::shard_of(&key);
-                let pointer = match self.shards.get(&shard) {
-                    Some(art) => art.get(&key),
-                    None => {
-                        self.replies
-                            .push((id, Reply::Failed(EngineError::NotOwner { shard })));
-                        return;
-                    }
-                };
-                match pointer {
-                    None => self.commit.enqueue_put_get(id, key, value, None, now_us),
-                    Some(pointer) => match self.cache_get(&key) {
-                        Some(old) => self
-                            .commit
-                            .enqueue_put_get(id, key, value, Some(old), now_us),
-                        None => self.read.start_put_get(id, key, value, pointer),
-                    },
-                }
-            }
+            Op::Get(key) => self.accept_read(id, key, false),
+            Op::Exists(key) => self.accept_read(id, key, true),
+            Op::PutGet(key, value) => self.accept_put_get(id, key, value, now_us),
             Op::Put(key, value) => self.commit.enqueue(
                 id,
                 vec![BatchOp::Put(key, value)],
@@ -332,18 +292,74 @@ impl WorkerCore {
             Op::Batch(ops) => self
                 .commit
                 .enqueue(id, ops, commit::WriteKind::Plain, now_us),
-            Op::Scan(shard_id) => {
-                let reply = match self.shards.get(&shard_id) {
-                    Some(art) => {
-                        let mut keys = Vec::with_capacity(art.len());
-                        art.for_each(|key, _| keys.push(key.to_vec()));
-                        Reply::Keys(keys)
-                    }
-                    None => Reply::Failed(EngineError::NotOwner { shard: shard_id }),
-                };
-                self.replies.push((id, reply));
+            Op::Scan(shard_id) => self.scan_shard(id, shard_id),
+        }
+    }
+
+    /// Takes a GET (`exists`: an EXISTS): answered from the value cache
+    /// when it can be, otherwise read from the index and the device.
+    fn accept_read(&mut self, id: RequestId, key: Vec<u8>, exists: bool) {
+        // A read of a key with a write waiting or in flight waits for
+        // that write: commands reach a worker in order, and a client
+        // that pipelines SET then GET must read its own write.
+        if self.commit.touches_key(&key) {
+            let op = if exists {
+                Op::Exists(key)
+            } else {
+                Op::Get(key)
+            };
+            self.reads_after_commit.push((id, op));
+            return;
+        }
+        if !exists {
+            if let Some(value) = self.cache_get(&key) {
+                self.replies.push((id, Reply::Value(Some(value))));
+                return;
             }
         }
+        self.read
+            .start(id, key, exists, &self.shards, &mut self.replies);
+    }
+
+    /// Takes a SET ... GET.
+    fn accept_put_get(&mut self, id: RequestId, key: Vec<u8>, value: Vec<u8>, now_us: u64) {
+        // SET ... GET waits for writes of the key like a read, then
+        // reads the old value (cache, index, device) before its put.
+        if self.commit.touches_key(&key) {
+            self.reads_after_commit.push((id, Op::PutGet(key, value)));
+            return;
+        }
+        let shard = WorkerCore::shard_of(&key);
+        let pointer = match self.shards.get(&shard) {
+            Some(art) => art.get(&key),
+            None => {
+                self.replies
+                    .push((id, Reply::Failed(EngineError::NotOwner { shard })));
+                return;
+            }
+        };
+        match pointer {
+            None => self.commit.enqueue_put_get(id, key, value, None, now_us),
+            Some(pointer) => match self.cache_get(&key) {
+                Some(old) => self
+                    .commit
+                    .enqueue_put_get(id, key, value, Some(old), now_us),
+                None => self.read.start_put_get(id, key, value, pointer),
+            },
+        }
+    }
+
+    /// Answers a SCAN step: every key of one shard.
+    fn scan_shard(&mut self, id: RequestId, shard_id: u16) {
+        let reply = match self.shards.get(&shard_id) {
+            Some(art) => {
+                let mut keys = Vec::with_capacity(art.len());
+                art.for_each(|key, _| keys.push(key.to_vec()));
+                Reply::Keys(keys)
+            }
+            None => Reply::Failed(EngineError::NotOwner { shard: shard_id }),
+        };
+        self.replies.push((id, reply));
     }
 
     /// Whether `op` must wait for a SET ... GET of one of its keys that is

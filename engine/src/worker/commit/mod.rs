@@ -152,6 +152,11 @@ enum State {
     Flushing,
 }
 
+/// A request of a batch with its place in it (`usize::MAX` for GC's
+/// requests that joined later), so that those held back go back to the
+/// queue in their order (`CommitPath::find_room`).
+type Placed = (usize, Waiting);
+
 pub(super) struct IndexUpdate {
     pub shard: u16,
     pub key: Vec<u8>,
@@ -433,6 +438,25 @@ impl CommitPath {
             .next_seq
             .fetch_add(record_count as u64, Ordering::Relaxed);
         Self::stage_header_and_seal(core, tail);
+        let planned = Self::plan(core, batch, tail, first_seq);
+        let written = planned.records;
+        let staging = Self::adopt_plan(core, planned, gc_only, waste);
+        if written == 0 {
+            Self::finish_unwritten(core, staging);
+            return true;
+        }
+        Self::start_writing(core, staging, frame_bytes, first_seq, written);
+        true
+    }
+
+    /// Plans the batch, to be written at `tail` with sequence numbers from
+    /// `first_seq`, into the staging buffer.
+    fn plan(
+        core: &mut WorkerCore,
+        batch: Vec<Waiting>,
+        tail: Tail,
+        first_seq: u64,
+    ) -> plan::Planned {
         // Encode the frame; decide every answer against the index as it
         // will be after the batches before this one (all applied: one batch
         // at a time) and the earlier writes of this batch.
@@ -443,7 +467,19 @@ impl CommitPath {
                 .get(&WorkerCore::shard_of(key))
                 .and_then(|art| art.get(key))
         };
-        let planned = plan::plan_batch(batch, &lookup, tail, first_seq, core.shared.seed, staging);
+        plan::plan_batch(batch, &lookup, tail, first_seq, core.shared.seed, staging)
+    }
+
+    /// Keeps what the plan decided (index updates and answers, for when the
+    /// frame is durable) and counts GC's share of the batch; returns the
+    /// frame. `waste` is the room lost at the end of the segment the batch
+    /// left.
+    fn adopt_plan(
+        core: &mut WorkerCore,
+        planned: plan::Planned,
+        gc_only: bool,
+        waste: u64,
+    ) -> Vec<u8> {
         let stats = &core.shared.stats;
         stats
             .gc_records_relocated
@@ -461,21 +497,32 @@ impl CommitPath {
         core.commit.gc_in_batch = planned.gc_requests;
         core.commit.updates = planned.updates;
         core.commit.answers = planned.answers;
-        let mut staging = planned.frame;
-        let written = planned.records;
+        planned.frame
+    }
+
+    /// Ends a batch whose plan writes no record: answers it at once.
+    fn finish_unwritten(core: &mut WorkerCore, staging: Vec<u8>) {
+        // Nothing to write (conditional puts that did not apply, records
+        // GC no longer needs to move): answer now. A segment opened for
+        // this batch stays the tail; its header goes out with the next.
+        core.commit.staging = staging;
+        core.commit.header_block = None;
+        core.commit.seal_block = None;
+        core.commit.gc_done.finish(core.commit.gc_in_batch, false);
+        core.commit.gc_room_in_batch = 0;
+        core.replies.append(&mut core.commit.answers);
+    }
+
+    /// Pads the planned frame of `written` records (from `first_seq`) and
+    /// starts submitting it; `frame_bytes` is the size it was estimated at.
+    fn start_writing(
+        core: &mut WorkerCore,
+        mut staging: Vec<u8>,
+        frame_bytes: usize,
+        first_seq: u64,
+        written: usize,
+    ) {
         let seq = first_seq + written as u64;
-        if written == 0 {
-            // Nothing to write (conditional puts that did not apply, records
-            // GC no longer needs to move): answer now. A segment opened for
-            // this batch stays the tail; its header goes out with the next.
-            core.commit.staging = staging;
-            core.commit.header_block = None;
-            core.commit.seal_block = None;
-            core.commit.gc_done.finish(core.commit.gc_in_batch, false);
-            core.commit.gc_room_in_batch = 0;
-            core.replies.append(&mut core.commit.answers);
-            return true;
-        }
         // Writes that did not apply make the frame smaller than estimated,
         // never larger.
         assert!(staging.len() <= frame_bytes, "frame larger than estimated");
@@ -495,7 +542,6 @@ impl CommitPath {
         stats.batch_records.record(written as u64);
         stats.batch_bytes.record(padded as u64);
         Self::submit_chunks(core);
-        true
     }
 
     /// Takes whole waiting requests up to the batch limit (always at least
@@ -581,8 +627,8 @@ impl CommitPath {
     ) -> Option<(Tail, Vec<Waiting>, usize)> {
         // Each request with its place in the batch, so that those held back
         // go back to the queue in their order.
-        let mut batch: Vec<(usize, Waiting)> = batch.into_iter().enumerate().collect();
-        let mut held_back: Vec<(usize, Waiting)> = Vec::new();
+        let mut batch: Vec<Placed> = batch.into_iter().enumerate().collect();
+        let mut held_back: Vec<Placed> = Vec::new();
         let found = loop {
             let wanted = batch
                 .iter()
@@ -601,72 +647,108 @@ impl CommitPath {
                 break None;
             }
             let waits = core.gc_can_make_room();
-            let mut go_on = Vec::new();
-            let mut refused: Vec<(usize, Waiting)> = Vec::new();
-            for (at, w) in std::mem::take(&mut batch) {
-                // A request that needs less room goes on, unless it writes a
-                // key an earlier request that now waits also writes (per-key
-                // order). A refused request that fails is never applied, so
-                // it holds nothing up. GC's requests never wait: a
-                // relocation is decided against the index when its batch is
-                // built, so it may go before an earlier write of its key.
-                let held = w.purpose() == wanted
-                    || (waits
-                        && !w.kind.is_gc()
-                        && w.ops.iter().any(|op| {
-                            refused
-                                .iter()
-                                .flat_map(|(_, r)| r.ops.iter())
-                                .any(|r| r.key() == op.key())
-                        }));
-                if held {
-                    refused.push((at, w));
-                } else {
-                    go_on.push((at, w));
-                }
-            }
-            if waits {
-                held_back.append(&mut refused);
-            } else {
-                for (_, w) in refused {
-                    core.shared
-                        .stats
-                        .out_of_space
-                        .fetch_add(1, Ordering::Relaxed);
-                    core.replies
-                        .push((w.id, Reply::Failed(EngineError::OutOfSpace)));
-                }
-            }
-            // GC's requests waiting behind join what goes on.
-            let taken: usize = go_on.iter().map(|(_, w)| w.bytes).sum();
-            let least = match taken {
-                0 => core
-                    .commit
-                    .waiting
-                    .iter()
-                    .find(|w| w.kind.is_gc())
-                    .map_or(0, |w| w.bytes),
-                _ => taken,
-            };
-            let frame_max = Self::gc_frame_max(core, least);
-            let mut gc = Vec::new();
-            Self::take_waiting_gc(core, &mut gc, frame_max, taken);
-            go_on.extend(gc.into_iter().map(|w| (usize::MAX, w)));
+            let (mut go_on, refused) =
+                Self::split_refused(std::mem::take(&mut batch), wanted, waits);
+            Self::refuse(core, refused, waits, &mut held_back);
+            Self::join_waiting_gc(core, &mut go_on);
             if go_on.is_empty() {
                 break None;
             }
             frame_bytes = FRAME_HEADER_BYTES + go_on.iter().map(|(_, w)| w.bytes).sum::<usize>();
             batch = go_on;
         };
+        Self::requeue_held_back(core, held_back);
+        let tail = found?;
+        let batch = batch.into_iter().map(|(_, w)| w).collect();
+        Some((tail, batch, frame_bytes))
+    }
+
+    /// Splits a batch refused the room of `wanted` into the requests that go
+    /// on and those refused (`waits`: whether the refused ones will wait for
+    /// GC's room rather than fail).
+    fn split_refused(
+        batch: Vec<Placed>,
+        wanted: Purpose,
+        waits: bool,
+    ) -> (Vec<Placed>, Vec<Placed>) {
+        let mut go_on = Vec::new();
+        let mut refused: Vec<Placed> = Vec::new();
+        for (at, w) in batch {
+            // A request that needs less room goes on, unless it writes a
+            // key an earlier request that now waits also writes (per-key
+            // order). A refused request that fails is never applied, so
+            // it holds nothing up. GC's requests never wait: a
+            // relocation is decided against the index when its batch is
+            // built, so it may go before an earlier write of its key.
+            let held = w.purpose() == wanted
+                || (waits
+                    && !w.kind.is_gc()
+                    && w.ops.iter().any(|op| {
+                        refused
+                            .iter()
+                            .flat_map(|(_, r)| r.ops.iter())
+                            .any(|r| r.key() == op.key())
+                    }));
+            if held {
+                refused.push((at, w));
+            } else {
+                go_on.push((at, w));
+            }
+        }
+        (go_on, refused)
+    }
+
+    /// Requests refused room: held back to wait for the room GC is making
+    /// when it can make some (`waits`), otherwise failed with `OutOfSpace`.
+    fn refuse(
+        core: &mut WorkerCore,
+        mut refused: Vec<Placed>,
+        waits: bool,
+        held_back: &mut Vec<Placed>,
+    ) {
+        if waits {
+            held_back.append(&mut refused);
+        } else {
+            for (_, w) in refused {
+                core.shared
+                    .stats
+                    .out_of_space
+                    .fetch_add(1, Ordering::Relaxed);
+                core.replies
+                    .push((w.id, Reply::Failed(EngineError::OutOfSpace)));
+            }
+        }
+    }
+
+    /// Adds to the requests that go on the GC requests waiting behind, as
+    /// many as fit GC's frame with them.
+    fn join_waiting_gc(core: &mut WorkerCore, go_on: &mut Vec<Placed>) {
+        // GC's requests waiting behind join what goes on.
+        let taken: usize = go_on.iter().map(|(_, w)| w.bytes).sum();
+        let least = match taken {
+            0 => core
+                .commit
+                .waiting
+                .iter()
+                .find(|w| w.kind.is_gc())
+                .map_or(0, |w| w.bytes),
+            _ => taken,
+        };
+        let frame_max = Self::gc_frame_max(core, least);
+        let mut gc = Vec::new();
+        Self::take_waiting_gc(core, &mut gc, frame_max, taken);
+        go_on.extend(gc.into_iter().map(|w| (usize::MAX, w)));
+    }
+
+    /// Puts the requests held back for GC's room back at the front of the
+    /// queue.
+    fn requeue_held_back(core: &mut WorkerCore, mut held_back: Vec<Placed>) {
         // Back to the front of the queue, in their order.
         held_back.sort_by_key(|(at, _)| *at);
         for (_, w) in held_back.into_iter().rev() {
             core.commit.waiting_bytes += w.bytes;
             core.commit.waiting.push_front(w);
         }
-        let tail = found?;
-        let batch = batch.into_iter().map(|(_, w)| w).collect();
-        Some((tail, batch, frame_bytes))
     }
 
     /// How large a frame led by GC's requests may be, when its first

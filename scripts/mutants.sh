@@ -79,7 +79,7 @@ mutation truncate-instead-of-report engine/src/log/walk.rs 1 \
 
 mutation gc-free-before-durable engine/src/worker/gc.rs 1 \
     'core.gc.state = State::Relocating {' \
-    'Self::erase(core, victim); return; core.gc.state = State::Relocating {' \
+    'Self::erase(core, victim, 0); return; core.gc.state = State::Relocating {' \
     'gc' \
     'GC erases and releases its victim as soon as it has queued the relocations, before they are durable'
 

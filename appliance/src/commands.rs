@@ -26,6 +26,20 @@ pub enum Combine {
     Values,
     /// MSET: +OK.
     Ok,
+    /// STRLEN: the value's length, 0 for a missing key.
+    Length,
+    /// GETRANGE: the bytes from `start` to `end`, both inclusive, with
+    /// Redis's rules for negative and out-of-range offsets.
+    Range {
+        /// First offset asked for.
+        start: i64,
+        /// Last offset asked for.
+        end: i64,
+    },
+    /// TYPE: `string` for a key that exists, `none` otherwise.
+    Type,
+    /// SETNX: 1 when the key was set, 0 when it existed.
+    SetNx,
     /// SCAN: the next cursor and the matching keys.
     Scan {
         /// Cursor to return.
@@ -72,6 +86,35 @@ fn arity(name: &str) -> Action {
     error(&format!(
         "ERR wrong number of arguments for '{name}' command"
     ))
+}
+
+/// A signed decimal integer argument, as Redis's `string2ll` reads one (no
+/// sign-only, no leading `+`, no spaces).
+fn integer(arg: &[u8]) -> Option<i64> {
+    let digits = arg.strip_prefix(b"-").unwrap_or(arg);
+    let canonical = match digits {
+        [b'0'] => arg.len() == 1,
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if !canonical {
+        return None;
+    }
+    std::str::from_utf8(arg).ok()?.parse().ok()
+}
+
+/// GETRANGE's slice of `value`, as Redis 7 computes it.
+fn range(value: &[u8], start: i64, end: i64) -> &[u8] {
+    let len = value.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        return &[];
+    }
+    let start = if start < 0 { len + start } else { start }.max(0);
+    let end = if end < 0 { len + end } else { end }.max(0).min(len - 1);
+    if len == 0 || start > end {
+        return &[];
+    }
+    &value[start as usize..=end as usize]
 }
 
 fn printable(arg: &[u8]) -> String {
@@ -127,6 +170,38 @@ pub fn dispatch(args: &[&[u8]], protocol: Protocol) -> Action {
             _ => arity("get"),
         },
         "set" => set(rest),
+        "strlen" => match rest {
+            [key] => Action::Engine(vec![Op::Get(key.to_vec())], Combine::Length),
+            _ => arity("strlen"),
+        },
+        "getrange" => match rest {
+            [key, start, end] => match (integer(start), integer(end)) {
+                (Some(start), Some(end)) => {
+                    Action::Engine(vec![Op::Get(key.to_vec())], Combine::Range { start, end })
+                }
+                _ => error("ERR value is not an integer or out of range"),
+            },
+            _ => arity("getrange"),
+        },
+        "type" => match rest {
+            [key] => Action::Engine(vec![Op::Exists(key.to_vec())], Combine::Type),
+            _ => arity("type"),
+        },
+        "setnx" => match rest {
+            [key, value] => Action::Engine(
+                vec![Op::PutIf(key.to_vec(), value.to_vec(), Condition::Absent)],
+                Combine::SetNx,
+            ),
+            _ => arity("setnx"),
+        },
+        // SET key value GET: an atomic exchange.
+        "getset" => match rest {
+            [key, value] => Action::Engine(
+                vec![Op::PutGet(key.to_vec(), value.to_vec())],
+                Combine::Value,
+            ),
+            _ => arity("getset"),
+        },
         "del" | "unlink" => {
             if rest.is_empty() {
                 return arity(&name);
@@ -446,6 +521,22 @@ pub fn combine(
             _ => encode::simple(out, "OK"),
         },
         Combine::Ok => encode::simple(out, "OK"),
+        Combine::Length => match replies.first() {
+            Some(Some(Reply::Value(Some(v)))) => encode::integer(out, v.len() as i64),
+            _ => encode::integer(out, 0),
+        },
+        Combine::Range { start, end } => match replies.first() {
+            Some(Some(Reply::Value(Some(v)))) => encode::bulk(out, range(v, *start, *end)),
+            _ => encode::bulk(out, b""),
+        },
+        Combine::Type => match replies.first() {
+            Some(Some(Reply::Exists(true))) => encode::simple(out, "string"),
+            _ => encode::simple(out, "none"),
+        },
+        Combine::SetNx => match replies.first() {
+            Some(Some(Reply::NotApplied)) => encode::integer(out, 0),
+            _ => encode::integer(out, 1),
+        },
         Combine::CountDeleted => {
             let n = replies
                 .iter()
@@ -505,6 +596,37 @@ mod tests {
         assert!(glob_match(b"a\\*b", b"a*b"));
         assert!(!glob_match(b"a\\*b", b"axb"));
         assert!(glob_match(b"*a*b*", b"xxaxxbxx"));
+    }
+
+    #[test]
+    fn integers_are_read_as_redis_reads_them() {
+        assert_eq!(integer(b"0"), Some(0));
+        assert_eq!(integer(b"-12"), Some(-12));
+        assert_eq!(integer(b"9223372036854775807"), Some(i64::MAX));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b"01",
+            b"-0",
+            b" 1",
+            b"1x",
+            b"9223372036854775808",
+        ] {
+            assert_eq!(integer(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn getrange_slices_like_redis() {
+        let v = b"Hello, world";
+        assert_eq!(range(v, 0, 4), b"Hello");
+        assert_eq!(range(v, -5, -1), b"world");
+        assert_eq!(range(v, -3, -5), b"");
+        assert_eq!(range(v, 5, 2), b"");
+        assert_eq!(range(v, -100, 2), b"Hel");
+        assert_eq!(range(v, 10, 100), b"ld");
+        assert_eq!(range(b"", 0, -1), b"");
     }
 
     #[test]

@@ -71,7 +71,8 @@ fn keys(rng: &mut Rng, min: usize) -> Vec<Vec<u8>> {
 /// One random command of the supported set.
 fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
     let word = |w: &str| w.as_bytes().to_vec();
-    match rng.below(13) {
+    let offset = |rng: &mut Rng| (rng.below(6200) as i64 - 3100).to_string().into_bytes();
+    match rng.below(18) {
         0 | 1 => vec![word("GET"), key(rng)],
         2 | 3 => vec![word("SET"), key(rng), value(rng)],
         // `SET ... NX|XX` and `SET ... GET`. Left out: `NX`/`XX` together
@@ -94,7 +95,12 @@ fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
         }
         10 => vec![word("DBSIZE")],
         11 => vec![word("PING")],
-        _ => vec![word("ECHO"), value(rng)],
+        12 => vec![word("ECHO"), value(rng)],
+        13 => vec![word("STRLEN"), key(rng)],
+        14 => vec![word("GETRANGE"), key(rng), offset(rng), offset(rng)],
+        15 => vec![word("TYPE"), key(rng)],
+        16 => vec![word("SETNX"), key(rng), value(rng)],
+        _ => vec![word("GETSET"), key(rng), value(rng)],
     }
 }
 

@@ -212,9 +212,9 @@ pub fn dispatch(args: &[&[u8]], protocol: Protocol) -> Action {
             let ops = rest.iter().map(|k| Op::Delete(k.to_vec())).collect();
             Action::Engine(ops, Combine::CountDeleted)
         }
-        "exists" => {
+        "exists" | "touch" => {
             if rest.is_empty() {
-                return arity("exists");
+                return arity(&name);
             }
             if rest.len() > KEYS_PER_COMMAND_MAX {
                 return error("ERR too many keys in one command");

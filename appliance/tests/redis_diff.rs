@@ -72,7 +72,7 @@ fn keys(rng: &mut Rng, min: usize) -> Vec<Vec<u8>> {
 fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
     let word = |w: &str| w.as_bytes().to_vec();
     let offset = |rng: &mut Rng| (rng.below(6200) as i64 - 3100).to_string().into_bytes();
-    match rng.below(18) {
+    match rng.below(19) {
         0 | 1 => vec![word("GET"), key(rng)],
         2 | 3 => vec![word("SET"), key(rng), value(rng)],
         // `SET ... NX|XX` and `SET ... GET`. Left out: `NX`/`XX` together
@@ -100,6 +100,7 @@ fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
         14 => vec![word("GETRANGE"), key(rng), offset(rng), offset(rng)],
         15 => vec![word("TYPE"), key(rng)],
         16 => vec![word("SETNX"), key(rng), value(rng)],
+        17 => [vec![word("TOUCH")], keys(rng, 1)].concat(),
         _ => vec![word("GETSET"), key(rng), value(rng)],
     }
 }

@@ -306,41 +306,22 @@ impl Daemon {
             report.records,
         );
         for damage in &report.damage {
-            let named = if damage.complete {
-                "every record in it named"
-            } else {
-                "records in it may be unnamed"
-            };
             tracing::error!(
-                "damaged log range in stream {}: {} to {} (reported, not truncated); keys found in it: {:?} ({named})",
+                "damaged log range in stream {}: {} to {} (reported, not truncated); keys found in it: {}",
                 damage.stream,
                 damage.start,
                 damage.end,
-                damage
-                    .keys
-                    .iter()
-                    .take(16)
-                    .map(|k| String::from_utf8_lossy(k))
-                    .collect::<Vec<_>>()
+                keys_found(&damage.keys, damage.complete)
             );
         }
         for torn in &report.torn_tails {
-            let named = if torn.complete {
-                "every record in it named"
-            } else {
-                "records in it may be unnamed"
-            };
             tracing::warn!(
                 "log of stream {} cut at {}: {}; the remains of a group commit in flight at the \
-                 crash, or, if it was acknowledged, damaged since; keys found in it: {:?} ({named})",
+                 crash, or, if it was acknowledged, damaged since; keys found in it: {}",
                 torn.stream,
                 torn.at,
                 torn.found,
-                torn.keys
-                    .iter()
-                    .take(16)
-                    .map(|k| String::from_utf8_lossy(k))
-                    .collect::<Vec<_>>()
+                keys_found(&torn.keys, torn.complete)
             );
         }
         if let Ok(mut slot) = engine_slot.lock() {
@@ -382,4 +363,20 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The first keys a recovery report names, and whether it names them all,
+/// for the log.
+fn keys_found(keys: &[Vec<u8>], complete: bool) -> String {
+    let shown: Vec<_> = keys
+        .iter()
+        .take(16)
+        .map(|k| String::from_utf8_lossy(k))
+        .collect();
+    let named = if complete {
+        "every record in it named"
+    } else {
+        "records in it may be unnamed"
+    };
+    format!("{shown:?} ({named})")
 }

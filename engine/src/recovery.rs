@@ -29,7 +29,7 @@ use crate::format::segment::SegmentHeader;
 use crate::index::{Art, ValuePointer};
 use crate::layout::Layout;
 use crate::log::frame::Invalid;
-use crate::log::read::{first_frame_without_header, read_header, read_segment, HeaderSlot};
+use crate::log::read::{read_segment, read_start, HeaderSlot};
 use crate::log::walk::{End, Gap, SegmentRef};
 use crate::log::{Event, StreamWalk, Tail};
 use crate::shard::{shard, SHARD_COUNT};
@@ -179,11 +179,11 @@ fn read_headers(
         next_generation: superblock_generation + 1,
         headerless: Vec::new(),
     };
-    let mut block = Vec::with_capacity(layout.lba_bytes as usize);
+    let mut block = Vec::with_capacity(2 * layout.lba_bytes as usize);
     for segment in 1..layout.segment_count {
-        let slot = read_header(namespace, queue, layout, uuid, segment, &mut block)
+        let (slot, first_frame) = read_start(namespace, queue, layout, uuid, segment, &mut block)
             .map_err(nvme::IoError::from)?;
-        match slot {
+        let header_damaged = match slot {
             HeaderSlot::Log(header) => {
                 headers.next_generation = headers.next_generation.max(header.generation + 1);
                 headers
@@ -191,12 +191,15 @@ fn read_headers(
                     .entry(header.stream)
                     .or_default()
                     .push(header);
+                continue;
             }
+            HeaderSlot::Checkpoint(_) => continue,
             HeaderSlot::Unreadable | HeaderSlot::Damaged(_) => {
                 tracing::error!(
                     segment,
                     "segment header unreadable or damaged ({slot:?}): the segment is kept out of use and reported"
                 );
+                // Its keys are named once the index is built.
                 headers.damage.push(Damage {
                     stream: u16::MAX,
                     start: Location { segment, offset: 0 },
@@ -207,29 +210,15 @@ fn read_headers(
                     keys: Vec::new(),
                     complete: false,
                 });
-                // Its keys are named once the index is built.
-                let first =
-                    first_frame_without_header(namespace, queue, layout, segment, &mut block)
-                        .map_err(nvme::IoError::from)?;
-                if let Some(first) = first {
-                    // Its generation was used: never hand it out again (the
-                    // superblock's claim may be an older copy's).
-                    headers.next_generation =
-                        headers.next_generation.max(first.segment_generation + 1);
-                    headers.headerless.push((segment, first, true));
-                }
+                true
             }
-            HeaderSlot::Misplaced(_) | HeaderSlot::Foreign | HeaderSlot::Blank => {
-                let first =
-                    first_frame_without_header(namespace, queue, layout, segment, &mut block)
-                        .map_err(nvme::IoError::from)?;
-                if let Some(first) = first {
-                    headers.next_generation =
-                        headers.next_generation.max(first.segment_generation + 1);
-                    headers.headerless.push((segment, first, false));
-                }
-            }
-            HeaderSlot::Checkpoint(_) => {}
+            HeaderSlot::Misplaced(_) | HeaderSlot::Foreign | HeaderSlot::Blank => false,
+        };
+        if let Some(first) = first_frame {
+            // Its generation was used: never hand it out again (the
+            // superblock's claim may be an older copy's).
+            headers.next_generation = headers.next_generation.max(first.segment_generation + 1);
+            headers.headerless.push((segment, first, header_damaged));
         }
     }
     for stream in headers.streams.values_mut() {
@@ -422,12 +411,7 @@ fn headerless_segment(
         }
         Event::Damage(gap) => {
             found.complete &= gap.whole_frame_named;
-            if let Invalid::Damaged(frame) = &gap.first {
-                found.records.extend(frame.records.iter().map(|r| {
-                    let put = r.verified != Ok(RecordKind::Delete);
-                    (r.seq, r.key.clone(), put)
-                }));
-            }
+            found.records.extend(damaged_records(&gap.first));
         }
     });
     // A damaged frame at the end: its records count too (for a blank header
@@ -435,11 +419,8 @@ fn headerless_segment(
     if let Some(gap) = walk.finish().torn {
         if let Invalid::Damaged(frame) = &gap.first {
             found.complete &= frame.complete;
-            found.records.extend(frame.records.iter().map(|r| {
-                let put = r.verified != Ok(RecordKind::Delete);
-                (r.seq, r.key.clone(), put)
-            }));
         }
+        found.records.extend(damaged_records(&gap.first));
     }
     Ok(found)
 }
@@ -465,6 +446,19 @@ fn lost_keys(
     keys.sort();
     keys.dedup();
     keys
+}
+
+/// The records a damaged frame still shows, as `Headerless::records` holds
+/// them (one whose own crc fails counts as a put).
+fn damaged_records(first: &Invalid) -> Vec<(u64, Vec<u8>, bool)> {
+    let Invalid::Damaged(frame) = first else {
+        return Vec::new();
+    };
+    frame
+        .records
+        .iter()
+        .map(|r| (r.seq, r.key.clone(), r.verified != Ok(RecordKind::Delete)))
+        .collect()
 }
 
 /// Reports the keys whose newest record sits in a segment with no header:

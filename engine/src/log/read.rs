@@ -62,49 +62,48 @@ pub(crate) fn read_header(
     segment: u32,
     block: &mut Vec<u8>,
 ) -> Result<HeaderSlot, BlockingError> {
-    let mut unreadable = Vec::new();
-    blocking::read_tolerant(
-        namespace,
-        queue,
-        layout.segment_lba(segment),
-        layout.lba_bytes as usize,
-        block,
-        &mut unreadable,
-    )?;
-    if !unreadable.is_empty() {
-        return Ok(HeaderSlot::Unreadable);
-    }
-    Ok(classify(block, uuid, segment))
+    read_start(namespace, queue, layout, uuid, segment, block).map(|(slot, _)| slot)
 }
 
-/// Reads the first body block of `segment`, which has no log header of its
-/// own (blank, or another segment's header landed there), and returns the
-/// frame header found there if it names exactly that place: the segment was
-/// written as a log, and its header is missing (a lost or misdirected
-/// header write, or its first commit was in flight at a crash; GC erases
-/// the first body block of a segment it frees).
-pub(crate) fn first_frame_without_header(
+/// Reads the first two blocks of `segment` in one command: its header block,
+/// classified, and the frame header in its first body block if that names
+/// exactly its place. In a segment with no usable log header of its own
+/// (blank, foreign, another segment's, damaged), such a frame means it was
+/// written as a log and its header is missing: a lost or misdirected header
+/// write, or its first commit in flight at a crash. GC erases the first
+/// body block of a segment it frees, so a free segment has none.
+pub(crate) fn read_start(
     namespace: &dyn Namespace,
     queue: &mut dyn QueuePair,
     layout: &Layout,
+    uuid: &[u8; 16],
     segment: u32,
-    block: &mut Vec<u8>,
-) -> Result<Option<FrameHeader>, BlockingError> {
+    blocks: &mut Vec<u8>,
+) -> Result<(HeaderSlot, Option<FrameHeader>), BlockingError> {
+    let first = layout.segment_lba(segment);
+    let lba_bytes = layout.lba_bytes as usize;
     let mut unreadable = Vec::new();
     blocking::read_tolerant(
         namespace,
         queue,
-        layout.segment_lba(segment) + 1,
-        layout.lba_bytes as usize,
-        block,
+        first,
+        2 * lba_bytes,
+        blocks,
         &mut unreadable,
     )?;
-    if !unreadable.is_empty() {
-        return Ok(None);
-    }
-    Ok(decode_frame_header(block)
-        .ok()
-        .filter(|h| h.segment == segment && h.offset == layout.lba_bytes))
+    let slot = if unreadable.contains(&first) {
+        HeaderSlot::Unreadable
+    } else {
+        classify(&blocks[..lba_bytes], uuid, segment)
+    };
+    let frame = if unreadable.contains(&(first + 1)) {
+        None
+    } else {
+        decode_frame_header(&blocks[lba_bytes..])
+            .ok()
+            .filter(|h| h.segment == segment && h.offset == layout.lba_bytes)
+    };
+    Ok((slot, frame))
 }
 
 /// Reads all of `segment` into `out`. Blocks the device cannot read (after

@@ -121,19 +121,30 @@ impl Sim {
                 .map(|o| &o.report)
                 .map_err(ToString::to_string)
         ));
-        let report = match result {
+        let report = self.report_of(result, "opens_under_faults_failed", "open under I/O faults");
+        self.crash_namespace();
+        report
+    }
+
+    /// What an open that may fail reported: its report if it opened; an I/O
+    /// error is counted under `failed`, any other error is checked.
+    fn report_of(
+        &mut self,
+        result: Result<engine::Opened, OpenError>,
+        failed: &str,
+        what: &str,
+    ) -> Option<RecoveryReport> {
+        match result {
             Ok(opened) => Some(opened.report.clone()),
             Err(OpenError::Io(_)) => {
-                self.counters.add("opens_under_faults_failed", 1);
+                self.counters.add(failed, 1);
                 None
             }
             Err(e) => {
-                self.unexpected_open_error("open under I/O faults", &e);
+                self.unexpected_open_error(what, &e);
                 None
             }
-        };
-        self.crash_namespace();
-        report
+        }
     }
 
     /// An open that met injected I/O errors must fail with an I/O error.
@@ -175,17 +186,11 @@ impl Sim {
         if cut.cut() {
             self.counters.add("open_power_cuts_mid_open", 1);
         }
-        let report = match result {
-            Ok(opened) => Some(opened.report.clone()),
-            Err(OpenError::Io(_)) => {
-                self.counters.add("open_power_cuts_failed_open", 1);
-                None
-            }
-            Err(e) => {
-                self.unexpected_open_error("open cut by a power cut", &e);
-                None
-            }
-        };
+        let report = self.report_of(
+            result,
+            "open_power_cuts_failed_open",
+            "open cut by a power cut",
+        );
         self.crash_namespace();
         report
     }

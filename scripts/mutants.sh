@@ -7,6 +7,12 @@
 #   scripts/mutants.sh --quick         50 seeds: small enough for CI
 #   scripts/mutants.sh --only NAME     one mutation (repeatable)
 #   scripts/mutants.sh --seeds N       VELTRIX_SIM_SEEDS=N for the simulator
+#   scripts/mutants.sh --crate NAME    only the mutations of one crate (engine, cluster)
+#
+# A mutation of engine/ is judged by the engine's simulator (tests/simulator.rs
+# there); a mutation of cluster/ by the cluster simulator and its
+# linearizability checker (cluster/tests/simulator.rs, VELTRIX_CLUSTER_SEEDS,
+# 300 seeds unless set).
 #   scripts/mutants.sh --list          the mutations and what they break
 #   scripts/mutants.sh --no-baseline   skip the unmutated run
 #
@@ -151,6 +157,27 @@ mutation index-failed-flush engine/src/worker/commit/mod.rs 1 \
     'core.shared.flush_failure(); for u in core.commit.updates.drain(..) { if let (Some(art), Some(p), None) = (core.shards.get_mut(&u.shard), u.pointer, u.expected) { let _ = art.insert(&u.key, p); } }' \
     '' \
     'a failed flush still indexes its batch'"'"'s puts: reads serve writes that were never durable'
+
+mutation cluster-ack-before-commit cluster/src/group.rs 1 \
+    'self.writes.insert(index, request);' \
+    'replies.push((request, Reply::Written));' \
+    '' \
+    'the leader acknowledges a write as soon as it is proposed, before a majority has it'
+mutation cluster-follower-read cluster/src/group.rs 1 \
+    '        if stale {' \
+    '        if stale || !self.is_leader() {' \
+    '' \
+    'a follower answers a linearizable read from its own applied state instead of redirecting to the leader'
+mutation cluster-read-without-readindex cluster/src/group.rs 1 \
+    'index: None,' \
+    'index: Some(0),' \
+    '' \
+    'the leader answers a read at once, without confirming with a quorum that it still leads (a deposed leader serves stale values)'
+mutation cluster-apply-uncommitted cluster/src/group.rs 1 \
+    'write.entries = ready.take_entries();' \
+    'write.entries = ready.take_entries(); for e in write.entries.clone() { if let Ok(p) = Proposal::decode(&e.data) { self.kv.apply(p.write); } }' \
+    '' \
+    'a replica applies entries to its state as soon as they are appended, before they are committed'
 }
 
 # ---------------------------------------------------------------------------
@@ -160,6 +187,7 @@ usage() {
 }
 
 ONLY=()
+CRATES_WANTED=()
 SEEDS=""
 QUICK=0
 BASELINE=1
@@ -167,6 +195,11 @@ LIST=0
 while (($#)); do
     case $1 in
     --list) LIST=1 ;;
+    --crate)
+        (($# >= 2)) || { echo "mutants: --crate needs a name" >&2; exit 2; }
+        CRATES_WANTED+=("$2")
+        shift
+        ;;
     --only)
         (($# >= 2)) || { echo "mutants: --only needs a name" >&2; exit 2; }
         ONLY+=("$2")
@@ -211,6 +244,17 @@ fi
 
 # --quick: a few seeds of the simulator, for CI. The seeds at which the full
 # run catches each mutation are in docs/simulator.md.
+if ((${#CRATES_WANTED[@]})); then
+    kept=()
+    for name in "${SELECTED[@]}"; do
+        for crate in "${CRATES_WANTED[@]}"; do
+            [[ ${M_FILE[$name]%%/*} == "$crate" ]] && kept+=("$name")
+        done
+    done
+    ((${#kept[@]})) || { echo "mutants: no mutation in crate(s) ${CRATES_WANTED[*]}" >&2; exit 2; }
+    SELECTED=("${kept[@]}")
+fi
+
 if ((QUICK)) && [[ -z $SEEDS ]]; then
     SEEDS=50
 fi
@@ -298,7 +342,7 @@ build() {
     local -a args
     mapfile -t args < <(targets_of "$@")
     BIN=()
-    if ! (cd "$TREE" && cargo test -p engine --test simulator "${args[@]}" --no-run) >"$log" 2>&1; then
+    if ! (cd "$TREE" && cargo test -p "$CRATE" --test simulator "${args[@]}" --no-run) >"$log" 2>&1; then
         return 1
     fi
     # "  Executable unittests src/lib.rs (/…/engine-hash)" and
@@ -323,7 +367,7 @@ run_test() {
     local -a filter_args=()
     [[ -n $filter ]] && filter_args=("$filter")
     local status=0
-    (cd "$TREE/engine" && timeout -k 10 "$timeout_s" "$binary" "${filter_args[@]}") >"$log" 2>&1 || status=$?
+    (cd "$TREE/$CRATE" && timeout -k 10 "$timeout_s" "$binary" "${filter_args[@]}") >"$log" 2>&1 || status=$?
     RUN_FAILED=$(sed -nE 's/^---- (.*) stdout ----$/\1/p' "$log" | paste -sd, -)
     if ((status == 0)); then
         RUN_STATUS=passed
@@ -347,7 +391,7 @@ sim_summary() {
             seed[name] = ""; order[++n] = name; next
         }
         /^failures:$/ { name = "" }
-        name != "" && seed[name] == "" && match($0, /VELTRIX_SIM_SEED=[0-9]+/) {
+        name != "" && seed[name] == "" && match($0, /VELTRIX_(SIM|CLUSTER)_SEED=[0-9]+/) {
             s = substr($0, RSTART, RLENGTH); sub(/.*=/, "", s); seed[name] = s
         }
         END {
@@ -355,6 +399,7 @@ sim_summary() {
                 t = order[i]
                 if (t == "crash_states_respect_the_model") t = "crash-only"
                 else if (t == "faults_are_detected_and_never_served") t = "faults"
+                else if (t == "faulty_clusters_stay_linearizable") t = "cluster"
                 out = out (out == "" ? "" : ", ") t (seed[order[i]] == "" ? "" : " seed " seed[order[i]])
             }
             if (frozen_failed) out = out (out == "" ? "" : ", ") frozen_failed " of " frozen " frozen seeds"
@@ -385,32 +430,37 @@ echo "mutants: simulator seeds: ${VELTRIX_SIM_SEEDS:-the suite default (500)}"
 # The unmutated tree must pass everything the selected mutations run: a test
 # that fails without a mutation proves nothing by failing with one.
 if ((BASELINE)); then
-    t0=$SECONDS
-    mapfile -t all_extras < <(for name in "${SELECTED[@]}"; do
-        read -r -a e <<<"${M_EXTRA[$name]}"
-        ((${#e[@]})) && printf '%s\n' "${e[@]}"
-    done | sort -u)
-    if ! build "$LOGS/baseline.build.log" "${all_extras[@]}"; then
-        echo "mutants: the unmutated tree does not build: $LOGS/baseline.build.log" >&2
-        exit 2
-    fi
-    for spec in simulator "${all_extras[@]}"; do
-        target=${spec%%=*}
-        filter=""
-        [[ $spec == *=* ]] && filter=${spec#*=}
-        log=$LOGS/baseline.$target${filter:+.$filter}.log
-        run_test "${BIN[$target]}" "$filter" "$log" "$SIM_TIMEOUT_S"
-        if [[ $RUN_STATUS != passed ]]; then
-            echo "mutants: unmutated, $spec $RUN_STATUS ($(sim_summary "$log")): $log" >&2
+    mapfile -t BASE_CRATES < <(for name in "${SELECTED[@]}"; do printf '%s\n' "${M_FILE[$name]%%/*}"; done | sort -u)
+    for CRATE in "${BASE_CRATES[@]}"; do
+        t0=$SECONDS
+        mapfile -t all_extras < <(for name in "${SELECTED[@]}"; do
+            [[ ${M_FILE[$name]%%/*} == "$CRATE" ]] || continue
+            read -r -a e <<<"${M_EXTRA[$name]}"
+            ((${#e[@]})) && printf '%s\n' "${e[@]}"
+        done | sort -u)
+        if ! build "$LOGS/baseline.$CRATE.build.log" "${all_extras[@]}"; then
+            echo "mutants: the unmutated tree does not build: $LOGS/baseline.$CRATE.build.log" >&2
             exit 2
         fi
+        for spec in simulator "${all_extras[@]}"; do
+            target=${spec%%=*}
+            filter=""
+            [[ $spec == *=* ]] && filter=${spec#*=}
+            log=$LOGS/baseline.$CRATE.$target${filter:+.$filter}.log
+            run_test "${BIN[$target]}" "$filter" "$log" "$SIM_TIMEOUT_S"
+            if [[ $RUN_STATUS != passed ]]; then
+                echo "mutants: unmutated $CRATE, $spec $RUN_STATUS ($(sim_summary "$log")): $log" >&2
+                exit 2
+            fi
+        done
+        echo "mutants: baseline passes: $CRATE simulator ${all_extras[*]} ($(fmt_s $((SECONDS - t0))))"
     done
-    echo "mutants: baseline passes: simulator ${all_extras[*]} ($(fmt_s $((SECONDS - t0))))"
 fi
 
 for name in "${SELECTED[@]}"; do
     t0=$SECONDS
     file=${M_FILE[$name]}
+    CRATE=${file%%/*}
     read -r -a extras <<<"${M_EXTRA[$name]}"
     echo "mutants: $name: ${M_DESCRIPTION[$name]}"
     if ! apply "$name" 2>"$LOGS/$name.apply.log"; then

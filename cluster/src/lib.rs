@@ -8,4 +8,12 @@
 //! seed. See `docs/cluster.md`.
 #![forbid(unsafe_code)]
 
+pub mod entry;
+pub mod group;
 pub mod history;
+pub mod layout;
+pub mod node;
+pub mod placement;
+pub mod state;
+pub mod storage;
+pub mod wire;

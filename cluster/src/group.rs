@@ -1,0 +1,486 @@
+//! One replication group on one node: a raft-rs `RawNode`, the group's
+//! applied state, and the client requests waiting on it.
+//!
+//! The node drives every group it hosts through the same three phases per
+//! step ([`Group::prepare`], then one flush for all groups, then
+//! [`Group::finish`]), which is raft-rs's `Ready` protocol split around
+//! the shared flush.
+
+use std::collections::BTreeMap;
+
+use raft::prelude::{Entry, EntryType, Message, Snapshot};
+use raft::{RawNode, Ready, StateRole};
+
+use crate::entry::{Proposal, Write};
+use crate::layout::GroupId;
+use crate::placement::NodeId;
+use crate::state::KvState;
+use crate::storage::{GroupLog, LogWrite};
+
+/// How a group's Raft runs, in ticks of the node's clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Tuning {
+    /// Ticks without a leader's word before a follower campaigns (each
+    /// group waits a deterministic draw in `[election, 2 × election)`).
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// Applied entries after which the group snapshots its state and drops
+    /// the entries the snapshot covers.
+    pub snapshot_every: u64,
+    pub max_message_bytes: u64,
+    pub max_inflight_messages: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            snapshot_every: 1024,
+            max_message_bytes: 1 << 20,
+            max_inflight_messages: 256,
+        }
+    }
+}
+
+/// What a node tells a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The write is committed on a majority and applied here.
+    Written,
+    /// A read's answer.
+    Value(Option<Vec<u8>>),
+    /// Refused before anything was proposed: this node does not lead the
+    /// group. `leader` is who does, if known.
+    NotLeader { leader: Option<NodeId> },
+    /// This node holds no replica of the key's group; `leader` is the
+    /// group's preferred leader.
+    WrongNode { leader: Option<NodeId> },
+    /// The write was proposed, but another leader's entry took its index:
+    /// it never took effect.
+    Lost,
+    /// The write was proposed, and a snapshot overtook it before this node
+    /// saw its index applied: it may or may not have taken effect.
+    Unknown,
+    /// The group met an entry it cannot decode and stopped applying.
+    Halted,
+}
+
+struct PendingRead {
+    request: u64,
+    key: Vec<u8>,
+    /// The commit index the read must wait for, once ReadIndex gave it.
+    index: Option<u64>,
+}
+
+/// One group hosted on one node.
+pub struct Group {
+    id: GroupId,
+    node: NodeId,
+    raw: RawNode<GroupLog>,
+    kv: KvState,
+    applied: u64,
+    /// Proposed writes by the index they were given.
+    writes: BTreeMap<u64, u64>,
+    reads: Vec<PendingRead>,
+    jitter: Jitter,
+    /// (term, role) when last seen; raft-rs redraws its election timeout
+    /// from a thread-local random source whenever it changes, and we
+    /// replace that draw with ours so a seed replays exactly.
+    seen: (u64, StateRole),
+    tuning: Tuning,
+    halted: bool,
+}
+
+/// The phase-one result for a group: what it must persist, and the ready
+/// to finish once the flush is done.
+pub struct Prepared {
+    pub write: LogWrite,
+    ready: Ready,
+}
+
+impl Group {
+    /// Opens a group from its stored log (or a bootstrap log).
+    pub fn open(
+        id: GroupId,
+        node: NodeId,
+        log: GroupLog,
+        tuning: Tuning,
+        seed: u64,
+    ) -> Result<Self, raft::Error> {
+        let snapshot = log.snapshot_ref();
+        let applied = snapshot.get_metadata().index;
+        let kv = KvState::from_image(&snapshot.data)
+            .map_err(|e| raft::Error::ConfigInvalid(format!("group {id}: stored snapshot: {e}")))?;
+        let config = raft::Config {
+            id: node,
+            election_tick: tuning.election_ticks,
+            heartbeat_tick: tuning.heartbeat_ticks,
+            min_election_tick: tuning.election_ticks,
+            max_election_tick: 2 * tuning.election_ticks,
+            applied,
+            max_size_per_msg: tuning.max_message_bytes,
+            max_inflight_msgs: tuning.max_inflight_messages,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: raft::ReadOnlyOption::Safe,
+            ..Default::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw = RawNode::new(&config, log, &logger)?;
+        let mut group = Self {
+            id,
+            node,
+            seen: (u64::MAX, StateRole::Follower),
+            raw,
+            kv,
+            applied,
+            writes: BTreeMap::new(),
+            reads: Vec::new(),
+            jitter: Jitter::new(seed ^ (u64::from(id) << 32) ^ node),
+            tuning,
+            halted: false,
+        };
+        group.after_raft_call(&mut Vec::new());
+        Ok(group)
+    }
+
+    /// The group's id.
+    pub fn id(&self) -> GroupId {
+        self.id
+    }
+
+    /// Whether this replica leads the group now.
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// The leader this replica knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        Some(self.raw.raft.leader_id).filter(|&l| l != 0)
+    }
+
+    /// The current term.
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+
+    /// One line on the replica's Raft state, for logs and failure messages.
+    pub fn describe(&self) -> String {
+        let r = &self.raw.raft;
+        format!(
+            "group {} on node {}: {:?} term {} vote {} leader {} commit {} last {} applied {} elapsed {}/{} promotable {} voters {:?}",
+            self.id,
+            self.node,
+            r.state,
+            r.term,
+            r.vote,
+            r.leader_id,
+            r.raft_log.committed,
+            r.raft_log.last_index(),
+            self.applied,
+            r.election_elapsed,
+            r.randomized_election_timeout(),
+            r.promotable(),
+            r.prs().conf().to_conf_state().voters
+        )
+    }
+
+    /// The highest index applied here.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// The applied state (for checks and stale reads).
+    pub fn state(&self) -> &KvState {
+        &self.kv
+    }
+
+    /// Advances the group's clock by one tick.
+    pub fn tick(&mut self, replies: &mut Vec<(u64, Reply)>) {
+        self.raw.tick();
+        self.after_raft_call(replies);
+    }
+
+    /// Starts an election (used when a new cluster starts, by each group's
+    /// preferred leader, so the first leaders are spread as placed).
+    pub fn campaign(&mut self, replies: &mut Vec<(u64, Reply)>) {
+        // Fails only if this node is not a voter; then there is nothing to do.
+        let _ = self.raw.campaign();
+        self.after_raft_call(replies);
+    }
+
+    /// Hands the group a message from a peer. Messages raft-rs refuses (a
+    /// stale peer, a local message type from the wire) are dropped: the
+    /// protocol tolerates any loss.
+    pub fn step(&mut self, message: Message, replies: &mut Vec<(u64, Reply)>) {
+        let _ = self.raw.step(message);
+        self.after_raft_call(replies);
+    }
+
+    /// Proposes a client write; the reply comes when its index is applied.
+    pub fn propose(&mut self, request: u64, write: Write, replies: &mut Vec<(u64, Reply)>) {
+        if self.halted {
+            return replies.push((request, Reply::Halted));
+        }
+        if !self.is_leader() {
+            return replies.push((
+                request,
+                Reply::NotLeader {
+                    leader: self.leader(),
+                },
+            ));
+        }
+        let index = self.raw.raft.raft_log.last_index() + 1;
+        let data = Proposal {
+            proposer: self.node,
+            request,
+            write,
+        }
+        .encode();
+        let accepted = self.raw.propose(Vec::new(), data).is_ok()
+            && self.raw.raft.raft_log.last_index() == index;
+        self.after_raft_call(replies);
+        if accepted {
+            self.writes.insert(index, request);
+        } else {
+            // raft-rs drops proposals while a leadership transfer is on.
+            replies.push((
+                request,
+                Reply::NotLeader {
+                    leader: self.leader(),
+                },
+            ));
+        }
+    }
+
+    /// Reads `key`: `stale` reads this replica's applied state as it is;
+    /// otherwise the leader confirms with a quorum that it still leads
+    /// (ReadIndex) and answers once it has applied that far.
+    pub fn read(
+        &mut self,
+        request: u64,
+        key: Vec<u8>,
+        stale: bool,
+        replies: &mut Vec<(u64, Reply)>,
+    ) {
+        if self.halted {
+            return replies.push((request, Reply::Halted));
+        }
+        if stale {
+            return replies.push((request, Reply::Value(self.kv.get(&key).map(<[u8]>::to_vec))));
+        }
+        if !self.is_leader() {
+            return replies.push((
+                request,
+                Reply::NotLeader {
+                    leader: self.leader(),
+                },
+            ));
+        }
+        self.raw.read_index(request.to_le_bytes().to_vec());
+        self.reads.push(PendingRead {
+            request,
+            key,
+            index: None,
+        });
+        self.after_raft_call(replies);
+    }
+
+    /// Phase one of a step: sends what may go before the flush, applies
+    /// what is committed, and says what to persist. `None` when raft-rs
+    /// has nothing for this group.
+    pub fn prepare(
+        &mut self,
+        out: &mut Vec<(NodeId, GroupId, Message)>,
+        replies: &mut Vec<(u64, Reply)>,
+    ) -> Option<Prepared> {
+        if !self.raw.has_ready() {
+            return None;
+        }
+        let mut ready = self.raw.ready();
+        self.send(ready.take_messages(), out);
+        let mut write = LogWrite {
+            group: self.id,
+            ..LogWrite::default()
+        };
+        if !ready.snapshot().is_empty() {
+            let snapshot = ready.snapshot().clone();
+            self.install(&snapshot, replies);
+            write.install = Some(snapshot);
+        }
+        self.apply(ready.take_committed_entries(), replies);
+        for state in ready.take_read_states() {
+            self.read_state(&state.request_ctx, state.index);
+        }
+        write.entries = ready.take_entries();
+        write.hard_state = ready.hs().cloned();
+        self.raw.mut_store().apply(&write);
+        Some(Prepared { write, ready })
+    }
+
+    /// Phase three, after the flush: sends what needed the flush first,
+    /// advances raft-rs, applies what that committed, answers reads.
+    /// Returns a write to persist with the next flush (the new commit
+    /// index, a compaction), if any.
+    pub fn finish(
+        &mut self,
+        mut prepared: Prepared,
+        out: &mut Vec<(NodeId, GroupId, Message)>,
+        replies: &mut Vec<(u64, Reply)>,
+    ) -> Option<LogWrite> {
+        self.send(prepared.ready.take_persisted_messages(), out);
+        let mut light = self.raw.advance(prepared.ready);
+        let mut later = LogWrite {
+            group: self.id,
+            ..LogWrite::default()
+        };
+        if let Some(commit) = light.commit_index() {
+            let mut hs = self.raw.store().hard_state().clone();
+            hs.commit = commit;
+            later.hard_state = Some(hs);
+        }
+        self.send(light.take_messages(), out);
+        self.apply(light.take_committed_entries(), replies);
+        self.raw.advance_apply();
+        self.after_raft_call(replies);
+        later.compact = self.compaction();
+        if later.is_empty() {
+            return None;
+        }
+        self.raw.mut_store().apply(&later);
+        Some(later)
+    }
+
+    /// Serves the reads whose ReadIndex has been applied.
+    pub fn answer_reads(&mut self, replies: &mut Vec<(u64, Reply)>) {
+        let applied = self.applied;
+        let kv = &self.kv;
+        self.reads.retain(|read| match read.index {
+            Some(index) if index <= applied => {
+                replies.push((
+                    read.request,
+                    Reply::Value(kv.get(&read.key).map(<[u8]>::to_vec)),
+                ));
+                false
+            }
+            _ => true,
+        });
+    }
+
+    fn send(&self, messages: Vec<Message>, out: &mut Vec<(NodeId, GroupId, Message)>) {
+        out.extend(messages.into_iter().map(|m| (m.to, self.id, m)));
+    }
+
+    fn read_state(&mut self, ctx: &[u8], index: u64) {
+        let Ok(bytes) = <[u8; 8]>::try_from(ctx) else {
+            return;
+        };
+        let request = u64::from_le_bytes(bytes);
+        if let Some(read) = self.reads.iter_mut().find(|r| r.request == request) {
+            read.index = Some(index);
+        }
+    }
+
+    fn install(&mut self, snapshot: &Snapshot, replies: &mut Vec<(u64, Reply)>) {
+        let index = snapshot.get_metadata().index;
+        match KvState::from_image(&snapshot.data) {
+            Ok(kv) => self.kv = kv,
+            Err(_) => self.halted = true,
+        }
+        self.applied = index;
+        // Writes proposed here whose index the snapshot covers: this node
+        // cannot tell whether its entry or another leader's won there.
+        let overtaken: Vec<u64> = self.writes.range(..=index).map(|(&i, _)| i).collect();
+        for i in overtaken {
+            if let Some(request) = self.writes.remove(&i) {
+                replies.push((request, Reply::Unknown));
+            }
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>, replies: &mut Vec<(u64, Reply)>) {
+        for entry in entries {
+            if entry.index <= self.applied {
+                continue;
+            }
+            self.applied = entry.index;
+            let proposal = self.apply_entry(&entry);
+            if let Some(request) = self.writes.remove(&entry.index) {
+                let ours = proposal.is_some_and(|(node, req)| node == self.node && req == request);
+                replies.push((request, if ours { Reply::Written } else { Reply::Lost }));
+            }
+        }
+    }
+
+    /// Applies one committed entry; returns who proposed it.
+    fn apply_entry(&mut self, entry: &Entry) -> Option<(NodeId, u64)> {
+        if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() || self.halted
+        {
+            return None;
+        }
+        match Proposal::decode(&entry.data) {
+            Ok(p) => {
+                self.kv.apply(p.write);
+                Some((p.proposer, p.request))
+            }
+            Err(_) => {
+                self.halted = true;
+                None
+            }
+        }
+    }
+
+    /// A snapshot of the applied state, when enough was applied since the
+    /// last one.
+    fn compaction(&self) -> Option<Snapshot> {
+        let last = self.raw.store().snapshot_index();
+        if self.applied < last + self.tuning.snapshot_every {
+            return None;
+        }
+        let mut snapshot = Snapshot::default();
+        let meta = snapshot.mut_metadata();
+        meta.index = self.applied;
+        meta.term = self.raw.raft.raft_log.term(self.applied).ok()?;
+        meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
+        snapshot.data = self.kv.image();
+        Some(snapshot)
+    }
+
+    /// After every call into raft-rs: replace its election timeout draw
+    /// with ours when it made one, and fail the reads a lost leadership
+    /// dropped.
+    fn after_raft_call(&mut self, replies: &mut Vec<(u64, Reply)>) {
+        let now = (self.raw.raft.term, self.raw.raft.state);
+        if now == self.seen {
+            return;
+        }
+        let election = self.tuning.election_ticks;
+        let timeout = election + self.jitter.below(election as u64) as usize;
+        self.raw.raft.set_randomized_election_timeout(timeout);
+        if self.seen.1 == StateRole::Leader && now.1 != StateRole::Leader {
+            let leader = self.leader();
+            for read in self.reads.drain(..) {
+                replies.push((read.request, Reply::NotLeader { leader }));
+            }
+        }
+        self.seen = now;
+    }
+}
+
+/// A small deterministic random source (SplitMix64) for election timeouts.
+struct Jitter(u64);
+
+impl Jitter {
+    fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n.max(1)
+    }
+}

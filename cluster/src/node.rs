@@ -1,0 +1,266 @@
+//! A cluster node: every group replica it hosts, driven as one state
+//! machine.
+//!
+//! A loop (a worker thread in production, the simulator in tests) feeds a
+//! node ticks, peers' envelopes and client requests, and calls
+//! [`Node::step`], which returns the envelopes to send and the replies to
+//! give. One step persists the Raft entries and hard states of all of the
+//! node's groups with one flush, and batches all messages for one peer
+//! into one envelope: heartbeats of many groups to the same node travel
+//! together.
+
+use std::collections::BTreeMap;
+
+use raft::prelude::Message;
+
+use crate::entry::Write;
+use crate::group::{Group, Reply, Tuning};
+use crate::layout::{GroupId, GroupLayout};
+use crate::placement::{NodeId, Replicas};
+use crate::storage::{Disk, GroupLog, LogWrite};
+
+/// Messages from one node to another, all groups together.
+#[derive(Clone, Debug)]
+pub struct Envelope {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub messages: Vec<(GroupId, Message)>,
+}
+
+/// A client request as the node sees it. Request ids are the caller's,
+/// unique among the requests it has in flight on this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+    /// `stale`: read this replica's applied state without confirming
+    /// leadership (a `READONLY` connection's read).
+    Get {
+        key: Vec<u8>,
+        stale: bool,
+    },
+}
+
+impl Request {
+    /// The key the request is about.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Request::Put { key, .. } | Request::Delete { key } | Request::Get { key, .. } => key,
+        }
+    }
+}
+
+/// What a step produced.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub envelopes: Vec<Envelope>,
+    pub replies: Vec<(u64, Reply)>,
+}
+
+/// What a node is: its id, the layout and placement it serves, and how
+/// its groups run.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    pub layout: GroupLayout,
+    /// The replicas of every group, indexed by group id.
+    pub placement: Vec<Replicas>,
+    pub tuning: Tuning,
+    /// Seeds the election timeouts' jitter.
+    pub seed: u64,
+}
+
+/// Why a node cannot open.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("placement names {placed} groups, the layout has {layout}")]
+    PlacementSize { placed: usize, layout: u32 },
+    #[error("group {group}: {source}")]
+    Raft { group: GroupId, source: raft::Error },
+}
+
+/// One node of the cluster.
+pub struct Node<D: Disk> {
+    config: NodeConfig,
+    groups: BTreeMap<GroupId, Group>,
+    disk: D,
+    /// Writes to persist with the next flush (commit indexes, compactions).
+    deferred: Vec<LogWrite>,
+    outbox: Vec<(NodeId, GroupId, Message)>,
+    replies: Vec<(u64, Reply)>,
+}
+
+impl<D: Disk> Node<D> {
+    /// Opens the node's groups from its disk; a group never stored starts
+    /// from its bootstrap configuration (the placement's three replicas).
+    pub fn open(config: NodeConfig, disk: D) -> Result<Self, NodeError> {
+        if config.placement.len() != config.layout.groups() as usize {
+            return Err(NodeError::PlacementSize {
+                placed: config.placement.len(),
+                layout: config.layout.groups(),
+            });
+        }
+        let mut groups = BTreeMap::new();
+        let mut deferred = Vec::new();
+        for (group, replicas) in (0..).zip(&config.placement) {
+            if !replicas.contains(config.id) {
+                continue;
+            }
+            let log = disk.load(group).unwrap_or_else(|| {
+                // A new replica: its first configuration goes to disk with
+                // the first flush, before anything it votes or appends.
+                let log = GroupLog::bootstrap(replicas.0.clone());
+                deferred.push(LogWrite {
+                    group,
+                    install: Some(log.snapshot_ref().clone()),
+                    ..LogWrite::default()
+                });
+                log
+            });
+            let opened = Group::open(group, config.id, log, config.tuning, config.seed)
+                .map_err(|source| NodeError::Raft { group, source })?;
+            groups.insert(group, opened);
+        }
+        Ok(Self {
+            config,
+            groups,
+            disk,
+            deferred,
+            outbox: Vec::new(),
+            replies: Vec::new(),
+        })
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The groups hosted here.
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+
+    /// The node's disk (what survives a crash).
+    pub fn disk(&self) -> &D {
+        &self.disk
+    }
+
+    /// The node's disk, to change (the simulator arms a torn flush here).
+    pub fn disk_mut(&mut self) -> &mut D {
+        &mut self.disk
+    }
+
+    /// Gives up the node, keeping only its disk: a crash.
+    pub fn into_disk(self) -> D {
+        self.disk
+    }
+
+    /// Has each group this node is the preferred leader of campaign: how a
+    /// new cluster gets its first leaders where placement put them.
+    pub fn campaign_preferred(&mut self) {
+        for (group, replicas) in (0..).zip(&self.config.placement) {
+            if replicas.preferred_leader() == Some(self.config.id) {
+                if let Some(g) = self.groups.get_mut(&group) {
+                    g.campaign(&mut self.replies);
+                }
+            }
+        }
+    }
+
+    /// Advances every group's clock by one tick.
+    pub fn tick(&mut self) {
+        for group in self.groups.values_mut() {
+            group.tick(&mut self.replies);
+        }
+    }
+
+    /// Hands over an envelope from a peer. Messages for groups not hosted
+    /// here are dropped (a stale sender's view).
+    pub fn receive(&mut self, envelope: Envelope) {
+        for (group, message) in envelope.messages {
+            if let Some(g) = self.groups.get_mut(&group) {
+                g.step(message, &mut self.replies);
+            }
+        }
+    }
+
+    /// Takes a client request; its reply comes out of a later
+    /// [`Node::step`] (or this one's, if it is refused at once).
+    pub fn submit(&mut self, request_id: u64, request: Request) {
+        let group = self.config.layout.group_of_key(request.key());
+        let Some(g) = self.groups.get_mut(&group) else {
+            let leader = self
+                .config
+                .placement
+                .get(group as usize)
+                .and_then(Replicas::preferred_leader);
+            self.replies.push((request_id, Reply::WrongNode { leader }));
+            return;
+        };
+        let replies = &mut self.replies;
+        match request {
+            Request::Put { key, value } => {
+                g.propose(request_id, Write::Put { key, value }, replies)
+            }
+            Request::Delete { key } => g.propose(request_id, Write::Delete { key }, replies),
+            Request::Get { key, stale } => g.read(request_id, key, stale, replies),
+        }
+    }
+
+    /// Runs every group's ready: one flush for all of them, then what
+    /// waited on it. Returns what to send and whom to answer.
+    pub fn step(&mut self) -> Output {
+        let mut prepared = Vec::new();
+        for group in self.groups.values_mut() {
+            if let Some(p) = group.prepare(&mut self.outbox, &mut self.replies) {
+                prepared.push((group.id(), p));
+            }
+        }
+        let mut writes = std::mem::take(&mut self.deferred);
+        writes.extend(
+            prepared
+                .iter()
+                .map(|(_, p)| p.write.clone())
+                .filter(|w| !w.is_empty()),
+        );
+        if !writes.is_empty() {
+            self.disk.persist(&writes);
+        }
+        for (id, p) in prepared {
+            if let Some(group) = self.groups.get_mut(&id) {
+                if let Some(later) = group.finish(p, &mut self.outbox, &mut self.replies) {
+                    self.deferred.push(later);
+                }
+            }
+        }
+        for group in self.groups.values_mut() {
+            group.answer_reads(&mut self.replies);
+        }
+        Output {
+            envelopes: self.envelopes(),
+            replies: std::mem::take(&mut self.replies),
+        }
+    }
+
+    /// The outbox batched per destination.
+    fn envelopes(&mut self) -> Vec<Envelope> {
+        let mut by_peer: BTreeMap<NodeId, Vec<(GroupId, Message)>> = BTreeMap::new();
+        for (to, group, message) in self.outbox.drain(..) {
+            by_peer.entry(to).or_default().push((group, message));
+        }
+        by_peer
+            .into_iter()
+            .map(|(to, messages)| Envelope {
+                from: self.config.id,
+                to,
+                messages,
+            })
+            .collect()
+    }
+}

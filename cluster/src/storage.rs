@@ -1,0 +1,242 @@
+//! A group's Raft log and hard state, and the disk they persist to.
+//!
+//! [`GroupLog`] is what raft-rs reads through its `Storage` trait. It only
+//! ever changes by a [`LogWrite`], and the same writes go to the node's
+//! [`Disk`], all groups' writes of one step together: one flush per node
+//! step persists the entries and hard states of every group the node
+//! hosts (the group commit of the design). After a crash the node reopens
+//! its groups from the disk.
+//!
+//! Log compaction keeps a snapshot (the applied state's image at an index,
+//! with the configuration) and drops the entries it covers; a follower too
+//! far behind is sent that snapshot.
+
+use std::collections::BTreeMap;
+
+use raft::prelude::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+
+use crate::layout::GroupId;
+
+/// One group's durable Raft state.
+#[derive(Clone, Debug, Default)]
+pub struct GroupLog {
+    hard_state: HardState,
+    /// The newest snapshot: what the entries before `first_index` became.
+    snapshot: Snapshot,
+    /// Entries after the snapshot, contiguous.
+    entries: Vec<Entry>,
+}
+
+/// A change to one group's log, applied in memory and on the disk alike.
+#[derive(Clone, Debug, Default)]
+pub struct LogWrite {
+    pub group: GroupId,
+    /// A snapshot received from the leader: replaces the whole log.
+    pub install: Option<Snapshot>,
+    /// New entries; any stored entry at or after the first one's index is
+    /// dropped first (a follower's log overwritten by a new leader's).
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    /// A snapshot taken locally at the applied index: drops the entries it
+    /// covers.
+    pub compact: Option<Snapshot>,
+}
+
+impl LogWrite {
+    /// Whether the write changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.install.is_none()
+            && self.entries.is_empty()
+            && self.hard_state.is_none()
+            && self.compact.is_none()
+    }
+}
+
+impl GroupLog {
+    /// A new group's log: empty, with its first configuration.
+    pub fn bootstrap(voters: Vec<u64>) -> Self {
+        let mut snapshot = Snapshot::default();
+        let conf = ConfState {
+            voters,
+            ..ConfState::default()
+        };
+        snapshot.mut_metadata().set_conf_state(conf);
+        Self {
+            hard_state: HardState::default(),
+            snapshot,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Applies a write. Entries must continue the log (raft-rs hands them
+    /// out that way); a gap is a bug and panics, as raft-rs's own storage
+    /// does, rather than persisting a log with a hole.
+    pub fn apply(&mut self, write: &LogWrite) {
+        if let Some(snapshot) = &write.install {
+            self.install(snapshot.clone());
+        }
+        if let Some(first) = write.entries.first() {
+            assert!(
+                first.index > self.snapshot_index() && first.index <= self.last() + 1,
+                "entries from {} do not continue a log of ({}, {}]",
+                first.index,
+                self.snapshot_index(),
+                self.last()
+            );
+            let keep = (first.index - self.first()) as usize;
+            self.entries.truncate(keep);
+            self.entries.extend_from_slice(&write.entries);
+        }
+        if let Some(hs) = &write.hard_state {
+            self.hard_state = hs.clone();
+        }
+        if let Some(snapshot) = &write.compact {
+            self.compact(snapshot.clone());
+        }
+    }
+
+    fn install(&mut self, snapshot: Snapshot) {
+        let meta = snapshot.get_metadata();
+        self.hard_state.term = self.hard_state.term.max(meta.term);
+        self.hard_state.commit = meta.index;
+        self.entries.clear();
+        self.snapshot = snapshot;
+    }
+
+    fn compact(&mut self, snapshot: Snapshot) {
+        let index = snapshot.get_metadata().index;
+        if index <= self.snapshot_index() {
+            return;
+        }
+        let drop = ((index + 1).saturating_sub(self.first()) as usize).min(self.entries.len());
+        self.entries.drain(..drop);
+        self.snapshot = snapshot;
+    }
+
+    /// The hard state (term, vote, commit).
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    /// The newest snapshot.
+    pub fn snapshot_ref(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// The index the snapshot covers up to.
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot.get_metadata().index
+    }
+
+    fn first(&self) -> u64 {
+        self.snapshot_index() + 1
+    }
+
+    fn last(&self) -> u64 {
+        self.entries
+            .last()
+            .map_or(self.snapshot_index(), |e| e.index)
+    }
+
+    /// Stored entries (after the snapshot).
+    pub fn entries_len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+impl raft::Storage for GroupLog {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let conf = self.snapshot.get_metadata().get_conf_state().clone();
+        Ok(RaftState::new(self.hard_state.clone(), conf))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < self.first() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last() + 1 || low > high {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let from = (low - self.first()) as usize;
+        let to = (high - self.first()) as usize;
+        let mut out = self.entries[from..to].to_vec();
+        raft::util::limit_size(&mut out, max_size.into());
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.snapshot_index() {
+            return Ok(self.snapshot.get_metadata().term);
+        }
+        if idx < self.first() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        match self.entries.get((idx - self.first()) as usize) {
+            Some(e) => Ok(e.term),
+            None => Err(raft::Error::Store(StorageError::Unavailable)),
+        }
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last())
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        if self.snapshot_index() < request_index {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        Ok(self.snapshot.clone())
+    }
+}
+
+/// Where a node's groups persist. `persist` must make every write durable
+/// before it returns: the node sends the messages that depend on them
+/// (votes, acknowledgements of appends) only afterwards.
+pub trait Disk {
+    /// The stored log of `group`, if the node ever hosted it.
+    fn load(&self, group: GroupId) -> Option<GroupLog>;
+    /// Applies every write, then makes them all durable with one flush.
+    fn persist(&mut self, writes: &[LogWrite]);
+}
+
+/// A disk in memory. It survives the node that wrote it, which is what a
+/// crash in the simulator drops; everything `persist` returned from is on
+/// it.
+#[derive(Clone, Debug, Default)]
+pub struct MemDisk {
+    groups: BTreeMap<GroupId, GroupLog>,
+    flushes: u64,
+}
+
+impl MemDisk {
+    /// Flushes so far (one per node step that had something to persist).
+    pub fn flushes(&self) -> u64 {
+        self.flushes
+    }
+}
+
+impl Disk for MemDisk {
+    fn load(&self, group: GroupId) -> Option<GroupLog> {
+        self.groups.get(&group).cloned()
+    }
+
+    fn persist(&mut self, writes: &[LogWrite]) {
+        for write in writes {
+            self.groups.entry(write.group).or_default().apply(write);
+        }
+        self.flushes += 1;
+    }
+}

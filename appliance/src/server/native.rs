@@ -199,7 +199,7 @@ pub(crate) fn encode_reply(out: &mut Vec<u8>, pending: &Pending, reply: Option<R
 /// The status for an engine error.
 pub(crate) fn status_of(error: &EngineError) -> Status {
     match error {
-        EngineError::KeyLength { len: 0, .. } => Status::Invalid,
+        EngineError::KeyLength { len: 0, .. } | EngineError::Modify(_) => Status::Invalid,
         EngineError::KeyLength { .. }
         | EngineError::ValueLength { .. }
         | EngineError::BatchTooLarge { .. } => Status::TooLarge,

@@ -50,12 +50,12 @@ impl Extended {
     /// number `strtold` reads (decimal, `0x` hexadecimal with an optional
     /// `p` exponent, `inf` or `infinity`, an optional sign), with no leading
     /// space; NaN, and a number too large for the format or so small that
-    /// it reads as zero, are refused. A NUL byte ends the string, as in C.
+    /// it reads as zero, are refused. So is a NUL byte: Redis checks that
+    /// `strtold` read every byte.
     pub fn parse(text: &[u8]) -> Option<Extended> {
         if text.is_empty() || text.len() > FLOAT_BYTES_MAX {
             return None;
         }
-        let text = text.split(|&b| b == 0).next().unwrap_or_default();
         let (negative, body) = match text.split_first() {
             Some((b'-', rest)) => (true, rest),
             Some((b'+', rest)) => (false, rest),
@@ -352,7 +352,7 @@ mod tests {
         ] {
             assert!(Extended::parse(good.as_bytes()).is_some(), "{good:?}");
         }
-        assert_eq!(Extended::parse(b"12\0junk"), Extended::parse(b"12"));
+        assert_eq!(Extended::parse(b"12\0"), None);
         assert_eq!(Extended::parse(&[b'1'; FLOAT_BYTES_MAX + 1]), None);
     }
 

@@ -102,13 +102,20 @@ fn concurrent_increments_across_workers_are_never_lost() {
     for (key, mut answers) in all {
         answers.sort_unstable();
         let expected: Vec<i64> = (1..=total).collect();
-        assert_eq!(answers, expected, "increments of {key:?} read the same value");
+        assert_eq!(
+            answers, expected,
+            "increments of {key:?} read the same value"
+        );
     }
     drop(Arc::into_inner(engine).unwrap());
     let engine = file_engine(dir.path(), false);
     for key in COUNTERS {
         let value = engine.get(key).unwrap().unwrap();
-        assert_eq!(value, total.to_string().into_bytes(), "{key:?} after restart");
+        assert_eq!(
+            value,
+            total.to_string().into_bytes(),
+            "{key:?} after restart"
+        );
     }
 }
 

@@ -2,7 +2,7 @@
 //! operations whose replies are combined into one RESP reply.
 
 use engine::modify::{parse_integer as integer, Extended};
-use engine::{BatchOp, Condition, EngineError, Modify, Op, Reply};
+use engine::{BatchOp, Condition, EngineError, Modify, ModifyError, Op, Reply};
 
 use crate::resp::encode;
 use crate::resp::Protocol;
@@ -44,6 +44,12 @@ pub enum Combine {
     /// INCR and the other counters, APPEND, SETRANGE: the number the
     /// read-modify-write answered.
     Integer,
+    /// RENAME: +OK once moved. RENAMENX: 1 when moved, 0 when the new
+    /// name existed.
+    Renamed {
+        /// RENAMENX.
+        if_absent: bool,
+    },
     /// SCAN: the next cursor and the matching keys.
     Scan {
         /// Cursor to return.
@@ -185,6 +191,7 @@ pub fn dispatch(args: &[&[u8]], protocol: Protocol) -> Action {
             _ => arity("append"),
         },
         "setrange" => set_range(rest),
+        "rename" | "renamenx" => rename(&name, rest),
         "getdel" => match rest {
             [key] => modify(key, Modify::GetDel, Combine::Value),
             _ => arity("getdel"),
@@ -300,6 +307,24 @@ fn counter(name: &str, rest: &[&[u8]]) -> Action {
         _ => change,
     };
     modify(key, Modify::IncrBy(change), Combine::Integer)
+}
+
+/// RENAME and RENAMENX, within one slot only: the keys' values move in
+/// one atomic write of the worker that owns the slot. Across slots the
+/// answer is Redis Cluster's.
+fn rename(name: &str, rest: &[&[u8]]) -> Action {
+    let [key, to] = rest else {
+        return arity(name);
+    };
+    if engine::shard::slot(key) != engine::shard::slot(to) {
+        return error("CROSSSLOT Keys in request don't hash to the same slot");
+    }
+    let if_absent = name == "renamenx";
+    let rename = Modify::Rename {
+        to: to.to_vec(),
+        if_absent,
+    };
+    modify(key, rename, Combine::Renamed { if_absent })
 }
 
 /// SETRANGE key offset value. The new length's limit is the engine's
@@ -473,6 +498,7 @@ pub fn engine_error(out: &mut Vec<u8>, error: &EngineError) {
             format!("ERR {error}")
         }
         EngineError::Corruption { .. } => format!("IOERR {error}"),
+        EngineError::Modify(ModifyError::CrossShard) => error.to_string(),
         // Redis's own texts (not an integer, overflow, not a float ...).
         EngineError::Modify(e) => format!("ERR {e}"),
         EngineError::OutOfSpace => "OOM namespace is full".to_string(),
@@ -603,6 +629,10 @@ pub fn combine(
             Some(Some(Reply::NotApplied)) => encode::integer(out, 0),
             _ => encode::integer(out, 1),
         },
+        Combine::Renamed { if_absent } => match replies.first() {
+            Some(Some(Reply::Integer(n))) if *if_absent => encode::integer(out, *n),
+            _ => encode::simple(out, "OK"),
+        },
         Combine::Integer => match replies.first() {
             Some(Some(Reply::Integer(n))) => encode::integer(out, *n),
             other => encode::error(out, &format!("ERR internal: engine answered {other:?}")),
@@ -697,6 +727,19 @@ mod tests {
         assert_eq!(range(v, -100, 2), b"Hel");
         assert_eq!(range(v, 10, 100), b"ld");
         assert_eq!(range(b"", 0, -1), b"");
+    }
+
+    #[test]
+    fn renames_across_slots_are_refused_as_redis_cluster_does() {
+        let Action::Reply(out) = dispatch(&[b"RENAME", b"a", b"b"], Protocol::Resp2) else {
+            panic!()
+        };
+        assert_eq!(
+            out,
+            b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+        );
+        let same = dispatch(&[b"RENAMENX", b"{x}a", b"{x}b"], Protocol::Resp2);
+        assert!(matches!(same, Action::Engine(..)));
     }
 
     #[test]

@@ -131,6 +131,17 @@ fn float(rng: &mut Rng) -> Vec<u8> {
     }
 }
 
+/// Two keys of one slot: a key and itself, or two sharing a hash tag.
+fn same_slot_keys(rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
+    if rng.below(5) == 0 {
+        let key = key(rng);
+        return (key.clone(), key);
+    }
+    let user = rng.below(2);
+    let field = |rng: &mut Rng| format!("{{user{user}}}.f{}", rng.below(4)).into_bytes();
+    (field(rng), field(rng))
+}
+
 /// A SETRANGE offset: mostly within a few KB, sometimes refused (negative,
 /// not an integer). Offsets past `value_bytes_max` are left out: Redis's
 /// limit is 512 MB, ours `value_bytes_max` (documented).
@@ -151,7 +162,7 @@ fn keys(rng: &mut Rng, min: usize) -> Vec<Vec<u8>> {
 fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
     let word = |w: &str| w.as_bytes().to_vec();
     let offset = |rng: &mut Rng| (rng.below(6200) as i64 - 3100).to_string().into_bytes();
-    match rng.below(30) {
+    match rng.below(31) {
         0 | 1 => vec![word("GET"), key(rng)],
         2 | 3 => vec![word("SET"), key(rng), value(rng)],
         // `SET ... NX|XX`, `SET ... GET`, and Redis 7's `NX|XX` with `GET`.
@@ -211,6 +222,14 @@ fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
                 args.push(value(rng));
             }
             args
+        }
+        29 => {
+            // Within one slot only: across slots veltrixd answers as Redis
+            // Cluster does (CROSSSLOT), which a standalone redis-server
+            // does not (documented).
+            let name = word(["RENAME", "RENAMENX"][rng.below(2)]);
+            let (from, to) = same_slot_keys(rng);
+            vec![name, from, to]
         }
         _ => {
             // Wrong argument counts get Redis's arity error.

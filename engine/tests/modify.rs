@@ -227,6 +227,52 @@ fn pipelined_modifications_of_one_key_run_in_order() {
     }
 }
 
+/// Renames pipelined with writes of both keys keep their order: each sees
+/// the writes before it, and the writes after it see its result.
+#[test]
+fn renames_keep_per_key_order_over_both_keys() {
+    for cache_bytes in [0, 1 << 20] {
+        let mut rig = Rig::open(&sim_namespace(5), cache_bytes);
+        let (a, b) = (b"{t}a".to_vec(), b"{t}b".to_vec());
+        let rename = |if_absent| {
+            let to = b.clone();
+            Op::Modify(a.clone(), Modify::Rename { to, if_absent })
+        };
+        let replies = rig.run(vec![
+            Op::Put(b.clone(), b"old".to_vec()),
+            rename(false),
+            Op::Put(a.clone(), b"v".to_vec()),
+            rename(true),
+            rename(false),
+            Op::Get(a.clone()),
+            Op::Get(b.clone()),
+            Op::Put(b.clone(), b"w".to_vec()),
+            Op::Get(b.clone()),
+            Op::Modify(
+                a.clone(),
+                Modify::Rename {
+                    to: b"elsewhere".to_vec(),
+                    if_absent: false,
+                },
+            ),
+        ]);
+        let no_such_key =
+            Reply::Failed(engine::EngineError::Modify(engine::ModifyError::NoSuchKey));
+        assert_eq!(replies[1], no_such_key, "cache {cache_bytes}");
+        assert_eq!(
+            replies[3],
+            Reply::Integer(0),
+            "RENAMENX onto an existing key"
+        );
+        assert_eq!(replies[4], Reply::Integer(1));
+        assert_eq!(replies[5], Reply::Value(None));
+        assert_eq!(replies[6], Reply::Value(Some(b"v".to_vec())));
+        assert_eq!(replies[8], Reply::Value(Some(b"w".to_vec())));
+        let cross = Reply::Failed(engine::EngineError::Modify(engine::ModifyError::CrossShard));
+        assert_eq!(replies[9], cross);
+    }
+}
+
 /// Increments acknowledged before a crash are all there after it: the
 /// value recovered is at least the largest answer, and at most the
 /// increments issued (the one in flight may or may not have landed).

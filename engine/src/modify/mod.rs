@@ -1,6 +1,6 @@
 //! Read-modify-write: the pure functions a worker applies to a key's
 //! current value (`INCRBY`, `INCRBYFLOAT`, `APPEND`, `SETRANGE`, `GETDEL`,
-//! `SET ... GET`).
+//! `SET ... GET`, `RENAME`).
 //!
 //! The worker that owns the key evaluates one between batches, on the
 //! value the index holds once every earlier write of the key is durable;
@@ -52,6 +52,27 @@ pub enum Modify {
         /// When to write it.
         condition: Option<Condition>,
     },
+    /// Moves the value to `to`, a key of the same shard, in one atomic
+    /// write that deletes the key and sets `to` (`RENAME`, `RENAMENX` with
+    /// `if_absent`). Answers 1 when moved, 0 when `if_absent` and `to`
+    /// exists; a missing key is refused. Requests of `to` wait for it as
+    /// for the key.
+    Rename {
+        /// The new name.
+        to: Vec<u8>,
+        /// Only if `to` does not exist.
+        if_absent: bool,
+    },
+}
+
+/// What a modification sees besides the key's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// The longest value the engine stores.
+    pub value_bytes_max: usize,
+    /// Whether the other key a modification names (`Rename`'s `to`)
+    /// exists; writes of it waited too.
+    pub target_exists: bool,
 }
 
 /// What a modification writes.
@@ -61,6 +82,13 @@ pub enum Write {
     Put(Vec<u8>),
     /// The key is deleted.
     Delete,
+    /// The key is deleted and `to` set to `value`, atomically.
+    Move {
+        /// The key set.
+        to: Vec<u8>,
+        /// Its value.
+        value: Vec<u8>,
+    },
 }
 
 /// What a modification answers, once its write (if any) is durable.
@@ -97,6 +125,13 @@ pub enum ModifyError {
     /// The sum is infinite or NaN.
     #[error("increment would produce NaN or Infinity")]
     NotFinite,
+    /// A rename to a key of another shard (RESP refuses it first, as
+    /// Redis Cluster does across slots).
+    #[error("CROSSSLOT Keys in request don't hash to the same slot")]
+    CrossShard,
+    /// The key to rename does not exist.
+    #[error("no such key")]
+    NoSuchKey,
     /// The new value would be longer than `value_bytes_max`.
     #[error("value length {len} exceeds {max}")]
     TooLong {
@@ -109,12 +144,14 @@ pub enum ModifyError {
 
 impl Modify {
     /// Applies the modification to `current` (`None`: the key is
-    /// missing), with values limited to `value_bytes_max`.
+    /// missing).
     pub fn apply(
         self,
+        key: &[u8],
         current: Option<Vec<u8>>,
-        value_bytes_max: usize,
+        context: Context,
     ) -> Result<Outcome, ModifyError> {
+        let value_bytes_max = context.value_bytes_max;
         match self {
             Modify::IncrBy(by) => incr_by(current.as_deref(), by),
             Modify::IncrByFloat(by) => incr_by_float(current.as_deref(), by),
@@ -137,6 +174,17 @@ impl Modify {
                     answer: Answer::Value(current),
                 })
             }
+            Modify::Rename { to, if_absent } => {
+                rename(key, current, to, if_absent, context.target_exists)
+            }
+        }
+    }
+
+    /// The other key the modification writes (`Rename`'s `to`), if any.
+    pub fn other_key(&self) -> Option<&[u8]> {
+        match self {
+            Modify::Rename { to, .. } => Some(to),
+            _ => None,
         }
     }
 
@@ -146,7 +194,9 @@ impl Modify {
         match self {
             Modify::Append(bytes) | Modify::SetRange { bytes, .. } => bytes.len(),
             Modify::Exchange { value, .. } => value.len(),
-            Modify::IncrBy(_) | Modify::IncrByFloat(_) | Modify::GetDel => 0,
+            Modify::IncrBy(_) | Modify::IncrByFloat(_) | Modify::GetDel | Modify::Rename { .. } => {
+                0
+            }
         }
     }
 }
@@ -189,6 +239,28 @@ fn incr_by_float(current: Option<&[u8]>, by: Extended) -> Result<Outcome, Modify
     Ok(Outcome {
         write: Some(Write::Put(text.clone())),
         answer: Answer::Value(Some(text)),
+    })
+}
+
+/// RENAME and RENAMENX, as Redis 7 orders its checks: a missing key first,
+/// then a rename to itself (nothing to do), then `RENAMENX`'s target.
+fn rename(
+    key: &[u8],
+    current: Option<Vec<u8>>,
+    to: Vec<u8>,
+    if_absent: bool,
+    target_exists: bool,
+) -> Result<Outcome, ModifyError> {
+    let value = current.ok_or(ModifyError::NoSuchKey)?;
+    let refused = if to == key {
+        if_absent
+    } else {
+        if_absent && target_exists
+    };
+    let write = (to != key && !refused).then_some(Write::Move { to, value });
+    Ok(Outcome {
+        write,
+        answer: Answer::Integer(i64::from(!refused)),
     })
 }
 
@@ -248,7 +320,40 @@ mod tests {
     const MAX: usize = 1 << 20;
 
     fn apply(modify: Modify, current: Option<&[u8]>) -> Result<Outcome, ModifyError> {
-        modify.apply(current.map(<[u8]>::to_vec), MAX)
+        let context = Context {
+            value_bytes_max: MAX,
+            target_exists: false,
+        };
+        modify.apply(b"key", current.map(<[u8]>::to_vec), context)
+    }
+
+    #[test]
+    fn renames_check_as_redis_does() {
+        let rename = |to: &[u8], if_absent| Modify::Rename {
+            to: to.to_vec(),
+            if_absent,
+        };
+        assert_eq!(
+            apply(rename(b"b", false), None),
+            Err(ModifyError::NoSuchKey)
+        );
+        let moved = apply(rename(b"b", true), Some(b"v")).unwrap();
+        let to = b"b".to_vec();
+        let value = b"v".to_vec();
+        assert_eq!(moved.write, Some(Write::Move { to, value }));
+        assert_eq!(moved.answer, Answer::Integer(1));
+        let itself = apply(rename(b"key", false), Some(b"v")).unwrap();
+        assert_eq!((itself.write, itself.answer), (None, Answer::Integer(1)));
+        let itself_nx = apply(rename(b"key", true), Some(b"v")).unwrap();
+        assert_eq!(itself_nx.answer, Answer::Integer(0));
+        let context = Context {
+            value_bytes_max: MAX,
+            target_exists: true,
+        };
+        let taken = rename(b"b", true).apply(b"key", Some(b"v".to_vec()), context);
+        assert_eq!(taken.unwrap().answer, Answer::Integer(0));
+        let overwrite = rename(b"b", false).apply(b"key", Some(b"v".to_vec()), context);
+        assert_eq!(overwrite.unwrap().answer, Answer::Integer(1));
     }
 
     fn put(value: &[u8], answer: Answer) -> Result<Outcome, ModifyError> {

@@ -20,7 +20,7 @@ use nvme::{Command, Completion, IoError, Namespace, QueuePair};
 use crate::error::{EngineError, Location};
 use crate::index::Art;
 use crate::log::Tail;
-use crate::modify::{Answer, Modify, ModifyError, Outcome, Write};
+use crate::modify::{Answer, Context, Modify, ModifyError, Outcome, Write};
 use crate::shard::shard as shard_of;
 use crate::stats::Stats;
 
@@ -78,7 +78,13 @@ impl Op {
             Op::Scan(_) => (None, &[]),
             Op::Batch(ops) | Op::BatchIf(ops, _) => (None, ops),
         };
-        one.into_iter().chain(batch.iter().map(BatchOp::key))
+        let other = match self {
+            Op::Modify(_, modify) => modify.other_key(),
+            _ => None,
+        };
+        one.into_iter()
+            .chain(other)
+            .chain(batch.iter().map(BatchOp::key))
     }
 
     /// Whether the request writes its keys.
@@ -246,6 +252,13 @@ impl WorkerCore {
             }
             Op::Modify(key, modify) => {
                 self.check_key(key)?;
+                if let Some(other) = modify.other_key() {
+                    self.check_key(other)?;
+                    // Both keys' writes go in one frame of this worker.
+                    if shard_of(other) != shard_of(key) {
+                        return Err(EngineError::Modify(ModifyError::CrossShard));
+                    }
+                }
                 self.check_value_len(modify.argument_bytes())
             }
             Op::Scan(_) => Ok(()),
@@ -354,7 +367,10 @@ impl WorkerCore {
         // It waits for writes of the key like a read, so that the value it
         // reads (cache, index, device) is the durable result of every
         // earlier write; its own write follows from that value.
-        if self.commit.touches_key(&key) {
+        let other_waits = modify
+            .other_key()
+            .is_some_and(|other| self.commit.touches_key(other));
+        if other_waits || self.commit.touches_key(&key) {
             self.reads_after_commit.push((id, Op::Modify(key, modify)));
             return;
         }
@@ -392,7 +408,15 @@ impl WorkerCore {
             Answer::Integer(n) => Reply::Integer(n),
             Answer::Value(v) => Reply::Value(v),
         };
-        match modify.apply(current, self.shared.config.value_bytes_max) {
+        let target_exists = modify.other_key().is_some_and(|other| {
+            let shard = self.shards.get(&shard_of(other));
+            shard.is_some_and(|art| art.get(other).is_some())
+        });
+        let context = Context {
+            value_bytes_max: self.shared.config.value_bytes_max,
+            target_exists,
+        };
+        match modify.apply(&key, current, context) {
             Ok(Outcome {
                 write: None,
                 answer: a,
@@ -401,11 +425,14 @@ impl WorkerCore {
                 write: Some(write),
                 answer: a,
             }) => {
-                let op = match write {
-                    Write::Put(value) => BatchOp::Put(key, value),
-                    Write::Delete => BatchOp::Delete(key),
+                let ops = match write {
+                    Write::Put(value) => vec![BatchOp::Put(key, value)],
+                    Write::Delete => vec![BatchOp::Delete(key)],
+                    Write::Move { to, value } => {
+                        vec![BatchOp::Delete(key), BatchOp::Put(to, value)]
+                    }
                 };
-                self.commit.enqueue_modified(id, op, answer(a), now_us);
+                self.commit.enqueue_modified(id, ops, answer(a), now_us);
             }
             Err(ModifyError::TooLong { len, max }) => {
                 let len = usize::try_from(len).unwrap_or(usize::MAX);

@@ -100,19 +100,21 @@ impl ReadPath {
         self.waiting.push_back((id, key, pointer, Some(modify)));
     }
 
-    /// Whether a read-modify-write of `key` is reading its value: requests
-    /// of the key wait for it.
+    /// Whether a read-modify-write of `key` (or naming it as its other
+    /// key, a rename's target) is reading its value: requests of the key
+    /// wait for it.
     pub(crate) fn modify_pending(&self, key: &[u8]) -> bool {
+        let names = |k: &[u8], then: &Option<Modify>| {
+            then.as_ref()
+                .is_some_and(|m| k == key || m.other_key() == Some(key))
+        };
         self.modifies > 0
-            && (self
-                .waiting
-                .iter()
-                .any(|(_, k, _, then)| then.is_some() && k == key)
+            && (self.waiting.iter().any(|(_, k, _, then)| names(k, then))
                 || self
                     .slots
                     .iter()
                     .flatten()
-                    .any(|op| op.then.is_some() && op.key == key))
+                    .any(|op| names(&op.key, &op.then)))
     }
 
     /// Whether a read-modify-write of a key of `shard` is reading its value

@@ -293,11 +293,11 @@ impl CommitPath {
     pub(crate) fn enqueue_modified(
         &mut self,
         id: RequestId,
-        op: BatchOp,
+        ops: Vec<BatchOp>,
         answer: Reply,
         now_us: u64,
     ) {
-        self.enqueue(id, vec![op], WriteKind::Modify, now_us);
+        self.enqueue(id, ops, WriteKind::Modify, now_us);
         if let Some(waiting) = self.waiting.back_mut() {
             waiting.answer = Some(answer);
         }

@@ -102,7 +102,7 @@ const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
 
 /// A read-modify-write of `key`, answered as `combine`.
 fn modify(key: &[u8], modify: Modify, combine: Combine) -> Action {
-    Action::Engine(vec![Op::Modify(key.to_vec(), modify)], combine)
+    Action::Engine(vec![Op::modify(key.to_vec(), modify)], combine)
 }
 
 /// GETRANGE's slice of `value`, as Redis 7 computes it.

@@ -195,7 +195,7 @@ impl Rig {
 }
 
 fn incr(key: &[u8], by: i64) -> Op {
-    Op::Modify(key.to_vec(), Modify::IncrBy(by))
+    Op::modify(key.to_vec(), Modify::IncrBy(by))
 }
 
 /// Increments pipelined in one instant, with and without the value cache
@@ -206,9 +206,9 @@ fn pipelined_modifications_of_one_key_run_in_order() {
     for cache_bytes in [0, 1 << 20] {
         let mut rig = Rig::open(&sim_namespace(3), cache_bytes);
         let mut ops: Vec<Op> = (0..20).map(|_| incr(b"n", 2)).collect();
-        ops.push(Op::Modify(b"n".to_vec(), Modify::Append(b"x".to_vec())));
+        ops.push(Op::modify(b"n".to_vec(), Modify::Append(b"x".to_vec())));
         ops.push(incr(b"n", 1));
-        ops.push(Op::Modify(b"n".to_vec(), Modify::GetDel));
+        ops.push(Op::modify(b"n".to_vec(), Modify::GetDel));
         ops.push(Op::Get(b"n".to_vec()));
         let replies = rig.run(ops);
         let sums: Vec<Reply> = (1..=20).map(|i| Reply::Integer(2 * i)).collect();
@@ -222,7 +222,7 @@ fn pipelined_modifications_of_one_key_run_in_order() {
         assert_eq!(replies[22], Reply::Value(Some(b"40x".to_vec())));
         assert_eq!(replies[23], Reply::Value(None));
         let by = Extended::parse(b"0.1").unwrap();
-        let float = rig.run(vec![Op::Modify(b"f".to_vec(), Modify::IncrByFloat(by))]);
+        let float = rig.run(vec![Op::modify(b"f".to_vec(), Modify::IncrByFloat(by))]);
         assert_eq!(float[0], Reply::Value(Some(b"0.1".to_vec())));
     }
 }
@@ -236,7 +236,7 @@ fn renames_keep_per_key_order_over_both_keys() {
         let (a, b) = (b"{t}a".to_vec(), b"{t}b".to_vec());
         let rename = |if_absent| {
             let to = b.clone();
-            Op::Modify(a.clone(), Modify::Rename { to, if_absent })
+            Op::modify(a.clone(), Modify::Rename { to, if_absent })
         };
         let replies = rig.run(vec![
             Op::Put(b.clone(), b"old".to_vec()),
@@ -248,7 +248,7 @@ fn renames_keep_per_key_order_over_both_keys() {
             Op::Get(b.clone()),
             Op::Put(b.clone(), b"w".to_vec()),
             Op::Get(b.clone()),
-            Op::Modify(
+            Op::modify(
                 a.clone(),
                 Modify::Rename {
                     to: b"elsewhere".to_vec(),

@@ -124,8 +124,8 @@ pub(crate) fn next(buf: &[u8], session: &mut Session, limits: &Limits) -> Step {
                 })
                 .collect(),
         ),
-        Request::IncrBy(key, by) => Op::Modify(key, Modify::IncrBy(by)),
-        Request::Append(key, bytes) => Op::Modify(key, Modify::Append(bytes)),
+        Request::IncrBy(key, by) => Op::modify(key, Modify::IncrBy(by)),
+        Request::Append(key, bytes) => Op::modify(key, Modify::Append(bytes)),
     };
     Step::Engine {
         used,

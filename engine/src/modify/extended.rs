@@ -93,7 +93,7 @@ impl Extended {
 
     /// The sum, rounded to nearest even; `None` when it is infinite or NaN
     /// (an infinite operand makes it so).
-    pub fn add(self, other: Extended) -> Option<Extended> {
+    pub fn checked_add(self, other: Extended) -> Option<Extended> {
         let ((ma, ea), (mb, eb)) = (self.finite?, other.finite?);
         let exponent = ea.min(eb);
         let a = BigUint::from(ma) << (ea - exponent) as usize;
@@ -307,7 +307,7 @@ mod tests {
 
     fn sum(a: &str, b: &str) -> String {
         let (a, b) = (Extended::parse(a.as_bytes()), Extended::parse(b.as_bytes()));
-        let total = a.unwrap().add(b.unwrap()).unwrap();
+        let total = a.unwrap().checked_add(b.unwrap()).unwrap();
         total.to_redis_string().unwrap()
     }
 
@@ -359,9 +359,9 @@ mod tests {
     #[test]
     fn infinity_and_overflow_are_not_finite_sums() {
         let inf = Extended::parse(b"inf").unwrap();
-        assert_eq!(inf.add(Extended::ZERO), None);
+        assert_eq!(inf.checked_add(Extended::ZERO), None);
         let big = Extended::parse(b"1e4932").unwrap();
-        assert_eq!(big.add(big), None);
+        assert_eq!(big.checked_add(big), None);
     }
 
     #[test]

@@ -233,7 +233,7 @@ fn incr_by_float(current: Option<&[u8]>, by: Extended) -> Result<Outcome, Modify
         None => Extended::ZERO,
         Some(text) => Extended::parse(text).ok_or(ModifyError::NotAFloat)?,
     };
-    let sum = value.add(by).ok_or(ModifyError::NotFinite)?;
+    let sum = value.checked_add(by).ok_or(ModifyError::NotFinite)?;
     let text = sum.to_redis_string().ok_or(ModifyError::NotFinite)?;
     let text = text.into_bytes();
     Ok(Outcome {

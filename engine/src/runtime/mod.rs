@@ -317,7 +317,7 @@ impl Engine {
     /// Applies a read-modify-write to a key atomically (`INCRBY`, `APPEND`,
     /// ...); returns its answer once its write is durable.
     pub fn modify(&self, key: &[u8], modify: Modify) -> Result<Answer, EngineError> {
-        match self.call_for_key(key, Op::Modify(key.to_vec(), modify)) {
+        match self.call_for_key(key, Op::modify(key.to_vec(), modify)) {
             Reply::Integer(n) => Ok(Answer::Integer(n)),
             Reply::Value(v) => Ok(Answer::Value(v)),
             Reply::Failed(e) => Err(e),

@@ -53,7 +53,9 @@ pub enum Op {
     /// to the key's durable value once every earlier write of the key is
     /// durable, requests of the key wait for it, and it is answered once
     /// its own write is durable.
-    Modify(Vec<u8>, Modify),
+    /// The modification is boxed to keep every request (and the messages
+    /// that carry one between workers) small; [`Op::modify`] builds one.
+    Modify(Vec<u8>, Box<Modify>),
     /// Apply several puts and deletes atomically.
     Batch(Vec<BatchOp>),
     /// Apply several puts and deletes atomically, only if every key they
@@ -90,6 +92,11 @@ impl Op {
     /// Whether the request writes its keys.
     pub fn writes(&self) -> bool {
         !matches!(self, Op::Get(_) | Op::Exists(_) | Op::Scan(_))
+    }
+
+    /// A read-modify-write of `key`.
+    pub fn modify(key: Vec<u8>, modify: Modify) -> Op {
+        Op::Modify(key, Box::new(modify))
     }
 
     /// Whether the request is an atomic batch, whose keys' shards are
@@ -305,7 +312,7 @@ impl WorkerCore {
                     value,
                     condition: None,
                 };
-                self.accept_modify(id, key, exchange, now_us)
+                self.accept_modify(id, key, Box::new(exchange), now_us)
             }
             Op::Modify(key, modify) => self.accept_modify(id, key, modify, now_us),
             Op::Put(key, value) => self.commit.enqueue(
@@ -363,7 +370,7 @@ impl WorkerCore {
     }
 
     /// Takes a read-modify-write.
-    fn accept_modify(&mut self, id: RequestId, key: Vec<u8>, modify: Modify, now_us: u64) {
+    fn accept_modify(&mut self, id: RequestId, key: Vec<u8>, modify: Box<Modify>, now_us: u64) {
         // It waits for writes of the key like a read, so that the value it
         // reads (cache, index, device) is the durable result of every
         // earlier write; its own write follows from that value.
@@ -384,9 +391,9 @@ impl WorkerCore {
             }
         };
         match pointer {
-            None => self.modified(id, key, modify, None, now_us),
+            None => self.modified(id, key, *modify, None, now_us),
             Some(pointer) => match self.cache_get(&key) {
-                Some(old) => self.modified(id, key, modify, Some(old), now_us),
+                Some(old) => self.modified(id, key, *modify, Some(old), now_us),
                 None => self.read.start_modify(id, key, modify, pointer),
             },
         }

@@ -23,7 +23,7 @@ struct ReadOp {
     id: RequestId,
     key: Vec<u8>,
     /// For a read-modify-write: what to apply once the value is read.
-    then: Option<Modify>,
+    then: Option<Box<Modify>>,
     pointer: ValuePointer,
     /// Bytes of whole blocks covering the record.
     data: Vec<u8>,
@@ -33,7 +33,7 @@ struct ReadOp {
 
 /// A read waiting for a slot: who asked, the key, where its record is, and
 /// for a read-modify-write what to apply after.
-type Waiting = (RequestId, Vec<u8>, ValuePointer, Option<Modify>);
+type Waiting = (RequestId, Vec<u8>, ValuePointer, Option<Box<Modify>>);
 
 pub(crate) struct ReadPath {
     waiting: VecDeque<Waiting>,
@@ -93,7 +93,7 @@ impl ReadPath {
         &mut self,
         id: RequestId,
         key: Vec<u8>,
-        modify: Modify,
+        modify: Box<Modify>,
         pointer: ValuePointer,
     ) {
         self.modifies += 1;
@@ -104,7 +104,7 @@ impl ReadPath {
     /// key, a rename's target) is reading its value: requests of the key
     /// wait for it.
     pub(crate) fn modify_pending(&self, key: &[u8]) -> bool {
-        let names = |k: &[u8], then: &Option<Modify>| {
+        let names = |k: &[u8], then: &Option<Box<Modify>>| {
             then.as_ref()
                 .is_some_and(|m| k == key || m.other_key() == Some(key))
         };
@@ -227,7 +227,7 @@ impl ReadPath {
             // again.
             let now = core.now_us;
             match reply {
-                Some(Reply::Value(current)) => core.modified(op.id, op.key, modify, current, now),
+                Some(Reply::Value(current)) => core.modified(op.id, op.key, *modify, current, now),
                 Some(failed) => core.replies.push((op.id, failed)),
                 None => core.accept(op.id, super::Op::Modify(op.key, modify), now),
             }

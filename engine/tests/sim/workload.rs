@@ -213,7 +213,7 @@ impl Sim {
             deletes: condition.is_none(),
             condition,
         };
-        (key.clone(), Op::Modify(key, modify), expect)
+        (key.clone(), Op::modify(key, modify), expect)
     }
 
     /// An atomic batch on one worker: puts, deletes and overwrites of

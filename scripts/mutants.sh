@@ -158,6 +158,18 @@ mutation index-failed-flush engine/src/worker/commit/mod.rs 1 \
     '' \
     'a failed flush still indexes its batch'"'"'s puts: reads serve writes that were never durable'
 
+mutation modify-ack-before-flush engine/src/worker/mod.rs 1 \
+    'self.commit.enqueue_modified(id, ops, answer(a), now_us);' \
+    'self.replies.push((id, answer(a))); self.commit.enqueue(id, ops, commit::WriteKind::Plain, now_us);' \
+    'modify=a_crash_before_the_flush' \
+    'a read-modify-write (INCR, GETDEL, SET ... GET) is answered when its write is queued, before the flush'
+
+mutation modify-skips-waiting engine/src/worker/mod.rs 1 \
+    'if other_waits || self.commit.touches_key(&key) {' \
+    'if (other_waits || self.commit.touches_key(&key)) && false {' \
+    'modify' \
+    'a read-modify-write reads its key while a write of it is still queued: two INCRs read the same value'
+
 mutation cluster-ack-before-commit cluster/src/group.rs 1 \
     'self.writes.insert(index, request);' \
     'replies.push((request, Reply::Written));' \

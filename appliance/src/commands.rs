@@ -1,7 +1,8 @@
 //! What each RESP command does: either an immediate reply, or engine
 //! operations whose replies are combined into one RESP reply.
 
-use engine::{BatchOp, Condition, EngineError, Op, Reply};
+use engine::modify::{parse_integer as integer, Extended};
+use engine::{BatchOp, Condition, EngineError, Modify, ModifyError, Op, Reply};
 
 use crate::resp::encode;
 use crate::resp::Protocol;
@@ -38,8 +39,17 @@ pub enum Combine {
     },
     /// TYPE: `string` for a key that exists, `none` otherwise.
     Type,
-    /// SETNX: 1 when the key was set, 0 when it existed.
+    /// SETNX, MSETNX: 1 when the keys were set, 0 when one existed.
     SetNx,
+    /// INCR and the other counters, APPEND, SETRANGE: the number the
+    /// read-modify-write answered.
+    Integer,
+    /// RENAME: +OK once moved. RENAMENX: 1 when moved, 0 when the new
+    /// name existed.
+    Renamed {
+        /// RENAMENX.
+        if_absent: bool,
+    },
     /// SCAN: the next cursor and the matching keys.
     Scan {
         /// Cursor to return.
@@ -88,19 +98,11 @@ fn arity(name: &str) -> Action {
     ))
 }
 
-/// A signed decimal integer argument, as Redis's `string2ll` reads one (no
-/// sign-only, no leading `+`, no spaces).
-fn integer(arg: &[u8]) -> Option<i64> {
-    let digits = arg.strip_prefix(b"-").unwrap_or(arg);
-    let canonical = match digits {
-        [b'0'] => arg.len() == 1,
-        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
-        _ => false,
-    };
-    if !canonical {
-        return None;
-    }
-    std::str::from_utf8(arg).ok()?.parse().ok()
+const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
+
+/// A read-modify-write of `key`, answered as `combine`.
+fn modify(key: &[u8], modify: Modify, combine: Combine) -> Action {
+    Action::Engine(vec![Op::modify(key.to_vec(), modify)], combine)
 }
 
 /// GETRANGE's slice of `value`, as Redis 7 computes it.
@@ -179,9 +181,20 @@ pub fn dispatch(args: &[&[u8]], protocol: Protocol) -> Action {
                 (Some(start), Some(end)) => {
                     Action::Engine(vec![Op::Get(key.to_vec())], Combine::Range { start, end })
                 }
-                _ => error("ERR value is not an integer or out of range"),
+                _ => error(NOT_AN_INTEGER),
             },
             _ => arity("getrange"),
+        },
+        "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat" => counter(&name, rest),
+        "append" => match rest {
+            [key, bytes] => modify(key, Modify::Append(bytes.to_vec()), Combine::Integer),
+            _ => arity("append"),
+        },
+        "setrange" => set_range(rest),
+        "rename" | "renamenx" => rename(&name, rest),
+        "getdel" => match rest {
+            [key] => modify(key, Modify::GetDel, Combine::Value),
+            _ => arity("getdel"),
         },
         "type" => match rest {
             [key] => Action::Engine(vec![Op::Exists(key.to_vec())], Combine::Type),
@@ -232,19 +245,7 @@ pub fn dispatch(args: &[&[u8]], protocol: Protocol) -> Action {
             let ops = rest.iter().map(|k| Op::Get(k.to_vec())).collect();
             Action::Engine(ops, Combine::Values)
         }
-        "mset" => {
-            if rest.is_empty() || !rest.len().is_multiple_of(2) {
-                return arity("mset");
-            }
-            if rest.len() / 2 > KEYS_PER_COMMAND_MAX {
-                return error("ERR too many keys in one command");
-            }
-            let ops = rest
-                .chunks(2)
-                .map(|pair| BatchOp::Put(pair[0].to_vec(), pair[1].to_vec()))
-                .collect();
-            Action::Engine(vec![Op::Batch(ops)], Combine::Ok)
-        }
+        "mset" | "msetnx" => mset(&name, rest),
         "scan" => scan(rest),
         _ => {
             let mut message = format!(
@@ -257,6 +258,89 @@ pub fn dispatch(args: &[&[u8]], protocol: Protocol) -> Action {
             error(&message)
         }
     }
+}
+
+/// MSET, and MSETNX: the same atomic batch, only if every key is absent.
+/// Keys on different workers are gathered on one first, for both.
+fn mset(name: &str, rest: &[&[u8]]) -> Action {
+    if rest.is_empty() || !rest.len().is_multiple_of(2) {
+        return arity(name);
+    }
+    if rest.len() / 2 > KEYS_PER_COMMAND_MAX {
+        return error("ERR too many keys in one command");
+    }
+    let ops = rest
+        .chunks(2)
+        .map(|pair| BatchOp::Put(pair[0].to_vec(), pair[1].to_vec()))
+        .collect();
+    match name {
+        "msetnx" => Action::Engine(vec![Op::BatchIf(ops, Condition::Absent)], Combine::SetNx),
+        _ => Action::Engine(vec![Op::Batch(ops)], Combine::Ok),
+    }
+}
+
+/// INCR, DECR, INCRBY, DECRBY and INCRBYFLOAT. The argument is checked
+/// here, with Redis's errors, before the key is read.
+fn counter(name: &str, rest: &[&[u8]]) -> Action {
+    let (key, by) = match (name, rest) {
+        ("incr" | "decr", [key]) => (key, None),
+        ("incrby" | "decrby" | "incrbyfloat", [key, by]) => (key, Some(*by)),
+        _ => return arity(name),
+    };
+    let change = match (name, by) {
+        ("incrbyfloat", Some(by)) => match Extended::parse(by) {
+            Some(by) => return modify(key, Modify::IncrByFloat(by), Combine::Value),
+            None => return error("ERR value is not a valid float"),
+        },
+        (_, None) => 1,
+        (_, Some(by)) => match integer(by) {
+            Some(by) => by,
+            None => return error(NOT_AN_INTEGER),
+        },
+    };
+    let change = match name {
+        // Redis refuses to negate the least i64 with its own message.
+        "decr" | "decrby" => match change.checked_neg() {
+            Some(negated) => negated,
+            None => return error("ERR decrement would overflow"),
+        },
+        _ => change,
+    };
+    modify(key, Modify::IncrBy(change), Combine::Integer)
+}
+
+/// RENAME and RENAMENX, within one slot only: the keys' values move in
+/// one atomic write of the worker that owns the slot. Across slots the
+/// answer is Redis Cluster's.
+fn rename(name: &str, rest: &[&[u8]]) -> Action {
+    let [key, to] = rest else {
+        return arity(name);
+    };
+    if engine::shard::slot(key) != engine::shard::slot(to) {
+        return error("CROSSSLOT Keys in request don't hash to the same slot");
+    }
+    let if_absent = name == "renamenx";
+    let rename = Modify::Rename {
+        to: to.to_vec(),
+        if_absent,
+    };
+    modify(key, rename, Combine::Renamed { if_absent })
+}
+
+/// SETRANGE key offset value. The new length's limit is the engine's
+/// `value_bytes_max`, not Redis's 512 MB.
+fn set_range(rest: &[&[u8]]) -> Action {
+    let [key, offset, bytes] = rest else {
+        return arity("setrange");
+    };
+    let Some(offset) = integer(offset) else {
+        return error(NOT_AN_INTEGER);
+    };
+    let Ok(offset) = u64::try_from(offset) else {
+        return error("ERR offset is out of range");
+    };
+    let bytes = bytes.to_vec();
+    modify(key, Modify::SetRange { offset, bytes }, Combine::Integer)
 }
 
 fn set(rest: &[&[u8]]) -> Action {
@@ -286,8 +370,13 @@ fn set(rest: &[&[u8]]) -> Action {
                 Combine::Value,
             )
         }
-        (Some(_), true) => {
-            return error("ERR SET with GET and NX or XX is not supported by VeltrixDB")
+        // Redis 7: the old value either way; the put only if it applies.
+        (Some(c), true) => {
+            let exchange = Modify::Exchange {
+                value: value.to_vec(),
+                condition: Some(c),
+            };
+            return modify(key, exchange, Combine::Value);
         }
     };
     Action::Engine(vec![op], Combine::Set)
@@ -409,6 +498,9 @@ pub fn engine_error(out: &mut Vec<u8>, error: &EngineError) {
             format!("ERR {error}")
         }
         EngineError::Corruption { .. } => format!("IOERR {error}"),
+        EngineError::Modify(ModifyError::CrossShard) => error.to_string(),
+        // Redis's own texts (not an integer, overflow, not a float ...).
+        EngineError::Modify(e) => format!("ERR {e}"),
         EngineError::OutOfSpace => "OOM namespace is full".to_string(),
         EngineError::Busy => "BUSY request queue full, try again".to_string(),
         other => format!("IOERR {other}"),
@@ -537,6 +629,14 @@ pub fn combine(
             Some(Some(Reply::NotApplied)) => encode::integer(out, 0),
             _ => encode::integer(out, 1),
         },
+        Combine::Renamed { if_absent } => match replies.first() {
+            Some(Some(Reply::Integer(n))) if *if_absent => encode::integer(out, *n),
+            _ => encode::simple(out, "OK"),
+        },
+        Combine::Integer => match replies.first() {
+            Some(Some(Reply::Integer(n))) => encode::integer(out, *n),
+            other => encode::error(out, &format!("ERR internal: engine answered {other:?}")),
+        },
         Combine::CountDeleted => {
             let n = replies
                 .iter()
@@ -627,6 +727,19 @@ mod tests {
         assert_eq!(range(v, -100, 2), b"Hel");
         assert_eq!(range(v, 10, 100), b"ld");
         assert_eq!(range(b"", 0, -1), b"");
+    }
+
+    #[test]
+    fn renames_across_slots_are_refused_as_redis_cluster_does() {
+        let Action::Reply(out) = dispatch(&[b"RENAME", b"a", b"b"], Protocol::Resp2) else {
+            panic!()
+        };
+        assert_eq!(
+            out,
+            b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+        );
+        let same = dispatch(&[b"RENAMENX", b"{x}a", b"{x}b"], Protocol::Resp2);
+        assert!(matches!(same, Action::Engine(..)));
     }
 
     #[test]

@@ -344,6 +344,45 @@ fn native_and_resp_see_the_same_data() {
     );
 }
 
+/// INCRBY and APPEND over the native protocol: the same atomic
+/// read-modify-writes as RESP's, with Redis's refusals as `ERR_INVALID`.
+#[test]
+fn increments_and_appends_agree_with_resp() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let mut n = native(&daemon);
+    let mut r = daemon.client();
+    assert_eq!(n.incr_by(b"count", 5).unwrap(), 5);
+    assert_eq!(r.call(&[b"INCRBY", b"count", b"-7"]), Reply::Integer(-2));
+    assert_eq!(n.incr_by(b"count", 0).unwrap(), -2);
+    assert_eq!(n.append(b"text", b"ab").unwrap(), 2);
+    assert_eq!(r.call(&[b"APPEND", b"text", b"c"]), Reply::Integer(3));
+    assert_eq!(n.append(b"text", b"").unwrap(), 3);
+    assert_eq!(n.get(b"text").unwrap(), Some(b"abc".to_vec()));
+    let refused = |e: ClientError| e.status();
+    let not_integer = n.incr_by(b"text", 1).err().unwrap();
+    assert!(
+        not_integer.to_string().contains("not an integer"),
+        "{not_integer}"
+    );
+    assert_eq!(refused(not_integer), Some(Status::Invalid));
+    r.call(&[b"SET", b"max", b"9223372036854775807"]);
+    let overflow = n.incr_by(b"max", 1).err().unwrap();
+    assert!(overflow.to_string().contains("overflow"), "{overflow}");
+    assert_eq!(r.call(&[b"GET", b"max"]), bulk(b"9223372036854775807"));
+    // Pipelined increments of one key are each applied once, in order.
+    let requests: Vec<Request> = (0..50)
+        .map(|_| Request::IncrBy(b"piped".to_vec(), 1))
+        .collect();
+    let replies = n.pipeline(&requests).unwrap();
+    let sums: Vec<i64> = replies
+        .into_iter()
+        .map(|reply| i64::from_le_bytes(reply.body.try_into().unwrap()))
+        .collect();
+    assert_eq!(sums, (1..=50).collect::<Vec<i64>>());
+    assert_eq!(r.call(&[b"GET", b"piped"]), bulk(b"50"));
+}
+
 #[test]
 fn an_unreachable_daemon_is_named_in_the_error() {
     let (_reserved, port) = common::refusing_port();

@@ -6,8 +6,8 @@
 //!
 //! What it covers is what `docs/commands.md` lists as behaving as in Redis.
 //! Documented differences are left out of the generator, each with its
-//! reason next to it; commands added later (issue 17: expiry, counters, the
-//! other string commands) join the generator as they land.
+//! reason next to it; commands added later (issue 17: expiry, the rest of
+//! the string commands) join the generator as they land.
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a panic is the failure report"
@@ -56,11 +56,101 @@ fn key(rng: &mut Rng) -> Vec<u8> {
 }
 
 fn value(rng: &mut Rng) -> Vec<u8> {
-    match rng.below(6) {
+    match rng.below(9) {
         // Empty values are valid in both.
         0 => Vec::new(),
         1 => (0..rng.below(3000)).map(|i| (i % 251) as u8).collect(),
+        // Numbers, so that the counters meet values they read.
+        2 | 3 => integer(rng),
+        4 => float(rng),
         _ => format!("v{}", rng.next() % 1000).into_bytes(),
+    }
+}
+
+/// An integer argument or value: small ones, the edges of i64, and some
+/// that Redis does not read as integers.
+fn integer(rng: &mut Rng) -> Vec<u8> {
+    const EDGES: [&str; 12] = [
+        "9223372036854775807",
+        "-9223372036854775808",
+        "9223372036854775806",
+        "-9223372036854775807",
+        "9223372036854775808",
+        "0",
+        "-0",
+        "007",
+        "1.5",
+        " 1",
+        "+1",
+        "12abc",
+    ];
+    match rng.below(3) {
+        0 => EDGES[rng.below(EDGES.len())].as_bytes().to_vec(),
+        1 if rng.below(2) == 0 => (rng.next() as i64).to_string().into_bytes(),
+        _ => (rng.below(2001) as i64 - 1000).to_string().into_bytes(),
+    }
+}
+
+/// A float argument or value as INCRBYFLOAT reads them: decimal, with
+/// exponents, hexadecimal, the format's edges, and refused ones.
+fn float(rng: &mut Rng) -> Vec<u8> {
+    const EDGES: [&str; 24] = [
+        "0.1",
+        "-0.2",
+        "1e20",
+        "3.0e-5",
+        "1.7976931348623157e308",
+        "1e4000",
+        "-1e4000",
+        "1e-4940",
+        "1e5000",
+        "1e-5000",
+        "inf",
+        "-Infinity",
+        "nan",
+        "0x1p-3",
+        "0x10",
+        ".5",
+        "5.",
+        "+7",
+        "-0.0",
+        "1e",
+        " 1",
+        "abc",
+        "",
+        "123456789.123456789",
+    ];
+    match rng.below(3) {
+        0 => EDGES[rng.below(EDGES.len())].as_bytes().to_vec(),
+        1 => {
+            let mantissa = rng.below(2_000_001) as f64 / 1000.0 - 1000.0;
+            let exponent = rng.below(61) as i64 - 30;
+            format!("{mantissa}e{exponent}").into_bytes()
+        }
+        _ => format!("{}.{}", rng.below(20001) as i64 - 10000, rng.below(1000)).into_bytes(),
+    }
+}
+
+/// Two keys of one slot: a key and itself, or two sharing a hash tag.
+fn same_slot_keys(rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
+    if rng.below(5) == 0 {
+        let key = key(rng);
+        return (key.clone(), key);
+    }
+    let user = rng.below(2);
+    let field = |rng: &mut Rng| format!("{{user{user}}}.f{}", rng.below(4)).into_bytes();
+    (field(rng), field(rng))
+}
+
+/// A SETRANGE offset: mostly within a few KB, sometimes refused (negative,
+/// not an integer). Offsets past `value_bytes_max` are left out: Redis's
+/// limit is 512 MB, ours `value_bytes_max` (documented).
+fn set_range_offset(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(10) {
+        0 => b"-1".to_vec(),
+        1 => b"x".to_vec(),
+        2..=4 => rng.below(3100).to_string().into_bytes(),
+        _ => rng.below(40).to_string().into_bytes(),
     }
 }
 
@@ -72,14 +162,21 @@ fn keys(rng: &mut Rng, min: usize) -> Vec<Vec<u8>> {
 fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
     let word = |w: &str| w.as_bytes().to_vec();
     let offset = |rng: &mut Rng| (rng.below(6200) as i64 - 3100).to_string().into_bytes();
-    match rng.below(19) {
+    match rng.below(31) {
         0 | 1 => vec![word("GET"), key(rng)],
         2 | 3 => vec![word("SET"), key(rng), value(rng)],
-        // `SET ... NX|XX` and `SET ... GET`. Left out: `NX`/`XX` together
-        // with `GET`, refused here (allowed by Redis 7), documented.
+        // `SET ... NX|XX`, `SET ... GET`, and Redis 7's `NX|XX` with `GET`.
         4 => {
-            let flag = ["NX", "XX", "GET"][rng.below(3)];
-            vec![word("SET"), key(rng), value(rng), word(flag)]
+            let flags = [
+                &["NX"][..],
+                &["XX"],
+                &["GET"],
+                &["NX", "GET"],
+                &["GET", "XX"],
+            ];
+            let mut args = vec![word("SET"), key(rng), value(rng)];
+            args.extend(flags[rng.below(flags.len())].iter().map(|f| word(f)));
+            args
         }
         5 => [vec![word("DEL")], keys(rng, 1)].concat(),
         6 => [vec![word("UNLINK")], keys(rng, 1)].concat(),
@@ -101,7 +198,46 @@ fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
         15 => vec![word("TYPE"), key(rng)],
         16 => vec![word("SETNX"), key(rng), value(rng)],
         17 => [vec![word("TOUCH")], keys(rng, 1)].concat(),
-        _ => vec![word("GETSET"), key(rng), value(rng)],
+        18 => vec![word("GETSET"), key(rng), value(rng)],
+        19 | 20 => vec![word(["INCR", "DECR"][rng.below(2)]), key(rng)],
+        21 | 22 => {
+            let name = ["INCRBY", "DECRBY"][rng.below(2)];
+            vec![word(name), key(rng), integer(rng)]
+        }
+        23 | 24 => vec![word("INCRBYFLOAT"), key(rng), float(rng)],
+        25 => vec![word("APPEND"), key(rng), value(rng)],
+        26 => vec![word("GETDEL"), key(rng)],
+        27 => {
+            let bytes = if rng.below(5) == 0 {
+                Vec::new()
+            } else {
+                value(rng)
+            };
+            vec![word("SETRANGE"), key(rng), set_range_offset(rng), bytes]
+        }
+        28 => {
+            let mut args = vec![word("MSETNX")];
+            for _ in 0..1 + rng.below(3) {
+                args.push(key(rng));
+                args.push(value(rng));
+            }
+            args
+        }
+        29 => {
+            // Within one slot only: across slots veltrixd answers as Redis
+            // Cluster does (CROSSSLOT), which a standalone redis-server
+            // does not (documented).
+            let name = word(["RENAME", "RENAMENX"][rng.below(2)]);
+            let (from, to) = same_slot_keys(rng);
+            vec![name, from, to]
+        }
+        _ => {
+            // Wrong argument counts get Redis's arity error.
+            let names = ["INCR", "INCRBY", "APPEND", "GETDEL", "SETRANGE", "MSETNX"];
+            let mut args = vec![word(names[rng.below(names.len())])];
+            args.extend((0..rng.below(5)).map(|_| key(rng)));
+            args
+        }
     }
 }
 

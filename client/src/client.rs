@@ -397,6 +397,33 @@ impl Client {
     pub fn batch(&mut self, ops: Vec<BatchOp>) -> Result<(), ClientError> {
         ok(self.call(&Request::Batch(ops))?).map(|_| ())
     }
+
+    /// Adds `by` to the decimal integer a key holds (a missing key is 0),
+    /// atomically, as Redis's INCRBY; returns the sum once it is durable.
+    /// A value that is not an integer, or a sum past 64 bits, is
+    /// `ERR_INVALID` and changes nothing.
+    pub fn incr_by(&mut self, key: &[u8], by: i64) -> Result<i64, ClientError> {
+        integer(ok(self.call(&Request::IncrBy(key.to_vec(), by))?)?)
+    }
+
+    /// Appends to a key's value (a missing key is empty), atomically;
+    /// returns the new length once it is durable.
+    pub fn append(&mut self, key: &[u8], bytes: &[u8]) -> Result<i64, ClientError> {
+        integer(ok(
+            self.call(&Request::Append(key.to_vec(), bytes.to_vec()))?
+        )?)
+    }
+}
+
+/// The body of an INCRBY or APPEND answer: an i64, little-endian.
+fn integer(body: Vec<u8>) -> Result<i64, ClientError> {
+    let bytes: [u8; 8] = body
+        .try_into()
+        .map_err(|body: Vec<u8>| ClientError::Server {
+            status: Status::Internal,
+            message: format!("an integer reply of {} bytes, not 8", body.len()),
+        })?;
+    Ok(i64::from_le_bytes(bytes))
 }
 
 /// The body of an `OK` reply, or the error.

@@ -78,6 +78,10 @@ pub enum Opcode {
     Exists = 5,
     /// Puts and deletes applied atomically.
     Batch = 6,
+    /// Add to a decimal integer value, atomically (durable when answered).
+    IncrBy = 7,
+    /// Append to a value, atomically (durable when answered).
+    Append = 8,
 }
 
 impl Opcode {
@@ -90,6 +94,8 @@ impl Opcode {
             4 => Opcode::Delete,
             5 => Opcode::Exists,
             6 => Opcode::Batch,
+            7 => Opcode::IncrBy,
+            8 => Opcode::Append,
             _ => return None,
         })
     }
@@ -109,7 +115,8 @@ pub enum Status {
     Protocol = 16,
     /// A key, value, batch or frame over the limits.
     TooLarge = 17,
-    /// A request that is well formed but invalid (an empty key).
+    /// A request that is well formed but invalid (an empty key), or an
+    /// INCRBY of a value that is not a decimal integer or would overflow.
     Invalid = 18,
     /// An opcode this server does not know; the connection stays usable.
     Unsupported = 19,
@@ -202,6 +209,10 @@ pub enum Request {
     Exists(Vec<u8>),
     /// BATCH: all or nothing.
     Batch(Vec<BatchOp>),
+    /// INCRBY key by: the sum, as Redis's INCRBY.
+    IncrBy(Vec<u8>, i64),
+    /// APPEND key bytes: the new length, as Redis's APPEND.
+    Append(Vec<u8>, Vec<u8>),
 }
 
 impl Request {
@@ -214,6 +225,8 @@ impl Request {
             Request::Delete(_) => Opcode::Delete,
             Request::Exists(_) => Opcode::Exists,
             Request::Batch(_) => Opcode::Batch,
+            Request::IncrBy(..) => Opcode::IncrBy,
+            Request::Append(..) => Opcode::Append,
         }
     }
 }
@@ -451,10 +464,15 @@ pub fn encode_request(out: &mut Vec<u8>, id: u64, request: &Request) -> Result<(
             key_len(key)?;
             body.extend_from_slice(key);
         }
-        Request::Put(key, value) => {
+        Request::Put(key, value) | Request::Append(key, value) => {
             body.extend_from_slice(&key_len(key)?.to_le_bytes());
             body.extend_from_slice(key);
             body.extend_from_slice(value);
+        }
+        Request::IncrBy(key, by) => {
+            key_len(key)?;
+            body.extend_from_slice(&by.to_le_bytes());
+            body.extend_from_slice(key);
         }
         Request::Batch(ops) => {
             let count = u32::try_from(ops.len())
@@ -622,10 +640,18 @@ pub fn decode_request(buf: &[u8], limits: &Limits) -> Result<Option<(Decoded, us
         Some(Opcode::Get) => Ok(Request::Get(body.rest().to_vec())),
         Some(Opcode::Delete) => Ok(Request::Delete(body.rest().to_vec())),
         Some(Opcode::Exists) => Ok(Request::Exists(body.rest().to_vec())),
-        Some(Opcode::Put) => {
+        Some(opcode @ (Opcode::Put | Opcode::Append)) => {
             let key_len = usize::from(body.u16()?);
             let key = body.take(key_len)?.to_vec();
-            Ok(Request::Put(key, body.rest().to_vec()))
+            let value = body.rest().to_vec();
+            match opcode {
+                Opcode::Append => Ok(Request::Append(key, value)),
+                _ => Ok(Request::Put(key, value)),
+            }
+        }
+        Some(Opcode::IncrBy) => {
+            let by = u64_at(body.take(8)?, 0) as i64;
+            Ok(Request::IncrBy(body.rest().to_vec(), by))
         }
         Some(Opcode::Batch) => batch(&mut body, limits)?,
     };
@@ -733,6 +759,8 @@ mod tests {
             key().prop_map(Request::Delete),
             key().prop_map(Request::Exists),
             proptest::collection::vec(op, 0..20).prop_map(Request::Batch),
+            (key(), any::<i64>()).prop_map(|(k, by)| Request::IncrBy(k, by)),
+            (key(), value()).prop_map(|(k, v)| Request::Append(k, v)),
         ]
     }
 

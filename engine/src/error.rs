@@ -1,6 +1,7 @@
 //! The engine's errors.
 
 use crate::format::DecodeError;
+use crate::modify::ModifyError;
 
 /// Where corrupt data was found on the namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,4 +136,8 @@ pub enum EngineError {
     /// The request queue is full.
     #[error("busy: request queue full")]
     Busy,
+    /// A read-modify-write refused the key's value or its own argument
+    /// (not a number, an overflow); nothing was written.
+    #[error(transparent)]
+    Modify(ModifyError),
 }

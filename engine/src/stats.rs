@@ -97,19 +97,21 @@ pub enum OpKind {
     Put,
     PutIf,
     PutGet,
+    Modify,
     Delete,
     Batch,
     Scan,
 }
 
 impl OpKind {
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     pub const ALL: [OpKind; OpKind::COUNT] = [
         OpKind::Get,
         OpKind::Exists,
         OpKind::Put,
         OpKind::PutIf,
         OpKind::PutGet,
+        OpKind::Modify,
         OpKind::Delete,
         OpKind::Batch,
         OpKind::Scan,
@@ -123,6 +125,7 @@ impl OpKind {
             OpKind::Put => "put",
             OpKind::PutIf => "put_if",
             OpKind::PutGet => "put_get",
+            OpKind::Modify => "modify",
             OpKind::Delete => "delete",
             OpKind::Batch => "batch",
             OpKind::Scan => "scan",

@@ -301,6 +301,8 @@ fn crash_states_respect_the_model() {
                 "put_if_not_applied",
                 "put_if_exact",
                 "put_get_exact",
+                "swaps_written",
+                "swaps_unwritten",
                 "deletes_exact",
                 "exists_verified",
                 "gets_verified",

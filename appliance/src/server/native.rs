@@ -2,7 +2,7 @@
 //! frames into engine operations, engine replies into response frames.
 //! The codec is `veltrix_client::protocol`; the spec is `docs/protocol.md`.
 
-use engine::{EngineError, Op, Reply};
+use engine::{EngineError, Modify, Op, Reply};
 use veltrix_client::protocol::{
     self, decode_hello, decode_request, encode_hello, encode_response, FrameError, Hello, Limits,
     Request, Status, HELLO_BYTES, VERSION,
@@ -124,6 +124,8 @@ pub(crate) fn next(buf: &[u8], session: &mut Session, limits: &Limits) -> Step {
                 })
                 .collect(),
         ),
+        Request::IncrBy(key, by) => Op::modify(key, Modify::IncrBy(by)),
+        Request::Append(key, bytes) => Op::modify(key, Modify::Append(bytes)),
     };
     Step::Engine {
         used,
@@ -172,6 +174,7 @@ pub(crate) fn encode_reply(out: &mut Vec<u8>, pending: &Pending, reply: Option<R
     let (id, opcode) = (pending.id, pending.opcode);
     match reply {
         Some(Reply::Value(Some(value))) => encode_response(out, id, opcode, Status::Ok, &value),
+        Some(Reply::Integer(n)) => encode_response(out, id, opcode, Status::Ok, &n.to_le_bytes()),
         Some(Reply::Done | Reply::Deleted(true) | Reply::Exists(true)) => {
             encode_response(out, id, opcode, Status::Ok, &[])
         }
@@ -199,7 +202,7 @@ pub(crate) fn encode_reply(out: &mut Vec<u8>, pending: &Pending, reply: Option<R
 /// The status for an engine error.
 pub(crate) fn status_of(error: &EngineError) -> Status {
     match error {
-        EngineError::KeyLength { len: 0, .. } => Status::Invalid,
+        EngineError::KeyLength { len: 0, .. } | EngineError::Modify(_) => Status::Invalid,
         EngineError::KeyLength { .. }
         | EngineError::ValueLength { .. }
         | EngineError::BatchTooLarge { .. } => Status::TooLarge,

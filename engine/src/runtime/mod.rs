@@ -29,6 +29,7 @@ use nvme::Namespace;
 
 use crate::config::EngineConfig;
 use crate::error::{EngineError, OpenError};
+use crate::modify::{Answer, Modify};
 use crate::open::{open_workers, RecoveryReport};
 use crate::shard::{shard, SHARD_COUNT};
 use crate::stats::{OpKind, OpResult, Stats};
@@ -308,6 +309,17 @@ impl Engine {
     pub fn put_get(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
         match self.call_for_key(key, Op::PutGet(key.to_vec(), value.to_vec())) {
             Reply::Value(old) => Ok(old),
+            Reply::Failed(e) => Err(e),
+            other => unreachable_reply(other),
+        }
+    }
+
+    /// Applies a read-modify-write to a key atomically (`INCRBY`, `APPEND`,
+    /// ...); returns its answer once its write is durable.
+    pub fn modify(&self, key: &[u8], modify: Modify) -> Result<Answer, EngineError> {
+        match self.call_for_key(key, Op::modify(key.to_vec(), modify)) {
+            Reply::Integer(n) => Ok(Answer::Integer(n)),
+            Reply::Value(v) => Ok(Answer::Value(v)),
             Reply::Failed(e) => Err(e),
             other => unreachable_reply(other),
         }

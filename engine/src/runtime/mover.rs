@@ -221,7 +221,7 @@ impl<R, D> ShardMover<R, D> {
             this
         };
         let mut rest = None;
-        if matches!(op, Op::Batch(_)) {
+        if op.is_batch() {
             let mut others: Vec<u16> = shards.filter(|&s| s != first).collect();
             others.sort_unstable();
             others.dedup();
@@ -268,7 +268,7 @@ impl<R, D> ShardMover<R, D> {
             self.held.push(Held { op, reply, stamp });
             return;
         }
-        if matches!(op, Op::Batch(_)) && self.gather(core, owners, &op, effects) {
+        if op.is_batch() && self.gather(core, owners, &op, effects) {
             self.held.push(Held { op, reply, stamp });
             return;
         }
@@ -434,7 +434,7 @@ impl<R, D> ShardMover<R, D> {
                     moved = true;
                     self.request(core, owners, h.op, h.reply, h.stamp, effects);
                 } else {
-                    if matches!(h.op, Op::Batch(_)) {
+                    if h.op.is_batch() {
                         // Asks again for a shard that came and left.
                         self.gather(core, owners, &h.op, effects);
                     }

@@ -237,7 +237,7 @@ impl WorkerThread {
     }
 
     fn request(&mut self, op: Op, reply: ReplyTo, submitted: Submitted) {
-        if matches!(&op, Op::Batch(ops) if ops.is_empty()) {
+        if matches!(&op, Op::Batch(ops) | Op::BatchIf(ops, _) if ops.is_empty()) {
             self.answer(reply, Reply::Done);
             return;
         }
@@ -317,15 +317,20 @@ fn op_kind(op: &Op) -> OpKind {
         Op::Put(..) => OpKind::Put,
         Op::PutIf(..) => OpKind::PutIf,
         Op::PutGet(..) => OpKind::PutGet,
+        Op::Modify(..) => OpKind::Modify,
         Op::Delete(_) => OpKind::Delete,
-        Op::Batch(_) => OpKind::Batch,
+        Op::Batch(_) | Op::BatchIf(..) => OpKind::Batch,
         Op::Scan(_) => OpKind::Scan,
     }
 }
 
 fn op_result(reply: &Reply) -> OpResult {
     match reply {
-        Reply::Done | Reply::Deleted(true) | Reply::Exists(true) | Reply::Keys(_) => OpResult::Ok,
+        Reply::Done
+        | Reply::Deleted(true)
+        | Reply::Exists(true)
+        | Reply::Keys(_)
+        | Reply::Integer(_) => OpResult::Ok,
         Reply::Value(Some(_)) => OpResult::Ok,
         Reply::Value(None) | Reply::Deleted(false) | Reply::Exists(false) => OpResult::NotFound,
         Reply::NotApplied => OpResult::NotApplied,

@@ -20,9 +20,11 @@ use nvme::{Command, Completion, IoError, Namespace, QueuePair};
 use crate::error::{EngineError, Location};
 use crate::index::Art;
 use crate::log::Tail;
+use crate::modify::{Answer, Context, Modify, ModifyError, Outcome, Write};
 use crate::shard::shard as shard_of;
 use crate::stats::Stats;
 
+pub use crate::modify::Condition;
 pub(crate) use crate::store::Shared;
 pub use commit::BatchOp;
 pub use value_cache::CacheReader;
@@ -44,10 +46,22 @@ pub enum Op {
     /// Set a key only if it is absent (`SET NX`) or present (`SET XX`).
     PutIf(Vec<u8>, Vec<u8>, Condition),
     /// Set a key and answer with the value it replaced (`SET ... GET`),
-    /// atomically: writes of the key wait until the old value is read.
+    /// atomically: `Modify(key, Modify::Exchange { value, condition: None })`
+    /// by its older name.
     PutGet(Vec<u8>, Vec<u8>),
+    /// A read-modify-write of a key, atomic: the owning worker applies it
+    /// to the key's durable value once every earlier write of the key is
+    /// durable, requests of the key wait for it, and it is answered once
+    /// its own write is durable.
+    /// The modification is boxed to keep every request (and the messages
+    /// that carry one between workers) small; [`Op::modify`] builds one.
+    Modify(Vec<u8>, Box<Modify>),
     /// Apply several puts and deletes atomically.
     Batch(Vec<BatchOp>),
+    /// Apply several puts and deletes atomically, only if every key they
+    /// name meets the condition (`MSETNX`: all absent); `NotApplied`
+    /// otherwise.
+    BatchIf(Vec<BatchOp>, Condition),
     /// Every key of one shard (a SCAN step).
     Scan(u16),
 }
@@ -61,26 +75,35 @@ impl Op {
             | Op::Put(k, _)
             | Op::PutIf(k, _, _)
             | Op::PutGet(k, _)
+            | Op::Modify(k, _)
             | Op::Delete(k) => (Some(k), &[]),
             Op::Scan(_) => (None, &[]),
-            Op::Batch(ops) => (None, ops),
+            Op::Batch(ops) | Op::BatchIf(ops, _) => (None, ops),
         };
-        one.into_iter().chain(batch.iter().map(BatchOp::key))
+        let other = match self {
+            Op::Modify(_, modify) => modify.other_key(),
+            _ => None,
+        };
+        one.into_iter()
+            .chain(other)
+            .chain(batch.iter().map(BatchOp::key))
     }
 
     /// Whether the request writes its keys.
     pub fn writes(&self) -> bool {
         !matches!(self, Op::Get(_) | Op::Exists(_) | Op::Scan(_))
     }
-}
 
-/// The condition of a conditional put.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Condition {
-    /// Only if the key does not exist.
-    Absent,
-    /// Only if the key exists.
-    Present,
+    /// A read-modify-write of `key`.
+    pub fn modify(key: Vec<u8>, modify: Modify) -> Op {
+        Op::Modify(key, Box::new(modify))
+    }
+
+    /// Whether the request is an atomic batch, whose keys' shards are
+    /// gathered on one worker first.
+    pub fn is_batch(&self) -> bool {
+        matches!(self, Op::Batch(_) | Op::BatchIf(..))
+    }
 }
 
 /// The answer to a request.
@@ -96,6 +119,8 @@ pub enum Reply {
     Exists(bool),
     /// A conditional put whose condition did not hold: nothing was written.
     NotApplied,
+    /// A number a read-modify-write answers (a sum, a length).
+    Integer(i64),
     /// The keys of a shard.
     Keys(Vec<Vec<u8>>),
     /// The request failed.
@@ -214,12 +239,13 @@ impl WorkerCore {
     }
 
     fn check_value(&self, value: &[u8]) -> Result<(), EngineError> {
+        self.check_value_len(value.len())
+    }
+
+    fn check_value_len(&self, len: usize) -> Result<(), EngineError> {
         let max = self.shared.config.value_bytes_max;
-        if value.len() > max {
-            return Err(EngineError::ValueLength {
-                len: value.len(),
-                max,
-            });
+        if len > max {
+            return Err(EngineError::ValueLength { len, max });
         }
         Ok(())
     }
@@ -231,8 +257,19 @@ impl WorkerCore {
                 self.check_key(key)?;
                 self.check_value(value)
             }
+            Op::Modify(key, modify) => {
+                self.check_key(key)?;
+                if let Some(other) = modify.other_key() {
+                    self.check_key(other)?;
+                    // Both keys' writes go in one frame of this worker.
+                    if shard_of(other) != shard_of(key) {
+                        return Err(EngineError::Modify(ModifyError::CrossShard));
+                    }
+                }
+                self.check_value_len(modify.argument_bytes())
+            }
             Op::Scan(_) => Ok(()),
-            Op::Batch(ops) => {
+            Op::Batch(ops) | Op::BatchIf(ops, _) => {
                 let mut bytes = crate::format::record::FRAME_HEADER_BYTES;
                 for op in ops {
                     let (key, value): (&[u8], &[u8]) = match op {
@@ -260,17 +297,24 @@ impl WorkerCore {
             self.replies.push((id, Reply::Failed(e)));
             return;
         }
-        // Every request of a key whose SET ... GET is waiting or reading the
-        // old value waits for it: the value it answers is the one it
-        // replaced, and a later GET reads its write.
-        if self.read_put_get_blocks(&op) {
+        // Every request of a key whose read-modify-write is waiting or
+        // reading the old value waits for it: the value it modifies is the
+        // one before it, and a later GET reads its write.
+        if self.modify_blocks(&op) {
             self.reads_after_commit.push((id, op));
             return;
         }
         match op {
             Op::Get(key) => self.accept_read(id, key, false),
             Op::Exists(key) => self.accept_read(id, key, true),
-            Op::PutGet(key, value) => self.accept_put_get(id, key, value, now_us),
+            Op::PutGet(key, value) => {
+                let exchange = Modify::Exchange {
+                    value,
+                    condition: None,
+                };
+                self.accept_modify(id, key, Box::new(exchange), now_us)
+            }
+            Op::Modify(key, modify) => self.accept_modify(id, key, modify, now_us),
             Op::Put(key, value) => self.commit.enqueue(
                 id,
                 vec![BatchOp::Put(key, value)],
@@ -292,6 +336,10 @@ impl WorkerCore {
             Op::Batch(ops) => self
                 .commit
                 .enqueue(id, ops, commit::WriteKind::Plain, now_us),
+            Op::BatchIf(ops, condition) => {
+                self.commit
+                    .enqueue(id, ops, commit::WriteKind::Conditional(condition), now_us)
+            }
             Op::Scan(shard_id) => self.scan_shard(id, shard_id),
         }
     }
@@ -321,12 +369,16 @@ impl WorkerCore {
             .start(id, key, exists, &self.shards, &mut self.replies);
     }
 
-    /// Takes a SET ... GET.
-    fn accept_put_get(&mut self, id: RequestId, key: Vec<u8>, value: Vec<u8>, now_us: u64) {
-        // SET ... GET waits for writes of the key like a read, then
-        // reads the old value (cache, index, device) before its put.
-        if self.commit.touches_key(&key) {
-            self.reads_after_commit.push((id, Op::PutGet(key, value)));
+    /// Takes a read-modify-write.
+    fn accept_modify(&mut self, id: RequestId, key: Vec<u8>, modify: Box<Modify>, now_us: u64) {
+        // It waits for writes of the key like a read, so that the value it
+        // reads (cache, index, device) is the durable result of every
+        // earlier write; its own write follows from that value.
+        let other_waits = modify
+            .other_key()
+            .is_some_and(|other| self.commit.touches_key(other));
+        if other_waits || self.commit.touches_key(&key) {
+            self.reads_after_commit.push((id, Op::Modify(key, modify)));
             return;
         }
         let shard = WorkerCore::shard_of(&key);
@@ -339,13 +391,64 @@ impl WorkerCore {
             }
         };
         match pointer {
-            None => self.commit.enqueue_put_get(id, key, value, None, now_us),
+            None => self.modified(id, key, *modify, None, now_us),
             Some(pointer) => match self.cache_get(&key) {
-                Some(old) => self
-                    .commit
-                    .enqueue_put_get(id, key, value, Some(old), now_us),
-                None => self.read.start_put_get(id, key, value, pointer),
+                Some(old) => self.modified(id, key, *modify, Some(old), now_us),
+                None => self.read.start_modify(id, key, modify, pointer),
             },
+        }
+    }
+
+    /// Applies a read-modify-write to the key's `current` value (durable:
+    /// writes of the key waited for each other): queues the write it
+    /// implies, to be answered once durable, or answers at once when it
+    /// writes nothing or is refused.
+    fn modified(
+        &mut self,
+        id: RequestId,
+        key: Vec<u8>,
+        modify: Modify,
+        current: Option<Vec<u8>>,
+        now_us: u64,
+    ) {
+        let answer = |answer| match answer {
+            Answer::Integer(n) => Reply::Integer(n),
+            Answer::Value(v) => Reply::Value(v),
+        };
+        let target_exists = modify.other_key().is_some_and(|other| {
+            let shard = self.shards.get(&shard_of(other));
+            shard.is_some_and(|art| art.get(other).is_some())
+        });
+        let context = Context {
+            value_bytes_max: self.shared.config.value_bytes_max,
+            target_exists,
+        };
+        match modify.apply(&key, current, context) {
+            Ok(Outcome {
+                write: None,
+                answer: a,
+            }) => self.replies.push((id, answer(a))),
+            Ok(Outcome {
+                write: Some(write),
+                answer: a,
+            }) => {
+                let ops = match write {
+                    Write::Put(value) => vec![BatchOp::Put(key, value)],
+                    Write::Delete => vec![BatchOp::Delete(key)],
+                    Write::Move { to, value } => {
+                        vec![BatchOp::Delete(key), BatchOp::Put(to, value)]
+                    }
+                };
+                self.commit.enqueue_modified(id, ops, answer(a), now_us);
+            }
+            Err(ModifyError::TooLong { len, max }) => {
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                let error = EngineError::ValueLength { len, max };
+                self.replies.push((id, Reply::Failed(error)));
+            }
+            Err(e) => self
+                .replies
+                .push((id, Reply::Failed(EngineError::Modify(e)))),
         }
     }
 
@@ -362,18 +465,19 @@ impl WorkerCore {
         self.replies.push((id, reply));
     }
 
-    /// Whether `op` must wait for a SET ... GET of one of its keys that is
-    /// parked or reading its old value (requests of a key run in order).
+    /// Whether `op` must wait for a read-modify-write of one of its keys
+    /// that is parked or reading its old value (requests of a key run in
+    /// order).
     ///
     /// A parked write blocks later requests of its keys too: a batch parked
-    /// behind a SET ... GET of one of its keys must not be overtaken by a
-    /// later write of another of its keys. And a parked read blocks later
-    /// writes of its key: a client that pipelines SET, GET, SET must read
-    /// the first value, not the second.
-    fn read_put_get_blocks(&self, op: &Op) -> bool {
+    /// behind a read-modify-write of one of its keys must not be overtaken
+    /// by a later write of another of its keys. And a parked read blocks
+    /// later writes of its key: a client that pipelines SET, GET, SET must
+    /// read the first value, not the second.
+    fn modify_blocks(&self, op: &Op) -> bool {
         let writes = op.writes();
         op.keys().any(|key| {
-            self.read.put_get_pending(key)
+            self.read.modify_pending(key)
                 || self.reads_after_commit.iter().any(|(_, parked)| {
                     (writes || parked.writes()) && parked.keys().any(|k| k == key)
                 })
@@ -627,14 +731,14 @@ impl WorkerCore {
     }
 
     /// Whether a write of `shard` is waiting or in flight anywhere in this
-    /// worker: in the commit path, parked behind a SET ... GET, or a SET ...
-    /// GET reading its old value (its put comes next).
+    /// worker: in the commit path, parked behind a read-modify-write, or a
+    /// read-modify-write reading its old value (its write comes next).
     fn shard_has_writes(&self, shard: u16) -> bool {
         let parked = self
             .reads_after_commit
             .iter()
             .any(|(_, op)| op.writes() && op.keys().any(|k| shard_of(k) == shard));
-        self.commit.touches_shard(shard) || parked || self.read.put_get_touches_shard(shard)
+        self.commit.touches_shard(shard) || parked || self.read.modify_touches_shard(shard)
     }
 
     /// Takes over a shard's index.

@@ -15,14 +15,15 @@ use crate::config::EngineConfig;
 use crate::error::{EngineError, Location};
 use crate::format::record::{decode_record, RecordKind};
 use crate::index::{Art, ValuePointer};
+use crate::modify::Modify;
 
 const CHUNK_BITS: u32 = 20;
 
 struct ReadOp {
     id: RequestId,
     key: Vec<u8>,
-    /// For SET ... GET: the value to put once the old one is read.
-    then_put: Option<Vec<u8>>,
+    /// For a read-modify-write: what to apply once the value is read.
+    then: Option<Box<Modify>>,
     pointer: ValuePointer,
     /// Bytes of whole blocks covering the record.
     data: Vec<u8>,
@@ -31,16 +32,16 @@ struct ReadOp {
 }
 
 /// A read waiting for a slot: who asked, the key, where its record is, and
-/// for SET ... GET the value to put after.
-type Waiting = (RequestId, Vec<u8>, ValuePointer, Option<Vec<u8>>);
+/// for a read-modify-write what to apply after.
+type Waiting = (RequestId, Vec<u8>, ValuePointer, Option<Box<Modify>>);
 
 pub(crate) struct ReadPath {
     waiting: VecDeque<Waiting>,
     slots: Vec<Option<ReadOp>>,
     free: Vec<usize>,
     chunk_bytes_max: usize,
-    /// SET ... GET reads waiting or in flight.
-    put_gets: usize,
+    /// Read-modify-write reads waiting or in flight.
+    modifies: usize,
 }
 
 impl ReadPath {
@@ -51,7 +52,7 @@ impl ReadPath {
             slots: (0..slots).map(|_| None).collect(),
             free: (0..slots).rev().collect(),
             chunk_bytes_max,
-            put_gets: 0,
+            modifies: 0,
         }
     }
 
@@ -86,38 +87,40 @@ impl ReadPath {
         }
     }
 
-    /// Reads the old value of `key` at `pointer` for SET ... GET; the put
-    /// of `value` is queued once it is known.
-    pub(crate) fn start_put_get(
+    /// Reads the value of `key` at `pointer` for a read-modify-write;
+    /// `modify` is applied once it is known.
+    pub(crate) fn start_modify(
         &mut self,
         id: RequestId,
         key: Vec<u8>,
-        value: Vec<u8>,
+        modify: Box<Modify>,
         pointer: ValuePointer,
     ) {
-        self.put_gets += 1;
-        self.waiting.push_back((id, key, pointer, Some(value)));
+        self.modifies += 1;
+        self.waiting.push_back((id, key, pointer, Some(modify)));
     }
 
-    /// Whether a SET ... GET of `key` is reading its old value: writes of
-    /// the key wait for it.
-    pub(crate) fn put_get_pending(&self, key: &[u8]) -> bool {
-        self.put_gets > 0
-            && (self
-                .waiting
-                .iter()
-                .any(|(_, k, _, then)| then.is_some() && k == key)
+    /// Whether a read-modify-write of `key` (or naming it as its other
+    /// key, a rename's target) is reading its value: requests of the key
+    /// wait for it.
+    pub(crate) fn modify_pending(&self, key: &[u8]) -> bool {
+        let names = |k: &[u8], then: &Option<Box<Modify>>| {
+            then.as_ref()
+                .is_some_and(|m| k == key || m.other_key() == Some(key))
+        };
+        self.modifies > 0
+            && (self.waiting.iter().any(|(_, k, _, then)| names(k, then))
                 || self
                     .slots
                     .iter()
                     .flatten()
-                    .any(|op| op.then_put.is_some() && op.key == key))
+                    .any(|op| names(&op.key, &op.then)))
     }
 
-    /// Whether a SET ... GET of a key of `shard` is reading its old value
-    /// (its put comes next).
-    pub(crate) fn put_get_touches_shard(&self, shard: u16) -> bool {
-        self.put_gets > 0
+    /// Whether a read-modify-write of a key of `shard` is reading its value
+    /// (its write comes next).
+    pub(crate) fn modify_touches_shard(&self, shard: u16) -> bool {
+        self.modifies > 0
             && (self
                 .waiting
                 .iter()
@@ -126,7 +129,7 @@ impl ReadPath {
                     .slots
                     .iter()
                     .flatten()
-                    .any(|op| op.then_put.is_some() && WorkerCore::shard_of(&op.key) == shard))
+                    .any(|op| op.then.is_some() && WorkerCore::shard_of(&op.key) == shard))
     }
 
     /// Starts waiting reads while slots and buffers last.
@@ -159,7 +162,7 @@ impl ReadPath {
             if at < bytes {
                 break;
             }
-            let Some((id, key, pointer, then_put)) = core.read.waiting.pop_front() else {
+            let Some((id, key, pointer, then)) = core.read.waiting.pop_front() else {
                 break;
             };
             core.read.free.pop();
@@ -168,7 +171,7 @@ impl ReadPath {
             core.read.slots[slot] = Some(ReadOp {
                 id,
                 key,
-                then_put,
+                then,
                 pointer,
                 data: vec![0u8; bytes],
                 outstanding: chunks,
@@ -216,21 +219,17 @@ impl ReadPath {
         };
         core.read.free.push(slot);
         let reply = Self::finish(core, op.pointer, &op.key, &op.data, op.error);
-        if let Some(value) = op.then_put {
-            core.read.put_gets -= 1;
-            // SET ... GET: the old value is known; the put goes on. The
-            // index cannot have moved under it except by GC (writes of the
-            // key waited), so a moved record is simply read again.
+        if let Some(modify) = op.then {
+            core.read.modifies -= 1;
+            // A read-modify-write: the value is known; the modification
+            // goes on. The index cannot have moved under it except by GC
+            // (writes of the key waited), so a moved record is simply read
+            // again.
+            let now = core.now_us;
             match reply {
-                Some(Reply::Value(old)) => {
-                    core.commit
-                        .enqueue_put_get(op.id, op.key, value, old, core.now_us)
-                }
+                Some(Reply::Value(current)) => core.modified(op.id, op.key, *modify, current, now),
                 Some(failed) => core.replies.push((op.id, failed)),
-                None => {
-                    let now = core.now_us;
-                    core.accept(op.id, super::Op::PutGet(op.key, value), now);
-                }
+                None => core.accept(op.id, super::Op::Modify(op.key, modify), now),
             }
             return;
         }

@@ -82,6 +82,15 @@ pub enum Expect {
         write: u64,
         key: Vec<u8>,
     },
+    /// A read-modify-write answering the old value: `GETDEL` (`deletes`)
+    /// or `SET ... NX|XX GET` (`condition`). Whether it wrote follows from
+    /// the old value it answers, which is checked like a `SET ... GET`'s.
+    Swap {
+        write: u64,
+        key: Vec<u8>,
+        deletes: bool,
+        condition: Option<Condition>,
+    },
     Delete {
         write: u64,
         key: Vec<u8>,
@@ -168,43 +177,35 @@ impl Sim {
                 }
             }
             (Expect::PutGet { write, key }, Reply::Value(old)) => {
-                match self.determined(write, &key) {
-                    Some(before) => {
-                        if old != before {
-                            self.violation(format!(
-                                "SET GET of {} answered {}, but it replaced {}",
-                                show_key(&key),
-                                show(&old),
-                                show(&before)
-                            ));
-                        }
-                        self.counters.add("put_get_exact", 1);
-                    }
-                    None => {
-                        // An earlier write of the key is unresolved: the old
-                        // value is one of the states before this write.
-                        let k = &self.model.keys[&key];
-                        let mut before = vec![k.acked.clone()];
-                        before.extend(
-                            k.maybe
-                                .iter()
-                                .filter(|(w, _)| *w < write)
-                                .map(|(_, v)| v.clone()),
-                        );
-                        let fine = before.contains(&old)
-                            || self.oracle.lossy(&key) && self.model.ever_written(&key, &old);
-                        if !fine {
-                            self.violation(format!(
-                                "SET GET of {} answered {}, not one of {}",
-                                show_key(&key),
-                                show(&old),
-                                show_all(&before)
-                            ));
-                        }
-                    }
-                }
+                self.check_replaced(write, &key, &old, "SET GET");
                 self.ack(write, &key);
                 self.counters.add("put_gets", 1);
+            }
+            (
+                Expect::Swap {
+                    write,
+                    key,
+                    deletes,
+                    condition,
+                },
+                Reply::Value(old),
+            ) => {
+                let what = if deletes { "GETDEL" } else { "SET NX|XX GET" };
+                self.check_replaced(write, &key, &old, what);
+                let wrote = match (deletes, condition) {
+                    (true, _) | (false, Some(Condition::Present)) => old.is_some(),
+                    (false, Some(Condition::Absent)) => old.is_none(),
+                    (false, None) => true,
+                };
+                if wrote {
+                    self.ack(write, &key);
+                    self.counters.add("swaps_written", 1);
+                } else {
+                    // Nothing written: an earlier unresolved write of the
+                    // key stays as possible as it was.
+                    self.drop_write(write, &key);
+                    self.counters.add("swaps_unwritten", 1);
+                }
             }
             (Expect::Delete { write, key }, Reply::Deleted(existed)) => {
                 if let Some(before) = self.determined(write, &key) {
@@ -256,6 +257,44 @@ impl Sim {
         }
     }
 
+    /// Checks the old value a `SET ... GET` or another swap answered: the
+    /// state before its write, exactly when that is determined, otherwise
+    /// one of the states the earlier writes could have left.
+    fn check_replaced(&mut self, write: u64, key: &[u8], old: &Value, what: &str) {
+        if let Some(before) = self.determined(write, key) {
+            if *old != before {
+                self.violation(format!(
+                    "{what} of {} answered {}, but it replaced {}",
+                    show_key(key),
+                    show(old),
+                    show(&before)
+                ));
+            }
+            self.counters.add("put_get_exact", 1);
+            return;
+        }
+        // An earlier write of the key is unresolved: the old value is one
+        // of the states before this write.
+        let k = &self.model.keys[key];
+        let mut before = vec![k.acked.clone()];
+        before.extend(
+            k.maybe
+                .iter()
+                .filter(|(w, _)| *w < write)
+                .map(|(_, v)| v.clone()),
+        );
+        let fine =
+            before.contains(old) || self.oracle.lossy(key) && self.model.ever_written(key, old);
+        if !fine {
+            self.violation(format!(
+                "{what} of {} answered {}, not one of {}",
+                show_key(key),
+                show(old),
+                show_all(&before)
+            ));
+        }
+    }
+
     fn ack(&mut self, write: u64, key: &[u8]) {
         if let Err(e) = self.model.ack(write, key) {
             self.violation(format!("{}: {e}", show_key(key)));
@@ -299,6 +338,7 @@ impl Sim {
             Expect::Put { write, key }
             | Expect::PutIf { write, key, .. }
             | Expect::PutGet { write, key }
+            | Expect::Swap { write, key, .. }
             | Expect::Delete { write, key } => {
                 if never_written {
                     self.drop_write(write, &key);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use engine::shard::shard;
-use engine::{BatchOp, Condition, Op};
+use engine::{BatchOp, Condition, Modify, Op};
 use rand::Rng;
 
 use super::model::{BatchModel, Value};
@@ -148,7 +148,8 @@ impl Sim {
                 };
                 (key.clone(), Op::Delete(key), expect)
             }
-            49..=54 => {
+            49..=50 => return Some(self.swap(client, key)),
+            51..=54 => {
                 let write = self.new_write();
                 let value = self.value_for(&key, write);
                 self.model.issue(write, client, &key, Some(value.clone()));
@@ -187,6 +188,34 @@ impl Sim {
         })
     }
 
+    /// A read-modify-write answering the old value: `GETDEL`, or `SET ...
+    /// NX|XX GET`. The state it leaves is known when it is issued (absent,
+    /// or its value), so the model takes it like any write; the oracle
+    /// learns whether it wrote from the old value it answers.
+    fn swap(&mut self, client: usize, key: Vec<u8>) -> (Vec<u8>, Op, Expect) {
+        let write = self.new_write();
+        let (modify, value, condition) = match self.rng.random_range(0..3) {
+            0 => (Modify::GetDel, None, None),
+            roll => {
+                let condition = [Condition::Absent, Condition::Present][roll - 1];
+                let value = self.value_for(&key, write);
+                let exchange = Modify::Exchange {
+                    value: value.clone(),
+                    condition: Some(condition),
+                };
+                (exchange, Some(value), Some(condition))
+            }
+        };
+        self.model.issue(write, client, &key, value);
+        let expect = Expect::Swap {
+            write,
+            key: key.clone(),
+            deletes: condition.is_none(),
+            condition,
+        };
+        (key.clone(), Op::modify(key, modify), expect)
+    }
+
     /// An atomic batch on one worker: puts, deletes and overwrites of
     /// existing keys, and puts of fresh keys (hash-tagged onto a short key
     /// of the same worker).
@@ -198,7 +227,7 @@ impl Sim {
             self.pending
                 .values()
                 .filter_map(|p| match &p.expect {
-                    Expect::PutGet { key, .. } => Some(key.clone()),
+                    Expect::PutGet { key, .. } | Expect::Swap { key, .. } => Some(key.clone()),
                     _ => None,
                 })
                 .collect()

@@ -75,9 +75,9 @@ pub(crate) enum WriteKind {
     Delete,
     /// Write only if the condition holds; answer `Done` or `NotApplied`.
     Conditional(super::Condition),
-    /// SET ... GET: answer `Value(old)`, the value it replaced (read
-    /// before the put was queued; writes of the key waited for it).
-    PutGet,
+    /// A read-modify-write: answer what it decided (from the value read
+    /// before its write was queued; writes of the key waited for it).
+    Modify,
     /// GC: rewrite a live record, only if the index still points at
     /// `expected` (a newer write of the key wins). Answers nobody.
     Relocate(ValuePointer),
@@ -122,9 +122,8 @@ pub(super) struct Waiting {
     pub kind: WriteKind,
     pub bytes: usize,
     pub arrived_us: u64,
-    /// For SET ... GET: the value it replaces (read before it was queued;
-    /// writes of the key waited for it).
-    pub old: Option<Vec<u8>>,
+    /// For a read-modify-write: its answer, decided when it was queued.
+    pub answer: Option<Reply>,
 }
 
 impl Waiting {
@@ -259,7 +258,7 @@ impl CommitPath {
             kind,
             bytes,
             arrived_us: now_us,
-            old: None,
+            answer: None,
         });
     }
 
@@ -289,23 +288,18 @@ impl CommitPath {
         std::mem::take(&mut self.gc_done)
     }
 
-    /// Queues the put of a SET ... GET whose old value is known.
-    pub(crate) fn enqueue_put_get(
+    /// Queues the write of a read-modify-write whose answer is decided,
+    /// to be given once the write is durable.
+    pub(crate) fn enqueue_modified(
         &mut self,
         id: RequestId,
-        key: Vec<u8>,
-        value: Vec<u8>,
-        old: Option<Vec<u8>>,
+        ops: Vec<BatchOp>,
+        answer: Reply,
         now_us: u64,
     ) {
-        self.enqueue(
-            id,
-            vec![BatchOp::Put(key, value)],
-            WriteKind::PutGet,
-            now_us,
-        );
+        self.enqueue(id, ops, WriteKind::Modify, now_us);
         if let Some(waiting) = self.waiting.back_mut() {
-            waiting.old = old;
+            waiting.answer = Some(answer);
         }
     }
 

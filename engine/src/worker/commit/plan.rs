@@ -103,11 +103,10 @@ impl Planner<'_> {
     /// Plans one request: decides whether it writes, appends its records
     /// and decides its answer.
     fn plan_request(&mut self, w: Waiting) {
-        let key = w.ops.first().map(BatchOp::key).unwrap_or_default();
         if w.kind.is_gc() {
             self.planned.gc_requests += 1;
         }
-        let expected = match self.verdict(w.kind, key) {
+        let expected = match self.verdict(w.kind, &w.ops) {
             Verdict::Write { expected } => expected,
             Verdict::NotApplied => {
                 self.planned.answers.push((w.id, Reply::NotApplied));
@@ -127,21 +126,24 @@ impl Planner<'_> {
         let answer = match w.kind {
             WriteKind::Delete => Reply::Deleted(existed_any),
             WriteKind::Plain | WriteKind::Conditional(_) => Reply::Done,
-            WriteKind::PutGet => Reply::Value(w.old),
+            WriteKind::Modify => w.answer.unwrap_or(Reply::Done),
             WriteKind::Relocate(_) | WriteKind::RelocateDelete => return,
         };
         self.planned.answers.push((w.id, answer));
     }
 
-    /// Whether a request of `kind` whose first key is `key` writes, judged
-    /// against the index and this batch's earlier writes.
-    fn verdict(&self, kind: WriteKind, key: &[u8]) -> Verdict {
+    /// Whether a request of `kind` writing `ops` writes, judged against
+    /// the index and this batch's earlier writes.
+    fn verdict(&self, kind: WriteKind, ops: &[BatchOp]) -> Verdict {
+        let key = ops.first().map(BatchOp::key).unwrap_or_default();
         match kind {
             WriteKind::Conditional(condition) => {
-                let holds = match condition {
-                    Condition::Absent => !self.exists(key),
-                    Condition::Present => self.exists(key),
-                };
+                // A conditional batch (MSETNX) needs it of every key, judged
+                // before any of its own writes.
+                let holds = ops.iter().all(|op| match condition {
+                    Condition::Absent => !self.exists(op.key()),
+                    Condition::Present => self.exists(op.key()),
+                });
                 if holds {
                     Verdict::Write { expected: None }
                 } else {
@@ -166,7 +168,7 @@ impl Planner<'_> {
                 };
                 Verdict::Write { expected }
             }
-            WriteKind::Plain | WriteKind::Delete | WriteKind::PutGet => {
+            WriteKind::Plain | WriteKind::Delete | WriteKind::Modify => {
                 Verdict::Write { expected: None }
             }
         }

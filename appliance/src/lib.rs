@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cluster_reply;
 pub mod commands;
 pub mod daemon;
 pub mod metrics;

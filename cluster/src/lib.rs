@@ -16,4 +16,5 @@ pub mod node;
 pub mod placement;
 pub mod state;
 pub mod storage;
+pub mod view;
 pub mod wire;

@@ -140,6 +140,68 @@ impl Client {
         self.send(args);
         self.read().expect("connection closed")
     }
+
+    /// Sends one command and returns its reply's bytes as they came.
+    pub fn raw(&mut self, args: &[&[u8]]) -> Vec<u8> {
+        self.send(args);
+        loop {
+            if let Some((_, used)) = parse_reply(&self.buf).unwrap() {
+                return self.buf.drain(..used).collect();
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => panic!("connection closed"),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// A real `redis-server` (no persistence) on a free loopback port, killed
+/// on drop: the oracle the format tests compare against.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts one with `extra` arguments; its working directory (where a
+    /// cluster node writes its nodes.conf) is a temporary one.
+    pub fn start(extra: &[&str]) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let (reserved, port) = refusing_port();
+        drop(reserved);
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The port number that follows `marker` in veltrixd's ready line.

@@ -14,6 +14,7 @@ pub mod history;
 pub mod layout;
 pub mod node;
 pub mod placement;
+pub mod runtime;
 pub mod state;
 pub mod storage;
 pub mod view;

@@ -1,0 +1,231 @@
+//! Three nodes on loopback, each on its own thread with real TCP between
+//! them: writes and linearizable reads through whichever node leads each
+//! group, a node stopped and restarted from its disk (it catches up), and
+//! writes that still succeed with loss and delay injected in the transport.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use cluster::group::{Reply, Tuning};
+use cluster::layout::GroupLayout;
+use cluster::node::{NodeConfig, Request};
+use cluster::placement::{place, Member, NodeId};
+use cluster::runtime::{Handle, LinkFaults, RuntimeConfig};
+use cluster::storage::MemDisk;
+
+struct Cluster {
+    handles: BTreeMap<NodeId, Handle<MemDisk>>,
+    addrs: BTreeMap<NodeId, SocketAddr>,
+    configs: BTreeMap<NodeId, NodeConfig>,
+    leaders: BTreeMap<u32, NodeId>,
+    layout: GroupLayout,
+}
+
+const CLUSTER_ID: u128 = 0x7e57;
+
+fn runtime_config(
+    node: NodeConfig,
+    listener: TcpListener,
+    peers: BTreeMap<NodeId, SocketAddr>,
+) -> RuntimeConfig {
+    RuntimeConfig {
+        node,
+        cluster: CLUSTER_ID,
+        listener,
+        peers,
+        tick: Duration::from_millis(10),
+        queue_limit: 4 << 20,
+        faults: LinkFaults::default(),
+    }
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let members: Vec<Member> = (1..=3)
+            .map(|id| Member {
+                id,
+                zone: format!("zone-{id}"),
+            })
+            .collect();
+        let layout = GroupLayout::new(4).expect("4 groups");
+        let placement = place(&members, 4).expect("placement");
+        let listeners: BTreeMap<NodeId, TcpListener> = (1..=3)
+            .map(|id| (id, TcpListener::bind("127.0.0.1:0").expect("bind")))
+            .collect();
+        let addrs: BTreeMap<NodeId, SocketAddr> = listeners
+            .iter()
+            .map(|(&id, l)| (id, l.local_addr().expect("addr")))
+            .collect();
+        let mut cluster = Cluster {
+            handles: BTreeMap::new(),
+            addrs,
+            configs: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            layout,
+        };
+        for (id, listener) in listeners {
+            let config = NodeConfig {
+                id,
+                layout,
+                placement: placement.clone(),
+                tuning: Tuning::default(),
+                seed: id,
+            };
+            cluster.configs.insert(id, config.clone());
+            let handle = Handle::start(
+                runtime_config(config, listener, cluster.addrs.clone()),
+                MemDisk::default(),
+                true,
+            )
+            .expect("start a node");
+            cluster.handles.insert(id, handle);
+        }
+        cluster
+    }
+
+    fn stop(&mut self, id: NodeId) -> MemDisk {
+        self.handles
+            .remove(&id)
+            .and_then(Handle::stop)
+            .expect("the node's disk")
+    }
+
+    fn restart(&mut self, id: NodeId, disk: MemDisk) {
+        let listener = TcpListener::bind(self.addrs[&id]).expect("rebind the node's port");
+        let config = runtime_config(self.configs[&id].clone(), listener, self.addrs.clone());
+        self.handles
+            .insert(id, Handle::start(config, disk, false).expect("restart"));
+    }
+
+    /// Sends `request` to the group's leader (as last learnt), following
+    /// redirects, until it is answered or `within` passes.
+    fn call(&mut self, request: Request, within: Duration) -> Reply {
+        let group = self.layout.group_of_key(request.key());
+        let deadline = Instant::now() + within;
+        let mut tries = 0u64;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no answer to {request:?} within {within:?}"
+            );
+            tries += 1;
+            let ids: Vec<NodeId> = self.handles.keys().copied().collect();
+            let target = self
+                .leaders
+                .get(&group)
+                .copied()
+                .filter(|id| self.handles.contains_key(id));
+            let target = target.unwrap_or(ids[(tries as usize) % ids.len()]);
+            match self.handles[&target].call(request.clone(), Duration::from_secs(2)) {
+                Some(Reply::NotLeader { leader }) | Some(Reply::WrongNode { leader }) => {
+                    match leader {
+                        Some(l) => self.leaders.insert(group, l),
+                        None => self.leaders.remove(&group),
+                    };
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Some(Reply::Lost) | Some(Reply::Unknown) | None => {
+                    self.leaders.remove(&group);
+                }
+                Some(reply) => {
+                    self.leaders.insert(group, target);
+                    return reply;
+                }
+            }
+        }
+    }
+
+    fn put(&mut self, key: &str, value: &str) {
+        let request = Request::Put {
+            key: key.into(),
+            value: value.into(),
+        };
+        assert_eq!(
+            self.call(request, Duration::from_secs(20)),
+            Reply::Written,
+            "put {key}"
+        );
+    }
+
+    fn get(&mut self, key: &str) -> Option<Vec<u8>> {
+        match self.call(
+            Request::Get {
+                key: key.into(),
+                stale: false,
+            },
+            Duration::from_secs(20),
+        ) {
+            Reply::Value(v) => v,
+            other => panic!("get {key}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn three_nodes_over_tcp_replicate_survive_a_restart_and_loss() {
+    let mut cluster = Cluster::start();
+    for i in 0..100 {
+        cluster.put(&format!("key-{i}"), &format!("v{i}"));
+    }
+    for i in 0..100 {
+        assert_eq!(
+            cluster.get(&format!("key-{i}")),
+            Some(format!("v{i}").into_bytes())
+        );
+    }
+
+    // One node down: the other two are a quorum of every group.
+    let disk = cluster.stop(3);
+    for i in 0..100 {
+        cluster.put(&format!("key-{i}"), &format!("w{i}"));
+    }
+    cluster.restart(3, disk);
+    // The restarted node catches up: its own (stale) reads converge.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for i in 0..100 {
+        let key = format!("key-{i}");
+        loop {
+            let reply = cluster.handles[&3].call(
+                Request::Get {
+                    key: key.clone().into(),
+                    stale: true,
+                },
+                Duration::from_secs(2),
+            );
+            if reply == Some(Reply::Value(Some(format!("w{i}").into_bytes()))) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node 3 did not catch up on {key}: {reply:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    // 20% loss and 5 ms delay on every link: slower, still correct.
+    for handle in cluster.handles.values() {
+        handle.set_faults(LinkFaults {
+            drop_ppm: 200_000,
+            delay: Duration::from_millis(5),
+        });
+    }
+    for i in 0..30 {
+        cluster.put(&format!("key-{i}"), &format!("x{i}"));
+        assert_eq!(
+            cluster.get(&format!("key-{i}")),
+            Some(format!("x{i}").into_bytes())
+        );
+    }
+    let dropped: u64 = cluster
+        .handles
+        .values()
+        .map(|h| {
+            h.stats
+                .envelopes_dropped
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    assert!(dropped > 0, "the injected loss dropped nothing");
+}

@@ -10,19 +10,26 @@
 //! The search is Wing & Gong's as improved by Lowe ("WGL", as in Porcupine
 //! and Knossos): walk the time-ordered call and return events, try each
 //! operation whose call comes before the first pending return as the next
-//! to take effect, backtrack when a return is reached with its operation
-//! still pending, and memoize every (set of operations placed, register
-//! value) pair already explored, because two orders reaching the same pair
-//! have the same futures. Values are interned per key to small integers so
-//! that a memo entry is a bitset plus one word.
+//! to take effect, backtrack when every such choice fails, and memoize
+//! every (set of operations placed, register value) pair already explored,
+//! because two orders reaching the same pair have the same futures. Values
+//! are interned per key to small integers so that a memo entry is a bitset
+//! plus one word.
 //!
 //! A write whose outcome is unknown ([`Outcome::Indeterminate`]) may take
 //! effect at any instant after its invocation, or never: it has no return
 //! event, and the search succeeds once every *determinate* operation is
-//! placed. Such writes whose value no read ever returned are dropped before
-//! the search: any linearization that uses one stays valid without it (no
-//! read sits between it and the next write), and each dropped one would
-//! otherwise double the states the search may visit.
+//! placed.
+//!
+//! Plain WGL ran out of a million states on some keys of 300 operations
+//! from 16 clients, and on most refutations of such keys, so the search
+//! only makes moves that keep some linearization whenever one exists (see
+//! `Search`): reads of the current value are placed without branching;
+//! acknowledged writes no read saw ride along with the next write;
+//! indeterminate writes are tried only right before a read of their value
+//! (and dropped when no read returned it); and a state is abandoned as soon
+//! as some read's value is gone with no write left to bring it back. Such
+//! keys then take a few thousand states at most, milliseconds.
 //!
 //! The search is bounded by [`Budget::states_per_key`]: a key that needs
 //! more states is reported as [`ViolationKind::Inconclusive`], never as
@@ -145,7 +152,9 @@ pub struct Budget {
 }
 
 impl Default for Budget {
-    /// About a second and under 150 MB for keys of a few hundred operations.
+    /// For a key of a few hundred operations: at most a few seconds (four
+    /// with 64 clients in flight) and about 100 MB, where real registers'
+    /// histories from 16 clients need a few thousand states.
     fn default() -> Self {
         Self {
             states_per_key: 1 << 20,
@@ -187,7 +196,8 @@ pub enum ViolationKind {
 pub struct Violation {
     pub kind: ViolationKind,
     pub key: Vec<u8>,
-    /// One line: the read no write explains, or where the search got stuck.
+    /// One line: the read no write explains, or where the search got stuck
+    /// (or gave up).
     pub reason: String,
     /// The key's operations the reason is about (those that could not be
     /// linearized), in invocation order.
@@ -237,34 +247,33 @@ impl Summary {
     }
 }
 
-/// Checks one key's operations (all on `key`).
+/// Checks one key's operations (all on `key`). A read that no write can
+/// explain on its own (see [`refute_read`]) refutes the key at once, more
+/// plainly and far sooner than a search, which may have to exhaust every
+/// order of what came before the read; the search decides the rest.
 fn check_key(key: &[u8], operations: &[Operation], budget: Budget) -> Result<Summary, Violation> {
-    let register = Register::new(operations).map_err(|(index, why)| Violation {
-        kind: ViolationKind::Malformed,
+    let violation = |kind, explanation: Explanation| Violation {
+        kind,
         key: key.to_vec(),
-        reason: format!("{}: {why}", describe(&operations[index])),
-        operations: vec![operations[index].clone()],
-        linearized_tail: Vec::new(),
+        reason: explanation.reason,
+        operations: explanation.operations,
+        linearized_tail: explanation.linearized_tail,
+    };
+    let register = Register::new(operations).map_err(|(index, why)| {
+        let reason = format!("{}: {why}", describe(&operations[index]));
+        let explanation = explanation(reason, std::iter::once(&operations[index]));
+        violation(ViolationKind::Malformed, explanation)
     })?;
+    if let Some(explanation) = refute_read(operations) {
+        return Err(violation(ViolationKind::NotLinearizable, explanation));
+    }
     let (end, states) = Search::new(&register.searched, budget.states_per_key).run();
     let (kind, best) = match end {
         End::Linearizable => return Ok(register.summary(states)),
         End::Refuted(best) => (ViolationKind::NotLinearizable, best),
         End::OutOfBudget(best) => (ViolationKind::Inconclusive { states }, best),
     };
-    // A read no write explains refutes the key whatever the search did, and
-    // says why more plainly than where the search got stuck.
-    let (kind, explanation) = match refute_read(operations) {
-        Some(explanation) => (ViolationKind::NotLinearizable, explanation),
-        None => (kind, register.explain(operations, &best, kind)),
-    };
-    Err(Violation {
-        kind,
-        key: key.to_vec(),
-        reason: explanation.reason,
-        operations: explanation.operations,
-        linearized_tail: explanation.linearized_tail,
-    })
+    Err(violation(kind, register.explain(operations, &best, kind)))
 }
 
 // ---------------------------------------------------------------------------
@@ -277,10 +286,26 @@ enum Action {
     Read(u32),
 }
 
-/// An operation the search must (or, if indeterminate, may) place.
+/// How the search treats an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// An answered read, or an acknowledged write of a value some read
+    /// returned: must be placed, wherever the register allows.
+    Required,
+    /// An acknowledged write of a value no read returned: must take effect
+    /// but is never seen, so it only ever needs to go right before another
+    /// write, or at the very end (see [`Search::frame`]).
+    Unseen,
+    /// An indeterminate write of a value some read returned: may take
+    /// effect at any time after its invocation, or never.
+    Optional,
+}
+
+/// An operation the search must (or, if optional, may) place.
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     action: Action,
+    role: Role,
     invoked: u64,
     /// `None`: indeterminate, may take effect at any time after `invoked`.
     completed: Option<u64>,
@@ -315,7 +340,7 @@ impl Register {
         let indeterminate_writes = entries.iter().filter(|e| e.completed.is_none()).count();
         let operations = entries.len();
         Ok(Self {
-            searched: without_unread_writes(entries),
+            searched: with_roles(entries),
             values: interner.values,
             operations,
             indeterminate_writes,
@@ -334,8 +359,7 @@ impl Register {
     }
 
     fn value(&self, id: u32) -> Option<&[u8]> {
-        let index = usize::try_from(id).unwrap_or(usize::MAX);
-        self.values.get(index).and_then(|v| v.as_deref())
+        self.values.get(id as usize).and_then(|v| v.as_deref())
     }
 }
 
@@ -364,16 +388,18 @@ fn entry(
     };
     Ok(Some(Entry {
         action,
+        role: Role::Required,
         invoked: operation.invoked,
         completed,
         origin,
     }))
 }
 
-/// Drops the indeterminate writes of values no determinate read returned:
-/// a linearization placing one stays valid without it, as no read can sit
+/// Sets each write's [`Role`] from whether some read returned its value,
+/// and drops the indeterminate writes of values no read returned: a
+/// linearization placing one stays valid without it, as no read can sit
 /// between it and the next write.
-fn without_unread_writes(entries: Vec<Entry>) -> Vec<Entry> {
+fn with_roles(entries: Vec<Entry>) -> Vec<Entry> {
     let read: HashSet<u32> = entries
         .iter()
         .filter_map(|e| match e.action {
@@ -383,9 +409,18 @@ fn without_unread_writes(entries: Vec<Entry>) -> Vec<Entry> {
         .collect();
     entries
         .into_iter()
-        .filter(|e| match (e.action, e.completed) {
-            (Action::Write(value), None) => read.contains(&value),
-            _ => true,
+        .filter_map(|mut e| {
+            let seen = match e.action {
+                Action::Write(value) => read.contains(&value),
+                Action::Read(_) => true,
+            };
+            e.role = match (seen, e.completed) {
+                (true, Some(_)) => Role::Required,
+                (true, None) => Role::Optional,
+                (false, Some(_)) => Role::Unseen,
+                (false, None) => return None,
+            };
+            Some(e)
         })
         .collect()
 }
@@ -511,12 +546,23 @@ impl Events {
 struct Best {
     /// Entries placed, in order.
     placed: Vec<usize>,
-    /// Determinate entries among them.
-    determinate: usize,
+    /// Required entries among them.
+    required: usize,
     /// The register's value after them.
     value: u32,
-    /// The entry whose return the search then reached with it unplaced.
-    stuck: Option<usize>,
+    /// Why the search could go no further from there.
+    blocker: Option<Blocker>,
+}
+
+/// Why a state of the search had no future.
+#[derive(Clone, Copy, Debug)]
+enum Blocker {
+    /// Every move failed, and this entry's return comes first: it had to
+    /// take effect before anything invoked later.
+    Deadline(usize),
+    /// This read's value is gone from the register and no write left can
+    /// bring it back.
+    Starved(usize),
 }
 
 /// How a search ended.
@@ -531,6 +577,31 @@ enum End {
 type Memo = HashSet<Box<[u64]>, BuildHasherDefault<WordHasher>>;
 
 /// One key's WGL search.
+///
+/// A *state* is the set of entries placed and the register's value; a
+/// *candidate* is an entry not placed whose call comes before the first
+/// pending return, so that everything that must precede it is placed. From
+/// each state the search tries *moves*, depth first, and memoizes every
+/// state it settles in: reaching one again means it has no future, since
+/// the search stops at the first state where every required entry is
+/// placed. The moves are chosen so that whenever some order of the rest
+/// works, one starting with a move tried does:
+/// - candidate reads of the current value are placed at once, with no
+///   alternative tried ([`Search::settle`]);
+/// - each candidate required write, preceded by every candidate unseen
+///   write: an unseen write is invisible right before a write, so in any
+///   order it can move up to just before the next write after it became a
+///   candidate;
+/// - the unseen write whose return is the first pending one, alone: if an
+///   order starts with a run of unseen writes that some other candidate
+///   cannot join, that write is in the run and may lead it;
+/// - one optional write per value some candidate read returned, preceded
+///   by the unseen writes ([`Search::useful_writes`]).
+///
+/// A state where some read's value is gone from the register with no write
+/// of it left is abandoned at once ([`Supply`]). The search succeeds once
+/// every required entry is placed: unseen ones left can go last, in
+/// invocation order.
 struct Search<'a> {
     entries: &'a [Entry],
     events: Events,
@@ -538,18 +609,116 @@ struct Search<'a> {
     placed: Vec<u64>,
     memo: Memo,
     budget: usize,
-    /// Placed entries with the value before each.
+    /// Placed entries in order, each with the value before it.
     stack: Vec<(usize, u32)>,
+    /// One per state on the current path: the moves made and left.
+    frames: Vec<Frame>,
     value: u32,
-    determinate: usize,
-    determinate_total: usize,
+    required: usize,
+    required_total: usize,
+    supply: Supply,
     best: Option<Best>,
 }
 
-/// What trying to place one entry next did.
+/// Per value, the required reads and the writes (required or optional)
+/// not yet placed, to see early that a read can no longer be explained:
+/// its value is gone from the register and no write left can bring it back.
+#[derive(Default)]
+struct Supply {
+    reads: Vec<u32>,
+    writes: Vec<u32>,
+    /// Values with reads left but no writes: each must be what the
+    /// register holds, so more than one means a dead state.
+    orphans: usize,
+    /// The sum of the orphan values: the orphan itself when there is one.
+    orphan_sum: u64,
+}
+
+impl Supply {
+    fn new(entries: &[Entry]) -> Self {
+        let values = entries
+            .iter()
+            .map(|e| match e.action {
+                Action::Write(v) | Action::Read(v) => v as usize + 1,
+            })
+            .max()
+            .unwrap_or(1);
+        let mut supply = Self {
+            reads: vec![0; values],
+            writes: vec![0; values],
+            ..Self::default()
+        };
+        for entry in entries {
+            supply.count(entry, 1);
+        }
+        supply
+    }
+
+    /// Counts `entry` as left (`delta` 1) or as placed (`delta` -1).
+    fn count(&mut self, entry: &Entry, delta: i32) {
+        let (value, is_read) = match (entry.action, entry.role) {
+            (Action::Read(v), _) => (v, true),
+            (Action::Write(_), Role::Unseen) => return,
+            (Action::Write(v), _) => (v, false),
+        };
+        let index = value as usize;
+        let before = self.orphan(value);
+        let counts = if is_read {
+            &mut self.reads
+        } else {
+            &mut self.writes
+        };
+        counts[index] = counts[index].saturating_add_signed(delta);
+        let after = self.orphan(value);
+        match (before, after) {
+            (false, true) => {
+                self.orphans += 1;
+                self.orphan_sum += u64::from(value);
+            }
+            (true, false) => {
+                self.orphans -= 1;
+                self.orphan_sum -= u64::from(value);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether `value` has reads left but no writes.
+    fn orphan(&self, value: u32) -> bool {
+        let index = value as usize;
+        self.reads[index] > 0 && self.writes[index] == 0
+    }
+
+    /// Whether some read left can no longer be explained with the register
+    /// holding `value`.
+    fn starved(&self, value: u32) -> bool {
+        self.orphans > 1 || (self.orphans == 1 && self.orphan_sum != u64::from(value))
+    }
+}
+
+/// A state on the search path and the moves to try from it.
+struct Frame {
+    /// The last entry of each move, most urgent (earliest return) first.
+    moves: Vec<usize>,
+    /// How many of them were tried.
+    tried: usize,
+    /// The candidate unseen writes, placed before each move but one.
+    unseen: Vec<usize>,
+    /// The entry whose return ends the candidates: it must be placed
+    /// before any operation invoked after that. `None`: only indeterminate
+    /// calls are left.
+    stuck: Option<usize>,
+    /// The stack's height in this state.
+    height: usize,
+}
+
+/// Where a move (or the start) led.
 enum Step {
-    Placed,
-    Rejected,
+    /// A new state, settled: try its moves.
+    Settled,
+    /// A state with no future: undo back to the current frame.
+    Dead,
+    Complete,
     OutOfBudget,
 }
 
@@ -562,9 +731,11 @@ impl<'a> Search<'a> {
             memo: Memo::default(),
             budget,
             stack: Vec::with_capacity(entries.len()),
+            frames: Vec::with_capacity(entries.len()),
             value: 0,
-            determinate: 0,
-            determinate_total: entries.iter().filter(|e| e.completed.is_some()).count(),
+            required: 0,
+            required_total: entries.iter().filter(|e| e.role == Role::Required).count(),
+            supply: Supply::new(entries),
             best: None,
         }
     }
@@ -576,92 +747,238 @@ impl<'a> Search<'a> {
     }
 
     fn search(&mut self) -> End {
-        if self.determinate_total == 0 {
-            return End::Linearizable;
+        let mut step = self.settle();
+        loop {
+            match step {
+                Step::Settled => {
+                    let frame = self.frame();
+                    self.frames.push(frame);
+                }
+                Step::Dead => self.undo_to(self.frames.last().map_or(0, |f| f.height)),
+                Step::Complete => return End::Linearizable,
+                Step::OutOfBudget => {
+                    // Where it gave up may be deeper than any dead end.
+                    self.note(|search| search.frames.last()?.stuck.map(Blocker::Deadline));
+                    return End::OutOfBudget(self.best_so_far());
+                }
+            }
+            let Some(frame) = self.frames.last_mut() else {
+                return End::Refuted(self.best_so_far());
+            };
+            step = match frame.moves.get(frame.tried).copied() {
+                Some(entry) => {
+                    frame.tried += 1;
+                    self.try_move(entry)
+                }
+                None => self.dead_end(),
+            };
         }
+    }
+
+    /// The current state's moves (see [`Search`]). Required writes are
+    /// tried earliest deadline first: in a real register's history that is
+    /// close to the order they took effect in, so a witness is found with
+    /// little backtracking.
+    fn frame(&self) -> Frame {
+        let (mut frame, optional) = self.candidates();
+        let entries = self.entries;
+        frame
+            .moves
+            .sort_by_key(|&e| (entries[e].completed, entries[e].invoked, e));
+        if let Some(stuck) = frame.stuck.filter(|&e| entries[e].role == Role::Unseen) {
+            frame.moves.insert(0, stuck);
+        }
+        let useful = self.useful_writes(&optional);
+        frame.moves.extend(useful);
+        frame
+    }
+
+    /// Sorts the calls before the first pending return: required writes
+    /// into `moves`, unseen writes into `unseen`, optional writes into the
+    /// second result; required reads do not match the settled value.
+    fn candidates(&self) -> (Frame, Vec<usize>) {
+        let mut frame = Frame {
+            moves: Vec::new(),
+            tried: 0,
+            unseen: Vec::new(),
+            stuck: None,
+            height: self.stack.len(),
+        };
+        let mut optional = Vec::new();
         let mut node = self.events.next[HEAD];
         loop {
-            let stuck = match self.events.event[node] {
-                Event::Call(entry) => match self.place(entry) {
-                    Step::Placed if self.determinate == self.determinate_total => {
-                        return End::Linearizable
+            match self.events.event[node] {
+                Event::Call(entry) => {
+                    match (self.entries[entry].role, self.entries[entry].action) {
+                        (Role::Required, Action::Write(_)) => frame.moves.push(entry),
+                        (Role::Required, Action::Read(_)) => {}
+                        (Role::Unseen, _) => frame.unseen.push(entry),
+                        (Role::Optional, _) => optional.push(entry),
                     }
-                    Step::Placed => {
-                        node = self.events.next[HEAD];
-                        continue;
-                    }
-                    Step::Rejected => {
-                        node = self.events.next[node];
-                        continue;
-                    }
-                    Step::OutOfBudget => return End::OutOfBudget(self.best_so_far()),
-                },
-                Event::Return(entry) => Some(entry),
-                // Only indeterminate calls are left: nothing more to try.
-                Event::Head => None,
+                }
+                Event::Return(entry) => {
+                    frame.stuck = Some(entry);
+                    break;
+                }
+                Event::Head => break,
+            }
+            node = self.events.next[node];
+        }
+        (frame, optional)
+    }
+
+    /// The optional writes worth trying next: one per value that some
+    /// candidate read returned. Placing one is only ever needed right
+    /// before a read of its value (one followed by a write or by nothing
+    /// can be left out), and such a read must already be a candidate, as
+    /// the write adds no return to wait for. Candidate optional writes of
+    /// one value are interchangeable from here on (none has a deadline),
+    /// so the first stands for all.
+    fn useful_writes(&self, optional: &[usize]) -> Vec<usize> {
+        let mut wanted: Vec<u32> = Vec::new();
+        let mut node = self.events.next[HEAD];
+        while let Event::Call(entry) = self.events.event[node] {
+            if let Action::Read(value) = self.entries[entry].action {
+                wanted.push(value);
+            }
+            node = self.events.next[node];
+        }
+        let mut useful: Vec<usize> = Vec::new();
+        for &entry in optional {
+            let action = self.entries[entry].action;
+            let Action::Write(value) = action else {
+                continue;
             };
-            self.note_depth(stuck);
-            match self.backtrack() {
-                Some(resume) => node = resume,
-                None => return End::Refuted(self.best_so_far()),
+            let taken = useful.iter().any(|&u| self.entries[u].action == action);
+            if wanted.contains(&value) && !taken {
+                useful.push(entry);
+            }
+        }
+        useful
+    }
+
+    /// Makes the move ending with `entry` from the current frame's state.
+    fn try_move(&mut self, entry: usize) -> Step {
+        let frame = self.frames.len() - 1;
+        if self.entries[entry].role != Role::Unseen {
+            for index in 0..self.frames[frame].unseen.len() {
+                let unseen = self.frames[frame].unseen[index];
+                self.place(unseen);
+            }
+        }
+        self.place(entry);
+        self.settle()
+    }
+
+    /// Places every candidate read of the current value, as forced moves:
+    /// if any order of the rest works, one placing such a read first does
+    /// too (it needs nothing before it and changes nothing), so the search
+    /// need not branch on where reads go among the writes around them.
+    /// Then memoizes the state reached, unless a read left is starved.
+    fn settle(&mut self) -> Step {
+        let mut node = self.events.next[HEAD];
+        loop {
+            if self.required == self.required_total {
+                return Step::Complete;
+            }
+            match self.events.event[node] {
+                Event::Call(entry) if self.entries[entry].action == Action::Read(self.value) => {
+                    self.place(entry);
+                    // The read's events are gone: rescan from the head.
+                    node = self.events.next[HEAD];
+                }
+                Event::Call(_) => node = self.events.next[node],
+                Event::Return(_) | Event::Head if self.supply.starved(self.value) => {
+                    return self.starved()
+                }
+                Event::Return(_) | Event::Head => return self.remember(),
             }
         }
     }
 
-    /// Places `entry` next if the register allows it and the resulting
-    /// state is new.
-    fn place(&mut self, entry: usize) -> Step {
-        let action = self.entries[entry].action;
-        let next = match action {
-            Action::Write(value) => value,
-            Action::Read(value) if value == self.value => value,
-            Action::Read(_) => return Step::Rejected,
-        };
-        let (word, bit) = (entry / 64, 1u64 << (entry % 64));
+    /// Memoizes the current state, or finds it explored already, which
+    /// means it has no future: the search ends at the first that does.
+    fn remember(&mut self) -> Step {
         let last = self.placed.len() - 1;
-        self.placed[word] |= bit;
-        self.placed[last] = u64::from(next);
+        self.placed[last] = u64::from(self.value);
         if self.memo.contains(self.placed.as_slice()) {
-            self.placed[word] &= !bit;
-            return Step::Rejected;
+            return Step::Dead;
         }
         if self.memo.len() >= self.budget {
-            self.placed[word] &= !bit;
             return Step::OutOfBudget;
         }
         self.memo.insert(self.placed.clone().into_boxed_slice());
+        Step::Settled
+    }
+
+    /// Places `entry` next, whatever the register holds (moves are only
+    /// made of writes and of reads of the current value).
+    fn place(&mut self, entry: usize) {
+        let Entry { action, role, .. } = self.entries[entry];
+        self.placed[entry / 64] |= 1u64 << (entry % 64);
         self.stack.push((entry, self.value));
-        self.value = next;
-        self.determinate += usize::from(self.entries[entry].completed.is_some());
+        if let Action::Write(value) = action {
+            self.value = value;
+        }
+        self.required += usize::from(role == Role::Required);
+        self.supply.count(&self.entries[entry], -1);
         self.events.lift(entry);
-        Step::Placed
     }
 
-    /// Undoes the last placement; returns the node after its call, where
-    /// the scan resumes, or `None` if nothing is left to undo.
-    fn backtrack(&mut self) -> Option<usize> {
-        let (entry, value) = self.stack.pop()?;
-        self.events.unlift(entry);
-        self.placed[entry / 64] &= !(1u64 << (entry % 64));
-        self.value = value;
-        self.determinate -= usize::from(self.entries[entry].completed.is_some());
-        Some(self.events.next[self.events.call[entry]])
+    /// Undoes placements down to `height`, back to an earlier state.
+    fn undo_to(&mut self, height: usize) {
+        while self.stack.len() > height {
+            let Some((entry, value)) = self.stack.pop() else {
+                return;
+            };
+            self.events.unlift(entry);
+            self.placed[entry / 64] &= !(1u64 << (entry % 64));
+            self.value = value;
+            self.required -= usize::from(self.entries[entry].role == Role::Required);
+            self.supply.count(&self.entries[entry], 1);
+        }
     }
 
-    /// Remembers the current point if it is the deepest so far.
-    fn note_depth(&mut self, stuck: Option<usize>) {
-        if self
-            .best
-            .as_ref()
-            .is_some_and(|best| best.determinate >= self.determinate)
-        {
-            return;
+    /// Every move from the current state failed: remembers the state if it
+    /// is the deepest so far, and goes back to its parent.
+    fn dead_end(&mut self) -> Step {
+        let Some(frame) = self.frames.pop() else {
+            return Step::Dead;
+        };
+        self.note(|_| frame.stuck.map(Blocker::Deadline));
+        Step::Dead
+    }
+
+    /// A read left is starved: remembers the state if it is the deepest so
+    /// far, naming that read.
+    fn starved(&mut self) -> Step {
+        self.note(|search| {
+            (0..search.entries.len())
+                .filter(|&e| search.placed[e / 64] & (1u64 << (e % 64)) == 0)
+                .find(|&e| match search.entries[e].action {
+                    Action::Read(v) => v != search.value && search.supply.orphan(v),
+                    Action::Write(_) => false,
+                })
+                .map(Blocker::Starved)
+        });
+        Step::Dead
+    }
+
+    /// Remembers the current state as the deepest so far if it is (by
+    /// required entries placed, then by all), blocked by what `blocker`
+    /// finds.
+    fn note(&mut self, blocker: impl FnOnce(&Self) -> Option<Blocker>) {
+        let depth = (self.required, self.stack.len());
+        if let Some(best) = &self.best {
+            if (best.required, best.placed.len()) >= depth {
+                return;
+            }
         }
         self.best = Some(Best {
             placed: self.stack.iter().map(|&(entry, _)| entry).collect(),
-            determinate: self.determinate,
+            required: self.required,
             value: self.value,
-            stuck,
+            blocker: blocker(self),
         });
     }
 
@@ -721,49 +1038,63 @@ impl Register {
     /// Describes where the search got stuck (or gave up).
     fn explain(&self, operations: &[Operation], best: &Best, kind: ViolationKind) -> Explanation {
         let origin = |entry: usize| &operations[self.searched[entry].origin];
-        let placed: HashSet<usize> = best.placed.iter().copied().collect();
-        let horizon = best
-            .stuck
-            .and_then(|entry| self.searched[entry].completed)
-            .unwrap_or(u64::MAX);
-        let mut pending: Vec<&Operation> = (0..self.searched.len())
-            .filter(|entry| !placed.contains(entry) && self.searched[*entry].invoked <= horizon)
-            .map(origin)
-            .collect();
-        pending.sort_by_key(|operation| (operation.invoked, operation.client));
-        let skip = best.placed.len().saturating_sub(TAIL);
-        let determinate_total = self
+        let pending = self.pending(operations, best);
+        let required = self
             .searched
             .iter()
-            .filter(|e| e.completed.is_some())
+            .filter(|e| e.role == Role::Required)
             .count();
         let held = show_value(self.value(best.value));
         let progress = format!(
-            "the longest order found places {} of {determinate_total} completed operations, \
-             leaving {held} in the register",
-            best.determinate
+            "the longest order found fits {} of {required} operations (reads and writes of \
+             values read), leaving {held} in the register",
+            best.required
         );
-        let reason = match (kind, best.stuck) {
+        let reason = match (kind, best.blocker) {
             (ViolationKind::Inconclusive { states }, _) => format!(
                 "search gave up after {states} states with no verdict (neither proven nor \
                  refuted); {progress}"
             ),
-            (_, Some(stuck)) => format!(
+            (_, Some(Blocker::Deadline(stuck))) => format!(
                 "{progress}; then {} cannot take effect before it completes, in any order of \
                  the {} operations that may go before it (listed)",
                 describe(origin(stuck)),
                 pending.len()
             ),
+            (_, Some(Blocker::Starved(read))) => format!(
+                "{progress}; then {} can no longer be explained: no write of its value is left",
+                describe(origin(read)),
+            ),
             (_, None) => format!("no order places every completed operation; {progress}"),
         };
+        let skip = best.placed.len().saturating_sub(TAIL);
         Explanation {
             reason,
-            operations: pending.into_iter().cloned().collect(),
+            operations: pending,
             linearized_tail: best.placed[skip..]
                 .iter()
                 .map(|&e| origin(e).clone())
                 .collect(),
         }
+    }
+
+    /// The operations not placed at `best` that were invoked by the time
+    /// its blocker completed, in invocation order.
+    fn pending(&self, operations: &[Operation], best: &Best) -> Vec<Operation> {
+        let placed: HashSet<usize> = best.placed.iter().copied().collect();
+        let horizon = match best.blocker {
+            Some(Blocker::Deadline(entry) | Blocker::Starved(entry)) => {
+                self.searched[entry].completed
+            }
+            None => None,
+        };
+        let horizon = horizon.unwrap_or(u64::MAX);
+        let mut pending: Vec<Operation> = (0..self.searched.len())
+            .filter(|entry| !placed.contains(entry) && self.searched[*entry].invoked <= horizon)
+            .map(|entry| operations[self.searched[entry].origin].clone())
+            .collect();
+        pending.sort_by_key(|operation| (operation.invoked, operation.client));
+        pending
     }
 }
 
@@ -809,9 +1140,28 @@ fn read_value(operation: &Operation) -> Option<&[u8]> {
 }
 
 /// Explains why `read` cannot be linearized, if a look at the writes of
-/// its value (rather than a search) shows it.
+/// its value (rather than a search) shows it: whether the write of its
+/// value that could precede it and finished last was overwritten, since
+/// whatever overwrote it overwrote the earlier ones (and the initial
+/// absence) too. Linear in the key's operations.
 fn unexplained_read(operations: &[Operation], read: &Operation) -> Option<Explanation> {
     let value = read_value(read);
+    let latest = operations
+        .iter()
+        .filter(|o| written_value(o) == Some(value) && o.invoked <= read.completed)
+        .max_by_key(|write| finished(write));
+    let explained = match latest {
+        Some(write) => overwriter(operations, Some(write), read, value).is_none(),
+        None => value.is_none() && overwriter(operations, None, read, value).is_none(),
+    };
+    if explained {
+        return None;
+    }
+    Some(unexplained(operations, read, value))
+}
+
+/// Why `read` (of `value`) cannot be linearized, knowing that it cannot.
+fn unexplained(operations: &[Operation], read: &Operation, value: Option<&[u8]>) -> Explanation {
     let writes: Vec<&Operation> = operations
         .iter()
         .filter(|o| written_value(o) == Some(value))
@@ -826,21 +1176,26 @@ fn unexplained_read(operations: &[Operation], read: &Operation) -> Option<Explan
             overwritten_by: overwriter(operations, write, read, value),
         })
         .collect();
-    if sources.iter().any(|source| source.overwritten_by.is_none()) {
-        return None;
-    }
     let head = format!(
         "read of {} by {}",
         show_value(value),
         describe_who_when(read)
     );
-    Some(if writes.is_empty() {
+    if sources.is_empty() && writes.is_empty() {
         never_written(operations, read, value, head)
     } else if sources.is_empty() {
         written_too_late(read, &writes, head)
     } else {
         overwritten(read, &sources, head)
-    })
+    }
+}
+
+/// When a write finished, an indeterminate one never.
+fn finished(write: &Operation) -> u64 {
+    match write.outcome {
+        Outcome::Indeterminate => u64::MAX,
+        _ => write.completed,
+    }
 }
 
 /// The latest-completed acknowledged write of a value other than `value`
@@ -852,10 +1207,7 @@ fn overwriter<'a>(
     read: &Operation,
     value: Option<&[u8]>,
 ) -> Option<&'a Operation> {
-    let after = write.map_or(0, |w| match w.outcome {
-        Outcome::Indeterminate => u64::MAX,
-        _ => w.completed.saturating_add(1),
-    });
+    let after = write.map_or(0, |w| finished(w).saturating_add(1));
     operations
         .iter()
         .filter(|o| o.outcome == Outcome::Written)
@@ -955,14 +1307,16 @@ fn explanation<'a>(reason: String, involved: impl Iterator<Item = &'a Operation>
 /// Values longer than this are shortened in reports.
 const VALUE_SHOWN: usize = 24;
 
-/// A value for a report: quoted, escaped, shortened; or `<absent>`.
+/// A value for a report: quoted, escaped; or `<absent>`. A long one keeps
+/// its start and its end, where values written by a test usually differ.
 fn show_value(value: Option<&[u8]>) -> String {
     match value {
         None => "<absent>".to_string(),
         Some(bytes) if bytes.len() <= VALUE_SHOWN => format!("\"{}\"", bytes.escape_ascii()),
         Some(bytes) => format!(
-            "\"{}\"…({} bytes)",
-            bytes[..VALUE_SHOWN - 4].escape_ascii(),
+            "\"{}…{}\" ({} bytes)",
+            bytes[..VALUE_SHOWN - 8].escape_ascii(),
+            bytes[bytes.len() - 6..].escape_ascii(),
             bytes.len()
         ),
     }

@@ -190,6 +190,11 @@ mutation cluster-apply-uncommitted cluster/src/group.rs 1 \
     'write.entries = ready.take_entries(); for e in write.entries.clone() { if let Ok(p) = Proposal::decode(&e.data) { self.kv.apply(p.write); } }' \
     '' \
     'a replica applies entries to its state as soon as they are appended, before they are committed'
+mutation cluster-stale-incarnation cluster/src/node.rs 1 \
+    '.filter(|g| g.replica() == message.to)' \
+    '' \
+    '' \
+    'a message to a replica removed from a node reaches the replica added back there later (raft-rs takes its commit index for its own)'
 }
 
 # ---------------------------------------------------------------------------

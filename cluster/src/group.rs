@@ -8,12 +8,17 @@
 
 use std::collections::BTreeMap;
 
-use raft::prelude::{Entry, EntryType, Message, Snapshot};
-use raft::{RawNode, Ready, StateRole};
+use prost::Message as _;
+use raft::prelude::{
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message,
+    MessageType, Snapshot,
+};
+use raft::{RawNode, Ready, SnapshotStatus, StateRole};
 
 use crate::entry::{Proposal, Write};
 use crate::layout::GroupId;
-use crate::placement::NodeId;
+use crate::membership::{next_step, Current, Step};
+use crate::placement::{node_of, NodeId, ReplicaId};
 use crate::state::KvState;
 use crate::storage::{GroupLog, LogWrite};
 
@@ -66,6 +71,31 @@ pub enum Reply {
     Halted,
 }
 
+/// A group's applied configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Configuration {
+    pub voters: Vec<NodeId>,
+    /// The old voters while the configuration is joint.
+    pub outgoing: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+}
+
+impl Configuration {
+    /// Every node the configuration names.
+    pub fn members(&self) -> Vec<NodeId> {
+        let mut all: Vec<NodeId> = self
+            .voters
+            .iter()
+            .chain(&self.outgoing)
+            .chain(&self.learners)
+            .copied()
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+}
+
 struct PendingRead {
     request: u64,
     key: Vec<u8>,
@@ -77,6 +107,8 @@ struct PendingRead {
 pub struct Group {
     id: GroupId,
     node: NodeId,
+    /// This replica's id in the group's Raft (`placement::replica_id`).
+    replica: ReplicaId,
     raw: RawNode<GroupLog>,
     kv: KvState,
     applied: u64,
@@ -90,6 +122,12 @@ pub struct Group {
     seen: (u64, StateRole),
     tuning: Tuning,
     halted: bool,
+    /// Where the replicas should be (None: where they are).
+    target: Option<Vec<NodeId>>,
+    /// Peers sent a snapshot this step (reported after `advance`).
+    snapshots_sent: Vec<NodeId>,
+    /// A configuration change was applied since the last compaction.
+    conf_changed: bool,
 }
 
 /// The phase-one result for a group: what it must persist, and the ready
@@ -108,12 +146,18 @@ impl Group {
         tuning: Tuning,
         seed: u64,
     ) -> Result<Self, raft::Error> {
+        let replica = log.replica();
+        if node_of(replica) != node {
+            return Err(raft::Error::ConfigInvalid(format!(
+                "group {id}: the stored replica id {replica:#x} is not node {node}'s"
+            )));
+        }
         let snapshot = log.snapshot_ref();
         let applied = snapshot.get_metadata().index;
         let kv = KvState::from_image(&snapshot.data)
             .map_err(|e| raft::Error::ConfigInvalid(format!("group {id}: stored snapshot: {e}")))?;
         let config = raft::Config {
-            id: node,
+            id: replica,
             election_tick: tuning.election_ticks,
             heartbeat_tick: tuning.heartbeat_ticks,
             min_election_tick: tuning.election_ticks,
@@ -131,15 +175,19 @@ impl Group {
         let mut group = Self {
             id,
             node,
+            replica,
             seen: (u64::MAX, StateRole::Follower),
             raw,
             kv,
             applied,
             writes: BTreeMap::new(),
             reads: Vec::new(),
-            jitter: Jitter::new(seed ^ (u64::from(id) << 32) ^ node),
+            jitter: Jitter::new(seed ^ (u64::from(id) << 32) ^ replica),
             tuning,
             halted: false,
+            target: None,
+            snapshots_sent: Vec::new(),
+            conf_changed: false,
         };
         group.after_raft_call(&mut Vec::new());
         Ok(group)
@@ -155,9 +203,16 @@ impl Group {
         self.raw.raft.state == StateRole::Leader
     }
 
-    /// The leader this replica knows of.
+    /// The node of the leader this replica knows of.
     pub fn leader(&self) -> Option<NodeId> {
-        Some(self.raw.raft.leader_id).filter(|&l| l != 0)
+        Some(self.raw.raft.leader_id)
+            .filter(|&l| l != 0)
+            .map(node_of)
+    }
+
+    /// This replica's id in the group's Raft.
+    pub fn replica(&self) -> ReplicaId {
+        self.replica
     }
 
     /// The current term.
@@ -169,7 +224,7 @@ impl Group {
     pub fn describe(&self) -> String {
         let r = &self.raw.raft;
         format!(
-            "group {} on node {}: {:?} term {} vote {} leader {} commit {} last {} applied {} elapsed {}/{} promotable {} voters {:?}",
+            "group {} on node {}: {:?} term {} vote {} leader {} commit {} last {} applied {} elapsed {}/{} promotable {} {:?}",
             self.id,
             self.node,
             r.state,
@@ -182,7 +237,7 @@ impl Group {
             r.election_elapsed,
             r.randomized_election_timeout(),
             r.promotable(),
-            r.prs().conf().to_conf_state().voters
+            self.configuration()
         )
     }
 
@@ -343,6 +398,7 @@ impl Group {
         self.send(light.take_messages(), out);
         self.apply(light.take_committed_entries(), replies);
         self.raw.advance_apply();
+        self.report_snapshots();
         self.after_raft_call(replies);
         later.compact = self.compaction();
         if later.is_empty() {
@@ -368,8 +424,24 @@ impl Group {
         });
     }
 
-    fn send(&self, messages: Vec<Message>, out: &mut Vec<(NodeId, GroupId, Message)>) {
-        out.extend(messages.into_iter().map(|m| (m.to, self.id, m)));
+    fn send(&mut self, messages: Vec<Message>, out: &mut Vec<(NodeId, GroupId, Message)>) {
+        for m in messages {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.snapshots_sent.push(m.to);
+            }
+            out.push((node_of(m.to), self.id, m));
+        }
+    }
+
+    /// raft-rs holds a follower it sent a snapshot to until told how the
+    /// sending went, and a lost snapshot would hold it forever. We report
+    /// every snapshot as delivered once it is handed to the network: if it
+    /// was lost, the follower refuses the next append and the leader sends
+    /// the snapshot again.
+    fn report_snapshots(&mut self) {
+        for to in std::mem::take(&mut self.snapshots_sent) {
+            self.raw.report_snapshot(to, SnapshotStatus::Finish);
+        }
     }
 
     fn read_state(&mut self, ctx: &[u8], index: u64) {
@@ -415,8 +487,14 @@ impl Group {
 
     /// Applies one committed entry; returns who proposed it.
     fn apply_entry(&mut self, entry: &Entry) -> Option<(NodeId, u64)> {
-        if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() || self.halted
-        {
+        match entry.get_entry_type() {
+            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                self.apply_conf_change(entry);
+                return None;
+            }
+            EntryType::EntryNormal => {}
+        }
+        if entry.data.is_empty() || self.halted {
             return None;
         }
         match Proposal::decode(&entry.data) {
@@ -431,11 +509,131 @@ impl Group {
         }
     }
 
+    /// A committed configuration change takes effect. (raft-rs leaves a
+    /// joint configuration with an empty V2 change: that one too.)
+    fn apply_conf_change(&mut self, entry: &Entry) {
+        let applied = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+            ConfChangeV2::decode(&entry.data[..]).map(|cc| self.raw.apply_conf_change(&cc))
+        } else {
+            ConfChange::decode(&entry.data[..]).map(|cc| self.raw.apply_conf_change(&cc))
+        };
+        self.conf_changed = true;
+        match applied {
+            Ok(Ok(_)) => {}
+            // A change raft-rs refuses was refused on every replica alike.
+            Ok(Err(_)) => {}
+            Err(_) => self.halted = true,
+        }
+    }
+
+    /// The applied configuration: voters (both halves while joint) and
+    /// learners.
+    pub fn configuration(&self) -> Configuration {
+        let conf = self.raw.raft.prs().conf().to_conf_state();
+        Configuration {
+            voters: conf.voters,
+            outgoing: conf.voters_outgoing,
+            learners: conf.learners,
+        }
+    }
+
+    /// Where the group's replicas should be; the leader moves them there.
+    pub fn set_target(&mut self, replicas: Vec<NodeId>) {
+        self.target = Some(replicas);
+    }
+
+    /// On the leader: the next step of a replica move, if one is due.
+    pub fn drive_membership(&mut self, replies: &mut Vec<(u64, Reply)>) {
+        let Some(target) = self.target.clone() else {
+            return;
+        };
+        if !self.is_leader() {
+            return;
+        }
+        let conf = self.configuration();
+        let raft = &self.raw.raft;
+        let committed = raft.raft_log.committed;
+        let caught_up = |n: NodeId| raft.prs().get(n).is_some_and(|p| p.matched >= committed);
+        let current = Current {
+            leader: self.replica,
+            voters: &conf.voters,
+            learners: &conf.learners,
+            settling: !conf.outgoing.is_empty() || raft.pending_conf_index > raft.raft_log.applied,
+            caught_up: &caught_up,
+        };
+        let Some(step) = next_step(&current, &target) else {
+            return;
+        };
+        let change = |changes: Vec<ConfChangeSingle>| ConfChangeV2 {
+            changes,
+            ..ConfChangeV2::default()
+        };
+        let single = |node_id, kind: ConfChangeType| {
+            let mut one = ConfChangeSingle {
+                node_id,
+                ..ConfChangeSingle::default()
+            };
+            one.set_change_type(kind);
+            one
+        };
+        // A refused proposal (a transfer in progress) is retried next tick.
+        let _ = match step {
+            Step::AddLearner(node) => self.raw.propose_conf_change(
+                Vec::new(),
+                change(vec![single(node, ConfChangeType::AddLearnerNode)]),
+            ),
+            Step::Swap { add, remove } => {
+                let mut changes: Vec<ConfChangeSingle> = add
+                    .iter()
+                    .map(|&n| single(n, ConfChangeType::AddNode))
+                    .collect();
+                changes.extend(
+                    remove
+                        .iter()
+                        .map(|&n| single(n, ConfChangeType::RemoveNode)),
+                );
+                self.raw.propose_conf_change(Vec::new(), change(changes))
+            }
+            Step::DropLearners(nodes) => self.raw.propose_conf_change(
+                Vec::new(),
+                change(
+                    nodes
+                        .iter()
+                        .map(|&n| single(n, ConfChangeType::RemoveNode))
+                        .collect(),
+                ),
+            ),
+            Step::TransferLeader(node) => {
+                self.raw.transfer_leader(node);
+                Ok(())
+            }
+        };
+        self.after_raft_call(replies);
+    }
+
+    /// The node stops hosting the group: what waits on it is answered
+    /// (writes as unknown: they may still commit elsewhere).
+    pub fn abandon(&mut self, replies: &mut Vec<(u64, Reply)>) {
+        for (_, request) in std::mem::take(&mut self.writes) {
+            replies.push((request, Reply::Unknown));
+        }
+        let leader = self.leader();
+        for read in self.reads.drain(..) {
+            replies.push((read.request, Reply::NotLeader { leader }));
+        }
+    }
+
     /// A snapshot of the applied state, when enough was applied since the
     /// last one.
-    fn compaction(&self) -> Option<Snapshot> {
+    fn compaction(&mut self) -> Option<Snapshot> {
         let last = self.raw.store().snapshot_index();
-        if self.applied < last + self.tuning.snapshot_every {
+        // After a configuration change, at once: a replica added since the
+        // last snapshot is brought up by a snapshot, and raft-rs refuses
+        // one whose configuration does not name the receiver.
+        let conf_changed = std::mem::take(&mut self.conf_changed);
+        if self.applied <= last
+            || (self.applied < last + self.tuning.snapshot_every && !conf_changed)
+        {
             return None;
         }
         let mut snapshot = Snapshot::default();

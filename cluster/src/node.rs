@@ -16,7 +16,7 @@ use raft::prelude::Message;
 use crate::entry::Write;
 use crate::group::{Group, Reply, Tuning};
 use crate::layout::{GroupId, GroupLayout};
-use crate::placement::{NodeId, Replicas};
+use crate::placement::{replica_id, NodeId, ReplicaId, Replicas};
 use crate::storage::{Disk, GroupLog, LogWrite};
 
 /// Messages from one node to another, all groups together.
@@ -105,27 +105,34 @@ impl<D: Disk> Node<D> {
                 layout: config.layout.groups(),
             });
         }
+        let mut disk = disk;
+        if disk.is_fresh() {
+            // A new node: the groups the initial placement gives it, each
+            // from its first configuration, durable in one flush before
+            // it votes or appends anything.
+            let bootstrap: Vec<LogWrite> = (0..)
+                .zip(&config.placement)
+                .filter(|(_, replicas)| replicas.contains(config.id))
+                .map(|(group, replicas)| {
+                    let voters = replicas.0.iter().map(|&n| replica_id(n, 1)).collect();
+                    LogWrite {
+                        group,
+                        install: Some(GroupLog::bootstrap(voters).snapshot_ref().clone()),
+                        create: Some(replica_id(config.id, 1)),
+                        ..LogWrite::default()
+                    }
+                })
+                .collect();
+            disk.persist(&bootstrap);
+        }
         let mut groups = BTreeMap::new();
-        let mut deferred = Vec::new();
-        for (group, replicas) in (0..).zip(&config.placement) {
-            if !replicas.contains(config.id) {
-                continue;
-            }
-            let log = disk.load(group).unwrap_or_else(|| {
-                // A new replica: its first configuration goes to disk with
-                // the first flush, before anything it votes or appends.
-                let log = GroupLog::bootstrap(replicas.0.clone());
-                deferred.push(LogWrite {
-                    group,
-                    install: Some(log.snapshot_ref().clone()),
-                    ..LogWrite::default()
-                });
-                log
-            });
+        for group in disk.hosted() {
+            let log = disk.load(group).unwrap_or_default();
             let opened = Group::open(group, config.id, log, config.tuning, config.seed)
                 .map_err(|source| NodeError::Raft { group, source })?;
             groups.insert(group, opened);
         }
+        let deferred = Vec::new();
         Ok(Self {
             config,
             groups,
@@ -173,18 +180,83 @@ impl<D: Disk> Node<D> {
         }
     }
 
-    /// Advances every group's clock by one tick.
+    /// Advances every group's clock by one tick; leaders take the next
+    /// step of any replica move.
     pub fn tick(&mut self) {
         for group in self.groups.values_mut() {
             group.tick(&mut self.replies);
+            group.drive_membership(&mut self.replies);
         }
+    }
+
+    /// Starts hosting `group` as replica `replica` (a new incarnation's id,
+    /// never one used before on this node): an empty replica that waits for
+    /// the leader to add it and send it a snapshot. Remembered on disk at
+    /// the next flush.
+    pub fn host(&mut self, group: GroupId, replica: ReplicaId) -> Result<(), NodeError> {
+        match self.groups.get(&group).map(Group::replica) {
+            Some(hosted) if hosted == replica => return Ok(()),
+            // An older incarnation left behind (its forget was lost with a
+            // crash): the new one replaces it.
+            Some(_) => self.forget(group),
+            None => {}
+        }
+        let log = GroupLog::empty(replica);
+        let opened = Group::open(
+            group,
+            self.config.id,
+            log,
+            self.config.tuning,
+            self.config.seed,
+        )
+        .map_err(|source| NodeError::Raft { group, source })?;
+        self.groups.insert(group, opened);
+        self.deferred.push(LogWrite {
+            group,
+            create: Some(replica),
+            ..LogWrite::default()
+        });
+        Ok(())
+    }
+
+    /// Stops hosting `group` (its replica was moved away): drops its log
+    /// and answers what waited on it.
+    pub fn forget(&mut self, group: GroupId) {
+        if let Some(mut g) = self.groups.remove(&group) {
+            g.abandon(&mut self.replies);
+            self.deferred.retain(|w| w.group != group);
+            self.deferred.push(LogWrite {
+                group,
+                destroy: true,
+                ..LogWrite::default()
+            });
+        }
+    }
+
+    /// Where `group`'s replicas should be (replica ids); its leader moves
+    /// them there.
+    pub fn set_target(&mut self, group: GroupId, replicas: Vec<ReplicaId>) {
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.set_target(replicas);
+        }
+    }
+
+    /// The group hosted here, if any.
+    pub fn group(&self, group: GroupId) -> Option<&Group> {
+        self.groups.get(&group)
     }
 
     /// Hands over an envelope from a peer. Messages for groups not hosted
     /// here are dropped (a stale sender's view).
     pub fn receive(&mut self, envelope: Envelope) {
         for (group, message) in envelope.messages {
-            if let Some(g) = self.groups.get_mut(&group) {
+            // A message to another incarnation of the replica (one removed
+            // from here, and maybe added back since) is stale.
+            if let Some(g) = self
+                .groups
+                .get_mut(&group)
+                .filter(|g| g.replica() == message.to)
+            {
                 g.step(message, &mut self.replies);
             }
         }
@@ -195,12 +267,10 @@ impl<D: Disk> Node<D> {
     pub fn submit(&mut self, request_id: u64, request: Request) {
         let group = self.config.layout.group_of_key(request.key());
         let Some(g) = self.groups.get_mut(&group) else {
-            let leader = self
-                .config
-                .placement
-                .get(group as usize)
-                .and_then(Replicas::preferred_leader);
-            self.replies.push((request_id, Reply::WrongNode { leader }));
+            // No hint: the initial placement may be stale (replicas move),
+            // and a wrong hint sends the client in circles.
+            self.replies
+                .push((request_id, Reply::WrongNode { leader: None }));
             return;
         };
         let replies = &mut self.replies;

@@ -8,6 +8,27 @@
 /// A node's identity in the cluster (never 0: raft-rs reserves it).
 pub type NodeId = u64;
 
+/// A replica's identity in its group's Raft: the node that holds it and
+/// the incarnation of the group on that node. A replica removed from a
+/// node and later added back is a new replica with a new id, so a message
+/// still in flight to the old one can never reach the new one (raft-rs
+/// would take its commit index for its own, as etcd and TiKV warn).
+pub type ReplicaId = u64;
+
+/// Node ids must fit below this, leaving 16 bits for the incarnation.
+pub const NODE_ID_LIMIT: NodeId = 1 << 48;
+
+/// The id of incarnation `generation` (1 for a group's first replicas) of
+/// a group on `node`.
+pub fn replica_id(node: NodeId, generation: u16) -> ReplicaId {
+    (node << 16) | u64::from(generation)
+}
+
+/// The node that holds a replica.
+pub fn node_of(replica: ReplicaId) -> NodeId {
+    replica >> 16
+}
+
 /// Replicas per group.
 pub const REPLICAS: usize = 3;
 
@@ -41,6 +62,8 @@ pub enum PlacementError {
     TooFewZones { zones: usize },
     #[error("node id 0 is reserved")]
     ZeroNodeId,
+    #[error("node id {0} is not below 2^48")]
+    NodeIdTooLarge(NodeId),
     #[error("node {0} is listed twice")]
     DuplicateNode(NodeId),
 }
@@ -157,6 +180,9 @@ fn check_members(members: &[Member]) -> Result<(), PlacementError> {
     ids.sort_unstable();
     if ids.first() == Some(&0) {
         return Err(PlacementError::ZeroNodeId);
+    }
+    if let Some(&big) = ids.last().filter(|&&id| id >= NODE_ID_LIMIT) {
+        return Err(PlacementError::NodeIdTooLarge(big));
     }
     if let Some(pair) = ids.windows(2).find(|w| w[0] == w[1]) {
         return Err(PlacementError::DuplicateNode(pair[0]));

@@ -18,9 +18,14 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 
 use crate::layout::GroupId;
 
+/// Index and term of a new group's first snapshot.
+pub const BOOTSTRAP_INDEX: u64 = 5;
+
 /// One group's durable Raft state.
 #[derive(Clone, Debug, Default)]
 pub struct GroupLog {
+    /// This replica's id in the group (0 until the disk says).
+    replica: u64,
     hard_state: HardState,
     /// The newest snapshot: what the entries before `first_index` became.
     snapshot: Snapshot,
@@ -41,6 +46,13 @@ pub struct LogWrite {
     /// A snapshot taken locally at the applied index: drops the entries it
     /// covers.
     pub compact: Option<Snapshot>,
+    /// The node starts hosting the group as this replica (an empty one
+    /// that waits for its snapshot, or a new cluster's first): the disk
+    /// remembers it across a crash.
+    pub create: Option<u64>,
+    /// The node stops hosting the group: the disk drops its log and
+    /// remembers it left, so a restart does not bring it back.
+    pub destroy: bool,
 }
 
 impl LogWrite {
@@ -50,29 +62,60 @@ impl LogWrite {
             && self.entries.is_empty()
             && self.hard_state.is_none()
             && self.compact.is_none()
+            && self.create.is_none()
+            && !self.destroy
     }
 }
 
 impl GroupLog {
-    /// A new group's log: empty, with its first configuration.
+    /// A new group's log: its first configuration, as a snapshot at index
+    /// and term [`BOOTSTRAP_INDEX`], so a replica added later (its log
+    /// empty at index 0) is always brought up by a snapshot, which carries
+    /// the configuration (as TiKV starts its regions at index 5).
     pub fn bootstrap(voters: Vec<u64>) -> Self {
         let mut snapshot = Snapshot::default();
         let conf = ConfState {
             voters,
             ..ConfState::default()
         };
-        snapshot.mut_metadata().set_conf_state(conf);
+        let meta = snapshot.mut_metadata();
+        meta.set_conf_state(conf);
+        meta.index = BOOTSTRAP_INDEX;
+        meta.term = BOOTSTRAP_INDEX;
+        let hard_state = HardState {
+            term: BOOTSTRAP_INDEX,
+            vote: 0,
+            commit: BOOTSTRAP_INDEX,
+        };
         Self {
-            hard_state: HardState::default(),
+            replica: 0,
+            hard_state,
             snapshot,
             entries: Vec::new(),
         }
+    }
+
+    /// An empty log for a replica being added: it waits for the leader's
+    /// snapshot.
+    pub fn empty(replica: u64) -> Self {
+        Self {
+            replica,
+            ..Self::default()
+        }
+    }
+
+    /// This replica's id in its group.
+    pub fn replica(&self) -> u64 {
+        self.replica
     }
 
     /// Applies a write. Entries must continue the log (raft-rs hands them
     /// out that way); a gap is a bug and panics, as raft-rs's own storage
     /// does, rather than persisting a log with a hole.
     pub fn apply(&mut self, write: &LogWrite) {
+        if let Some(replica) = write.create {
+            self.replica = replica;
+        }
         if let Some(snapshot) = &write.install {
             self.install(snapshot.clone());
         }
@@ -206,8 +249,13 @@ impl raft::Storage for GroupLog {
 /// before it returns: the node sends the messages that depend on them
 /// (votes, acknowledgements of appends) only afterwards.
 pub trait Disk {
-    /// The stored log of `group`, if the node ever hosted it.
+    /// The stored log of `group`, if the node hosts it.
     fn load(&self, group: GroupId) -> Option<GroupLog>;
+    /// The groups the node hosts.
+    fn hosted(&self) -> Vec<GroupId>;
+    /// Whether nothing was ever persisted: a new node, which bootstraps the
+    /// groups the initial placement gives it.
+    fn is_fresh(&self) -> bool;
     /// Applies every write, then makes them all durable with one flush.
     fn persist(&mut self, writes: &[LogWrite]);
 }
@@ -219,6 +267,9 @@ pub trait Disk {
 pub struct MemDisk {
     groups: BTreeMap<GroupId, GroupLog>,
     flushes: u64,
+    /// Whether a write ever changed anything: a disk that hosted groups
+    /// and left them all is not a new node's.
+    touched: bool,
 }
 
 impl MemDisk {
@@ -233,9 +284,22 @@ impl Disk for MemDisk {
         self.groups.get(&group).cloned()
     }
 
+    fn hosted(&self) -> Vec<GroupId> {
+        self.groups.keys().copied().collect()
+    }
+
+    fn is_fresh(&self) -> bool {
+        !self.touched
+    }
+
     fn persist(&mut self, writes: &[LogWrite]) {
         for write in writes {
-            self.groups.entry(write.group).or_default().apply(write);
+            self.touched |= !write.is_empty();
+            if write.destroy {
+                self.groups.remove(&write.group);
+            } else {
+                self.groups.entry(write.group).or_default().apply(write);
+            }
         }
         self.flushes += 1;
     }

@@ -13,6 +13,7 @@ fn faulty_clusters_stay_linearizable() {
     let seeds = seeds(300);
     let (mut operations, mut crashes, mut torn, mut partitions, mut indeterminate) =
         (0, 0, 0, 0, 0);
+    let mut moves = 0;
     for &seed in &seeds {
         let run = std::panic::catch_unwind(|| Sim::new(seed).run());
         let run = run.unwrap_or_else(|panic| {
@@ -28,6 +29,7 @@ fn faulty_clusters_stay_linearizable() {
                 operations += report.operations;
                 crashes += report.crashes;
                 torn += report.torn_flushes;
+                moves += report.moves_completed;
                 partitions += report.partitions;
                 indeterminate += report.summary.indeterminate_writes;
             }
@@ -37,7 +39,7 @@ fn faulty_clusters_stay_linearizable() {
         }
     }
     println!(
-        "cluster simulator: {} seeds, {operations} operations, {crashes} crashes ({torn} in a flush), {partitions} partitions, \
+        "cluster simulator: {} seeds, {operations} operations, {crashes} crashes ({torn} in a flush), {partitions} partitions, {moves} replica moves, \
          {indeterminate} indeterminate writes: linearizable",
         seeds.len()
     );

@@ -36,6 +36,14 @@ impl Disk for SimDisk {
         self.mem.load(group)
     }
 
+    fn hosted(&self) -> Vec<u32> {
+        self.mem.hosted()
+    }
+
+    fn is_fresh(&self) -> bool {
+        self.mem.is_fresh()
+    }
+
     fn persist(&mut self, writes: &[LogWrite]) {
         let Some(seed) = self.tear.take() else {
             return self.mem.persist(writes);

@@ -9,6 +9,7 @@
 
 pub mod clients;
 pub mod disk;
+pub mod moves;
 pub mod net;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use rand_chacha::ChaCha8Rng;
 
 use clients::Clients;
 use disk::SimDisk;
+use moves::Moves;
 use net::{Net, NetFaults};
 
 /// Time units per Raft tick (a unit is a millisecond of the modelled
@@ -49,6 +51,9 @@ pub struct SimConfig {
     pub restart_ppm: u32,
     pub partition_ppm: u32,
     pub heal_ppm: u32,
+    /// Per time unit, chance in a million of starting a replica move (five
+    /// nodes only: three have no spare node in a free zone).
+    pub move_ppm: u32,
     /// Client operations time out after this many units (indeterminate).
     pub timeout: u64,
     pub tuning: Tuning,
@@ -75,6 +80,13 @@ impl SimConfig {
             restart_ppm: 3_000,
             partition_ppm: rng.random_range(0..1_000),
             heal_ppm: 2_000,
+            // Some runs churn: a move every 50 ms or so, replicas removed
+            // and added back while messages to them are still in flight.
+            move_ppm: if rng.random_bool(0.3) {
+                20_000
+            } else {
+                rng.random_range(0..3_000)
+            },
             timeout: 400,
             tuning: Tuning {
                 snapshot_every: rng.random_range(8..200),
@@ -108,6 +120,7 @@ pub struct Sim {
     pub partitions: u64,
     /// Whether faults are still being injected (off once healed).
     pub faults_on: bool,
+    pub moves: Moves,
 }
 
 /// What a run found.
@@ -118,6 +131,7 @@ pub struct RunReport {
     pub torn_flushes: u64,
     pub partitions: u64,
     pub envelopes: u64,
+    pub moves_completed: u64,
     pub summary: history::Summary,
 }
 
@@ -157,6 +171,16 @@ impl Sim {
         }
         let phase = ids.iter().map(|_| rng.random_range(0..TICK)).collect();
         let clients = Clients::new(config.clients, config.keys, layout, &ids);
+        let targets = (0..config.groups)
+            .zip(&placement)
+            .map(|(g, r)| {
+                let mut t = r.0.clone();
+                t.sort_unstable();
+                (g, t)
+            })
+            .collect();
+        let zones = ids.iter().enumerate().map(|(i, &id)| (id, i % 3)).collect();
+        let moves = Moves::new(targets, zones);
         Self {
             seed,
             net: Net::new(config.net),
@@ -172,6 +196,7 @@ impl Sim {
             torn_flushes: 0,
             partitions: 0,
             faults_on: true,
+            moves,
         }
     }
 
@@ -198,6 +223,7 @@ impl Sim {
             torn_flushes: self.torn_flushes,
             partitions: self.partitions,
             envelopes: self.net.sent,
+            moves_completed: self.moves.completed,
             summary,
         })
     }
@@ -217,6 +243,7 @@ impl Sim {
                 }
             }
         }
+        self.moves.drive(&mut self.slots, &self.ids);
         if clients_act {
             self.clients
                 .act(&mut self.rng, self.now, &mut self.slots, &self.ids);
@@ -254,6 +281,9 @@ impl Sim {
     /// Draws this time unit's faults: crashes, restarts, partitions, heals.
     fn faults(&mut self) {
         let n = self.slots.len();
+        if n >= 5 {
+            self.moves.maybe_start(&mut self.rng, self.config.move_ppm);
+        }
         if self.rng.random_range(0..1_000_000) < self.config.crash_ppm {
             let i = self.rng.random_range(0..n);
             self.crash(i);
@@ -335,11 +365,13 @@ impl Sim {
     fn final_reads(&mut self) -> Result<(), String> {
         self.clients.start_final_reads();
         let deadline = self.now + 20_000;
-        while !self.clients.final_reads_done() {
+        while !self.clients.final_reads_done() || !self.moves.active.is_empty() {
             if self.now > deadline {
                 return Err(format!(
-                    "seed {}: the healed cluster did not answer a read of every key within 20 s of simulated time\n{}",
+                    "seed {}: the healed cluster did not answer a read of every key and finish its {} replica \
+                     move(s) within 20 s of simulated time\n{}",
                     self.seed,
+                    self.moves.active.len(),
                     self.describe()
                 ));
             }
@@ -366,6 +398,12 @@ impl Sim {
     /// Every replica's view, for a failure message.
     pub fn describe(&self) -> String {
         let mut out = String::new();
+        for (group, m) in &self.moves.active {
+            out.push_str(&format!(
+                "  moving group {group}: {} -> {}, target {:?}\n",
+                m.from, m.to, self.moves.targets[group]
+            ));
+        }
         for slot in &self.slots {
             let Slot::Up(node) = slot else {
                 out.push_str("  a node is down\n");

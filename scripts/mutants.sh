@@ -195,6 +195,11 @@ mutation cluster-stale-incarnation cluster/src/node.rs 1 \
     '' \
     '' \
     'a message to a replica removed from a node reaches the replica added back there later (raft-rs takes its commit index for its own)'
+mutation cluster-removed-leader-stays cluster/src/group.rs 1 \
+    'self.raw.raft.become_follower(term, 0);' \
+    'let _ = term;' \
+    '' \
+    'a leader that applies its own removal keeps leading (raft-rs then panics at its next append)'
 }
 
 # ---------------------------------------------------------------------------

@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 
 use prost::Message as _;
 use raft::prelude::{
-    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message,
-    MessageType, Snapshot,
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
+    Message, MessageType, Snapshot,
 };
 use raft::{RawNode, Ready, SnapshotStatus, StateRole};
 
 use crate::entry::{Proposal, Write};
 use crate::layout::GroupId;
-use crate::membership::{next_step, Current, Step};
+use crate::membership::{hand_over_to, next_step, Current, Step};
 use crate::placement::{node_of, NodeId, ReplicaId};
 use crate::state::KvState;
 use crate::storage::{GroupLog, LogWrite};
@@ -124,6 +124,10 @@ pub struct Group {
     halted: bool,
     /// Where the replicas should be (None: where they are).
     target: Option<Vec<NodeId>>,
+    /// The replica that should lead (leader balancing), if any.
+    preferred: Option<ReplicaId>,
+    /// Ticks led in the current term.
+    leader_ticks: u64,
     /// Peers sent a snapshot this step (reported after `advance`).
     snapshots_sent: Vec<NodeId>,
     /// A configuration change was applied since the last compaction.
@@ -188,6 +192,8 @@ impl Group {
             target: None,
             snapshots_sent: Vec::new(),
             conf_changed: false,
+            preferred: None,
+            leader_ticks: 0,
         };
         group.after_raft_call(&mut Vec::new());
         Ok(group)
@@ -253,6 +259,9 @@ impl Group {
 
     /// Advances the group's clock by one tick.
     pub fn tick(&mut self, replies: &mut Vec<(u64, Reply)>) {
+        if self.is_leader() {
+            self.leader_ticks += 1;
+        }
         self.raw.tick();
         self.after_raft_call(replies);
     }
@@ -519,10 +528,24 @@ impl Group {
         };
         self.conf_changed = true;
         match applied {
-            Ok(Ok(_)) => {}
+            Ok(Ok(conf)) => self.step_down_if_removed(&conf),
             // A change raft-rs refuses was refused on every replica alike.
             Ok(Err(_)) => {}
             Err(_) => self.halted = true,
+        }
+    }
+
+    /// A leader whose own removal was just applied steps down. We never
+    /// propose removing the leader (it hands over first), but leadership
+    /// can move between a change's proposal and its application (and
+    /// leaving a joint configuration is proposed by raft-rs itself), and
+    /// raft-rs keeps such a leader leading with no progress of its own,
+    /// then panics at the next persisted append.
+    fn step_down_if_removed(&mut self, conf: &ConfState) {
+        let me = self.replica;
+        if self.is_leader() && !conf.voters.contains(&me) && !conf.voters_outgoing.contains(&me) {
+            let term = self.raw.raft.term;
+            self.raw.raft.become_follower(term, 0);
         }
     }
 
@@ -538,22 +561,26 @@ impl Group {
     }
 
     /// Where the group's replicas should be; the leader moves them there.
-    pub fn set_target(&mut self, replicas: Vec<NodeId>) {
+    pub fn set_target(&mut self, replicas: Vec<ReplicaId>) {
         self.target = Some(replicas);
     }
 
-    /// On the leader: the next step of a replica move, if one is due.
+    /// The replica that should lead when it can (leader balancing).
+    pub fn set_preferred(&mut self, replica: Option<ReplicaId>) {
+        self.preferred = replica;
+    }
+
+    /// On the leader: the next step of a replica move, if one is due, or
+    /// else leadership handed to the preferred replica (after the leader
+    /// has led for two election timeouts, so leadership does not flap).
     pub fn drive_membership(&mut self, replies: &mut Vec<(u64, Reply)>) {
-        let Some(target) = self.target.clone() else {
-            return;
-        };
         if !self.is_leader() {
             return;
         }
         let conf = self.configuration();
         let raft = &self.raw.raft;
         let committed = raft.raft_log.committed;
-        let caught_up = |n: NodeId| raft.prs().get(n).is_some_and(|p| p.matched >= committed);
+        let caught_up = |n: ReplicaId| raft.prs().get(n).is_some_and(|p| p.matched >= committed);
         let current = Current {
             leader: self.replica,
             voters: &conf.voters,
@@ -561,7 +588,18 @@ impl Group {
             settling: !conf.outgoing.is_empty() || raft.pending_conf_index > raft.raft_log.applied,
             caught_up: &caught_up,
         };
-        let Some(step) = next_step(&current, &target) else {
+        let step = match &self.target {
+            Some(target) => next_step(&current, target),
+            None => None,
+        };
+        let Some(step) = step else {
+            let tenure = 2 * self.tuning.election_ticks as u64;
+            if let Some(heir) =
+                hand_over_to(&current, self.preferred).filter(|_| self.leader_ticks > tenure)
+            {
+                self.raw.transfer_leader(heir);
+                self.after_raft_call(replies);
+            }
             return;
         };
         let change = |changes: Vec<ConfChangeSingle>| ConfChangeV2 {
@@ -656,6 +694,7 @@ impl Group {
         let election = self.tuning.election_ticks;
         let timeout = election + self.jitter.below(election as u64) as usize;
         self.raw.raft.set_randomized_election_timeout(timeout);
+        self.leader_ticks = 0;
         if self.seen.1 == StateRole::Leader && now.1 != StateRole::Leader {
             let leader = self.leader();
             for read in self.reads.drain(..) {

@@ -97,6 +97,15 @@ pub fn next_step(current: &Current, target: &[NodeId]) -> Option<Step> {
     (!add.is_empty()).then_some(Step::Swap { add, remove })
 }
 
+/// Leader balancing: once the group is where it should be, the leader
+/// hands leadership to the group's preferred leader (placement spreads
+/// those evenly), if that replica is a voter that has caught up.
+pub fn hand_over_to(current: &Current, preferred: Option<NodeId>) -> Option<NodeId> {
+    let preferred = preferred.filter(|&p| p != current.leader)?;
+    (!current.settling && current.voters.contains(&preferred) && (current.caught_up)(preferred))
+        .then_some(preferred)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +173,31 @@ mod tests {
             caught_up: &always,
         };
         assert_eq!(next_step(&c, &[1, 2, 4]), None);
+    }
+
+    #[test]
+    fn leadership_goes_back_to_a_caught_up_preferred_voter() {
+        let always = |_| true;
+        let never = |_| false;
+        assert_eq!(
+            hand_over_to(&current(2, &[1, 2, 3], &[], &always), Some(1)),
+            Some(1)
+        );
+        assert_eq!(
+            hand_over_to(&current(2, &[1, 2, 3], &[], &never), Some(1)),
+            None,
+            "lagging"
+        );
+        assert_eq!(
+            hand_over_to(&current(1, &[1, 2, 3], &[], &always), Some(1)),
+            None,
+            "already"
+        );
+        assert_eq!(
+            hand_over_to(&current(2, &[2, 3, 4], &[], &always), Some(1)),
+            None,
+            "not a voter"
+        );
     }
 
     #[test]

@@ -128,8 +128,14 @@ impl<D: Disk> Node<D> {
         let mut groups = BTreeMap::new();
         for group in disk.hosted() {
             let log = disk.load(group).unwrap_or_default();
-            let opened = Group::open(group, config.id, log, config.tuning, config.seed)
+            let mut opened = Group::open(group, config.id, log, config.tuning, config.seed)
                 .map_err(|source| NodeError::Raft { group, source })?;
+            // Until told otherwise, the initial placement's choice.
+            let preferred = config
+                .placement
+                .get(group as usize)
+                .and_then(Replicas::preferred_leader);
+            opened.set_preferred(preferred.map(|n| replica_id(n, 1)));
             groups.insert(group, opened);
         }
         let deferred = Vec::new();
@@ -238,6 +244,13 @@ impl<D: Disk> Node<D> {
     pub fn set_target(&mut self, group: GroupId, replicas: Vec<ReplicaId>) {
         if let Some(g) = self.groups.get_mut(&group) {
             g.set_target(replicas);
+        }
+    }
+
+    /// The replica that should lead `group` when it can.
+    pub fn set_preferred(&mut self, group: GroupId, replica: Option<ReplicaId>) {
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.set_preferred(replica);
         }
     }
 

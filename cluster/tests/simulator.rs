@@ -117,4 +117,48 @@ fn idle_groups_batch_their_heartbeats() {
         messages > 5 * envelopes,
         "batching saved little: {messages} messages in {envelopes} envelopes"
     );
+    assert_balanced(&sim, "at rest");
+
+    // A node down for 3 s: its groups elect other leaders. Back up, the
+    // preferred leaders take their groups back.
+    sim.crash(0);
+    for _ in 0..3_000 {
+        sim.advance(false);
+    }
+    assert_eq!(sim.leaders_per_node()[0], 0);
+    sim.restart(0);
+    for _ in 0..5_000 {
+        sim.advance(false);
+    }
+    assert_balanced(&sim, "after a node came back");
+}
+
+fn assert_balanced(sim: &Sim, when: &str) {
+    let leaders = sim.leaders_per_node();
+    let (min, max) = (leaders.iter().min().copied(), leaders.iter().max().copied());
+    assert_eq!(
+        leaders.iter().sum::<usize>(),
+        64,
+        "{when}: every group has one leader: {leaders:?}"
+    );
+    assert!(
+        max.zip(min).is_some_and(|(max, min)| max - min <= 1),
+        "{when}: leaders not balanced: {leaders:?}"
+    );
+}
+
+/// Seeds that once found a bug, kept as they were found (each runs in
+/// milliseconds): 1592590355, an armed torn flush left on a disk and spent
+/// after the restart; 1592590768, a heartbeat to a removed replica reaching
+/// the one added back on the same node; 1592591146, a leader applying its
+/// own removal (raft-rs panicked at its next append).
+#[test]
+fn regression_seeds() {
+    for seed in [1592590355, 1592590768, 1592591146] {
+        if let Err(e) = Sim::new(seed).run() {
+            panic!(
+                "{e}\nreplay: VELTRIX_CLUSTER_SEED={seed} cargo test -p cluster --test simulator"
+            );
+        }
+    }
 }

@@ -173,11 +173,7 @@ impl Sim {
         let clients = Clients::new(config.clients, config.keys, layout, &ids);
         let targets = (0..config.groups)
             .zip(&placement)
-            .map(|(g, r)| {
-                let mut t = r.0.clone();
-                t.sort_unstable();
-                (g, t)
-            })
+            .map(|(g, r)| (g, r.0.clone()))
             .collect();
         let zones = ids.iter().enumerate().map(|(i, &id)| (id, i % 3)).collect();
         let moves = Moves::new(targets, zones);
@@ -300,7 +296,7 @@ impl Sim {
         }
     }
 
-    fn crash(&mut self, i: usize) {
+    pub fn crash(&mut self, i: usize) {
         let slot = std::mem::replace(&mut self.slots[i], Slot::Down(SimDisk::default()));
         self.slots[i] = match slot {
             Slot::Up(node) => {
@@ -314,7 +310,7 @@ impl Sim {
         };
     }
 
-    fn restart(&mut self, i: usize) {
+    pub fn restart(&mut self, i: usize) {
         let slot = std::mem::replace(&mut self.slots[i], Slot::Down(SimDisk::default()));
         self.slots[i] = match slot {
             Slot::Down(disk) => {

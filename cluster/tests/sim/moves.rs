@@ -25,6 +25,8 @@ pub struct Moves {
     pub targets: BTreeMap<u32, Vec<ReplicaId>>,
     pub active: BTreeMap<u32, Move>,
     pub zones: BTreeMap<NodeId, usize>,
+    /// Each group's preferred leader (follows a move of that replica).
+    pub preferred: BTreeMap<u32, ReplicaId>,
     /// The last incarnation used per (group, node).
     generations: BTreeMap<(u32, NodeId), u16>,
     pub completed: u64,
@@ -32,10 +34,14 @@ pub struct Moves {
 
 impl Moves {
     /// `placed`: each group's first replicas (nodes), incarnation 1.
+    /// `placed`: each group's first replicas (nodes, the preferred leader
+    /// first), incarnation 1.
     pub fn new(placed: BTreeMap<u32, Vec<NodeId>>, zones: BTreeMap<NodeId, usize>) -> Self {
         let mut generations = BTreeMap::new();
         let mut targets = BTreeMap::new();
+        let mut preferred = BTreeMap::new();
         for (group, nodes) in placed {
+            preferred.insert(group, replica_id(nodes[0], 1));
             for &n in &nodes {
                 generations.insert((group, n), 1);
             }
@@ -47,6 +53,7 @@ impl Moves {
             targets,
             active: BTreeMap::new(),
             zones,
+            preferred,
             generations,
             completed: 0,
         }
@@ -94,6 +101,9 @@ impl Moves {
         next.push(to);
         next.sort_unstable();
         self.targets.insert(group, next);
+        if self.preferred.get(&group) == Some(&from) {
+            self.preferred.insert(group, to);
+        }
         self.active.insert(group, Move { from, to });
     }
 
@@ -118,6 +128,7 @@ impl Moves {
                     }
                 }
                 node.set_target(group, target.clone());
+                node.set_preferred(group, self.preferred.get(&group).copied());
             }
         }
         let done: Vec<u32> = self

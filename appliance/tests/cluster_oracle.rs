@@ -18,8 +18,9 @@ use appliance::resp::Reply;
 use cluster::view::{ClusterView, NodeView, ShardView};
 use common::{Client, RedisServer};
 
-/// A one-node cluster owning every slot, up once its state is ok.
-fn oracle() -> Option<(RedisServer, Client)> {
+/// A one-node cluster owning every slot, up once its state is ok, and its
+/// cluster bus port.
+fn oracle() -> Option<(RedisServer, Client, u16)> {
     if !common::tool("redis-server") {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -27,11 +28,17 @@ fn oracle() -> Option<(RedisServer, Client)> {
         );
         return None;
     }
+    // The cluster bus port defaults to the data port + 10000, which may
+    // be above 65535 or taken: name a free one.
+    let (reserved, bus) = common::refusing_port();
+    drop(reserved);
     let server = RedisServer::start(&[
         "--cluster-enabled",
         "yes",
         "--cluster-config-file",
         "nodes.conf",
+        "--cluster-port",
+        &bus.to_string(),
     ]);
     let mut client = Client::connect(server.port);
     assert_eq!(
@@ -52,12 +59,12 @@ fn oracle() -> Option<(RedisServer, Client)> {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    Some((server, client))
+    Some((server, client, bus))
 }
 
 /// Our view of the same cluster: its one node (Redis shows an empty ip for
 /// itself until a peer tells it its address), primary of every slot.
-fn same_view(client: &mut Client, port: u16) -> ClusterView {
+fn same_view(client: &mut Client, port: u16, bus_port: u16) -> ClusterView {
     let Reply::Bulk(Some(name)) = client.call(&[b"CLUSTER", b"MYID"]) else {
         panic!("CLUSTER MYID")
     };
@@ -70,7 +77,7 @@ fn same_view(client: &mut Client, port: u16) -> ClusterView {
             name,
             ip: String::new(),
             port,
-            bus_port: port + 10000,
+            bus_port,
             up: true,
         }],
         shards: vec![ShardView {
@@ -89,10 +96,10 @@ fn text(text: &str, protocol: Protocol) -> Vec<u8> {
 
 #[test]
 fn cluster_replies_match_redis_byte_for_byte() {
-    let Some((server, mut client)) = oracle() else {
+    let Some((server, mut client, bus)) = oracle() else {
         return;
     };
-    let view = same_view(&mut client, server.port);
+    let view = same_view(&mut client, server.port, bus);
     for (protocol, hello) in [(Protocol::Resp2, b"2"), (Protocol::Resp3, b"3")] {
         client.call(&[b"HELLO", hello]);
         let theirs = |client: &mut Client, sub: &[u8]| client.raw(&[b"CLUSTER", sub]);

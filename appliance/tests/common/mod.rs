@@ -172,7 +172,7 @@ impl RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let (reserved, port) = refusing_port();
         drop(reserved);
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .args(extra)
@@ -183,6 +183,9 @@ impl RedisServer {
             .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("redis-server {extra:?} exited at start: {status}");
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "redis-server did not start"

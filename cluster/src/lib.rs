@@ -12,6 +12,7 @@ pub mod entry;
 pub mod group;
 pub mod history;
 pub mod layout;
+pub mod map;
 pub mod membership;
 pub mod node;
 pub mod placement;

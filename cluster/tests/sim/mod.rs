@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use cluster::group::Tuning;
 use cluster::history;
 use cluster::layout::GroupLayout;
+use cluster::map::ClusterMap;
 use cluster::node::{Node, NodeConfig};
 use cluster::placement::{place, Member, NodeId};
 use rand::{Rng, SeedableRng};
@@ -171,12 +172,7 @@ impl Sim {
         }
         let phase = ids.iter().map(|_| rng.random_range(0..TICK)).collect();
         let clients = Clients::new(config.clients, config.keys, layout, &ids);
-        let targets = (0..config.groups)
-            .zip(&placement)
-            .map(|(g, r)| (g, r.0.clone()))
-            .collect();
-        let zones = ids.iter().enumerate().map(|(i, &id)| (id, i % 3)).collect();
-        let moves = Moves::new(targets, zones);
+        let moves = Moves::new(ClusterMap::bootstrap(&members, config.groups).expect("a map"));
         Self {
             seed,
             net: Net::new(config.net),
@@ -397,7 +393,7 @@ impl Sim {
         for (group, m) in &self.moves.active {
             out.push_str(&format!(
                 "  moving group {group}: {} -> {}, target {:?}\n",
-                m.from, m.to, self.moves.targets[group]
+                m.from, m.to, self.moves.map.groups[*group as usize].replicas
             ));
         }
         for slot in &self.slots {

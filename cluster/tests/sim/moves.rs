@@ -1,6 +1,7 @@
-//! Replica moves during the run: the simulator plays the operator (and,
-//! later, the cluster map), moving one replica of a group to a node in a
-//! free zone while faults go on. A move is: the new node hosts an empty
+//! Replica moves during the run: the simulator plays the operator over the
+//! cluster map (`cluster::map`, not yet in its own Raft group), moving
+//! one replica of a group to a node the map's rules allow while faults go
+//! on. A move is: the new node hosts an empty
 //! replica under a new replica id; every replica is told the target; the
 //! leader adds a learner, swaps it in by joint consensus (handing over
 //! leadership first if it is the one leaving); once a leader's applied
@@ -9,7 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use cluster::placement::{node_of, replica_id, NodeId, ReplicaId};
+use cluster::map::{ClusterMap, Command};
+use cluster::placement::{node_of, NodeId, ReplicaId};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -21,96 +23,61 @@ pub struct Move {
 }
 
 pub struct Moves {
-    /// Each group's target replicas.
-    pub targets: BTreeMap<u32, Vec<ReplicaId>>,
+    /// The cluster map: each group's target replicas and preferred leader.
+    pub map: ClusterMap,
     pub active: BTreeMap<u32, Move>,
-    pub zones: BTreeMap<NodeId, usize>,
-    /// Each group's preferred leader (follows a move of that replica).
-    pub preferred: BTreeMap<u32, ReplicaId>,
-    /// The last incarnation used per (group, node).
-    generations: BTreeMap<(u32, NodeId), u16>,
     pub completed: u64,
 }
 
 impl Moves {
-    /// `placed`: each group's first replicas (nodes), incarnation 1.
-    /// `placed`: each group's first replicas (nodes, the preferred leader
-    /// first), incarnation 1.
-    pub fn new(placed: BTreeMap<u32, Vec<NodeId>>, zones: BTreeMap<NodeId, usize>) -> Self {
-        let mut generations = BTreeMap::new();
-        let mut targets = BTreeMap::new();
-        let mut preferred = BTreeMap::new();
-        for (group, nodes) in placed {
-            preferred.insert(group, replica_id(nodes[0], 1));
-            for &n in &nodes {
-                generations.insert((group, n), 1);
-            }
-            let mut replicas: Vec<ReplicaId> = nodes.iter().map(|&n| replica_id(n, 1)).collect();
-            replicas.sort_unstable();
-            targets.insert(group, replicas);
-        }
+    pub fn new(map: ClusterMap) -> Self {
         Self {
-            targets,
+            map,
             active: BTreeMap::new(),
-            zones,
-            preferred,
-            generations,
             completed: 0,
         }
     }
 
-    /// Maybe starts a move of a random group not already moving.
+    /// Maybe starts a move of a random group not already moving, to a
+    /// node the map's rules allow.
     pub fn maybe_start(&mut self, rng: &mut ChaCha8Rng, ppm: u32) {
         if rng.random_range(0..1_000_000) >= ppm {
             return;
         }
-        let groups: Vec<u32> = self
-            .targets
-            .keys()
-            .copied()
+        let groups: Vec<u32> = (0..self.map.groups.len() as u32)
             .filter(|g| !self.active.contains_key(g))
             .collect();
         if groups.is_empty() {
             return;
         }
         let group = groups[rng.random_range(0..groups.len())];
-        let target = self.targets[&group].clone();
-        let from = target[rng.random_range(0..target.len())];
-        let staying: Vec<NodeId> = target
-            .iter()
-            .filter(|&&r| r != from)
-            .map(|&r| node_of(r))
+        let replicas = self.map.groups[group as usize].replicas.clone();
+        let from = replicas[rng.random_range(0..replicas.len())];
+        let nodes: Vec<NodeId> = self.map.members.keys().copied().collect();
+        let allowed: Vec<NodeId> = nodes
+            .into_iter()
+            .filter(|&n| self.map.check_move(group, from, n).is_ok())
             .collect();
-        let staying_zones: Vec<usize> = staying.iter().map(|n| self.zones[n]).collect();
-        let candidates: Vec<NodeId> = self
-            .zones
-            .iter()
-            .filter(|(n, z)| {
-                !target.iter().any(|&r| node_of(r) == **n) && !staying_zones.contains(z)
-            })
-            .map(|(&n, _)| n)
-            .collect();
-        if candidates.is_empty() {
+        if allowed.is_empty() {
             return;
         }
-        let node = candidates[rng.random_range(0..candidates.len())];
-        let generation = self.generations.entry((group, node)).or_insert(0);
-        *generation += 1;
-        let to = replica_id(node, *generation);
-        let mut next: Vec<ReplicaId> = target.into_iter().filter(|&r| r != from).collect();
-        next.push(to);
-        next.sort_unstable();
-        self.targets.insert(group, next);
-        if self.preferred.get(&group) == Some(&from) {
-            self.preferred.insert(group, to);
-        }
+        let to = allowed[rng.random_range(0..allowed.len())];
+        self.map
+            .apply(&Command::Move { group, from, to })
+            .expect("a checked move applies");
+        let to = *self.map.groups[group as usize]
+            .replicas
+            .iter()
+            .find(|&&r| node_of(r) == to)
+            .expect("the new replica");
         self.active.insert(group, Move { from, to });
     }
 
     /// Tells the running nodes what they need to know, and finishes the
     /// moves whose group has arrived.
     pub fn drive(&mut self, slots: &mut [Slot], ids: &[NodeId]) {
-        for (&group, target) in &self.targets {
+        for (group, entry) in (0..).zip(&self.map.groups) {
+            let target = &entry.replicas;
             let active = self.active.get(&group);
             for (i, slot) in slots.iter_mut().enumerate() {
                 let Slot::Up(node) = slot else { continue };
@@ -128,14 +95,15 @@ impl Moves {
                     }
                 }
                 node.set_target(group, target.clone());
-                node.set_preferred(group, self.preferred.get(&group).copied());
+                node.set_preferred(group, Some(entry.preferred));
             }
         }
         let done: Vec<u32> = self
             .active
             .iter()
             .filter(|(&group, m)| {
-                arrived(slots, group, &self.targets[&group]) && forget(slots, ids, group, m.from)
+                arrived(slots, group, &self.map.groups[group as usize].replicas)
+                    && forget(slots, ids, group, m.from)
             })
             .map(|(&g, _)| g)
             .collect();

@@ -229,3 +229,73 @@ fn three_nodes_over_tcp_replicate_survive_a_restart_and_loss() {
         .sum();
     assert!(dropped > 0, "the injected loss dropped nothing");
 }
+
+/// What idle groups cost on real threads and sockets: 64 groups on three
+/// nodes in this process, no clients, CPU time over 10 s after the leaders
+/// settle (from /proc/self/stat). Run by hand (it takes 13 s):
+/// `cargo test -p cluster --test runtime idle -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn idle_cpu_of_64_groups_on_3_nodes() {
+    let members: Vec<Member> = (1..=3)
+        .map(|id| Member {
+            id,
+            zone: format!("zone-{id}"),
+        })
+        .collect();
+    let layout = GroupLayout::default();
+    let placement = place(&members, layout.groups()).expect("placement");
+    let listeners: BTreeMap<NodeId, TcpListener> = (1..=3)
+        .map(|id| (id, TcpListener::bind("127.0.0.1:0").expect("bind")))
+        .collect();
+    let addrs: BTreeMap<NodeId, SocketAddr> = listeners
+        .iter()
+        .map(|(&id, l)| (id, l.local_addr().expect("addr")))
+        .collect();
+    let handles: Vec<Handle<MemDisk>> = listeners
+        .into_iter()
+        .map(|(id, listener)| {
+            let config = NodeConfig {
+                id,
+                layout,
+                placement: placement.clone(),
+                tuning: Tuning::default(),
+                seed: id,
+            };
+            Handle::start(
+                runtime_config(config, listener, addrs.clone()),
+                MemDisk::default(),
+                true,
+            )
+            .expect("start")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let sent = |hs: &[Handle<MemDisk>]| -> u64 {
+        hs.iter()
+            .map(|h| {
+                h.stats
+                    .envelopes_sent
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum()
+    };
+    let (cpu0, env0, t0) = (cpu_seconds(), sent(&handles), Instant::now());
+    std::thread::sleep(Duration::from_secs(10));
+    let (cpu1, env1, secs) = (cpu_seconds(), sent(&handles), t0.elapsed().as_secs_f64());
+    println!(
+        "idle, 64 groups on 3 nodes (one process): {:.1}% of one core in all, {:.0} envelopes/s",
+        100.0 * (cpu1 - cpu0) / secs,
+        (env1 - env0) as f64 / secs
+    );
+}
+
+/// This process's user + system CPU time, in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    ticks / 100.0
+}

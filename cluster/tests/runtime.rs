@@ -299,3 +299,37 @@ fn cpu_seconds() -> f64 {
         fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
     ticks / 100.0
 }
+
+/// Hostile or foreign peers: a connection from another cluster, one that
+/// sends garbage, and one that announces a four-billion-message frame are
+/// each dropped, and the cluster keeps serving.
+#[test]
+fn foreign_and_hostile_peers_are_dropped_and_nothing_is_lost() {
+    use std::io::{Read, Write};
+    let mut cluster = Cluster::start();
+    cluster.put("before", "1");
+    let target = cluster.addrs[&2];
+    let mut other_cluster = cluster::runtime::hello_bytes(CLUSTER_ID + 1, 1);
+    let mut garbage = cluster::runtime::hello_bytes(CLUSTER_ID, 1);
+    garbage.extend_from_slice(&[0xff; 64]);
+    let mut huge = cluster::runtime::hello_bytes(CLUSTER_ID, 1);
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    other_cluster.extend_from_slice(&[0; 16]);
+    for bytes in [other_cluster, garbage, huge] {
+        let mut stream = std::net::TcpStream::connect(target).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        stream.write_all(&bytes).expect("send");
+        // The node closes the connection: reads end (after its own hello).
+        let mut sink = Vec::new();
+        let closed = stream.read_to_end(&mut sink);
+        assert!(
+            closed.is_ok(),
+            "the node did not close a bad peer's connection: {closed:?}"
+        );
+    }
+    cluster.put("after", "2");
+    assert_eq!(cluster.get("before"), Some(b"1".to_vec()));
+    assert_eq!(cluster.get("after"), Some(b"2".to_vec()));
+}

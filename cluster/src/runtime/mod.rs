@@ -28,6 +28,12 @@ use crate::placement::NodeId;
 use crate::storage::Disk;
 use peer::Conn;
 
+/// The hello a node sends first on a peer connection (for tests that play
+/// a peer).
+pub fn hello_bytes(cluster: u128, node: NodeId) -> Vec<u8> {
+    peer::hello(cluster, node)
+}
+
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;

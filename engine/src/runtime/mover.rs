@@ -145,7 +145,7 @@ pub enum Effect<R, D> {
 /// without allocating: routing runs for every request.
 fn op_shards(op: &Op) -> impl Iterator<Item = u16> + '_ {
     let scanned = match op {
-        Op::Scan(shard_id) => Some(*shard_id),
+        Op::Scan(shard_id) | Op::Count(shard_id) => Some(*shard_id),
         _ => None,
     };
     op.keys().map(shard).chain(scanned)
@@ -263,7 +263,7 @@ impl<R, D> ShardMover<R, D> {
             }
             return;
         }
-        let is_write = !matches!(op, Op::Get(_) | Op::Exists(_));
+        let is_write = !matches!(op, Op::Get(_) | Op::Exists(_) | Op::Deadline(_));
         if is_write && self.moving.contains_key(&first) {
             self.held.push(Held { op, reply, stamp });
             return;

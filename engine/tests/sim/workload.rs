@@ -202,6 +202,7 @@ impl Sim {
                 let exchange = Modify::Exchange {
                     value: value.clone(),
                     condition: Some(condition),
+                    expiry: engine::modify::Expiry::Clear,
                 };
                 (exchange, Some(value), Some(condition))
             }

@@ -242,11 +242,11 @@ impl WorkerCore {
         self.clock_ms
     }
 
-    /// Whether `key` is in this worker's index with a deadline the clock
-    /// has passed.
-    fn expired(&self, key: &[u8]) -> bool {
+    /// Whether `key` is in this worker's index and not expired (through
+    /// `Art::get_live`, like every other read).
+    fn live(&self, key: &[u8]) -> bool {
         let art = self.shards.get(&shard_of(key));
-        art.is_some_and(|art| art.expired(key, self.clock_ms))
+        art.is_some_and(|art| art.get_live(key, self.clock_ms).is_some())
     }
 
     /// Keys of this worker's shards present but expired (not yet

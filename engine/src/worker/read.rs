@@ -263,7 +263,7 @@ impl ReadPath {
         }
         // The clock may have passed the key's deadline during the read: an
         // expired key is never served.
-        if matches!(reply, Reply::Value(Some(_))) && core.expired(&op.key) {
+        if matches!(reply, Reply::Value(Some(_))) && !core.live(&op.key) {
             reply = Reply::Value(None);
         }
         core.shared.stats.gets.fetch_add(1, Ordering::Relaxed);

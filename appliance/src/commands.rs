@@ -466,7 +466,10 @@ fn deadline(command: &str, unit: Unit, argument: &[u8]) -> Result<u64, Action> {
         Unit::Seconds | Unit::Millis => ms.wrapping_add(now_ms()),
         Unit::SecondsAt | Unit::MillisAt => ms,
     };
-    u64::try_from(at).ok().filter(|&at| at > 0).ok_or_else(invalid)
+    u64::try_from(at)
+        .ok()
+        .filter(|&at| at > 0)
+        .ok_or_else(invalid)
 }
 
 fn set(rest: &[&[u8]]) -> Action {
@@ -596,7 +599,14 @@ fn expire(name: &str, rest: &[&[u8]]) -> Action {
     let Some(at) = ms.checked_add(base).filter(|_| ms <= i64::MAX - base) else {
         return invalid();
     };
-    modify(key, Modify::Expire { at, condition: when }, Combine::Integer)
+    modify(
+        key,
+        Modify::Expire {
+            at,
+            condition: when,
+        },
+        Combine::Integer,
+    )
 }
 
 fn hello(rest: &[&[u8]], protocol: Protocol) -> Action {
@@ -847,7 +857,9 @@ pub fn combine(
             _ => encode::integer(out, 1),
         },
         Combine::SetIf(condition) => match replies.first() {
-            Some(Some(Reply::Value(old))) if old.is_some() == (*condition == Condition::Present) => {
+            Some(Some(Reply::Value(old)))
+                if old.is_some() == (*condition == Condition::Present) =>
+            {
                 encode::simple(out, "OK")
             }
             _ => encode::null(out, protocol),

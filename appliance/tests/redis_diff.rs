@@ -194,8 +194,11 @@ fn expire_time(rng: &mut Rng, unit: Unit, at: bool, relative_ok: bool) -> Vec<u8
         (0, _) => ["0", "-1", "abc", "1.5", " 7"][rng.below(5)].to_string(),
         // The last edge is a valid deadline, relative to the clock
         // unless `at`: only in seeds with relative deadlines.
-        (1, _) => ["9223372036854775807", "-9223372036854775808", "9223372036854775"]
-            [rng.below(if at || relative_ok { 3 } else { 2 })]
+        (1, _) => [
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775",
+        ][rng.below(if at || relative_ok { 3 } else { 2 })]
         .to_string(),
         (2..=4, true) => (1 + rng.below(1_600_000_000) as u64 * scale).to_string(),
         (_, true) => ((FAR_FUTURE_S + rng.below(1_000_000) as u64) * scale
@@ -221,10 +224,21 @@ fn set_with_expiry(rng: &mut Rng, relative_ok: bool) -> Vec<Vec<u8>> {
     ][rng.below(4)];
     match rng.below(8) {
         0 => args.push(word("KEEPTTL")),
-        1 => args.extend([word("KEEPTTL"), word(name), expire_time(rng, unit, at, relative_ok)]),
+        1 => args.extend([
+            word("KEEPTTL"),
+            word(name),
+            expire_time(rng, unit, at, relative_ok),
+        ]),
         _ => args.extend([word(name), expire_time(rng, unit, at, relative_ok)]),
     }
-    let extra = [&[][..], &["NX"], &["XX"], &["GET"], &["NX", "GET"], &["KEEPTTL"]];
+    let extra = [
+        &[][..],
+        &["NX"],
+        &["XX"],
+        &["GET"],
+        &["NX", "GET"],
+        &["KEEPTTL"],
+    ];
     args.extend(extra[rng.below(extra.len())].iter().map(|f| word(f)));
     args
 }
@@ -262,7 +276,11 @@ fn expiry_command(rng: &mut Rng, relative_ok: bool) -> Vec<Vec<u8>> {
                 ("EXPIREAT", Unit::Seconds, true),
                 ("PEXPIREAT", Unit::Millis, true),
             ][rng.below(4)];
-            let mut args = vec![word(name), key(rng), expire_time(rng, unit, at, relative_ok)];
+            let mut args = vec![
+                word(name),
+                key(rng),
+                expire_time(rng, unit, at, relative_ok),
+            ];
             for _ in 0..rng.below(3) {
                 args.push(word(["NX", "XX", "GT", "LT", "nx", "BAD"][rng.below(6)]));
             }
@@ -358,8 +376,18 @@ fn command(rng: &mut Rng, relative_ok: bool) -> Vec<Vec<u8>> {
         _ => {
             // Wrong argument counts get Redis's arity error.
             let names = [
-                "INCR", "INCRBY", "APPEND", "GETDEL", "SETRANGE", "MSETNX", "EXPIRE", "TTL",
-                "PERSIST", "SETEX", "GETEX", "PEXPIRETIME",
+                "INCR",
+                "INCRBY",
+                "APPEND",
+                "GETDEL",
+                "SETRANGE",
+                "MSETNX",
+                "EXPIRE",
+                "TTL",
+                "PERSIST",
+                "SETEX",
+                "GETEX",
+                "PEXPIRETIME",
             ];
             let mut args = vec![word(names[rng.below(names.len())])];
             args.extend((0..rng.below(5)).map(|_| key(rng)));

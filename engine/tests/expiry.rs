@@ -58,8 +58,12 @@ fn eventually(what: &str, done: impl Fn() -> bool) {
 fn write_keys(engine: &Engine) -> u64 {
     let far = now_ms() + HOUR_MS;
     engine.put_until(b"far", b"v-far", far).unwrap();
-    engine.put_until(b"past", b"v-past", now_ms() - 1_000).unwrap();
-    engine.put_until(b"soon", b"v-soon", now_ms() + 200).unwrap();
+    engine
+        .put_until(b"past", b"v-past", now_ms() - 1_000)
+        .unwrap();
+    engine
+        .put_until(b"soon", b"v-soon", now_ms() + 200)
+        .unwrap();
     engine.put(b"expired-by-command", b"v").unwrap();
     let at = (far + HOUR_MS) as i64;
     let expire = Modify::Expire {
@@ -98,7 +102,13 @@ fn deadlines_survive_restarts_and_expired_keys_stay_gone() {
     eventually("reclamation", || {
         engine.stats().expired_reclaimed.load(Ordering::Relaxed) >= 2
     });
-    assert!(engine.stats().expired_bytes_reclaimed.load(Ordering::Relaxed) > 0);
+    assert!(
+        engine
+            .stats()
+            .expired_bytes_reclaimed
+            .load(Ordering::Relaxed)
+            > 0
+    );
     engine.shutdown();
 
     // Replayed from the log alone.

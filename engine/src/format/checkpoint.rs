@@ -139,7 +139,11 @@ pub fn encode_shard(out: &mut Vec<u8>, watermark: u64, index: &Art) {
     let mut pointer = [0u8; ValuePointer::BYTES];
     index.for_each(|key, value| {
         let deadline = index.deadline(key);
-        let flag = if deadline.is_some() { KEY_EXPIRES_BIT } else { 0 };
+        let flag = if deadline.is_some() {
+            KEY_EXPIRES_BIT
+        } else {
+            0
+        };
         out.extend_from_slice(&(key.len() as u16 | flag).to_le_bytes());
         out.extend_from_slice(key);
         value.encode(&mut pointer);
@@ -208,7 +212,11 @@ pub fn decode_body(b: &[u8], version: u32) -> Result<Body, DecodeError> {
             let raw = u16_at(b, take(&mut at, 2)?);
             // Version 1 had no deadlines: there the bit is a bad length.
             let expires = version >= 2 && raw & KEY_EXPIRES_BIT != 0;
-            let key_len = usize::from(if version >= 2 { raw & !KEY_EXPIRES_BIT } else { raw });
+            let key_len = usize::from(if version >= 2 {
+                raw & !KEY_EXPIRES_BIT
+            } else {
+                raw
+            });
             if key_len == 0 || key_len > crate::index::KEY_BYTES_MAX {
                 return Err(invalid("checkpoint key length", key_len));
             }
@@ -362,10 +370,16 @@ mod tests {
     #[test]
     fn roots_of_version_1_are_read_and_newer_ones_refused() {
         let mut block = vec![0u8; 4096];
-        let old = Root { version: 1, ..root() };
+        let old = Root {
+            version: 1,
+            ..root()
+        };
         old.encode(&mut block, 11);
         assert_eq!(Root::decode(&block, 11), Ok(old));
-        let newer = Root { version: CHECKPOINT_VERSION + 1, ..root() };
+        let newer = Root {
+            version: CHECKPOINT_VERSION + 1,
+            ..root()
+        };
         newer.encode(&mut block, 11);
         assert!(matches!(
             Root::decode(&block, 11),

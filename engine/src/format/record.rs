@@ -96,7 +96,9 @@ pub fn encode_record(out: &mut Vec<u8>, record: &Record<'_>, seed: u32) {
     assert_eq!(usize::from(key_len), record.key.len(), "key too long");
     assert_eq!(value_len as usize, record.value.len(), "value too long");
     // Only a put can carry a deadline: a delete's would mean nothing.
-    let deadline = record.expire_at_ms.filter(|_| record.kind == RecordKind::Put);
+    let deadline = record
+        .expire_at_ms
+        .filter(|_| record.kind == RecordKind::Put);
     assert_eq!(deadline, record.expire_at_ms, "a delete with a deadline");
     out.extend_from_slice(&[0u8; 4]);
     out.push(record.kind as u8);
@@ -337,10 +339,16 @@ mod tests {
         let (record, len) = decode_record(&old, SEED).unwrap();
         assert_eq!(len, old.len());
         assert_eq!((record.key, record.value), (&b"ky"[..], &b"val"[..]));
-        assert_eq!((record.seq, record.segment, record.expire_at_ms), (77, 5, None));
+        assert_eq!(
+            (record.seq, record.segment, record.expire_at_ms),
+            (77, 5, None)
+        );
         let mut again = Vec::new();
         encode_record(&mut again, &record, SEED);
-        assert_eq!(again, old, "a put without a deadline is written as version 1 wrote it");
+        assert_eq!(
+            again, old,
+            "a put without a deadline is written as version 1 wrote it"
+        );
     }
 
     /// The deadline's bytes, exactly as `docs/format/wal.md` lays them out.

@@ -12,8 +12,8 @@
 use std::fmt;
 
 use super::arena::{self, read_u32, write_u32, Arena, Ref, NULL};
-use super::node::{self, Size, HEADER_BYTES};
 use super::deadlines::Deadlines;
+use super::node::{self, Size, HEADER_BYTES};
 use super::{leaf, ValuePointer, KEY_BYTES_MAX};
 
 /// An adaptive radix tree from byte-string keys (1 to [`KEY_BYTES_MAX`]

@@ -321,7 +321,9 @@ fn expire(current: Option<Vec<u8>>, at: i64, when: ExpireIf, context: Context) -
     let Some(value) = current else {
         return nothing;
     };
-    let old = context.deadline.map(|d| i64::try_from(d).unwrap_or(i64::MAX));
+    let old = context
+        .deadline
+        .map(|d| i64::try_from(d).unwrap_or(i64::MAX));
     let refused = (when.nx && old.is_some())
         || (when.xx && old.is_none())
         || (when.gt && old.is_none_or(|old| at <= old))
@@ -459,11 +461,7 @@ mod tests {
     const MAX: usize = 1 << 20;
     const NOW: u64 = 1_700_000_000_000;
 
-    fn with_deadline(
-        modify: Modify,
-        current: Option<&[u8]>,
-        deadline: Option<u64>,
-    ) -> Outcome {
+    fn with_deadline(modify: Modify, current: Option<&[u8]>, deadline: Option<u64>) -> Outcome {
         let context = Context {
             value_bytes_max: MAX,
             target_exists: false,
@@ -488,20 +486,44 @@ mod tests {
         let missing = with_deadline(expire(later, none), None, None);
         assert_eq!((missing.write, missing.answer), (None, Answer::Integer(0)));
         let set = with_deadline(expire(later, none), Some(b"v"), None);
-        assert_eq!(set.write, Some(Write::PutUntil(b"v".to_vec(), Some(later as u64))));
+        assert_eq!(
+            set.write,
+            Some(Write::PutUntil(b"v".to_vec(), Some(later as u64)))
+        );
         assert_eq!(set.answer, Answer::Integer(1));
         // No deadline is an infinite one: GT fails, LT holds.
-        assert_eq!(with_deadline(expire(later, gt), Some(b"v"), None).answer, Answer::Integer(0));
-        assert_eq!(with_deadline(expire(later, lt), Some(b"v"), None).answer, Answer::Integer(1));
+        assert_eq!(
+            with_deadline(expire(later, gt), Some(b"v"), None).answer,
+            Answer::Integer(0)
+        );
+        assert_eq!(
+            with_deadline(expire(later, lt), Some(b"v"), None).answer,
+            Answer::Integer(1)
+        );
         let old = Some(NOW + 5_000);
-        assert_eq!(with_deadline(expire(later, gt), Some(b"v"), old).answer, Answer::Integer(1));
-        assert_eq!(with_deadline(expire(later, lt), Some(b"v"), old).answer, Answer::Integer(0));
-        assert_eq!(with_deadline(expire(later, nx), Some(b"v"), old).answer, Answer::Integer(0));
-        assert_eq!(with_deadline(expire(later, xx), Some(b"v"), None).answer, Answer::Integer(0));
+        assert_eq!(
+            with_deadline(expire(later, gt), Some(b"v"), old).answer,
+            Answer::Integer(1)
+        );
+        assert_eq!(
+            with_deadline(expire(later, lt), Some(b"v"), old).answer,
+            Answer::Integer(0)
+        );
+        assert_eq!(
+            with_deadline(expire(later, nx), Some(b"v"), old).answer,
+            Answer::Integer(0)
+        );
+        assert_eq!(
+            with_deadline(expire(later, xx), Some(b"v"), None).answer,
+            Answer::Integer(0)
+        );
         // At or before now (or negative): the key is deleted, answer 1.
         for at in [NOW as i64, -5, i64::MIN] {
             let past = with_deadline(expire(at, none), Some(b"v"), None);
-            assert_eq!((past.write, past.answer), (Some(Write::Delete), Answer::Integer(1)));
+            assert_eq!(
+                (past.write, past.answer),
+                (Some(Write::Delete), Answer::Integer(1))
+            );
         }
     }
 

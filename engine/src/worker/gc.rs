@@ -607,7 +607,8 @@ impl GcPath {
                     let pointer = ValuePointer::to_record(victim, offset + at, &record);
                     if current == Some(pointer) {
                         scan.own_live += u64::from(pointer.length);
-                        scan.requests.push(Self::move_or_reclaim(core, art, &record, pointer));
+                        scan.requests
+                            .push(Self::move_or_reclaim(core, art, &record, pointer));
                     }
                 }
                 // A delete must outlive every older record of its key

@@ -97,7 +97,9 @@ impl ReadPath {
             (found, ReadKind::Exists) => replies.push((id, Reply::Exists(found.is_some()))),
             (None, ReadKind::Deadline) => replies.push((id, Reply::Integer(-2))),
             (Some(_), ReadKind::Deadline) => {
-                let deadline = art.deadline(&key).map_or(-1, |d| d.min(i64::MAX as u64) as i64);
+                let deadline = art
+                    .deadline(&key)
+                    .map_or(-1, |d| d.min(i64::MAX as u64) as i64);
                 replies.push((id, Reply::Integer(deadline)));
             }
             (None, ReadKind::Value) => replies.push((id, Reply::Value(None))),

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use engine::shard::shard;
 use engine::modify::Expiry;
+use engine::shard::shard;
 use engine::{BatchOp, Condition, Modify, Op};
 use rand::Rng;
 

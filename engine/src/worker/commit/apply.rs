@@ -79,7 +79,11 @@ fn apply_one(shared: &Shared, art: &mut Art, update: &IndexUpdate) {
             // An expired key reclaimed: planned only while the index held
             // `expected`, and one batch at a time, so it still does.
             let old = art.remove(&update.key);
-            assert_eq!(old, Some(expected), "a reclaimed key changed under its batch");
+            assert_eq!(
+                old,
+                Some(expected),
+                "a reclaimed key changed under its batch"
+            );
             live.sub(expected.segment, expected.length);
             keys(-1);
             let stats = &shared.stats;

@@ -30,8 +30,7 @@ use super::{token, Reply, RequestId, WorkerCore, TAG_FLUSH, TAG_WRITE};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::format::record::{
-    begin_frame, finish_frame, record_bytes, record_bytes_expiring, FrameHeader,
-    FRAME_HEADER_BYTES,
+    begin_frame, finish_frame, record_bytes, record_bytes_expiring, FrameHeader, FRAME_HEADER_BYTES,
 };
 use crate::format::segment::{SegmentHeader, KIND_LOG, SEGMENT_HEADER_BYTES};
 use crate::index::ValuePointer;
@@ -89,9 +88,7 @@ impl BatchOp {
     pub(crate) fn encoded_bytes(&self) -> usize {
         match self {
             BatchOp::Put(key, value) => record_bytes(key.len(), value.len()),
-            BatchOp::PutUntil(key, value, _) => {
-                record_bytes_expiring(key.len(), value.len(), true)
-            }
+            BatchOp::PutUntil(key, value, _) => record_bytes_expiring(key.len(), value.len(), true),
             BatchOp::Delete(key) => record_bytes(key.len(), 0),
         }
     }

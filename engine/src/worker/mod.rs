@@ -242,11 +242,15 @@ impl WorkerCore {
         self.clock_ms
     }
 
-    /// Whether `key` is in this worker's index and not expired (through
-    /// `Art::get_live`, like every other read).
+    /// Whether `key` has not expired: it is live in this worker's index
+    /// (through `Art::get_live`, like every other read), or not in it at
+    /// all (deleted, or its shard moved on while the read was in flight:
+    /// the read answers what it read, as before expiry).
     fn live(&self, key: &[u8]) -> bool {
-        let art = self.shards.get(&shard_of(key));
-        art.is_some_and(|art| art.get_live(key, self.clock_ms).is_some())
+        match self.shards.get(&shard_of(key)) {
+            Some(art) => art.get_live(key, self.clock_ms).is_some() || art.get(key).is_none(),
+            None => true,
+        }
     }
 
     /// Keys of this worker's shards present but expired (not yet

@@ -296,7 +296,7 @@ fn expiry_command(rng: &mut Rng, relative_ok: bool) -> Vec<Vec<u8>> {
 
 /// Whether a seed sets deadlines relative to each server's clock.
 fn relative_seed(seed: u64) -> bool {
-    seed % 4 == 0
+    seed.is_multiple_of(4)
 }
 
 /// One random command of the supported set.

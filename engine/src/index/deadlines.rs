@@ -12,9 +12,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The deadlines of one shard's expiring keys.
+/// The deadlines of one shard's expiring keys: nothing allocated (and one
+/// pointer in the tree, which moves between workers by value) until a key
+/// has one.
 #[derive(Clone, Debug, Default)]
-pub(super) struct Deadlines {
+pub(super) struct Deadlines(Option<Box<Maps>>);
+
+#[derive(Clone, Debug, Default)]
+struct Maps {
     by_key: BTreeMap<Box<[u8]>, u64>,
     by_time: BTreeSet<(u64, Box<[u8]>)>,
 }
@@ -26,14 +31,54 @@ const ENTRY_OVERHEAD_BYTES: usize = 40;
 
 impl Deadlines {
     pub(super) fn get(&self, key: &[u8]) -> Option<u64> {
-        if self.by_key.is_empty() {
+        let maps = self.0.as_ref()?;
+        if maps.by_key.is_empty() {
             return None;
         }
-        self.by_key.get(key).copied()
+        maps.by_key.get(key).copied()
     }
 
     /// Sets (or, with `None`, clears) the deadline of `key`.
     pub(super) fn set(&mut self, key: &[u8], deadline: Option<u64>) {
+        if deadline.is_none() && self.0.is_none() {
+            return;
+        }
+        self.0.get_or_insert_with(Box::default).set(key, deadline);
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |maps| maps.by_key.len())
+    }
+
+    /// Up to `limit` keys expired at `now_ms`, earliest deadline first.
+    pub(super) fn due(&self, now_ms: u64, limit: usize) -> impl Iterator<Item = (&[u8], u64)> {
+        self.0
+            .iter()
+            .flat_map(|maps| maps.by_time.iter())
+            .take_while(move |(at, _)| *at < now_ms)
+            .take(limit)
+            .map(|(at, key)| (&key[..], *at))
+    }
+
+    /// How many keys are expired at `now_ms`.
+    pub(super) fn expired_count(&self, now_ms: u64) -> usize {
+        let Some(maps) = &self.0 else {
+            return 0;
+        };
+        maps.by_time.range(..(now_ms, Box::from(&[][..]))).count()
+    }
+
+    pub(super) fn memory_bytes(&self) -> usize {
+        let Some(maps) = &self.0 else {
+            return 0;
+        };
+        let keys: usize = maps.by_key.keys().map(|k| k.len()).sum();
+        std::mem::size_of::<Maps>() + 2 * (keys + maps.by_key.len() * ENTRY_OVERHEAD_BYTES)
+    }
+}
+
+impl Maps {
+    fn set(&mut self, key: &[u8], deadline: Option<u64>) {
         if deadline.is_none() && self.by_key.is_empty() {
             return;
         }
@@ -49,28 +94,5 @@ impl Deadlines {
             self.by_time.insert((at, Box::from(key)));
         }
         assert_eq!(self.by_key.len(), self.by_time.len());
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.by_key.len()
-    }
-
-    /// Up to `limit` keys expired at `now_ms`, earliest deadline first.
-    pub(super) fn due(&self, now_ms: u64, limit: usize) -> impl Iterator<Item = (&[u8], u64)> {
-        self.by_time
-            .iter()
-            .take_while(move |(at, _)| *at < now_ms)
-            .take(limit)
-            .map(|(at, key)| (&key[..], *at))
-    }
-
-    /// How many keys are expired at `now_ms`.
-    pub(super) fn expired_count(&self, now_ms: u64) -> usize {
-        self.by_time.range(..(now_ms, Box::from(&[][..]))).count()
-    }
-
-    pub(super) fn memory_bytes(&self) -> usize {
-        let keys: usize = self.by_key.keys().map(|k| k.len()).sum();
-        2 * (keys + self.by_key.len() * ENTRY_OVERHEAD_BYTES)
     }
 }

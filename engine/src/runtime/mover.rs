@@ -123,10 +123,12 @@ pub enum Message<R, D> {
         to: u16,
         done: Option<D>,
     },
-    /// A shard's index, arriving, and whose request it takes next.
+    /// A shard's index, arriving, and whose request it takes next. Boxed:
+    /// it is the largest message, and every message is moved by value
+    /// through the inboxes.
     MoveIn {
         shard: u16,
-        index: Art,
+        index: Box<Art>,
         turns: Turns,
     },
 }
@@ -399,7 +401,7 @@ impl<R, D> ShardMover<R, D> {
             let turns = std::mem::take(&mut self.turns[usize::from(shard_id)]);
             let message = Message::MoveIn {
                 shard: shard_id,
-                index,
+                index: Box::new(index),
                 turns,
             };
             effects.push(Effect::Send { to, message });

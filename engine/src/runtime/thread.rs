@@ -234,7 +234,7 @@ impl WorkerThread {
                 turns,
             }) => {
                 self.mover
-                    .move_in(&mut self.core, owners, shard, index, turns);
+                    .move_in(&mut self.core, owners, shard, *index, turns);
             }
             Envelope::Reply { token, reply } => self.frontend_replies.push((token, reply)),
             Envelope::Shutdown => {

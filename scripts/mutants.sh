@@ -170,6 +170,18 @@ mutation modify-skips-waiting engine/src/worker/mod.rs 1 \
     'modify' \
     'a read-modify-write reads its key while a write of it is still queued: two INCRs read the same value'
 
+mutation read-serves-expired engine/src/index/tree.rs 1 \
+    'Some(deadline) if now_ms > deadline => None,' \
+    'Some(deadline) if now_ms > deadline && key.is_empty() => None,' \
+    'lib=index' \
+    'the index'"'"'s lookup for reads (Art::get_live) ignores deadlines: GET, EXISTS and read-modify-writes see an expired key'
+
+mutation recovery-ignores-expiry engine/src/recovery.rs 1 \
+    'art.insert_expiring(&update.key, pointer, update.deadline);' \
+    'art.insert(&update.key, pointer);' \
+    'expiry' \
+    'recovery replays a put record without its deadline: after a restart the key never expires'
+
 mutation cluster-ack-before-commit cluster/src/group.rs 1 \
     'self.writes.insert(index, request);' \
     'replies.push((request, Reply::Written));' \

@@ -1,7 +1,7 @@
 //! What each RESP command does: either an immediate reply, or engine
 //! operations whose replies are combined into one RESP reply.
 
-use engine::modify::{parse_integer as integer, Extended};
+use engine::modify::{parse_integer as integer, ExpireIf, Expiry, Extended};
 use engine::{BatchOp, Condition, EngineError, Modify, ModifyError, Op, Reply};
 
 use crate::resp::encode;
@@ -50,6 +50,21 @@ pub enum Combine {
         /// RENAMENX.
         if_absent: bool,
     },
+    /// SET ... NX|XX KEEPTTL (a read-modify-write answering the old
+    /// value): +OK when the condition held, null otherwise.
+    SetIf(Condition),
+    /// TTL, PTTL, EXPIRETIME, PEXPIRETIME, from the key's deadline.
+    Ttl {
+        /// In milliseconds (PTTL, PEXPIRETIME), else seconds, rounded.
+        ms: bool,
+        /// The deadline itself (EXPIRETIME), else the time left.
+        absolute: bool,
+    },
+    /// DBSIZE: the sum of every shard's count.
+    Sum,
+    /// GETEX with a bad time: null for a missing key, else this reply
+    /// (Redis looks the key up before it checks the time).
+    NullOr(Vec<u8>),
     /// SCAN: the next cursor and the matching keys.
     Scan {
         /// Cursor to return.
@@ -74,10 +89,8 @@ pub enum Action {
     SetName(Vec<u8>),
     /// CLIENT GETNAME.
     GetName,
-    /// INFO and DBSIZE need the engine's counters.
+    /// INFO needs the engine's counters.
     Info,
-    /// DBSIZE.
-    DbSize,
 }
 
 fn error(message: &str) -> Action {
@@ -163,8 +176,13 @@ pub fn dispatch(args: &[&[u8]], protocol: Protocol) -> Action {
         "command" => command(rest),
         "config" => config(rest),
         "info" => Action::Info,
+        // Counted per shard by the workers, so that keys expired but not
+        // yet reclaimed are left out.
         "dbsize" => match rest {
-            [] => Action::DbSize,
+            [] => {
+                let ops = (0..engine::shard::SHARD_COUNT).map(Op::Count).collect();
+                Action::Engine(ops, Combine::Sum)
+            }
             _ => arity("dbsize"),
         },
         "get" => match rest {
@@ -172,6 +190,22 @@ pub fn dispatch(args: &[&[u8]], protocol: Protocol) -> Action {
             _ => arity("get"),
         },
         "set" => set(rest),
+        "setex" | "psetex" => set_ex(&name, rest),
+        "getex" => get_ex(rest),
+        "expire" | "pexpire" | "expireat" | "pexpireat" => expire(&name, rest),
+        "ttl" | "pttl" | "expiretime" | "pexpiretime" => match rest {
+            [key] => {
+                let ms = name.starts_with('p');
+                let absolute = name.ends_with("time");
+                let ops = vec![Op::Deadline(key.to_vec())];
+                Action::Engine(ops, Combine::Ttl { ms, absolute })
+            }
+            _ => arity(&name),
+        },
+        "persist" => match rest {
+            [key] => modify(key, Modify::Persist, Combine::Integer),
+            _ => arity("persist"),
+        },
         "strlen" => match rest {
             [key] => Action::Engine(vec![Op::Get(key.to_vec())], Combine::Length),
             _ => arity("strlen"),
@@ -343,43 +377,236 @@ fn set_range(rest: &[&[u8]]) -> Action {
     modify(key, Modify::SetRange { offset, bytes }, Combine::Integer)
 }
 
+/// SET's and GETEX's options as Redis 7's `parseExtendedStringArgumentsOrReply`
+/// reads them: repeats allowed, conflicts a syntax error.
+#[derive(Default)]
+struct SetOptions<'a> {
+    condition: Option<Condition>,
+    get: bool,
+    keep_ttl: bool,
+    persist: bool,
+    /// EX, PX, EXAT or PXAT, and its argument.
+    expire: Option<(Unit, &'a [u8])>,
+}
+
+/// How an expiry argument counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unit {
+    /// EX: seconds from now.
+    Seconds,
+    /// PX: milliseconds from now.
+    Millis,
+    /// EXAT: a Unix time in seconds.
+    SecondsAt,
+    /// PXAT: a Unix time in milliseconds.
+    MillisAt,
+}
+
+/// Parses SET's options (`set`) or GETEX's; `None` is a syntax error.
+fn set_options<'a>(options: &[&'a [u8]], set: bool) -> Option<SetOptions<'a>> {
+    let mut o = SetOptions::default();
+    let mut at = 0;
+    while at < options.len() {
+        let option = options[at].to_ascii_uppercase();
+        let next = options.get(at + 1).copied();
+        let unit = match option.as_slice() {
+            b"EX" => Some(Unit::Seconds),
+            b"PX" => Some(Unit::Millis),
+            b"EXAT" => Some(Unit::SecondsAt),
+            b"PXAT" => Some(Unit::MillisAt),
+            _ => None,
+        };
+        let other_expire = |o: &SetOptions| o.expire.is_some_and(|(u, _)| Some(u) != unit);
+        match option.as_slice() {
+            b"NX" if set && o.condition != Some(Condition::Present) => {
+                o.condition = Some(Condition::Absent)
+            }
+            b"XX" if set && o.condition != Some(Condition::Absent) => {
+                o.condition = Some(Condition::Present)
+            }
+            b"GET" if set => o.get = true,
+            b"KEEPTTL" if set && !o.persist && o.expire.is_none() => o.keep_ttl = true,
+            b"PERSIST" if !set && o.expire.is_none() && !o.keep_ttl => o.persist = true,
+            _ if unit.is_some() && !o.keep_ttl && !o.persist && !other_expire(&o) => {
+                let (Some(unit), Some(next)) = (unit, next) else {
+                    return None;
+                };
+                o.expire = Some((unit, next));
+                at += 1;
+            }
+            _ => return None,
+        }
+        at += 1;
+    }
+    Some(o)
+}
+
+/// The system's clock, in milliseconds since the Unix epoch, as Redis's
+/// `commandTimeSnapshot` gives it to the relative expiries.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
+}
+
+/// An expiry argument as Redis 7's `getExpireMillisecondsOrReply` reads
+/// it: a positive integer, in range once converted, as an absolute
+/// deadline; otherwise Redis's error for `command`.
+fn deadline(command: &str, unit: Unit, argument: &[u8]) -> Result<u64, Action> {
+    let invalid = || error(&format!("ERR invalid expire time in '{command}' command"));
+    let n = integer(argument).ok_or_else(|| error(NOT_AN_INTEGER))?;
+    let seconds = matches!(unit, Unit::Seconds | Unit::SecondsAt);
+    if n <= 0 || (seconds && n > i64::MAX / 1000) {
+        return Err(invalid());
+    }
+    let ms = if seconds { n * 1000 } else { n };
+    // Redis adds the time with C's wrapping arithmetic, then refuses a
+    // result that is not positive.
+    let at = match unit {
+        Unit::Seconds | Unit::Millis => ms.wrapping_add(now_ms()),
+        Unit::SecondsAt | Unit::MillisAt => ms,
+    };
+    u64::try_from(at)
+        .ok()
+        .filter(|&at| at > 0)
+        .ok_or_else(invalid)
+}
+
 fn set(rest: &[&[u8]]) -> Action {
     let [key, value, options @ ..] = rest else {
         return arity("set");
     };
-    let mut condition = None;
-    let mut get = false;
-    for option in options {
-        match option.to_ascii_uppercase().as_slice() {
-            b"NX" if condition.is_none() => condition = Some(Condition::Absent),
-            b"XX" if condition.is_none() => condition = Some(Condition::Present),
-            b"GET" if !get => get = true,
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" | b"KEEPTTL" => {
-                return error("ERR key expiry is not supported by VeltrixDB")
-            }
-            _ => return error("ERR syntax error"),
-        }
+    let Some(options) = set_options(options, true) else {
+        return error("ERR syntax error");
+    };
+    let expiry = match options.expire {
+        Some((unit, argument)) => match deadline("set", unit, argument) {
+            Ok(at) => Expiry::At(at),
+            Err(refused) => return refused,
+        },
+        None if options.keep_ttl => Expiry::Keep,
+        None => Expiry::Clear,
+    };
+    let (key, value) = (key.to_vec(), value.to_vec());
+    let condition = options.condition;
+    if options.get || expiry == Expiry::Keep {
+        // The old value (GET) or deadline (KEEPTTL) is read where the key
+        // lives: a read-modify-write.
+        let exchange = Modify::Exchange {
+            value,
+            condition,
+            expiry,
+        };
+        let combine = match (options.get, condition) {
+            (false, Some(c)) => Combine::SetIf(c),
+            (false, None) => Combine::Ok,
+            (true, _) => Combine::Value,
+        };
+        return Action::Engine(vec![Op::modify(key, exchange)], combine);
     }
-    let op = match (condition, get) {
-        (None, false) => Op::Put(key.to_vec(), value.to_vec()),
-        (Some(c), false) => Op::PutIf(key.to_vec(), value.to_vec(), c),
-        // An atomic exchange: the reply is the value replaced, or null.
-        (None, true) => {
-            return Action::Engine(
-                vec![Op::PutGet(key.to_vec(), value.to_vec())],
-                Combine::Value,
-            )
-        }
-        // Redis 7: the old value either way; the put only if it applies.
-        (Some(c), true) => {
-            let exchange = Modify::Exchange {
-                value: value.to_vec(),
-                condition: Some(c),
-            };
-            return modify(key, exchange, Combine::Value);
-        }
+    let op = match (expiry, condition) {
+        (Expiry::At(at), None) => Op::Batch(vec![BatchOp::PutUntil(key, value, at)]),
+        (Expiry::At(at), Some(c)) => Op::BatchIf(vec![BatchOp::PutUntil(key, value, at)], c),
+        (_, None) => Op::Put(key, value),
+        (_, Some(c)) => Op::PutIf(key, value, c),
     };
     Action::Engine(vec![op], Combine::Set)
+}
+
+/// SETEX key seconds value, PSETEX key milliseconds value.
+fn set_ex(name: &str, rest: &[&[u8]]) -> Action {
+    let [key, time, value] = rest else {
+        return arity(name);
+    };
+    let unit = if name == "setex" {
+        Unit::Seconds
+    } else {
+        Unit::Millis
+    };
+    match deadline(name, unit, time) {
+        Ok(at) => {
+            let put = BatchOp::PutUntil(key.to_vec(), value.to_vec(), at);
+            Action::Engine(vec![Op::Batch(vec![put])], Combine::Set)
+        }
+        Err(refused) => refused,
+    }
+}
+
+/// GETEX key [EX|PX|EXAT|PXAT time|PERSIST].
+fn get_ex(rest: &[&[u8]]) -> Action {
+    let [key, options @ ..] = rest else {
+        return arity("getex");
+    };
+    let Some(options) = set_options(options, false) else {
+        return error("ERR syntax error");
+    };
+    let expiry = match options.expire {
+        // Redis checks the time only once it found the key: a missing key
+        // answers null even with a bad time. Checked here, the error would
+        // come first; so a bad time looks the key up first.
+        Some((unit, argument)) => match deadline("getex", unit, argument) {
+            Ok(at) => Expiry::At(at),
+            Err(Action::Reply(refused)) => {
+                let ops = vec![Op::Exists(key.to_vec())];
+                return Action::Engine(ops, Combine::NullOr(refused));
+            }
+            Err(refused) => return refused,
+        },
+        None if options.persist => Expiry::Clear,
+        None => Expiry::Keep,
+    };
+    modify(key, Modify::GetEx(expiry), Combine::Value)
+}
+
+/// EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT with NX, XX, GT, LT, in
+/// Redis 7's order of checks: the options, the integer, its range, then
+/// the key (in the engine).
+fn expire(name: &str, rest: &[&[u8]]) -> Action {
+    let [key, time, options @ ..] = rest else {
+        return arity(name);
+    };
+    let mut when = ExpireIf::default();
+    for option in options {
+        match option.to_ascii_uppercase().as_slice() {
+            b"NX" => when.nx = true,
+            b"XX" => when.xx = true,
+            b"GT" => when.gt = true,
+            b"LT" => when.lt = true,
+            _ => {
+                return error(&format!(
+                    "ERR Unsupported option {}",
+                    String::from_utf8_lossy(option)
+                ))
+            }
+        }
+    }
+    if when.nx && (when.xx || when.gt || when.lt) {
+        return error("ERR NX and XX, GT or LT options at the same time are not compatible");
+    }
+    if when.gt && when.lt {
+        return error("ERR GT and LT options at the same time are not compatible");
+    }
+    let Some(n) = integer(time) else {
+        return error(NOT_AN_INTEGER);
+    };
+    let invalid = || error(&format!("ERR invalid expire time in '{name}' command"));
+    let seconds = matches!(name, "expire" | "expireat");
+    if seconds && !(i64::MIN / 1000..=i64::MAX / 1000).contains(&n) {
+        return invalid();
+    }
+    let ms = if seconds { n * 1000 } else { n };
+    let base = if name.ends_with("at") { 0 } else { now_ms() };
+    let Some(at) = ms.checked_add(base).filter(|_| ms <= i64::MAX - base) else {
+        return invalid();
+    };
+    modify(
+        key,
+        Modify::Expire {
+            at,
+            condition: when,
+        },
+        Combine::Integer,
+    )
 }
 
 fn hello(rest: &[&[u8]], protocol: Protocol) -> Action {
@@ -629,6 +856,45 @@ pub fn combine(
             Some(Some(Reply::NotApplied)) => encode::integer(out, 0),
             _ => encode::integer(out, 1),
         },
+        Combine::SetIf(condition) => match replies.first() {
+            Some(Some(Reply::Value(old)))
+                if old.is_some() == (*condition == Condition::Present) =>
+            {
+                encode::simple(out, "OK")
+            }
+            _ => encode::null(out, protocol),
+        },
+        Combine::Ttl { ms, absolute } => match replies.first() {
+            Some(Some(Reply::Integer(n))) if *n < 0 => encode::integer(out, *n),
+            Some(Some(Reply::Integer(deadline))) => {
+                let left = if *absolute {
+                    *deadline
+                } else {
+                    (deadline - now_ms()).max(0)
+                };
+                // Redis rounds to the nearest second.
+                // Redis's `(ttl+500)/1000` near the top of the range, as
+                // its build computes it, without the overflow.
+                let seconds = ((i128::from(left) + 500) / 1000) as i64;
+                let value = if *ms { left } else { seconds };
+                encode::integer(out, value)
+            }
+            other => encode::error(out, &format!("ERR internal: engine answered {other:?}")),
+        },
+        Combine::NullOr(refused) => match replies.first() {
+            Some(Some(Reply::Exists(true))) => out.extend_from_slice(refused),
+            _ => encode::null(out, protocol),
+        },
+        Combine::Sum => {
+            let sum = replies
+                .iter()
+                .map(|r| match r {
+                    Some(Reply::Integer(n)) => *n,
+                    _ => 0,
+                })
+                .sum();
+            encode::integer(out, sum)
+        }
         Combine::Renamed { if_absent } => match replies.first() {
             Some(Some(Reply::Integer(n))) if *if_absent => encode::integer(out, *n),
             _ => encode::simple(out, "OK"),

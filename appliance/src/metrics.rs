@@ -274,6 +274,16 @@ fn engine_families(e: &mut Exposition, view: &EngineView) {
         load(&stats.gc_records_relocated),
     );
     e.counter(
+        "veltrix_expired_keys_reclaimed",
+        "Expired keys deleted durably (by the reclaimer, or by GC in place of relocating them).",
+        load(&stats.expired_reclaimed),
+    );
+    e.counter(
+        "veltrix_expired_reclaimed_bytes",
+        "Bytes of expired records those deletes made garbage.",
+        load(&stats.expired_bytes_reclaimed),
+    );
+    e.counter(
         "veltrix_gc_victims_blocked",
         "Victims left in use: records of shards owned by other workers remained.",
         load(&stats.gc_victims_blocked),

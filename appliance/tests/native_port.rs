@@ -383,6 +383,53 @@ fn increments_and_appends_agree_with_resp() {
     assert_eq!(r.call(&[b"GET", b"piped"]), bulk(b"50"));
 }
 
+/// Key expiry over both protocols, and across a crash (SIGKILL) and a
+/// clean restart of veltrixd: deadlines survive, expired keys stay gone.
+#[test]
+fn deadlines_agree_with_resp_and_survive_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let mut n = native(&daemon);
+    let mut r = daemon.client();
+    let far: u64 = 4_102_444_800_123; // 2100-01-01, in milliseconds
+    n.put_until(b"far", b"v", far).unwrap();
+    assert_eq!(
+        r.call(&[b"PEXPIRETIME", b"far"]),
+        Reply::Integer(far as i64)
+    );
+    assert_eq!(
+        r.call(&[b"EXPIRETIME", b"far"]),
+        Reply::Integer(4_102_444_800)
+    );
+    r.call(&[b"SET", b"gone", b"v", b"PXAT", b"1000"]);
+    assert_eq!(n.get(b"gone").unwrap(), None, "expired long ago");
+    assert_eq!(n.deadline(b"gone").unwrap(), -2);
+    r.call(&[b"SET", b"kept", b"v", b"EX", b"100000"]);
+    assert!(n.expire_at(b"kept", Some(far as i64 + 1)).unwrap());
+    r.call(&[b"SET", b"plain", b"v", b"PXAT", b"4102444800000"]);
+    assert!(n.expire_at(b"plain", None).unwrap(), "PERSIST");
+    assert_eq!(r.call(&[b"TTL", b"plain"]), Reply::Integer(-1));
+    assert!(!n.expire_at(b"missing", Some(1)).unwrap());
+    // A deadline in the past deletes the key.
+    r.call(&[b"SET", b"doomed", b"v"]);
+    assert!(n.expire_at(b"doomed", Some(5)).unwrap());
+    assert_eq!(r.call(&[b"EXISTS", b"doomed"]), Reply::Integer(0));
+    drop((n, r));
+    daemon.kill9();
+    for restart in ["after SIGKILL", "after SIGTERM"] {
+        let daemon = Daemon::start(dir.path());
+        let mut n = native(&daemon);
+        let mut r = daemon.client();
+        assert_eq!(n.deadline(b"far").unwrap(), far as i64, "{restart}");
+        assert_eq!(n.deadline(b"kept").unwrap(), far as i64 + 1, "{restart}");
+        assert_eq!(n.deadline(b"plain").unwrap(), -1, "{restart}");
+        assert_eq!(r.call(&[b"GET", b"gone"]), Reply::Bulk(None), "{restart}");
+        assert_eq!(r.call(&[b"DBSIZE"]), Reply::Integer(3), "{restart}");
+        drop((n, r));
+        assert!(daemon.sigterm().success());
+    }
+}
+
 #[test]
 fn an_unreachable_daemon_is_named_in_the_error() {
     let (_reserved, port) = common::refusing_port();

@@ -6,8 +6,20 @@
 //!
 //! What it covers is what `docs/commands.md` lists as behaving as in Redis.
 //! Documented differences are left out of the generator, each with its
-//! reason next to it; commands added later (issue 17: expiry, the rest of
-//! the string commands) join the generator as they land.
+//! reason next to it.
+//!
+//! Expiry is tested without sleeping: deadlines are absolute times long
+//! past or far in the future (`EXAT`, `PXAT`, `EXPIREAT`, `PEXPIREAT`),
+//! whose `EXPIRETIME`/`PEXPIRETIME` and TTLs are exact, or relative times
+//! that are refused, zero, negative (an `EXPIRE` that deletes) or hours
+//! away. A relative deadline is computed by each server from its own
+//! clock, so in the seeds that use positive relative times (one in four)
+//! `EXPIRETIME`'s and `PEXPIRETIME`'s non-negative answers may differ by
+//! `TTL_TOLERANCE_MS` (the time between the two servers' replies), and
+//! `TTL`'s and `PTTL`'s always may (the time left is measured a moment
+//! apart); everything else is compared byte for byte. Before `DBSIZE`, both are
+//! sent an `EXISTS` of the whole keyspace: Redis counts a key expired but
+//! not yet evicted until something looks it up, veltrixd never counts it.
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a panic is the failure report"
@@ -19,10 +31,18 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use appliance::resp::Reply;
 use common::{Client, Daemon};
 
 /// Commands per seed.
 const COMMANDS: usize = 600;
+
+/// How far the TTL commands' answers may differ in seeds that set
+/// deadlines relative to each server's own clock.
+const TTL_TOLERANCE_MS: i64 = 2_000;
+
+/// Seconds since the Unix epoch of 2100-01-01: "far in the future".
+const FAR_FUTURE_S: u64 = 4_102_444_800;
 
 /// A small, fast, seeded generator (xorshift64*): no dependency, the same
 /// sequence everywhere.
@@ -158,11 +178,133 @@ fn keys(rng: &mut Rng, min: usize) -> Vec<Vec<u8>> {
     (0..min + rng.below(4)).map(|_| key(rng)).collect()
 }
 
+/// How an expiry argument counts.
+#[derive(Clone, Copy, PartialEq)]
+enum Unit {
+    Seconds,
+    Millis,
+}
+
+/// A deadline argument: absolute (`at`) times long past or far away, or
+/// relative ones that are zero, negative, or (when `relative_ok`) hours
+/// away; and ones Redis refuses.
+fn expire_time(rng: &mut Rng, unit: Unit, at: bool, relative_ok: bool) -> Vec<u8> {
+    let scale = if unit == Unit::Seconds { 1 } else { 1000 };
+    let text = match (rng.below(10), at) {
+        (0, _) => ["0", "-1", "abc", "1.5", " 7"][rng.below(5)].to_string(),
+        // The last edge is a valid deadline, relative to the clock
+        // unless `at`: only in seeds with relative deadlines.
+        (1, _) => [
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775",
+        ][rng.below(if at || relative_ok { 3 } else { 2 })]
+        .to_string(),
+        (2..=4, true) => (1 + rng.below(1_600_000_000) as u64 * scale).to_string(),
+        (_, true) => ((FAR_FUTURE_S + rng.below(1_000_000) as u64) * scale
+            + rng.below(scale as usize) as u64)
+            .to_string(),
+        (2..=5, false) => (-(rng.below(100_000) as i64)).to_string(),
+        (_, false) if relative_ok => ((3_600 + rng.below(10_000_000) as u64) * scale).to_string(),
+        (_, false) => "0".to_string(),
+    };
+    text.into_bytes()
+}
+
+/// `SET key value` with expiry options (and sometimes NX|XX|GET or a
+/// conflict Redis refuses).
+fn set_with_expiry(rng: &mut Rng, relative_ok: bool) -> Vec<Vec<u8>> {
+    let word = |w: &str| w.as_bytes().to_vec();
+    let mut args = vec![word("SET"), key(rng), value(rng)];
+    let (name, unit, at) = [
+        ("EXAT", Unit::Seconds, true),
+        ("PXAT", Unit::Millis, true),
+        ("EX", Unit::Seconds, false),
+        ("PX", Unit::Millis, false),
+    ][rng.below(4)];
+    match rng.below(8) {
+        0 => args.push(word("KEEPTTL")),
+        1 => args.extend([
+            word("KEEPTTL"),
+            word(name),
+            expire_time(rng, unit, at, relative_ok),
+        ]),
+        _ => args.extend([word(name), expire_time(rng, unit, at, relative_ok)]),
+    }
+    let extra = [
+        &[][..],
+        &["NX"],
+        &["XX"],
+        &["GET"],
+        &["NX", "GET"],
+        &["KEEPTTL"],
+    ];
+    args.extend(extra[rng.below(extra.len())].iter().map(|f| word(f)));
+    args
+}
+
+/// One of the expiry commands.
+fn expiry_command(rng: &mut Rng, relative_ok: bool) -> Vec<Vec<u8>> {
+    let word = |w: &str| w.as_bytes().to_vec();
+    match rng.below(9) {
+        0 | 1 => set_with_expiry(rng, relative_ok),
+        2 => {
+            let (name, unit) = [("SETEX", Unit::Seconds), ("PSETEX", Unit::Millis)][rng.below(2)];
+            let time = expire_time(rng, unit, false, relative_ok);
+            vec![word(name), key(rng), time, value(rng)]
+        }
+        3 => {
+            let mut args = vec![word("GETEX"), key(rng)];
+            let (name, unit, at) = [
+                ("EXAT", Unit::Seconds, true),
+                ("PXAT", Unit::Millis, true),
+                ("EX", Unit::Seconds, false),
+                ("PX", Unit::Millis, false),
+            ][rng.below(4)];
+            match rng.below(6) {
+                0 => {}
+                1 => args.push(word("PERSIST")),
+                2 => args.push(word(["KEEPTTL", "NX", "GET"][rng.below(3)])),
+                _ => args.extend([word(name), expire_time(rng, unit, at, relative_ok)]),
+            }
+            args
+        }
+        4 | 5 => {
+            let (name, unit, at) = [
+                ("EXPIRE", Unit::Seconds, false),
+                ("PEXPIRE", Unit::Millis, false),
+                ("EXPIREAT", Unit::Seconds, true),
+                ("PEXPIREAT", Unit::Millis, true),
+            ][rng.below(4)];
+            let mut args = vec![
+                word(name),
+                key(rng),
+                expire_time(rng, unit, at, relative_ok),
+            ];
+            for _ in 0..rng.below(3) {
+                args.push(word(["NX", "XX", "GT", "LT", "nx", "BAD"][rng.below(6)]));
+            }
+            args
+        }
+        6 => vec![word("PERSIST"), key(rng)],
+        _ => {
+            let names = ["TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME"];
+            vec![word(names[rng.below(names.len())]), key(rng)]
+        }
+    }
+}
+
+/// Whether a seed sets deadlines relative to each server's clock.
+fn relative_seed(seed: u64) -> bool {
+    seed.is_multiple_of(4)
+}
+
 /// One random command of the supported set.
-fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
+fn command(rng: &mut Rng, relative_ok: bool) -> Vec<Vec<u8>> {
     let word = |w: &str| w.as_bytes().to_vec();
     let offset = |rng: &mut Rng| (rng.below(6200) as i64 - 3100).to_string().into_bytes();
-    match rng.below(31) {
+    match rng.below(40) {
+        30..=38 => expiry_command(rng, relative_ok),
         0 | 1 => vec![word("GET"), key(rng)],
         2 | 3 => vec![word("SET"), key(rng), value(rng)],
         // `SET ... NX|XX`, `SET ... GET`, and Redis 7's `NX|XX` with `GET`.
@@ -233,7 +375,20 @@ fn command(rng: &mut Rng) -> Vec<Vec<u8>> {
         }
         _ => {
             // Wrong argument counts get Redis's arity error.
-            let names = ["INCR", "INCRBY", "APPEND", "GETDEL", "SETRANGE", "MSETNX"];
+            let names = [
+                "INCR",
+                "INCRBY",
+                "APPEND",
+                "GETDEL",
+                "SETRANGE",
+                "MSETNX",
+                "EXPIRE",
+                "TTL",
+                "PERSIST",
+                "SETEX",
+                "GETEX",
+                "PEXPIRETIME",
+            ];
             let mut args = vec![word(names[rng.below(names.len())])];
             args.extend((0..rng.below(5)).map(|_| key(rng)));
             args
@@ -302,24 +457,74 @@ fn seeds() -> Vec<u64> {
     (0..n).map(|i| 0xD1FF_0000 + i).collect()
 }
 
-/// Deletes every key of the generator's keyspace on a server.
-fn clear(client: &mut Client) {
-    let mut args: Vec<Vec<u8>> = vec![b"DEL".to_vec()];
+/// `command` with every key of the generator's keyspace.
+fn over_keyspace(client: &mut Client, command: &[u8]) -> Reply {
+    let mut args: Vec<Vec<u8>> = vec![command.to_vec()];
     args.extend((0..8).map(|i| format!("k{i}").into_bytes()));
     args.extend((0..2).flat_map(|u| (0..4).map(move |f| format!("{{user{u}}}.f{f}").into_bytes())));
     args.push(vec![b'L'; 1000]);
     let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-    client.call(&refs);
+    client.call(&refs)
+}
+
+/// Deletes every key of the generator's keyspace on a server.
+fn clear(client: &mut Client) {
+    over_keyspace(client, b"DEL");
+}
+
+/// Whether two replies agree: byte for byte, or within the tolerance for
+/// TTL and PTTL (the time left is measured on each server's clock, a
+/// moment apart) and, in a seed with relative deadlines, for EXPIRETIME
+/// and PEXPIRETIME.
+fn agree(args: &[Vec<u8>], relative: bool, a: &Reply, b: &Reply) -> bool {
+    if a == b {
+        return true;
+    }
+    let name = args[0].to_ascii_uppercase();
+    let (scale, tolerated) = match name.as_slice() {
+        b"TTL" => (1000, true),
+        b"PTTL" => (1, true),
+        b"EXPIRETIME" => (1000, relative),
+        b"PEXPIRETIME" => (1, relative),
+        _ => return false,
+    };
+    match (a, b) {
+        (Reply::Integer(x), Reply::Integer(y)) if tolerated && *x >= 0 && *y >= 0 => {
+            (x - y).abs() * scale <= TTL_TOLERANCE_MS
+        }
+        _ => false,
+    }
 }
 
 /// Sends one seed's commands to both servers; the first difference.
 fn compare(seed: u64, ours: &mut Client, theirs: &mut Client) -> Option<String> {
+    compare_counting(seed, ours, theirs, &mut 0)
+}
+
+/// As `compare`, counting in `deadlines` the TTL commands that found a
+/// key with a deadline (so a generator that never sets one fails).
+fn compare_counting(
+    seed: u64,
+    ours: &mut Client,
+    theirs: &mut Client,
+    deadlines: &mut usize,
+) -> Option<String> {
     let mut rng = Rng::new(seed);
+    let relative = relative_seed(seed);
     for i in 0..COMMANDS {
-        let args = command(&mut rng);
+        let args = command(&mut rng, relative);
+        if args[0] == b"DBSIZE" {
+            // Redis evicts an expired key when something looks it up.
+            over_keyspace(ours, b"EXISTS");
+            over_keyspace(theirs, b"EXISTS");
+        }
         let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let (a, b) = (ours.call(&refs), theirs.call(&refs));
-        if a != b {
+        let ttl = args[0].ends_with(b"TTL") || args[0].ends_with(b"TIME");
+        if ttl && matches!(b, Reply::Integer(n) if n >= 0) {
+            *deadlines += 1;
+        }
+        if !agree(&args, relative, &a, &b) {
             return Some(format!(
                 "seed {seed} (VELTRIX_DIFF_SEED={seed}), command {i}: {}\n  veltrixd: {a:?}\n  redis:    {b:?}",
                 show(&args)
@@ -353,18 +558,23 @@ fn replies_match_redis_for_the_supported_commands() {
     let mut theirs = Client::connect(redis.port);
     let seeds = seeds();
     let mut failures = Vec::new();
+    let mut deadlines = 0;
     for &seed in &seeds {
         clear(&mut ours);
         clear(&mut theirs);
-        if let Some(difference) = compare(seed, &mut ours, &mut theirs) {
+        if let Some(difference) = compare_counting(seed, &mut ours, &mut theirs, &mut deadlines) {
             failures.push(difference);
         }
     }
     eprintln!(
-        "differential test: {} seeds × {COMMANDS} commands against redis-server",
+        "differential test: {} seeds × {COMMANDS} commands against redis-server; {deadlines} TTL commands found a deadline",
         seeds.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        seeds.len() < 4 || deadlines > 10,
+        "the generator set too few deadlines: {deadlines}"
+    );
 }
 
 /// The tester itself can fail: with one key more on veltrixd (outside the

@@ -415,6 +415,35 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Sets a key that expires once the server's clock passes
+    /// `deadline_ms` (milliseconds since the Unix epoch): Redis's `SET key
+    /// value PXAT deadline_ms`. Returns once the write is durable.
+    pub fn put_until(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        deadline_ms: u64,
+    ) -> Result<(), ClientError> {
+        let request = Request::PutUntil(key.to_vec(), value.to_vec(), deadline_ms);
+        ok(self.call(&request)?).map(|_| ())
+    }
+
+    /// Sets a key's deadline (`PEXPIREAT`; at or before now, the key is
+    /// deleted), or removes it with `None` (`PERSIST`). Returns whether it
+    /// did (false for a missing key), once durable.
+    pub fn expire_at(&mut self, key: &[u8], at_ms: Option<i64>) -> Result<bool, ClientError> {
+        let answer = integer(ok(self.call(&Request::ExpireAt(key.to_vec(), at_ms))?)?)?;
+        Ok(answer == 1)
+    }
+
+    /// A key's deadline in milliseconds since the Unix epoch, -1 when it
+    /// does not expire, -2 when it is missing or expired (`PEXPIRETIME`).
+    pub fn deadline(&mut self, key: &[u8]) -> Result<i64, ClientError> {
+        integer(ok(self.call(&Request::Deadline(key.to_vec()))?)?)
+    }
+}
+
 /// The body of an INCRBY or APPEND answer: an i64, little-endian.
 fn integer(body: Vec<u8>) -> Result<i64, ClientError> {
     let bytes: [u8; 8] = body

@@ -82,6 +82,12 @@ pub enum Opcode {
     IncrBy = 7,
     /// Append to a value, atomically (durable when answered).
     Append = 8,
+    /// Set a key that expires at a deadline (durable when answered).
+    PutUntil = 9,
+    /// Set or remove a key's deadline, atomically (durable when answered).
+    ExpireAt = 10,
+    /// A key's deadline.
+    Deadline = 11,
 }
 
 impl Opcode {
@@ -96,6 +102,9 @@ impl Opcode {
             6 => Opcode::Batch,
             7 => Opcode::IncrBy,
             8 => Opcode::Append,
+            9 => Opcode::PutUntil,
+            10 => Opcode::ExpireAt,
+            11 => Opcode::Deadline,
             _ => return None,
         })
     }
@@ -213,6 +222,15 @@ pub enum Request {
     IncrBy(Vec<u8>, i64),
     /// APPEND key bytes: the new length, as Redis's APPEND.
     Append(Vec<u8>, Vec<u8>),
+    /// PUTUNTIL key value deadline: `SET key value PXAT deadline`
+    /// (milliseconds since the Unix epoch).
+    PutUntil(Vec<u8>, Vec<u8>, u64),
+    /// EXPIREAT key deadline: `PEXPIREAT key deadline`, or `PERSIST key`
+    /// for `None`; 1 when done, 0 for a missing key (or no deadline to
+    /// remove).
+    ExpireAt(Vec<u8>, Option<i64>),
+    /// DEADLINE key: `PEXPIRETIME key` (-2 missing, -1 no deadline).
+    Deadline(Vec<u8>),
 }
 
 impl Request {
@@ -227,6 +245,9 @@ impl Request {
             Request::Batch(_) => Opcode::Batch,
             Request::IncrBy(..) => Opcode::IncrBy,
             Request::Append(..) => Opcode::Append,
+            Request::PutUntil(..) => Opcode::PutUntil,
+            Request::ExpireAt(..) => Opcode::ExpireAt,
+            Request::Deadline(_) => Opcode::Deadline,
         }
     }
 }
@@ -460,7 +481,10 @@ pub fn encode_request(out: &mut Vec<u8>, id: u64, request: &Request) -> Result<(
     let mut body = Vec::new();
     match request {
         Request::Ping(payload) => body.extend_from_slice(payload),
-        Request::Get(key) | Request::Delete(key) | Request::Exists(key) => {
+        Request::Get(key)
+        | Request::Delete(key)
+        | Request::Exists(key)
+        | Request::Deadline(key) => {
             key_len(key)?;
             body.extend_from_slice(key);
         }
@@ -472,6 +496,19 @@ pub fn encode_request(out: &mut Vec<u8>, id: u64, request: &Request) -> Result<(
         Request::IncrBy(key, by) => {
             key_len(key)?;
             body.extend_from_slice(&by.to_le_bytes());
+            body.extend_from_slice(key);
+        }
+        Request::PutUntil(key, value, deadline) => {
+            body.extend_from_slice(&deadline.to_le_bytes());
+            body.extend_from_slice(&key_len(key)?.to_le_bytes());
+            body.extend_from_slice(key);
+            body.extend_from_slice(value);
+        }
+        Request::ExpireAt(key, at) => {
+            key_len(key)?;
+            // A flag byte: 1 with a deadline, 0 to remove it (PERSIST).
+            body.push(u8::from(at.is_some()));
+            body.extend_from_slice(&at.unwrap_or(0).to_le_bytes());
             body.extend_from_slice(key);
         }
         Request::Batch(ops) => {
@@ -654,6 +691,25 @@ pub fn decode_request(buf: &[u8], limits: &Limits) -> Result<Option<(Decoded, us
             Ok(Request::IncrBy(body.rest().to_vec(), by))
         }
         Some(Opcode::Batch) => batch(&mut body, limits)?,
+        Some(Opcode::Deadline) => Ok(Request::Deadline(body.rest().to_vec())),
+        Some(Opcode::PutUntil) => {
+            let deadline = u64_at(body.take(8)?, 0);
+            let key_len = usize::from(body.u16()?);
+            let key = body.take(key_len)?.to_vec();
+            Ok(Request::PutUntil(key, body.rest().to_vec(), deadline))
+        }
+        Some(Opcode::ExpireAt) => {
+            let flag = body.u8()?;
+            let at = u64_at(body.take(8)?, 0) as i64;
+            if flag > 1 {
+                return Err(FrameError::Malformed {
+                    id,
+                    reason: "EXPIREAT's flag is neither 0 nor 1",
+                });
+            }
+            let key = body.rest().to_vec();
+            Ok(Request::ExpireAt(key, (flag == 1).then_some(at)))
+        }
     };
     if !body.bytes.is_empty() {
         return Err(FrameError::Malformed {
@@ -761,6 +817,10 @@ mod tests {
             proptest::collection::vec(op, 0..20).prop_map(Request::Batch),
             (key(), any::<i64>()).prop_map(|(k, by)| Request::IncrBy(k, by)),
             (key(), value()).prop_map(|(k, v)| Request::Append(k, v)),
+            (key(), value(), any::<u64>()).prop_map(|(k, v, d)| Request::PutUntil(k, v, d)),
+            (key(), proptest::option::of(any::<i64>()))
+                .prop_map(|(k, at)| Request::ExpireAt(k, at)),
+            key().prop_map(Request::Deadline),
         ]
     }
 

@@ -294,8 +294,10 @@ impl Inspector<'_> {
         if let Some(loaded) = &found.loaded {
             for (index, &watermark) in loaded.body.index.iter().zip(&loaded.body.watermarks) {
                 index.for_each(|key, pointer| {
-                    let value = (pointer.length as usize)
-                        .saturating_sub(crate::format::record::record_bytes(key.len(), 0));
+                    let expires = index.deadline(key).is_some();
+                    let record =
+                        crate::format::record::record_bytes_expiring(key.len(), 0, expires);
+                    let value = (pointer.length as usize).saturating_sub(record);
                     start
                         .keys
                         .insert(key.to_vec(), (watermark, Some(value as u64)));

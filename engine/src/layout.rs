@@ -73,6 +73,8 @@ pub(crate) fn advance_superblock(
 ) -> Result<Superblock, OpenError> {
     let (mut sb, in_force) = read_superblock_copy(namespace, queue)?;
     sb.generation = generation;
+    // From this open on, records of the current format may be written.
+    sb.version = FORMAT_VERSION;
     let lba_bytes = namespace.geometry().lba_bytes as usize;
     let mut block = vec![0u8; lba_bytes];
     sb.encode(&mut block);

@@ -175,8 +175,9 @@ fn check_config(config: &EngineConfig, workers: usize) -> Result<(), OpenError> 
 
 /// Refuses a configuration whose largest record does not fit a segment.
 fn check_record_fits(config: &EngineConfig, layout: &Layout) -> Result<(), OpenError> {
-    let record_max = format::record::record_bytes(config.key_bytes_max, config.value_bytes_max)
-        + format::record::FRAME_HEADER_BYTES;
+    let record_max =
+        format::record::record_bytes_expiring(config.key_bytes_max, config.value_bytes_max, true)
+            + format::record::FRAME_HEADER_BYTES;
     if record_max > layout.frame_bytes_max() {
         return Err(OpenError::Config(format!(
             "the largest record ({record_max} bytes) does not fit a {}-byte segment",

@@ -111,6 +111,9 @@ struct Update {
     seq: u64,
     key: Vec<u8>,
     pointer: Option<ValuePointer>,
+    /// A put's deadline: the index must know it, or an expired key would
+    /// be served after a restart.
+    deadline: Option<u64>,
 }
 
 /// Where replay starts: an index checkpoint, or nothing.
@@ -321,7 +324,7 @@ fn apply_updates(index: &mut [Art], updates: Vec<Update>) {
         let art = &mut index[usize::from(shard(&update.key))];
         match update.pointer {
             Some(pointer) => {
-                art.insert(&update.key, pointer);
+                art.insert_expiring(&update.key, pointer, update.deadline);
             }
             None => {
                 art.remove(&update.key);
@@ -631,6 +634,7 @@ impl StreamReplay<'_> {
                 seq: record.seq,
                 key: record.key.to_vec(),
                 pointer,
+                deadline: record.expire_at_ms,
             });
             self.recovered.records += 1;
         }
@@ -669,6 +673,7 @@ impl StreamReplay<'_> {
                     seq: record.seq,
                     key: record.key.clone(),
                     pointer,
+                    deadline: record.expire_at_ms,
                 });
             }
         }

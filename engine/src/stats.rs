@@ -48,6 +48,11 @@ pub struct Stats {
     pub gc_bytes_read: AtomicU64,
     /// Records GC rewrote.
     pub gc_records_relocated: AtomicU64,
+    /// Expired keys whose delete is durable (by the worker's reclaimer or
+    /// by GC in place of relocating them).
+    pub expired_reclaimed: AtomicU64,
+    /// Bytes of the expired records those deletes made garbage.
+    pub expired_bytes_reclaimed: AtomicU64,
     /// Victims left in use because records of shards owned by other
     /// workers remained.
     pub gc_victims_blocked: AtomicU64,
@@ -287,6 +292,8 @@ impl Default for Stats {
             checkpoint_next_seq: AtomicU64::new(0),
             gc_bytes_read: AtomicU64::new(0),
             gc_records_relocated: AtomicU64::new(0),
+            expired_reclaimed: AtomicU64::new(0),
+            expired_bytes_reclaimed: AtomicU64::new(0),
             gc_victims_blocked: AtomicU64::new(0),
             gc_victims_damaged: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),

@@ -94,9 +94,7 @@ impl Rig {
     fn run(&mut self, op: Op) -> Reply {
         let key = match &op {
             Op::Get(k) | Op::Put(k, _) | Op::Delete(k) | Op::PutIf(k, _, _) => k.clone(),
-            Op::Batch(ops) => match &ops[0] {
-                BatchOp::Put(k, _) | BatchOp::Delete(k) => k.clone(),
-            },
+            Op::Batch(ops) => ops[0].key().to_vec(),
             other => panic!("unrouted op {other:?}"),
         };
         let owner = self.owner(&key);

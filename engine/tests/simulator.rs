@@ -294,6 +294,21 @@ fn crash_states_respect_the_model() {
             100,
         );
         require(&stats, &["checkpoints", "recoveries_from_checkpoint"], 500);
+        // Key expiry: expiring writes, reads of them before their
+        // deadline, reclamation, keys found gone after a crash because
+        // they expired, and the clock jumping both ways.
+        require(
+            &stats,
+            &[
+                "expiring_writes",
+                "expiring_values_served",
+                "expired_reclaimed",
+                "expired_keys_gone_after_recovery",
+                "clock_jumps_back",
+                "clock_jumps_forward",
+            ],
+            500,
+        );
         require(
             &stats,
             &[

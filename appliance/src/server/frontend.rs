@@ -466,14 +466,6 @@ impl RespFrontend {
                 }
                 slot.ready = Some(out);
             }
-            Action::DbSize => {
-                let mut out = Vec::new();
-                encode::integer(
-                    &mut out,
-                    submitter.stats().keys.load(Ordering::Relaxed) as i64,
-                );
-                slot.ready = Some(out);
-            }
             Action::Info => {
                 let stats = submitter.stats();
                 let text = format!(

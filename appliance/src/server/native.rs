@@ -126,6 +126,15 @@ pub(crate) fn next(buf: &[u8], session: &mut Session, limits: &Limits) -> Step {
         ),
         Request::IncrBy(key, by) => Op::modify(key, Modify::IncrBy(by)),
         Request::Append(key, bytes) => Op::modify(key, Modify::Append(bytes)),
+        Request::PutUntil(key, value, deadline) => {
+            Op::Batch(vec![engine::BatchOp::PutUntil(key, value, deadline)])
+        }
+        Request::ExpireAt(key, Some(at)) => {
+            let condition = engine::modify::ExpireIf::default();
+            Op::modify(key, Modify::Expire { at, condition })
+        }
+        Request::ExpireAt(key, None) => Op::modify(key, Modify::Persist),
+        Request::Deadline(key) => Op::Deadline(key),
     };
     Step::Engine {
         used,

@@ -331,7 +331,7 @@ fn read_body(
             root.body_crc
         )));
     }
-    decode_body(&body).map_err(|e| BodyError::Invalid(format!("body: {e}")))
+    decode_body(&body, root.version).map_err(|e| BodyError::Invalid(format!("body: {e}")))
 }
 
 /// Whether the device reads anything: either superblock copy.

@@ -247,6 +247,7 @@ impl Checkpointer {
             },
             next_seq,
             segments: taken,
+            version: crate::format::checkpoint::CHECKPOINT_VERSION,
         };
         Ok((root, body))
     }

@@ -8,8 +8,13 @@ use crate::shard::SHARD_COUNT;
 
 /// "VXCKPT01" as a little-endian u64.
 pub const ROOT_MAGIC: u64 = u64::from_le_bytes(*b"VXCKPT01");
-/// The checkpoint format this build writes and reads.
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// The checkpoint format this build writes (and the newest it reads).
+/// Version 2 added key deadlines to the body; version 1 bodies still load.
+pub const CHECKPOINT_VERSION: u32 = 2;
+/// In a version 2 body, this bit of a key's length says an 8-byte
+/// deadline follows its pointer (a key is at most 1024 bytes, so version 1
+/// never set it).
+const KEY_EXPIRES_BIT: u16 = 0x8000;
 /// Bytes of the root before its segment list.
 pub const ROOT_FIXED_BYTES: usize = 64;
 /// The two root slots: blocks 2 and 3 of segment 0, after the superblocks.
@@ -36,6 +41,9 @@ pub struct Root {
     pub next_seq: u64,
     /// Segments holding the body, in order.
     pub segments: Vec<u32>,
+    /// The body's format version ([`CHECKPOINT_VERSION`] when written by
+    /// this build).
+    pub version: u32,
 }
 
 impl Root {
@@ -48,7 +56,7 @@ impl Root {
     pub fn encode(&self, out: &mut [u8], seed: u32) {
         out.fill(0);
         out[0..8].copy_from_slice(&ROOT_MAGIC.to_le_bytes());
-        out[12..16].copy_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+        out[12..16].copy_from_slice(&self.version.to_le_bytes());
         out[16..24].copy_from_slice(&self.generation.to_le_bytes());
         out[24..32].copy_from_slice(&self.body_bytes.to_le_bytes());
         out[32..36].copy_from_slice(&self.body_crc.to_le_bytes());
@@ -82,7 +90,7 @@ impl Root {
         let end = ROOT_FIXED_BYTES + 4 * count;
         check_crc_seeded(u32_at(block, 8), seed, &[&block[12..end]])?;
         let version = u32_at(block, 12);
-        if version != CHECKPOINT_VERSION {
+        if version == 0 || version > CHECKPOINT_VERSION {
             return Err(DecodeError::NewerVersion {
                 found: version,
                 supported: CHECKPOINT_VERSION,
@@ -97,6 +105,7 @@ impl Root {
             segments: (0..count)
                 .map(|i| u32_at(block, ROOT_FIXED_BYTES + 4 * i))
                 .collect(),
+            version,
         })
     }
 }
@@ -121,17 +130,27 @@ pub struct TableEntry {
     pub closed: bool,
 }
 
-/// Appends one shard's section to a checkpoint body: its watermark, then
-/// every key with its pointer.
+/// Appends one shard's section to a checkpoint body (version 2): its
+/// watermark, then every key with its pointer, and its deadline when it
+/// has one.
 pub fn encode_shard(out: &mut Vec<u8>, watermark: u64, index: &Art) {
     out.extend_from_slice(&watermark.to_le_bytes());
     out.extend_from_slice(&(index.len() as u32).to_le_bytes());
     let mut pointer = [0u8; ValuePointer::BYTES];
     index.for_each(|key, value| {
-        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        let deadline = index.deadline(key);
+        let flag = if deadline.is_some() {
+            KEY_EXPIRES_BIT
+        } else {
+            0
+        };
+        out.extend_from_slice(&(key.len() as u16 | flag).to_le_bytes());
         out.extend_from_slice(key);
         value.encode(&mut pointer);
         out.extend_from_slice(&pointer);
+        if let Some(deadline) = deadline {
+            out.extend_from_slice(&deadline.to_le_bytes());
+        }
     });
 }
 
@@ -165,8 +184,9 @@ pub struct Body {
     pub table: Vec<TableEntry>,
 }
 
-/// Decodes a body whose crc already held. Never panics on bad input.
-pub fn decode_body(b: &[u8]) -> Result<Body, DecodeError> {
+/// Decodes a body of format `version` (the root's) whose crc already
+/// held. Never panics on bad input.
+pub fn decode_body(b: &[u8], version: u32) -> Result<Body, DecodeError> {
     let invalid = |field: &'static str, value: usize| DecodeError::Invalid {
         field,
         value: value as u64,
@@ -189,15 +209,27 @@ pub fn decode_body(b: &[u8]) -> Result<Body, DecodeError> {
         let count = u32_at(b, take(&mut at, 4)?) as usize;
         let mut art = Art::new();
         for _ in 0..count {
-            let key_len = usize::from(u16_at(b, take(&mut at, 2)?));
+            let raw = u16_at(b, take(&mut at, 2)?);
+            // Version 1 had no deadlines: there the bit is a bad length.
+            let expires = version >= 2 && raw & KEY_EXPIRES_BIT != 0;
+            let key_len = usize::from(if version >= 2 {
+                raw & !KEY_EXPIRES_BIT
+            } else {
+                raw
+            });
             if key_len == 0 || key_len > crate::index::KEY_BYTES_MAX {
                 return Err(invalid("checkpoint key length", key_len));
             }
             let key = take(&mut at, key_len)?;
             let pointer = take(&mut at, ValuePointer::BYTES)?;
-            art.insert(
+            let deadline = match expires {
+                true => Some(u64_at(b, take(&mut at, 8)?)),
+                false => None,
+            };
+            art.insert_expiring(
                 &b[key..key + key_len],
                 ValuePointer::decode(&b[pointer..pointer + ValuePointer::BYTES]),
+                deadline,
             );
         }
         index.push(art);
@@ -240,6 +272,7 @@ mod tests {
             watermark_min: 99,
             next_seq: 120,
             segments: vec![5, 9, 2],
+            version: CHECKPOINT_VERSION,
         }
     }
 
@@ -266,7 +299,7 @@ mod tests {
             let mut art = Art::new();
             if shard % 100 == 3 {
                 for k in 0..5u32 {
-                    art.insert(
+                    art.insert_expiring(
                         format!("key-{shard}-{k}").as_bytes(),
                         ValuePointer {
                             segment: k,
@@ -274,6 +307,7 @@ mod tests {
                             length: 77,
                             sequence_low: k + 1,
                         },
+                        (k % 2 == 1).then_some(1_700_000_000_000 + u64::from(k)),
                     );
                 }
             }
@@ -289,7 +323,7 @@ mod tests {
             closed: false,
         }];
         encode_table(&mut body, &table);
-        let decoded = decode_body(&body).expect("decodes");
+        let decoded = decode_body(&body, CHECKPOINT_VERSION).expect("decodes");
         assert_eq!(decoded.table, table);
         assert_eq!(decoded.watermarks[1023], 1033);
         assert_eq!(decoded.index[103].len(), 5);
@@ -297,7 +331,60 @@ mod tests {
             decoded.index[103].get(b"key-103-4").map(|p| p.sequence_low),
             Some(5)
         );
-        assert!(decode_body(&body[..body.len() - 1]).is_err());
+        assert_eq!(decoded.index[103].deadline(b"key-103-4"), None);
+        assert_eq!(
+            decoded.index[103].deadline(b"key-103-3"),
+            Some(1_700_000_000_003)
+        );
+        assert_eq!(decoded.index[103].expiring_len(), 2);
+        assert!(decode_body(&body[..body.len() - 1], CHECKPOINT_VERSION).is_err());
+        // Read as version 1, the deadline bit is a key length out of range.
+        assert!(decode_body(&body, 1).is_err());
+    }
+
+    /// A version 1 body (no deadlines), byte by byte, still loads.
+    #[test]
+    fn a_version_1_body_still_decodes() {
+        let mut body = Vec::new();
+        begin_body(&mut body);
+        for shard in 0..SHARD_COUNT {
+            body.extend_from_slice(&u64::from(shard).to_le_bytes());
+            let count: u32 = if shard == 7 { 1 } else { 0 };
+            body.extend_from_slice(&count.to_le_bytes());
+            if shard == 7 {
+                body.extend_from_slice(&2u16.to_le_bytes());
+                body.extend_from_slice(b"ab");
+                for field in [3u32, 4096, 40, 9] {
+                    body.extend_from_slice(&field.to_le_bytes());
+                }
+            }
+        }
+        encode_table(&mut body, &[]);
+        let decoded = decode_body(&body, 1).expect("a version 1 body decodes");
+        assert_eq!(decoded.index[7].get(b"ab").map(|p| p.length), Some(40));
+        assert_eq!(decoded.index[7].deadline(b"ab"), None);
+        // The same bytes are a valid version 2 body too: v2 only adds a bit.
+        assert!(decode_body(&body, CHECKPOINT_VERSION).is_ok());
+    }
+
+    #[test]
+    fn roots_of_version_1_are_read_and_newer_ones_refused() {
+        let mut block = vec![0u8; 4096];
+        let old = Root {
+            version: 1,
+            ..root()
+        };
+        old.encode(&mut block, 11);
+        assert_eq!(Root::decode(&block, 11), Ok(old));
+        let newer = Root {
+            version: CHECKPOINT_VERSION + 1,
+            ..root()
+        };
+        newer.encode(&mut block, 11);
+        assert!(matches!(
+            Root::decode(&block, 11),
+            Err(DecodeError::NewerVersion { .. })
+        ));
     }
 
     proptest! {
@@ -312,7 +399,8 @@ mod tests {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = Root::decode(&bytes, 1);
-            let _ = decode_body(&bytes);
+            let _ = decode_body(&bytes, 1);
+            let _ = decode_body(&bytes, CHECKPOINT_VERSION);
         }
     }
 }

@@ -6,8 +6,12 @@ use super::{check_crc, need, u16_at, u32_at, u64_at, DecodeError};
 
 /// "VELTRIX1" read as a little-endian u64.
 pub const SUPERBLOCK_MAGIC: u64 = u64::from_le_bytes(*b"VELTRIX1");
-/// The format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes and the newest it reads. Version
+/// 2 added put records with a deadline (`docs/format/wal.md`); a version 1
+/// store opens, and its first open by this build raises the superblock to
+/// version 2, so that an older build, which would misread such a record,
+/// refuses the store instead.
+pub const FORMAT_VERSION: u32 = 2;
 /// Encoded bytes (the rest of the block is zero).
 pub const SUPERBLOCK_BYTES: usize = 96;
 
@@ -175,6 +179,24 @@ mod tests {
         }
     }
 
+    /// A store formatted before key expiry (version 1) still opens.
+    #[test]
+    fn version_1_is_still_read() {
+        let sb = Superblock {
+            version: 1,
+            uuid: [1; 16],
+            generation: 1,
+            lba_bytes: 4096,
+            segment_bytes: 1 << 20,
+            segment_count: 4,
+            shard_count: crate::shard::SHARD_COUNT,
+            lba_count: 1024,
+        };
+        let mut block = [0u8; SUPERBLOCK_BYTES];
+        sb.encode(&mut block);
+        assert_eq!(Superblock::decode(&block), Ok(sb));
+    }
+
     #[test]
     fn newer_version_is_refused_by_name() {
         let sb = Superblock {
@@ -192,8 +214,8 @@ mod tests {
         assert!(matches!(
             Superblock::decode(&block),
             Err(DecodeError::NewerVersion {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             })
         ));
     }

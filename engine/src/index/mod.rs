@@ -17,11 +17,14 @@
 //! - `tree.rs`: [`Art`] and the point operations (get, insert, remove,
 //!   compare-and-swap), including growth, shrinking, prefix splits and merges;
 //! - `iter.rs`: the ordered walks (`for_each`, `range_from`);
+//! - `deadlines.rs`: the deadlines of a shard's expiring keys, beside the
+//!   tree (nothing for a key that does not expire);
 //! - `compact.rs`: copying the tree into a fresh arena to give back the
 //!   space that removals left behind.
 
 mod arena;
 mod compact;
+mod deadlines;
 mod iter;
 mod leaf;
 mod node;
@@ -62,8 +65,7 @@ impl ValuePointer {
         ValuePointer {
             segment,
             offset: offset as u32,
-            length: crate::format::record::record_bytes(record.key.len(), record.value.len())
-                as u32,
+            length: record.encoded_bytes() as u32,
             sequence_low: record.seq as u32,
         }
     }

@@ -600,3 +600,44 @@ fn a_million_random_keys_cost_under_48_bytes_each() {
     println!("{KEYS} random 16-byte keys: {bytes_per_key:.2} bytes/key");
     assert!(bytes_per_key < 48.0, "{bytes_per_key:.2} bytes/key");
 }
+
+/// Deadlines live beside the tree: a key without one costs nothing, reads
+/// through `get_live` never see an expired key, an insert without a
+/// deadline or a remove clears it, a relocation keeps it, and the due list
+/// is in deadline order.
+#[test]
+fn deadlines_expire_keys_for_reads_and_come_due_in_order() {
+    let pointer = |n: u32| ValuePointer {
+        segment: n,
+        offset: 0,
+        length: 40,
+        sequence_low: n,
+    };
+    let mut art = Art::new();
+    art.insert(b"plain", pointer(1));
+    let bare = art.memory_bytes();
+    art.insert_expiring(b"b", pointer(2), Some(1_000));
+    art.insert_expiring(b"a", pointer(3), Some(2_000));
+    assert!(art.memory_bytes() > bare, "deadlines are counted");
+    assert_eq!(
+        art.get_live(b"b", 1_000),
+        Some(pointer(2)),
+        "not past it yet"
+    );
+    assert_eq!(art.get_live(b"b", 1_001), None, "past it");
+    assert_eq!(
+        art.get(b"b"),
+        Some(pointer(2)),
+        "still indexed until reclaimed"
+    );
+    assert!(art.expired(b"b", 1_001) && !art.expired(b"plain", u64::MAX));
+    assert_eq!(art.expired_len(1_500), 1);
+    let due: Vec<Vec<u8>> = art.due(5_000, 10).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(due, vec![b"b".to_vec(), b"a".to_vec()], "earliest first");
+    assert!(art.compare_and_swap(b"a", pointer(3), pointer(4)));
+    assert_eq!(art.deadline(b"a"), Some(2_000), "a relocation keeps it");
+    art.insert(b"a", pointer(5));
+    assert_eq!(art.deadline(b"a"), None, "a put without one clears it");
+    art.remove(b"b");
+    assert_eq!((art.expiring_len(), art.due(u64::MAX, 10).len()), (0, 0));
+}

@@ -12,6 +12,7 @@
 use std::fmt;
 
 use super::arena::{self, read_u32, write_u32, Arena, Ref, NULL};
+use super::deadlines::Deadlines;
 use super::node::{self, Size, HEADER_BYTES};
 use super::{leaf, ValuePointer, KEY_BYTES_MAX};
 
@@ -25,6 +26,8 @@ pub struct Art {
     pub(super) arena: Arena,
     pub(super) root: Ref,
     pub(super) len: usize,
+    /// Deadlines of the keys that expire (none for most keys).
+    pub(super) deadlines: Deadlines,
 }
 
 /// Where a reference to a record is stored: the tree's root, or a byte
@@ -65,6 +68,7 @@ impl Art {
             arena: Arena::new(),
             root: NULL,
             len: 0,
+            deadlines: Deadlines::default(),
         }
     }
 
@@ -85,7 +89,60 @@ impl Art {
             .map(|found| leaf::value(self.arena.record(found)))
     }
 
-    /// Stores `value` for `key` and returns the pointer it replaced.
+    /// Stores `value` for `key` with a deadline (milliseconds since the
+    /// Unix epoch; `None`: it never expires) and returns the pointer it
+    /// replaced. Panics as [`Art::insert`] does.
+    pub fn insert_expiring(
+        &mut self,
+        key: &[u8],
+        value: ValuePointer,
+        deadline: Option<u64>,
+    ) -> Option<ValuePointer> {
+        let old = self.insert_pointer(key, value);
+        self.deadlines.set(key, deadline);
+        old
+    }
+
+    /// The deadline of `key`, if it is present and expires.
+    pub fn deadline(&self, key: &[u8]) -> Option<u64> {
+        self.deadlines.get(key)
+    }
+
+    /// The pointer stored for `key` unless its deadline has passed at
+    /// `now_ms` (Redis's rule: expired when `now_ms > deadline`).
+    pub fn get_live(&self, key: &[u8], now_ms: u64) -> Option<ValuePointer> {
+        match self.deadlines.get(key) {
+            Some(deadline) if now_ms > deadline => None,
+            _ => self.get(key),
+        }
+    }
+
+    /// Whether `key` is present with a deadline passed at `now_ms`.
+    pub fn expired(&self, key: &[u8], now_ms: u64) -> bool {
+        self.deadlines.get(key).is_some_and(|d| now_ms > d)
+    }
+
+    /// Keys with a deadline.
+    pub fn expiring_len(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    /// Keys present but expired at `now_ms`.
+    pub fn expired_len(&self, now_ms: u64) -> usize {
+        self.deadlines.expired_count(now_ms)
+    }
+
+    /// Up to `limit` keys expired at `now_ms` with their pointers, earliest
+    /// deadline first.
+    pub fn due(&self, now_ms: u64, limit: usize) -> Vec<(Vec<u8>, ValuePointer)> {
+        self.deadlines
+            .due(now_ms, limit)
+            .filter_map(|(key, _)| Some((key.to_vec(), self.get(key)?)))
+            .collect()
+    }
+
+    /// Stores `value` for `key` (which then never expires) and returns the
+    /// pointer it replaced.
     ///
     /// # Panics
     ///
@@ -93,6 +150,12 @@ impl Art {
     /// validate keys at the protocol boundary), or if the tree's arena
     /// would exceed its bound of just under 8 GiB.
     pub fn insert(&mut self, key: &[u8], value: ValuePointer) -> Option<ValuePointer> {
+        let old = self.insert_pointer(key, value);
+        self.deadlines.set(key, None);
+        old
+    }
+
+    fn insert_pointer(&mut self, key: &[u8], value: ValuePointer) -> Option<ValuePointer> {
         assert!(
             key_is_valid(key),
             "index key of {} bytes outside 1..={KEY_BYTES_MAX}",
@@ -153,8 +216,14 @@ impl Art {
         }
     }
 
-    /// Removes `key` and returns its pointer.
+    /// Removes `key` (and its deadline) and returns its pointer.
     pub fn remove(&mut self, key: &[u8]) -> Option<ValuePointer> {
+        let old = self.remove_pointer(key);
+        self.deadlines.set(key, None);
+        old
+    }
+
+    fn remove_pointer(&mut self, key: &[u8]) -> Option<ValuePointer> {
         if !key_is_valid(key) {
             return None;
         }
@@ -236,7 +305,7 @@ impl Art {
     /// from their sizes and capacities. The `Art` value itself is not
     /// included.
     pub fn memory_bytes(&self) -> usize {
-        self.arena.memory_bytes()
+        self.arena.memory_bytes() + self.deadlines.memory_bytes()
     }
 
     /// The leaf holding `key`, if present.

@@ -97,6 +97,8 @@ pub(crate) struct FoundRecord {
     pub length: usize,
     /// Put or delete when its own crc holds; the failure otherwise.
     pub verified: Result<RecordKind, DecodeError>,
+    /// A verified put's deadline.
+    pub expire_at_ms: Option<u64>,
 }
 
 /// Examines `offset` of a segment's bytes, where [`valid_frame_at`] found no
@@ -147,20 +149,23 @@ pub(crate) fn examine(
                 key: record.key.to_vec(),
                 length,
                 verified: Ok(record.kind),
+                expire_at_ms: record.expire_at_ms,
             },
             Err(e) => {
-                let Some((key_len, length)) = record_extent(bytes) else {
+                let Some(extent) = record_extent(bytes) else {
                     break;
                 };
-                if key_len == 0 || length > bytes.len() {
+                if extent.key_len == 0 || extent.bytes > bytes.len() {
                     break;
                 }
+                let key = &bytes[extent.key_start..extent.key_start + extent.key_len];
                 FoundRecord {
                     at,
                     seq: header.first_seq + i,
-                    key: bytes[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + key_len].to_vec(),
-                    length,
+                    key: key.to_vec(),
+                    length: extent.bytes,
                     verified: Err(e),
+                    expire_at_ms: None,
                 }
             }
         };

@@ -24,6 +24,7 @@ pub(super) fn frame(
             segment,
             key,
             value,
+            expire_at_ms: None,
         };
         encode_record(&mut frame, &record, seed);
     }

@@ -1,13 +1,15 @@
 //! Read-modify-write: the pure functions a worker applies to a key's
-//! current value (`INCRBY`, `INCRBYFLOAT`, `APPEND`, `SETRANGE`, `GETDEL`,
-//! `SET ... GET`, `RENAME`).
+//! current value and deadline (`INCRBY`, `INCRBYFLOAT`, `APPEND`,
+//! `SETRANGE`, `GETDEL`, `SET ... GET`, `SET ... KEEPTTL`, `RENAME`,
+//! `EXPIRE` and its kin, `PERSIST`, `GETEX`).
 //!
 //! The worker that owns the key evaluates one between batches, on the
 //! value the index holds once every earlier write of the key is durable;
 //! requests of the key wait meanwhile (ARCHITECTURE.md, "Ordering per
 //! key"). So two increments of one key never read the same value, and the
 //! answer decided here goes out only once the write it implies is durable.
-//! Everything here is a function of its arguments alone: no clock, no
+//! Everything here is a function of its arguments alone: no clock (the
+//! worker passes the time it was given in [`Context::now_ms`]), no
 //! randomness, no floating-point hardware.
 
 pub mod extended;
@@ -21,6 +23,32 @@ pub enum Condition {
     Absent,
     /// Only if the key exists (every key, for a batch).
     Present,
+}
+
+/// What a write does to the key's deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// The key no longer expires (a plain `SET`).
+    Clear,
+    /// The key keeps the deadline it had (`KEEPTTL`).
+    Keep,
+    /// The key expires once the clock passes this time, in milliseconds
+    /// since the Unix epoch.
+    At(u64),
+}
+
+/// `EXPIRE`'s conditions (Redis 7); several may hold at once (`XX GT`),
+/// the appliance refuses the combinations Redis refuses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpireIf {
+    /// Only if the key has no deadline.
+    pub nx: bool,
+    /// Only if it has one.
+    pub xx: bool,
+    /// Only if the new deadline is later (no deadline is infinitely late).
+    pub gt: bool,
+    /// Only if the new deadline is earlier.
+    pub lt: bool,
 }
 
 /// A read-modify-write of one key's value.
@@ -51,7 +79,25 @@ pub enum Modify {
         value: Vec<u8>,
         /// When to write it.
         condition: Option<Condition>,
+        /// The deadline the key gets.
+        expiry: Expiry,
     },
+    /// Sets the key's deadline to `at` (milliseconds since the Unix epoch;
+    /// at or before now, the key is deleted, as Redis does) when the key
+    /// exists and `condition` holds; answers 1 when it did, else 0
+    /// (`EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT`).
+    Expire {
+        /// The new deadline; negative is long past.
+        at: i64,
+        /// `NX`, `XX`, `GT`, `LT`.
+        condition: ExpireIf,
+    },
+    /// Removes the key's deadline; answers 1 when it had one (`PERSIST`).
+    Persist,
+    /// Answers the value and then changes the deadline (`GETEX`): a
+    /// deadline at or before now deletes the key; `Clear` is `PERSIST`;
+    /// `Keep` changes nothing.
+    GetEx(Expiry),
     /// Moves the value to `to`, a key of the same shard, in one atomic
     /// write that deletes the key and sets `to` (`RENAME`, `RENAMENX` with
     /// `if_absent`). Answers 1 when moved, 0 when `if_absent` and `to`
@@ -73,16 +119,25 @@ pub struct Context {
     /// Whether the other key a modification names (`Rename`'s `to`)
     /// exists; writes of it waited too.
     pub target_exists: bool,
+    /// The current value's deadline (`None` for a missing key, or one
+    /// that does not expire). An expired key is passed as missing.
+    pub deadline: Option<u64>,
+    /// The engine's clock, milliseconds since the Unix epoch.
+    pub now_ms: u64,
 }
 
 /// What a modification writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Write {
-    /// The key's new value.
+    /// The key's new value; it keeps its deadline (`APPEND`, `INCR`,
+    /// `SETRANGE` keep the TTL in Redis).
     Put(Vec<u8>),
+    /// The key's new value with this deadline (`None`: none).
+    PutUntil(Vec<u8>, Option<u64>),
     /// The key is deleted.
     Delete,
-    /// The key is deleted and `to` set to `value`, atomically.
+    /// The key is deleted and `to` set to `value`, atomically; `to`
+    /// takes the key's deadline.
     Move {
         /// The key set.
         to: Vec<u8>,
@@ -163,20 +218,25 @@ impl Modify {
                 write: current.is_some().then_some(Write::Delete),
                 answer: Answer::Value(current),
             }),
-            Modify::Exchange { value, condition } => {
-                let holds = match condition {
-                    None => true,
-                    Some(Condition::Absent) => current.is_none(),
-                    Some(Condition::Present) => current.is_some(),
-                };
-                Ok(Outcome {
-                    write: holds.then_some(Write::Put(value)),
-                    answer: Answer::Value(current),
-                })
-            }
+            Modify::Exchange {
+                value,
+                condition,
+                expiry,
+            } => Ok(exchange(current, value, condition, expiry, context)),
             Modify::Rename { to, if_absent } => {
                 rename(key, current, to, if_absent, context.target_exists)
             }
+            Modify::Expire { at, condition } => Ok(expire(current, at, condition, context)),
+            Modify::Persist => {
+                let had = current.is_some() && context.deadline.is_some();
+                Ok(Outcome {
+                    write: current
+                        .filter(|_| had)
+                        .map(|value| Write::PutUntil(value, None)),
+                    answer: Answer::Integer(i64::from(had)),
+                })
+            }
+            Modify::GetEx(expiry) => Ok(get_ex(current, expiry, context)),
         }
     }
 
@@ -194,9 +254,13 @@ impl Modify {
         match self {
             Modify::Append(bytes) | Modify::SetRange { bytes, .. } => bytes.len(),
             Modify::Exchange { value, .. } => value.len(),
-            Modify::IncrBy(_) | Modify::IncrByFloat(_) | Modify::GetDel | Modify::Rename { .. } => {
-                0
-            }
+            Modify::IncrBy(_)
+            | Modify::IncrByFloat(_)
+            | Modify::GetDel
+            | Modify::Rename { .. }
+            | Modify::Expire { .. }
+            | Modify::Persist
+            | Modify::GetEx(_) => 0,
         }
     }
 }
@@ -214,6 +278,83 @@ pub fn parse_integer(text: &[u8]) -> Option<i64> {
         return None;
     }
     std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// The deadline `expiry` gives a key whose deadline is `deadline`.
+fn deadline_after(expiry: Expiry, deadline: Option<u64>) -> Option<u64> {
+    match expiry {
+        Expiry::Clear => None,
+        Expiry::Keep => deadline,
+        Expiry::At(at) => Some(at),
+    }
+}
+
+/// `SET ... [NX|XX] [GET] [EX ...|KEEPTTL]`: answers the old value; the
+/// caller tells from it and the condition whether it wrote.
+fn exchange(
+    current: Option<Vec<u8>>,
+    value: Vec<u8>,
+    condition: Option<Condition>,
+    expiry: Expiry,
+    context: Context,
+) -> Outcome {
+    let holds = match condition {
+        None => true,
+        Some(Condition::Absent) => current.is_none(),
+        Some(Condition::Present) => current.is_some(),
+    };
+    let deadline = deadline_after(expiry, context.deadline);
+    Outcome {
+        write: holds.then_some(Write::PutUntil(value, deadline)),
+        answer: Answer::Value(current),
+    }
+}
+
+/// Redis 7's `expireGenericCommand` after its argument checks: a missing
+/// key answers 0, then the conditions, then a deadline at or before now
+/// deletes the key (`checkAlreadyExpired`).
+fn expire(current: Option<Vec<u8>>, at: i64, when: ExpireIf, context: Context) -> Outcome {
+    let nothing = Outcome {
+        write: None,
+        answer: Answer::Integer(0),
+    };
+    let Some(value) = current else {
+        return nothing;
+    };
+    let old = context
+        .deadline
+        .map(|d| i64::try_from(d).unwrap_or(i64::MAX));
+    let refused = (when.nx && old.is_some())
+        || (when.xx && old.is_none())
+        || (when.gt && old.is_none_or(|old| at <= old))
+        || (when.lt && old.is_some_and(|old| at >= old));
+    if refused {
+        return nothing;
+    }
+    let write = match u64::try_from(at) {
+        Ok(at) if at > context.now_ms => Write::PutUntil(value, Some(at)),
+        _ => Write::Delete,
+    };
+    Outcome {
+        write: Some(write),
+        answer: Answer::Integer(1),
+    }
+}
+
+/// `GETEX`: the value, then the deadline changed (a past one deletes).
+fn get_ex(current: Option<Vec<u8>>, expiry: Expiry, context: Context) -> Outcome {
+    let write = match (&current, expiry) {
+        (None, _) | (_, Expiry::Keep) => None,
+        (Some(_), Expiry::At(at)) if at <= context.now_ms => Some(Write::Delete),
+        (Some(value), Expiry::At(at)) => Some(Write::PutUntil(value.clone(), Some(at))),
+        (Some(value), Expiry::Clear) => context
+            .deadline
+            .map(|_| Write::PutUntil(value.clone(), None)),
+    };
+    Outcome {
+        write,
+        answer: Answer::Value(current),
+    }
 }
 
 fn incr_by(current: Option<&[u8]>, by: i64) -> Result<Outcome, ModifyError> {
@@ -318,11 +459,105 @@ mod tests {
     use super::*;
 
     const MAX: usize = 1 << 20;
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn with_deadline(modify: Modify, current: Option<&[u8]>, deadline: Option<u64>) -> Outcome {
+        let context = Context {
+            value_bytes_max: MAX,
+            target_exists: false,
+            deadline,
+            now_ms: NOW,
+        };
+        modify
+            .apply(b"key", current.map(<[u8]>::to_vec), context)
+            .unwrap()
+    }
+
+    #[test]
+    fn expire_checks_its_conditions_as_redis_does() {
+        let expire = |at: i64, condition| Modify::Expire { at, condition };
+        let later = NOW as i64 + 10_000;
+        let none = ExpireIf::default();
+        let gt = ExpireIf { gt: true, ..none };
+        let lt = ExpireIf { lt: true, ..none };
+        let nx = ExpireIf { nx: true, ..none };
+        let xx = ExpireIf { xx: true, ..none };
+        // A missing key: 0, nothing written.
+        let missing = with_deadline(expire(later, none), None, None);
+        assert_eq!((missing.write, missing.answer), (None, Answer::Integer(0)));
+        let set = with_deadline(expire(later, none), Some(b"v"), None);
+        assert_eq!(
+            set.write,
+            Some(Write::PutUntil(b"v".to_vec(), Some(later as u64)))
+        );
+        assert_eq!(set.answer, Answer::Integer(1));
+        // No deadline is an infinite one: GT fails, LT holds.
+        assert_eq!(
+            with_deadline(expire(later, gt), Some(b"v"), None).answer,
+            Answer::Integer(0)
+        );
+        assert_eq!(
+            with_deadline(expire(later, lt), Some(b"v"), None).answer,
+            Answer::Integer(1)
+        );
+        let old = Some(NOW + 5_000);
+        assert_eq!(
+            with_deadline(expire(later, gt), Some(b"v"), old).answer,
+            Answer::Integer(1)
+        );
+        assert_eq!(
+            with_deadline(expire(later, lt), Some(b"v"), old).answer,
+            Answer::Integer(0)
+        );
+        assert_eq!(
+            with_deadline(expire(later, nx), Some(b"v"), old).answer,
+            Answer::Integer(0)
+        );
+        assert_eq!(
+            with_deadline(expire(later, xx), Some(b"v"), None).answer,
+            Answer::Integer(0)
+        );
+        // At or before now (or negative): the key is deleted, answer 1.
+        for at in [NOW as i64, -5, i64::MIN] {
+            let past = with_deadline(expire(at, none), Some(b"v"), None);
+            assert_eq!(
+                (past.write, past.answer),
+                (Some(Write::Delete), Answer::Integer(1))
+            );
+        }
+    }
+
+    #[test]
+    fn persist_getex_and_keepttl_change_only_the_deadline() {
+        let old = Some(NOW + 5_000);
+        let persisted = with_deadline(Modify::Persist, Some(b"v"), old);
+        assert_eq!(persisted.write, Some(Write::PutUntil(b"v".to_vec(), None)));
+        assert_eq!(persisted.answer, Answer::Integer(1));
+        let nothing = with_deadline(Modify::Persist, Some(b"v"), None);
+        assert_eq!((nothing.write, nothing.answer), (None, Answer::Integer(0)));
+        let past = with_deadline(Modify::GetEx(Expiry::At(NOW)), Some(b"v"), old);
+        assert_eq!(past.write, Some(Write::Delete));
+        assert_eq!(past.answer, Answer::Value(Some(b"v".to_vec())));
+        let kept = with_deadline(Modify::GetEx(Expiry::Keep), Some(b"v"), old);
+        assert_eq!(kept.write, None);
+        let keep = Modify::Exchange {
+            value: b"w".to_vec(),
+            condition: None,
+            expiry: Expiry::Keep,
+        };
+        let exchanged = with_deadline(keep, Some(b"v"), old);
+        assert_eq!(exchanged.write, Some(Write::PutUntil(b"w".to_vec(), old)));
+        // INCR and APPEND keep the deadline: their write is a plain Put.
+        let incremented = with_deadline(Modify::IncrBy(1), Some(b"1"), old);
+        assert_eq!(incremented.write, Some(Write::Put(b"2".to_vec())));
+    }
 
     fn apply(modify: Modify, current: Option<&[u8]>) -> Result<Outcome, ModifyError> {
         let context = Context {
             value_bytes_max: MAX,
             target_exists: false,
+            deadline: None,
+            now_ms: NOW,
         };
         modify.apply(b"key", current.map(<[u8]>::to_vec), context)
     }
@@ -349,6 +584,8 @@ mod tests {
         let context = Context {
             value_bytes_max: MAX,
             target_exists: true,
+            deadline: None,
+            now_ms: NOW,
         };
         let taken = rename(b"b", true).apply(b"key", Some(b"v".to_vec()), context);
         assert_eq!(taken.unwrap().answer, Answer::Integer(0));
@@ -454,6 +691,7 @@ mod tests {
         let nx = Modify::Exchange {
             value: b"new".to_vec(),
             condition: Some(Condition::Absent),
+            expiry: Expiry::Clear,
         };
         assert_eq!(
             apply(nx.clone(), Some(b"old")).unwrap(),
@@ -462,7 +700,10 @@ mod tests {
                 answer: Answer::Value(Some(b"old".to_vec()))
             }
         );
-        assert_eq!(apply(nx, None), put(b"new", Answer::Value(None)));
+        assert_eq!(
+            apply(nx, None).unwrap().write,
+            Some(Write::PutUntil(b"new".to_vec(), None))
+        );
         assert_eq!(
             apply(Modify::GetDel, Some(b"v")).unwrap().write,
             Some(Write::Delete)

@@ -304,6 +304,23 @@ impl Engine {
         }
     }
 
+    /// Sets a key that expires once the clock passes `deadline_ms`
+    /// (milliseconds since the Unix epoch); returns once durable.
+    pub fn put_until(&self, key: &[u8], value: &[u8], deadline_ms: u64) -> Result<(), EngineError> {
+        let put = BatchOp::PutUntil(key.to_vec(), value.to_vec(), deadline_ms);
+        self.write_batch(vec![put])
+    }
+
+    /// A key's deadline in milliseconds since the Unix epoch, -1 when it
+    /// does not expire, -2 when it is missing or expired (`PEXPIRETIME`).
+    pub fn deadline(&self, key: &[u8]) -> Result<i64, EngineError> {
+        match self.call_for_key(key, Op::Deadline(key.to_vec())) {
+            Reply::Integer(n) => Ok(n),
+            Reply::Failed(e) => Err(e),
+            other => unreachable_reply(other),
+        }
+    }
+
     /// Sets a key and returns the value it replaced, atomically, once the
     /// write is durable (`SET ... GET`).
     pub fn put_get(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {

@@ -123,10 +123,12 @@ pub enum Message<R, D> {
         to: u16,
         done: Option<D>,
     },
-    /// A shard's index, arriving, and whose request it takes next.
+    /// A shard's index, arriving, and whose request it takes next. Boxed:
+    /// it is the largest message, and every message is moved by value
+    /// through the inboxes.
     MoveIn {
         shard: u16,
-        index: Art,
+        index: Box<Art>,
         turns: Turns,
     },
 }
@@ -145,7 +147,7 @@ pub enum Effect<R, D> {
 /// without allocating: routing runs for every request.
 fn op_shards(op: &Op) -> impl Iterator<Item = u16> + '_ {
     let scanned = match op {
-        Op::Scan(shard_id) => Some(*shard_id),
+        Op::Scan(shard_id) | Op::Count(shard_id) => Some(*shard_id),
         _ => None,
     };
     op.keys().map(shard).chain(scanned)
@@ -263,7 +265,7 @@ impl<R, D> ShardMover<R, D> {
             }
             return;
         }
-        let is_write = !matches!(op, Op::Get(_) | Op::Exists(_));
+        let is_write = !matches!(op, Op::Get(_) | Op::Exists(_) | Op::Deadline(_));
         if is_write && self.moving.contains_key(&first) {
             self.held.push(Held { op, reply, stamp });
             return;
@@ -399,7 +401,7 @@ impl<R, D> ShardMover<R, D> {
             let turns = std::mem::take(&mut self.turns[usize::from(shard_id)]);
             let message = Message::MoveIn {
                 shard: shard_id,
-                index,
+                index: Box::new(index),
                 turns,
             };
             effects.push(Effect::Send { to, message });

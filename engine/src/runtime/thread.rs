@@ -97,6 +97,13 @@ pub struct WorkerThread {
     shutting_down: bool,
 }
 
+/// The system's clock in milliseconds since the Unix epoch (0 before it).
+pub(crate) fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
 impl WorkerThread {
     pub(super) fn new(
         core: WorkerCore,
@@ -127,6 +134,9 @@ impl WorkerThread {
 
     pub(super) fn run(mut self) {
         loop {
+            // Key deadlines are wall-clock times: the worker is given the
+            // system's clock, as it is given the time for its commit timer.
+            self.core.set_clock_ms(wall_clock_ms());
             let mut progressed = false;
             while let Ok(message) = self.inbox.try_recv() {
                 progressed = true;
@@ -224,7 +234,7 @@ impl WorkerThread {
                 turns,
             }) => {
                 self.mover
-                    .move_in(&mut self.core, owners, shard, index, turns);
+                    .move_in(&mut self.core, owners, shard, *index, turns);
             }
             Envelope::Reply { token, reply } => self.frontend_replies.push((token, reply)),
             Envelope::Shutdown => {
@@ -313,14 +323,14 @@ impl WorkerThread {
 fn op_kind(op: &Op) -> OpKind {
     match op {
         Op::Get(_) => OpKind::Get,
-        Op::Exists(_) => OpKind::Exists,
+        Op::Exists(_) | Op::Deadline(_) => OpKind::Exists,
         Op::Put(..) => OpKind::Put,
         Op::PutIf(..) => OpKind::PutIf,
         Op::PutGet(..) => OpKind::PutGet,
         Op::Modify(..) => OpKind::Modify,
         Op::Delete(_) => OpKind::Delete,
         Op::Batch(_) | Op::BatchIf(..) => OpKind::Batch,
-        Op::Scan(_) => OpKind::Scan,
+        Op::Scan(_) | Op::Count(_) => OpKind::Scan,
     }
 }
 

@@ -37,7 +37,7 @@ use nvme::{Command, Completion, IoError};
 use super::commit::{GcDone, WriteKind};
 use super::{token, BatchOp, WorkerCore, TAG_GC_ERASE, TAG_GC_FLUSH, TAG_GC_READ};
 use crate::error::Location;
-use crate::format::record::{frame_records, RecordKind};
+use crate::format::record::{frame_records, Record, RecordKind};
 use crate::index::ValuePointer;
 use crate::log::walk::{End, SegmentRef};
 use crate::log::{Event, StreamWalk};
@@ -607,10 +607,8 @@ impl GcPath {
                     let pointer = ValuePointer::to_record(victim, offset + at, &record);
                     if current == Some(pointer) {
                         scan.own_live += u64::from(pointer.length);
-                        scan.requests.push((
-                            BatchOp::Put(record.key.to_vec(), record.value.to_vec()),
-                            WriteKind::Relocate(pointer),
-                        ));
+                        scan.requests
+                            .push(Self::move_or_reclaim(core, art, &record, pointer));
                     }
                 }
                 // A delete must outlive every older record of its key
@@ -629,6 +627,30 @@ impl GcPath {
                 }
             }
         }
+    }
+
+    /// What GC does with a live put of its victim: relocates it (with its
+    /// deadline), or, when the key has expired, writes a delete in its
+    /// place. The delete is needed, not merely the record dropped: an
+    /// older put of the key elsewhere would otherwise come back at
+    /// recovery.
+    fn move_or_reclaim(
+        core: &WorkerCore,
+        art: &crate::index::Art,
+        record: &Record<'_>,
+        pointer: ValuePointer,
+    ) -> (BatchOp, WriteKind) {
+        let key = record.key.to_vec();
+        if art.expired(record.key, core.clock_ms) {
+            let kind = WriteKind::Reclaim {
+                pointer,
+                by_gc: true,
+            };
+            return (BatchOp::Delete(key), kind);
+        }
+        let value = record.value.to_vec();
+        let op = BatchOp::put(key, value, record.expire_at_ms);
+        (op, WriteKind::Relocate(pointer))
     }
 
     /// Whether the scanned victim can be collected now; if not, gives up on

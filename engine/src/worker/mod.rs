@@ -20,13 +20,14 @@ use nvme::{Command, Completion, IoError, Namespace, QueuePair};
 use crate::error::{EngineError, Location};
 use crate::index::Art;
 use crate::log::Tail;
-use crate::modify::{Answer, Context, Modify, ModifyError, Outcome, Write};
+use crate::modify::{Answer, Context, Expiry, Modify, ModifyError, Outcome, Write};
 use crate::shard::shard as shard_of;
 use crate::stats::Stats;
 
 pub use crate::modify::Condition;
 pub(crate) use crate::store::Shared;
 pub use commit::BatchOp;
+use read::ReadKind;
 pub use value_cache::CacheReader;
 
 /// A caller's handle for matching replies to requests.
@@ -39,6 +40,10 @@ pub enum Op {
     Get(Vec<u8>),
     /// Whether a key exists.
     Exists(Vec<u8>),
+    /// A key's deadline (`PEXPIRETIME`): `Integer` of milliseconds since
+    /// the Unix epoch, -1 when the key does not expire, -2 when it is
+    /// missing (or expired).
+    Deadline(Vec<u8>),
     /// Set a key.
     Put(Vec<u8>, Vec<u8>),
     /// Remove a key.
@@ -64,6 +69,9 @@ pub enum Op {
     BatchIf(Vec<BatchOp>, Condition),
     /// Every key of one shard (a SCAN step).
     Scan(u16),
+    /// How many keys one shard holds, expired ones left out (`DBSIZE`,
+    /// summed over the shards): `Integer`.
+    Count(u16),
 }
 
 impl Op {
@@ -72,12 +80,13 @@ impl Op {
         let (one, batch): (Option<&[u8]>, &[BatchOp]) = match self {
             Op::Get(k)
             | Op::Exists(k)
+            | Op::Deadline(k)
             | Op::Put(k, _)
             | Op::PutIf(k, _, _)
             | Op::PutGet(k, _)
             | Op::Modify(k, _)
             | Op::Delete(k) => (Some(k), &[]),
-            Op::Scan(_) => (None, &[]),
+            Op::Scan(_) | Op::Count(_) => (None, &[]),
             Op::Batch(ops) | Op::BatchIf(ops, _) => (None, ops),
         };
         let other = match self {
@@ -91,7 +100,10 @@ impl Op {
 
     /// Whether the request writes its keys.
     pub fn writes(&self) -> bool {
-        !matches!(self, Op::Get(_) | Op::Exists(_) | Op::Scan(_))
+        !matches!(
+            self,
+            Op::Get(_) | Op::Exists(_) | Op::Deadline(_) | Op::Scan(_) | Op::Count(_)
+        )
     }
 
     /// A read-modify-write of `key`.
@@ -167,6 +179,13 @@ pub struct WorkerCore {
     gc: gc::GcPath,
     /// The time of the latest step or request.
     now_us: u64,
+    /// The wall clock the driver last gave, in milliseconds since the Unix
+    /// epoch: what key deadlines are compared with. Not monotonic: it
+    /// follows the driver's clock back and forth.
+    clock_ms: u64,
+    /// The clock at the last look for expired keys that found them all
+    /// queued: no need to look again until it changes.
+    reclaim_looked_ms: Option<u64>,
     /// Bytes this worker has submitted for reads and writes, for GC's share.
     io_bytes: u64,
     replies: Vec<(RequestId, Reply)>,
@@ -193,6 +212,8 @@ impl WorkerCore {
             read: read::ReadPath::new(&config, chunk_bytes_max),
             gc: gc::GcPath::new(config.gc_io_share),
             now_us: 0,
+            clock_ms: 0,
+            reclaim_looked_ms: None,
             io_bytes: 0,
             shared,
             namespace,
@@ -205,6 +226,39 @@ impl WorkerCore {
                 cache_bytes,
             ))),
         }
+    }
+
+    /// Sets the wall clock key deadlines are compared with (milliseconds
+    /// since the Unix epoch). The engine owns no clock: the runtime passes
+    /// the system's, the simulator its own, which may jump either way. A
+    /// key is expired once the clock is past its deadline, and the worker
+    /// reclaims it with a delete.
+    pub fn set_clock_ms(&mut self, now_ms: u64) {
+        self.clock_ms = now_ms;
+    }
+
+    /// The wall clock last set.
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
+    /// Whether `key` has not expired: it is live in this worker's index
+    /// (through `Art::get_live`, like every other read), or not in it at
+    /// all (deleted, or its shard moved on while the read was in flight:
+    /// the read answers what it read, as before expiry).
+    fn live(&self, key: &[u8]) -> bool {
+        match self.shards.get(&shard_of(key)) {
+            Some(art) => art.get_live(key, self.clock_ms).is_some() || art.get(key).is_none(),
+            None => true,
+        }
+    }
+
+    /// Keys of this worker's shards present but expired (not yet
+    /// reclaimed): `DBSIZE` leaves them out.
+    pub fn expired_key_count(&self) -> usize {
+        let now_ms = self.clock_ms;
+        let shards = self.shards.values().filter(|a| a.expiring_len() > 0);
+        shards.map(|art| art.expired_len(now_ms)).sum()
     }
 
     /// Whether this worker owns `shard`.
@@ -252,7 +306,9 @@ impl WorkerCore {
 
     fn validate(&self, op: &Op) -> Result<(), EngineError> {
         match op {
-            Op::Get(key) | Op::Exists(key) | Op::Delete(key) => self.check_key(key),
+            Op::Get(key) | Op::Exists(key) | Op::Deadline(key) | Op::Delete(key) => {
+                self.check_key(key)
+            }
             Op::Put(key, value) | Op::PutIf(key, value, _) | Op::PutGet(key, value) => {
                 self.check_key(key)?;
                 self.check_value(value)
@@ -268,17 +324,13 @@ impl WorkerCore {
                 }
                 self.check_value_len(modify.argument_bytes())
             }
-            Op::Scan(_) => Ok(()),
+            Op::Scan(_) | Op::Count(_) => Ok(()),
             Op::Batch(ops) | Op::BatchIf(ops, _) => {
                 let mut bytes = crate::format::record::FRAME_HEADER_BYTES;
                 for op in ops {
-                    let (key, value): (&[u8], &[u8]) = match op {
-                        BatchOp::Put(k, v) => (k, v),
-                        BatchOp::Delete(k) => (k, &[]),
-                    };
-                    self.check_key(key)?;
-                    self.check_value(value)?;
-                    bytes += crate::format::record::record_bytes(key.len(), value.len());
+                    self.check_key(op.key())?;
+                    self.check_value(op.value().unwrap_or_default())?;
+                    bytes += op.encoded_bytes();
                 }
                 let max = self.shared.layout.frame_bytes_max();
                 if bytes > max {
@@ -305,12 +357,14 @@ impl WorkerCore {
             return;
         }
         match op {
-            Op::Get(key) => self.accept_read(id, key, false),
-            Op::Exists(key) => self.accept_read(id, key, true),
+            Op::Get(key) => self.accept_read(id, key, ReadKind::Value),
+            Op::Exists(key) => self.accept_read(id, key, ReadKind::Exists),
+            Op::Deadline(key) => self.accept_read(id, key, ReadKind::Deadline),
             Op::PutGet(key, value) => {
                 let exchange = Modify::Exchange {
                     value,
                     condition: None,
+                    expiry: Expiry::Clear,
                 };
                 self.accept_modify(id, key, Box::new(exchange), now_us)
             }
@@ -341,32 +395,42 @@ impl WorkerCore {
                     .enqueue(id, ops, commit::WriteKind::Conditional(condition), now_us)
             }
             Op::Scan(shard_id) => self.scan_shard(id, shard_id),
+            Op::Count(shard_id) => {
+                let now_ms = self.clock_ms;
+                let reply = match self.shards.get(&shard_id) {
+                    Some(art) => Reply::Integer((art.len() - art.expired_len(now_ms)) as i64),
+                    None => Reply::Failed(EngineError::NotOwner { shard: shard_id }),
+                };
+                self.replies.push((id, reply));
+            }
         }
     }
 
-    /// Takes a GET (`exists`: an EXISTS): answered from the value cache
-    /// when it can be, otherwise read from the index and the device.
-    fn accept_read(&mut self, id: RequestId, key: Vec<u8>, exists: bool) {
+    /// Takes a GET, an EXISTS or a deadline read: answered from the value
+    /// cache when it can be, otherwise from the index (and the device).
+    fn accept_read(&mut self, id: RequestId, key: Vec<u8>, kind: ReadKind) {
         // A read of a key with a write waiting or in flight waits for
         // that write: commands reach a worker in order, and a client
         // that pipelines SET then GET must read its own write.
         if self.commit.touches_key(&key) {
-            let op = if exists {
-                Op::Exists(key)
-            } else {
-                Op::Get(key)
+            let op = match kind {
+                ReadKind::Value => Op::Get(key),
+                ReadKind::Exists => Op::Exists(key),
+                ReadKind::Deadline => Op::Deadline(key),
             };
             self.reads_after_commit.push((id, op));
             return;
         }
-        if !exists {
+        // The cache never holds a value that expires (`apply.rs`).
+        if kind == ReadKind::Value {
             if let Some(value) = self.cache_get(&key) {
                 self.replies.push((id, Reply::Value(Some(value))));
                 return;
             }
         }
+        let now_ms = self.clock_ms;
         self.read
-            .start(id, key, exists, &self.shards, &mut self.replies);
+            .start(id, key, kind, now_ms, &self.shards, &mut self.replies);
     }
 
     /// Takes a read-modify-write.
@@ -383,7 +447,7 @@ impl WorkerCore {
         }
         let shard = WorkerCore::shard_of(&key);
         let pointer = match self.shards.get(&shard) {
-            Some(art) => art.get(&key),
+            Some(art) => art.get_live(&key, self.clock_ms),
             None => {
                 self.replies
                     .push((id, Reply::Failed(EngineError::NotOwner { shard })));
@@ -415,13 +479,23 @@ impl WorkerCore {
             Answer::Integer(n) => Reply::Integer(n),
             Answer::Value(v) => Reply::Value(v),
         };
-        let target_exists = modify.other_key().is_some_and(|other| {
-            let shard = self.shards.get(&shard_of(other));
-            shard.is_some_and(|art| art.get(other).is_some())
+        let now_ms = self.clock_ms;
+        let live = |k: &[u8]| {
+            let art = self.shards.get(&shard_of(k));
+            art.is_some_and(|art| art.get_live(k, now_ms).is_some())
+        };
+        let target_exists = modify.other_key().is_some_and(live);
+        // The clock may have passed the deadline while the value was read.
+        let current = current.filter(|_| live(&key));
+        let deadline = current.as_ref().and_then(|_| {
+            let art = self.shards.get(&shard_of(&key));
+            art.and_then(|art| art.deadline(&key))
         });
         let context = Context {
             value_bytes_max: self.shared.config.value_bytes_max,
             target_exists,
+            deadline,
+            now_ms,
         };
         match modify.apply(&key, current, context) {
             Ok(Outcome {
@@ -433,10 +507,11 @@ impl WorkerCore {
                 answer: a,
             }) => {
                 let ops = match write {
-                    Write::Put(value) => vec![BatchOp::Put(key, value)],
+                    Write::Put(value) => vec![BatchOp::put(key, value, deadline)],
+                    Write::PutUntil(value, until) => vec![BatchOp::put(key, value, until)],
                     Write::Delete => vec![BatchOp::Delete(key)],
                     Write::Move { to, value } => {
-                        vec![BatchOp::Delete(key), BatchOp::Put(to, value)]
+                        vec![BatchOp::Delete(key), BatchOp::put(to, value, deadline)]
                     }
                 };
                 self.commit.enqueue_modified(id, ops, answer(a), now_us);
@@ -457,7 +532,12 @@ impl WorkerCore {
         let reply = match self.shards.get(&shard_id) {
             Some(art) => {
                 let mut keys = Vec::with_capacity(art.len());
-                art.for_each(|key, _| keys.push(key.to_vec()));
+                let now_ms = self.clock_ms;
+                art.for_each(|key, _| {
+                    if !art.expired(key, now_ms) {
+                        keys.push(key.to_vec())
+                    }
+                });
                 Reply::Keys(keys)
             }
             None => Reply::Failed(EngineError::NotOwner { shard: shard_id }),
@@ -641,8 +721,48 @@ impl WorkerCore {
         let gc_done = self.commit.take_gc_done();
         self.gc.relocations_done(gc_done);
         progressed |= gc::GcPath::drive(self);
+        progressed |= self.reclaim_expired(now_us);
         progressed |= commit::CommitPath::maybe_start(self, now_us);
         progressed
+    }
+
+    /// Queues deletes of keys whose deadline has passed, the earliest
+    /// first: at most `RECLAIMS_WAITING_MAX` wait at a time, so a burst of
+    /// expiries costs a bounded share of each batch and of each step's
+    /// CPU (a look at the first entries of each owned shard's deadline
+    /// map), and every expired key is reached within the time its
+    /// predecessors take (`docs/commands.md`, "Key expiry").
+    fn reclaim_expired(&mut self, now_us: u64) -> bool {
+        const RECLAIMS_WAITING_MAX: usize = 64;
+        if self.commit.fenced() {
+            return false;
+        }
+        let room = RECLAIMS_WAITING_MAX.saturating_sub(self.commit.reclaims_waiting());
+        let now_ms = self.clock_ms;
+        if room == 0 || self.reclaim_looked_ms == Some(now_ms) {
+            return false;
+        }
+        let mut due = Vec::new();
+        for art in self.shards.values().filter(|a| a.expiring_len() > 0) {
+            // More than `room` per shard: some may be waiting already.
+            due.extend(art.due(now_ms, room + RECLAIMS_WAITING_MAX));
+        }
+        let mut queued = 0;
+        for (key, pointer) in due {
+            if queued == room {
+                break;
+            }
+            // Requests of the key waiting or in flight decide it first.
+            if self.commit.touches_key(&key) || self.modify_blocks(&Op::Delete(key.clone())) {
+                continue;
+            }
+            self.commit.enqueue_reclaim(key, pointer, now_us);
+            queued += 1;
+        }
+        // Keys skipped for a request of theirs come back when the clock
+        // next moves; a full room, when one is free again.
+        self.reclaim_looked_ms = (queued < room).then_some(now_ms);
+        queued > 0
     }
 
     fn submit(&mut self, token: u64, command: Command) {

@@ -19,6 +19,17 @@ use crate::modify::Modify;
 
 const CHUNK_BITS: u32 = 20;
 
+/// What a read answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadKind {
+    /// The value (GET).
+    Value,
+    /// Whether the key exists (EXISTS).
+    Exists,
+    /// Its deadline (`Op::Deadline`), from the index alone.
+    Deadline,
+}
+
 struct ReadOp {
     id: RequestId,
     key: Vec<u8>,
@@ -64,13 +75,15 @@ impl ReadPath {
         !self.waiting.is_empty() || self.free.len() < self.slots.len()
     }
 
-    /// Looks the key up; answers at once when absent (or for EXISTS), or
-    /// queues the record read.
+    /// Looks the key up (a key expired at `now_ms` is absent); answers at
+    /// once when absent (or for EXISTS and deadlines), or queues the
+    /// record read.
     pub(crate) fn start(
         &mut self,
         id: RequestId,
         key: Vec<u8>,
-        exists_only: bool,
+        kind: ReadKind,
+        now_ms: u64,
         shards: &BTreeMap<u16, Art>,
         replies: &mut Vec<(RequestId, Reply)>,
     ) {
@@ -79,11 +92,18 @@ impl ReadPath {
             replies.push((id, Reply::Failed(EngineError::NotOwner { shard })));
             return;
         };
-        let pointer = art.get(&key);
-        match (pointer, exists_only) {
-            (found, true) => replies.push((id, Reply::Exists(found.is_some()))),
-            (None, false) => replies.push((id, Reply::Value(None))),
-            (Some(pointer), false) => self.waiting.push_back((id, key, pointer, None)),
+        let pointer = art.get_live(&key, now_ms);
+        match (pointer, kind) {
+            (found, ReadKind::Exists) => replies.push((id, Reply::Exists(found.is_some()))),
+            (None, ReadKind::Deadline) => replies.push((id, Reply::Integer(-2))),
+            (Some(_), ReadKind::Deadline) => {
+                let deadline = art
+                    .deadline(&key)
+                    .map_or(-1, |d| d.min(i64::MAX as u64) as i64);
+                replies.push((id, Reply::Integer(deadline)));
+            }
+            (None, ReadKind::Value) => replies.push((id, Reply::Value(None))),
+            (Some(pointer), ReadKind::Value) => self.waiting.push_back((id, key, pointer, None)),
         }
     }
 
@@ -233,7 +253,7 @@ impl ReadPath {
             }
             return;
         }
-        let Some(reply) = reply else {
+        let Some(mut reply) = reply else {
             // The index moved on while the record was read (GC relocated it
             // and the segment was reused): ask again, as a new get.
             let now = core.now_us;
@@ -242,6 +262,11 @@ impl ReadPath {
         };
         if let Reply::Value(Some(value)) = &reply {
             core.cache_fill(&op.key, op.pointer, value);
+        }
+        // The clock may have passed the key's deadline during the read: an
+        // expired key is never served.
+        if matches!(reply, Reply::Value(Some(_))) && !core.live(&op.key) {
+            reply = Reply::Value(None);
         }
         core.shared.stats.gets.fetch_add(1, Ordering::Relaxed);
         core.replies.push((op.id, reply));

@@ -191,13 +191,13 @@ impl WorkerCore {
     }
 
     /// Caches a value read from the device, unless the index has moved on
-    /// from the record it came from.
+    /// from the record it came from or the key expires (a reader on
+    /// another thread has no clock to check a deadline against).
     pub(super) fn cache_fill(&mut self, key: &[u8], pointer: ValuePointer, value: &[u8]) {
-        let current = self
-            .shards
-            .get(&WorkerCore::shard_of(key))
-            .and_then(|art| art.get(key));
-        if current == Some(pointer) {
+        let Some(art) = self.shards.get(&WorkerCore::shard_of(key)) else {
+            return;
+        };
+        if art.get(key) == Some(pointer) && art.deadline(key).is_none() {
             lock(&self.cache).write(key, Some(value), &self.shared.stats);
         }
     }

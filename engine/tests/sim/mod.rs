@@ -148,6 +148,11 @@ pub struct Sim {
     pub next_request: u64,
     pub next_write: u64,
     pub now_us: u64,
+    /// The simulated wall clock (key deadlines) is `CLOCK_BASE_MS`, plus
+    /// the simulated time, plus this: jumps move it forward and back.
+    pub clock_offset_ms: i64,
+    /// The wall clock the workers were last given.
+    pub clock_given_ms: u64,
     /// Clients that may not issue now (their pipeline is full).
     pub clients_busy: BTreeSet<usize>,
     /// Requests in flight per client.
@@ -182,6 +187,9 @@ pub struct Sim {
 
 pub const SEGMENT_BYTES: u64 = 64 << 10;
 
+/// Where the simulated wall clock starts: 2023-11-14, in milliseconds.
+pub const CLOCK_BASE_MS: u64 = 1_700_000_000_000;
+
 impl Sim {
     pub fn new(seed: u64, class: Class) -> Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -211,6 +219,8 @@ impl Sim {
             next_request: 1,
             next_write: 1,
             now_us: 0,
+            clock_offset_ms: 0,
+            clock_given_ms: 0,
             clients_busy: BTreeSet::new(),
             client_requests: BTreeMap::new(),
             keyspace: workload::keyspace(),
@@ -361,6 +371,7 @@ impl Sim {
         self.absorb_report(&report, &located);
         self.count_site_duties(&report);
         self.cores = opened.cores;
+        self.give_clock(true);
         self.checkpointer = Some(opened.checkpointer);
         self.routing = self
             .options
@@ -461,6 +472,41 @@ impl Sim {
     pub fn advance(&mut self, us: u64) {
         self.now_us += us;
         self.namespace.advance(us);
+        self.give_clock(false);
+    }
+
+    /// The simulated wall clock, in milliseconds since the Unix epoch.
+    pub fn clock_ms(&self) -> u64 {
+        (CLOCK_BASE_MS + self.now_us / 1000).saturating_add_signed(self.clock_offset_ms)
+    }
+
+    /// Moves the wall clock by `ms` (either way), as an operator's or
+    /// NTP's step would, without moving simulated time.
+    pub fn jump_clock(&mut self, ms: i64) {
+        self.clock_offset_ms += ms;
+        self.counters.add(
+            if ms < 0 {
+                "clock_jumps_back"
+            } else {
+                "clock_jumps_forward"
+            },
+            1,
+        );
+        self.give_clock(false);
+    }
+
+    /// Gives every worker the wall clock when it changed (or `always`,
+    /// for workers just opened), and tells the model.
+    pub fn give_clock(&mut self, always: bool) {
+        let now = self.clock_ms();
+        if now == self.clock_given_ms && !always {
+            return;
+        }
+        self.clock_given_ms = now;
+        self.model.clock(now);
+        for core in &mut self.cores {
+            core.set_clock_ms(now);
+        }
     }
 
     /// How many requests `client` may keep in flight.
@@ -545,6 +591,10 @@ impl Sim {
             self.counters.add(
                 "gc_records_relocated",
                 stats.gc_records_relocated.load(Ordering::Relaxed),
+            );
+            self.counters.add(
+                "expired_reclaimed",
+                stats.expired_reclaimed.load(Ordering::Relaxed),
             );
             self.counters
                 .add("checkpoints", stats.checkpoints.load(Ordering::Relaxed));
@@ -632,6 +682,12 @@ impl Sim {
                     core.request_gc_storm();
                     self.counters.add("gc_storms", 1);
                 }
+            }
+            // Now and then the wall clock jumps, back or forward, over the
+            // deadlines of keys written a moment ago.
+            9 if self.rng.random_range(0..24) == 0 => {
+                let ms = self.rng.random_range(-20i64..20);
+                self.jump_clock(ms);
             }
             _ => {
                 let us = self.rng.random_range(1..60);

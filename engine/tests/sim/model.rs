@@ -42,6 +42,14 @@ pub struct Model {
     pub batches: Vec<BatchModel>,
     /// Which client issued each write.
     pub writers: BTreeMap<u64, usize>,
+    /// The deadline of each write that set one (milliseconds on the
+    /// simulated wall clock).
+    pub deadlines: BTreeMap<u64, u64>,
+    /// Every value the simulated wall clock took, in order.
+    pub clock_log: Vec<u64>,
+    /// For each write with a deadline: where `clock_log` stood when it was
+    /// issued.
+    pub issued_at: BTreeMap<u64, usize>,
 }
 
 fn trace(key: &[u8], what: std::fmt::Arguments<'_>) {
@@ -75,6 +83,69 @@ impl Model {
             .or_default()
             .maybe
             .push((write, value));
+    }
+
+    /// A put with a deadline: as `issue`, and the deadline remembered.
+    pub fn issue_expiring(
+        &mut self,
+        write: u64,
+        client: usize,
+        key: &[u8],
+        value: Value,
+        deadline: u64,
+    ) {
+        self.issue(write, client, key, value);
+        self.deadlines.insert(write, deadline);
+        self.issued_at
+            .insert(write, self.clock_log.len().saturating_sub(1));
+    }
+
+    /// The clock moved (forward or back).
+    pub fn clock(&mut self, now_ms: u64) {
+        self.clock_log.push(now_ms);
+    }
+
+    /// The write that left `value` in `key`, and its deadline, if it set
+    /// one (values carry their write number, so one write at most).
+    fn deadline_of(&self, key: &[u8], value: &Value) -> Option<(u64, u64)> {
+        // Empty values never expire in the workload (and are not unique).
+        value.as_ref().filter(|v| !v.is_empty())?;
+        let log = self.log.get(key)?;
+        let (write, _) = log.iter().find(|(_, v)| v == value)?;
+        Some((*write, *self.deadlines.get(write)?))
+    }
+
+    /// Whether `value` of `key` has a deadline.
+    pub fn expires(&self, key: &[u8], value: &Value) -> bool {
+        self.deadline_of(key, value).is_some()
+    }
+
+    /// Whether the clock has passed the deadline of `value` since its
+    /// write was issued: only then may the engine have reclaimed it (or
+    /// answered it absent).
+    pub fn may_have_expired(&self, key: &[u8], value: &Value) -> bool {
+        let Some((write, deadline)) = self.deadline_of(key, value) else {
+            return false;
+        };
+        let from = self.issued_at.get(&write).copied().unwrap_or(0);
+        self.clock_log[from.min(self.clock_log.len())..]
+            .iter()
+            .any(|&clock| clock > deadline)
+    }
+
+    /// The deadline of `value` when the clock at `now_ms` is past it: a
+    /// read answering it now serves an expired key.
+    pub fn expired_at(&self, key: &[u8], value: &Value, now_ms: u64) -> Option<u64> {
+        let (_, deadline) = self.deadline_of(key, value)?;
+        (now_ms > deadline).then_some(deadline)
+    }
+
+    /// `states`, and absent when one of them may have expired.
+    pub fn or_expired(&self, key: &[u8], mut states: Vec<Value>) -> Vec<Value> {
+        if !states.contains(&None) && states.iter().any(|v| self.may_have_expired(key, v)) {
+            states.push(None);
+        }
+        states
     }
 
     /// The write is durable. Writes to one key commit in issue order, so the

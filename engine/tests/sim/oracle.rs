@@ -152,7 +152,7 @@ impl Sim {
                 reply @ (Reply::Done | Reply::NotApplied),
             ) => {
                 let applied = reply == Reply::Done;
-                if let Some(before) = self.determined(write, &key) {
+                if let Some(before) = self.determined_unexpired(write, &key) {
                     let holds = before.is_some() == (condition == Condition::Present);
                     if holds != applied {
                         self.violation(format!(
@@ -208,7 +208,7 @@ impl Sim {
                 }
             }
             (Expect::Delete { write, key }, Reply::Deleted(existed)) => {
-                if let Some(before) = self.determined(write, &key) {
+                if let Some(before) = self.determined_unexpired(write, &key) {
                     if existed != before.is_some() {
                         self.violation(format!(
                             "delete of {} answered existed={existed}, but the key held {}",
@@ -262,7 +262,8 @@ impl Sim {
     /// one of the states the earlier writes could have left.
     fn check_replaced(&mut self, write: u64, key: &[u8], old: &Value, what: &str) {
         if let Some(before) = self.determined(write, key) {
-            if *old != before {
+            let expired = old.is_none() && self.model.may_have_expired(key, &before);
+            if *old != before && !expired {
                 self.violation(format!(
                     "{what} of {} answered {}, but it replaced {}",
                     show_key(key),
@@ -283,6 +284,7 @@ impl Sim {
                 .filter(|(w, _)| *w < write)
                 .map(|(_, v)| v.clone()),
         );
+        let before = self.model.or_expired(key, before);
         let fine =
             before.contains(old) || self.oracle.lossy(key) && self.model.ever_written(key, old);
         if !fine {
@@ -305,6 +307,29 @@ impl Sim {
     fn drop_write(&mut self, write: u64, key: &[u8]) {
         self.model.drop_write(write, key);
         self.recheck_reads(key);
+    }
+
+    /// As `determined`, but `None` also when that state may have expired
+    /// meanwhile (the answer then depends on when the engine looked).
+    fn determined_unexpired(&self, write: u64, key: &[u8]) -> Option<Value> {
+        let before = self.determined(write, key)?;
+        (!self.model.may_have_expired(key, &before)).then_some(before)
+    }
+
+    /// An expired key is never served: a value whose deadline the clock is
+    /// past now (when the answer comes out) is a violation.
+    fn check_unexpired(&mut self, key: &[u8], got: &Value, what: &str) {
+        let now = self.clock_ms();
+        if let Some(deadline) = self.model.expired_at(key, got, now) {
+            self.violation(format!(
+                "{what} of {} served {}, expired at {deadline} (clock {now})",
+                show_key(key),
+                show(got)
+            ));
+        }
+        if self.model.expires(key, got) {
+            self.counters.add("expiring_values_served", 1);
+        }
     }
 
     /// The key's state before `write`, when it is exactly known: every
@@ -390,6 +415,10 @@ impl Sim {
                 .concurrent_writes(key, first_write, client)
                 .cloned(),
         );
+        let acceptable = self.model.or_expired(key, acceptable);
+        if !exists {
+            self.check_unexpired(key, &got, "get");
+        }
         let matches = |v: &Value| {
             if exists {
                 v.is_some() == got.is_some()
@@ -478,6 +507,7 @@ impl Sim {
                     .concurrent_writes(key, read.first_write, read.client)
                     .cloned(),
             );
+            let acceptable = self.model.or_expired(key, acceptable);
             let seen = acceptable.iter().any(|v| {
                 if read.exists {
                     v.is_some() == read.got.is_some()
@@ -673,7 +703,11 @@ impl Sim {
     }
 
     fn check_recovered(&mut self, key: &[u8], value: &Value) {
-        let acceptable = self.model.acceptable(key);
+        self.check_unexpired(key, value, "after recovery, get");
+        let acceptable = self.model.or_expired(key, self.model.acceptable(key));
+        if value.is_none() && !self.model.acceptable(key).contains(value) {
+            self.counters.add("expired_keys_gone_after_recovery", 1);
+        }
         if acceptable.contains(value) {
             return;
         }
@@ -729,13 +763,18 @@ impl Sim {
             let mut shown = Vec::new();
             for (key, value) in &batch.ops {
                 let m = &self.model.keys[key];
-                let others = std::iter::once(&m.acked).chain(
-                    m.maybe
-                        .iter()
-                        .filter(|(w, _)| *w != batch.write)
-                        .map(|(_, v)| v),
-                );
-                let distinct = others.into_iter().all(|v| v != value);
+                let others: Vec<Value> = std::iter::once(&m.acked)
+                    .chain(
+                        m.maybe
+                            .iter()
+                            .filter(|(w, _)| *w != batch.write)
+                            .map(|(_, v)| v),
+                    )
+                    .cloned()
+                    .collect();
+                // A state that may have expired may show as absent.
+                let others = self.model.or_expired(key, others);
+                let distinct = others.iter().all(|v| v != value);
                 if distinct {
                     shown.push(recovered[key] == *value);
                 }

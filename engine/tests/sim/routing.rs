@@ -169,7 +169,7 @@ impl Sim {
                     index,
                     turns,
                 } => {
-                    mover.move_in(&mut self.cores[w], owners, shard, index, turns);
+                    mover.move_in(&mut self.cores[w], owners, shard, *index, turns);
                     self.counters.add("shard_moves_landed", 1);
                 }
             }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use engine::modify::Expiry;
 use engine::shard::shard;
 use engine::{BatchOp, Condition, Modify, Op};
 use rand::Rng;
@@ -89,7 +90,9 @@ impl Sim {
                 Op::Batch(ops) => ops
                     .iter()
                     .map(|o| match o {
-                        BatchOp::Put(k, _) | BatchOp::Delete(k) => k.as_slice(),
+                        BatchOp::Put(k, _) | BatchOp::PutUntil(k, _, _) | BatchOp::Delete(k) => {
+                            k.as_slice()
+                        }
                     })
                     .collect(),
                 _ => vec![route.as_slice()],
@@ -133,7 +136,11 @@ impl Sim {
                     .map(|k| {
                         let states = self.model.acceptable(k);
                         let present = states.iter().any(Option::is_some);
-                        let absent = states.iter().any(Option::is_none);
+                        // A key that expires may expire before the scan
+                        // is answered.
+                        let absent = states
+                            .iter()
+                            .any(|v| v.is_none() || self.model.expires(k, v));
                         (k.clone(), (present, absent))
                     })
                     .collect();
@@ -148,8 +155,8 @@ impl Sim {
                 };
                 (key.clone(), Op::Delete(key), expect)
             }
-            49..=50 => return Some(self.swap(client, key)),
-            51..=54 => {
+            49..=52 => return Some(self.swap(client, key)),
+            53..=54 => {
                 let write = self.new_write();
                 let value = self.value_for(&key, write);
                 self.model.issue(write, client, &key, Some(value.clone()));
@@ -194,26 +201,54 @@ impl Sim {
     /// learns whether it wrote from the old value it answers.
     fn swap(&mut self, client: usize, key: Vec<u8>) -> (Vec<u8>, Op, Expect) {
         let write = self.new_write();
-        let (modify, value, condition) = match self.rng.random_range(0..3) {
-            0 => (Modify::GetDel, None, None),
-            roll => {
-                let condition = [Condition::Absent, Condition::Present][roll - 1];
-                let value = self.value_for(&key, write);
-                let exchange = Modify::Exchange {
-                    value: value.clone(),
-                    condition: Some(condition),
-                };
-                (exchange, Some(value), Some(condition))
-            }
+        let roll = self.rng.random_range(0..6);
+        if roll == 0 {
+            self.model.issue(write, client, &key, None);
+            let expect = Expect::Swap {
+                write,
+                key: key.clone(),
+                deletes: true,
+                condition: None,
+            };
+            return (key.clone(), Op::modify(key, Modify::GetDel), expect);
+        }
+        let condition = [None, Some(Condition::Absent), Some(Condition::Present)][roll % 3];
+        let value = self.value_for(&key, write);
+        // Half of them expire, some already in the past: a few
+        // milliseconds of simulated time either side of the clock, so
+        // keys expire (and the clock jumps over deadlines) within an
+        // epoch.
+        let deadline = (roll >= 3 || condition.is_none()).then(|| {
+            let offset = self.rng.random_range(-3i64..12);
+            self.clock_ms().saturating_add_signed(offset)
+        });
+        let expiry = deadline.map_or(Expiry::Clear, Expiry::At);
+        // An expiring value is never empty: values tell writes apart, and
+        // empty ones do not.
+        let value = match (deadline, value.is_empty()) {
+            (Some(_), true) => format!("expiring:{write}:").into_bytes(),
+            _ => value,
         };
-        self.model.issue(write, client, &key, value);
+        let exchange = Modify::Exchange {
+            value: value.clone(),
+            condition,
+            expiry,
+        };
+        match deadline {
+            Some(at) => {
+                self.model
+                    .issue_expiring(write, client, &key, Some(value), at);
+                self.counters.add("expiring_writes", 1);
+            }
+            None => self.model.issue(write, client, &key, Some(value)),
+        }
         let expect = Expect::Swap {
             write,
             key: key.clone(),
-            deletes: condition.is_none(),
+            deletes: false,
             condition,
         };
-        (key.clone(), Op::modify(key, modify), expect)
+        (key.clone(), Op::modify(key, exchange), expect)
     }
 
     /// An atomic batch on one worker: puts, deletes and overwrites of

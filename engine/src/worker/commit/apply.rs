@@ -29,8 +29,11 @@ pub(super) fn apply_updates(core: &mut WorkerCore, updates: Vec<IndexUpdate>, fr
         if update.expected.is_some() {
             continue;
         }
+        // A value that expires is never cached: another thread's cache
+        // read has no clock to check it against.
         let frame = update
             .pointer
+            .filter(|_| update.deadline.is_none())
             .map(|p| (core.commit.staging.as_slice(), frame_offset, p));
         WorkerCore::cache_commit(
             &mut cache,
@@ -67,12 +70,29 @@ fn apply_one(shared: &Shared, art: &mut Art, update: &IndexUpdate) {
         }
         (Some(pointer), None) => {
             live.add(pointer.segment, pointer.length);
-            match art.insert(&update.key, pointer) {
+            match art.insert_expiring(&update.key, pointer, update.deadline) {
                 Some(old) => live.sub(old.segment, old.length),
                 None => keys(1),
             }
         }
-        (None, _) => {
+        (None, Some(expected)) => {
+            // An expired key reclaimed: planned only while the index held
+            // `expected`, and one batch at a time, so it still does.
+            let old = art.remove(&update.key);
+            assert_eq!(
+                old,
+                Some(expected),
+                "a reclaimed key changed under its batch"
+            );
+            live.sub(expected.segment, expected.length);
+            keys(-1);
+            let stats = &shared.stats;
+            stats.expired_reclaimed.fetch_add(1, Ordering::Relaxed);
+            stats
+                .expired_bytes_reclaimed
+                .fetch_add(u64::from(expected.length), Ordering::Relaxed);
+        }
+        (None, None) => {
             if let Some(old) = art.remove(&update.key) {
                 live.sub(old.segment, old.length);
                 keys(-1);

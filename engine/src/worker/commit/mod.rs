@@ -30,7 +30,7 @@ use super::{token, Reply, RequestId, WorkerCore, TAG_FLUSH, TAG_WRITE};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::format::record::{
-    begin_frame, finish_frame, record_bytes, FrameHeader, FRAME_HEADER_BYTES,
+    begin_frame, finish_frame, record_bytes, record_bytes_expiring, FrameHeader, FRAME_HEADER_BYTES,
 };
 use crate::format::segment::{SegmentHeader, KIND_LOG, SEGMENT_HEADER_BYTES};
 use crate::index::ValuePointer;
@@ -44,23 +44,51 @@ const GC_BATCH_BYTES_MIN: usize = 256 << 10;
 /// One write in an atomic batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BatchOp {
-    /// Set a key.
+    /// Set a key; it never expires.
     Put(Vec<u8>, Vec<u8>),
+    /// Set a key that expires once the clock passes the deadline
+    /// (milliseconds since the Unix epoch).
+    PutUntil(Vec<u8>, Vec<u8>, u64),
     /// Remove a key.
     Delete(Vec<u8>),
 }
 
 impl BatchOp {
-    /// The key it writes.
-    pub fn key(&self) -> &[u8] {
-        match self {
-            BatchOp::Put(key, _) | BatchOp::Delete(key) => key,
+    /// A put with an optional deadline.
+    pub fn put(key: Vec<u8>, value: Vec<u8>, deadline: Option<u64>) -> BatchOp {
+        match deadline {
+            Some(at) => BatchOp::PutUntil(key, value, at),
+            None => BatchOp::Put(key, value),
         }
     }
 
-    fn encoded_bytes(&self) -> usize {
+    /// The key it writes.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            BatchOp::Put(key, _) | BatchOp::PutUntil(key, _, _) | BatchOp::Delete(key) => key,
+        }
+    }
+
+    /// The value a put writes (`None` for a delete).
+    pub fn value(&self) -> Option<&[u8]> {
+        match self {
+            BatchOp::Put(_, value) | BatchOp::PutUntil(_, value, _) => Some(value),
+            BatchOp::Delete(_) => None,
+        }
+    }
+
+    /// A put's deadline.
+    pub fn deadline(&self) -> Option<u64> {
+        match self {
+            BatchOp::PutUntil(_, _, at) => Some(*at),
+            BatchOp::Put(..) | BatchOp::Delete(_) => None,
+        }
+    }
+
+    pub(crate) fn encoded_bytes(&self) -> usize {
         match self {
             BatchOp::Put(key, value) => record_bytes(key.len(), value.len()),
+            BatchOp::PutUntil(key, value, _) => record_bytes_expiring(key.len(), value.len(), true),
             BatchOp::Delete(key) => record_bytes(key.len(), 0),
         }
     }
@@ -83,11 +111,32 @@ pub(crate) enum WriteKind {
     Relocate(ValuePointer),
     /// GC: rewrite a delete record, only if the key is still absent.
     RelocateDelete,
+    /// Reclaim an expired key: a delete, written only if the index still
+    /// points at `pointer` and the key is expired when the batch is
+    /// planned (a newer write, or a clock that went back, wins). Answers
+    /// nobody. `by_gc`: GC's, in place of relocating the expired record,
+    /// and counted with GC's requests.
+    Reclaim {
+        /// The expired record.
+        pointer: ValuePointer,
+        /// Whether GC asked for it.
+        by_gc: bool,
+    },
 }
 
 impl WriteKind {
     pub(super) fn is_gc(self) -> bool {
-        matches!(self, WriteKind::Relocate(_) | WriteKind::RelocateDelete)
+        matches!(
+            self,
+            WriteKind::Relocate(_)
+                | WriteKind::RelocateDelete
+                | WriteKind::Reclaim { by_gc: true, .. }
+        )
+    }
+
+    /// Whether nobody waits for an answer (the engine's own writes).
+    pub(super) fn silent(self) -> bool {
+        self.is_gc() || matches!(self, WriteKind::Reclaim { .. })
     }
 }
 
@@ -131,7 +180,7 @@ impl Waiting {
     fn purpose(&self) -> Purpose {
         if self.kind.is_gc() {
             Purpose::Gc
-        } else if self.ops.iter().any(|op| matches!(op, BatchOp::Put(..))) {
+        } else if self.ops.iter().any(|op| op.value().is_some()) {
             Purpose::Write
         } else {
             Purpose::Delete
@@ -160,6 +209,8 @@ pub(super) struct IndexUpdate {
     pub shard: u16,
     pub key: Vec<u8>,
     pub pointer: Option<ValuePointer>,
+    /// A put's deadline.
+    pub deadline: Option<u64>,
     /// For a GC relocation: apply only if the index still holds this.
     pub expected: Option<ValuePointer>,
 }
@@ -303,6 +354,22 @@ impl CommitPath {
         }
     }
 
+    /// Queues the reclamation of an expired key (the worker's own, not
+    /// GC's): a delete nobody waits for.
+    pub(crate) fn enqueue_reclaim(&mut self, key: Vec<u8>, pointer: ValuePointer, now_us: u64) {
+        let kind = WriteKind::Reclaim {
+            pointer,
+            by_gc: false,
+        };
+        self.enqueue(0, vec![BatchOp::Delete(key)], kind, now_us);
+    }
+
+    /// Reclamations waiting for a batch.
+    pub(crate) fn reclaims_waiting(&self) -> usize {
+        let reclaim = |kind| matches!(kind, WriteKind::Reclaim { by_gc: false, .. });
+        self.waiting.iter().filter(|w| reclaim(w.kind)).count()
+    }
+
     /// Queues a GC request: one record to rewrite, under `kind`.
     pub(crate) fn enqueue_gc(&mut self, op: BatchOp, kind: WriteKind, now_us: u64) {
         debug_assert!(kind.is_gc());
@@ -311,7 +378,7 @@ impl CommitPath {
 
     /// Whether user writes are waiting or being committed.
     pub(crate) fn has_user_work(&self) -> bool {
-        !self.answers.is_empty() || self.waiting.iter().any(|w| !w.kind.is_gc())
+        !self.answers.is_empty() || self.waiting.iter().any(|w| !w.kind.silent())
     }
 
     /// The highest sequence number at or below which every record of this
@@ -395,6 +462,9 @@ impl CommitPath {
                     core.commit.gc_done.finish(1, true);
                     continue;
                 }
+                if w.kind.silent() {
+                    continue;
+                }
                 core.replies
                     .push((w.id, Reply::Failed(EngineError::Fenced(error.clone()))));
             }
@@ -457,11 +527,15 @@ impl CommitPath {
         let staging = std::mem::take(&mut core.commit.staging);
         let shards = &core.shards;
         let lookup = |key: &[u8]| {
-            shards
-                .get(&WorkerCore::shard_of(key))
-                .and_then(|art| art.get(key))
+            let art = shards.get(&WorkerCore::shard_of(key))?;
+            Some((art.get(key)?, art.deadline(key)))
         };
-        plan::plan_batch(batch, &lookup, tail, first_seq, core.shared.seed, staging)
+        let at = plan::At {
+            tail,
+            first_seq,
+            now_ms: core.clock_ms,
+        };
+        plan::plan_batch(batch, &lookup, at, core.shared.seed, staging)
     }
 
     /// Keeps what the plan decided (index updates and answers, for when the
@@ -703,7 +777,7 @@ impl CommitPath {
         if waits {
             held_back.append(&mut refused);
         } else {
-            for (_, w) in refused {
+            for (_, w) in refused.into_iter().filter(|(_, w)| !w.kind.silent()) {
                 core.shared
                     .stats
                     .out_of_space

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use super::{BatchOp, IndexUpdate, Waiting, WriteKind};
 use crate::format::record::{
-    begin_frame, encode_record, finish_frame, record_bytes, FrameHeader, Record, RecordKind,
+    begin_frame, encode_record, finish_frame, FrameHeader, Record, RecordKind,
 };
 use crate::index::ValuePointer;
 use crate::log::Tail;
@@ -36,21 +36,39 @@ pub(super) struct Planned {
     pub relocated_bytes: u64,
 }
 
-/// Plans `batch`, to be written at `tail` with sequence numbers from
-/// `first_seq`. `index` looks a key up as the index stands. `frame` is a
-/// buffer to reuse.
+/// Where and when a batch is planned.
+pub(super) struct At {
+    /// Where the frame goes.
+    pub tail: Tail,
+    /// The sequence number of its first record.
+    pub first_seq: u64,
+    /// The worker's clock: a key whose deadline it has passed is absent.
+    pub now_ms: u64,
+}
+
+/// What the index holds for a key: its pointer and deadline.
+pub(super) type Lookup<'a> = &'a dyn Fn(&[u8]) -> Option<(ValuePointer, Option<u64>)>;
+
+/// Plans `batch`, to be written where and when `at` says. `index` looks a
+/// key up as the index stands (expired or not). `frame` is a buffer to
+/// reuse.
 pub(super) fn plan_batch(
     batch: Vec<Waiting>,
-    index: &dyn Fn(&[u8]) -> Option<ValuePointer>,
-    tail: Tail,
-    first_seq: u64,
+    index: Lookup<'_>,
+    at: At,
     seed: u32,
     mut frame: Vec<u8>,
 ) -> Planned {
+    let At {
+        tail,
+        first_seq,
+        now_ms,
+    } = at;
     frame.clear();
     begin_frame(&mut frame);
     let mut planner = Planner {
         index,
+        now_ms,
         tail,
         seed,
         seq: first_seq,
@@ -88,7 +106,8 @@ enum Verdict {
 /// requests decided.
 struct Planner<'a> {
     /// The index as it stands (before this batch).
-    index: &'a dyn Fn(&[u8]) -> Option<ValuePointer>,
+    index: Lookup<'a>,
+    now_ms: u64,
     tail: Tail,
     seed: u32,
     /// The next record's sequence number.
@@ -127,7 +146,9 @@ impl Planner<'_> {
             WriteKind::Delete => Reply::Deleted(existed_any),
             WriteKind::Plain | WriteKind::Conditional(_) => Reply::Done,
             WriteKind::Modify => w.answer.unwrap_or(Reply::Done),
-            WriteKind::Relocate(_) | WriteKind::RelocateDelete => return,
+            WriteKind::Relocate(_) | WriteKind::RelocateDelete | WriteKind::Reclaim { .. } => {
+                return
+            }
         };
         self.planned.answers.push((w.id, answer));
     }
@@ -150,10 +171,25 @@ impl Planner<'_> {
                     Verdict::NotApplied
                 }
             }
+            WriteKind::Reclaim { pointer, .. } => {
+                // Only the expired record itself, and only while it is
+                // expired: a newer write of the key, or a clock that went
+                // back, keeps the key.
+                let current = (self.index)(key);
+                let expired = current.is_some_and(|(p, deadline)| {
+                    p == pointer && deadline.is_some_and(|d| self.now_ms > d)
+                });
+                if self.overlay.contains_key(key) || !expired {
+                    return Verdict::Superseded;
+                }
+                Verdict::Write {
+                    expected: Some(pointer),
+                }
+            }
             WriteKind::Relocate(_) | WriteKind::RelocateDelete => {
                 // A write of the key in this batch or since GC read the
                 // record has superseded it: nothing to move.
-                let current = (self.index)(key);
+                let current = (self.index)(key).map(|(pointer, _)| pointer);
                 let live = !self.overlay.contains_key(key)
                     && match kind {
                         WriteKind::Relocate(pointer) => current == Some(pointer),
@@ -174,12 +210,13 @@ impl Planner<'_> {
         }
     }
 
-    /// Whether `key` exists once the batches before and this batch's
-    /// earlier writes are applied.
+    /// Whether `key` exists (and has not expired) once the batches before
+    /// and this batch's earlier writes are applied.
     fn exists(&self, key: &[u8]) -> bool {
         match self.overlay.get(key) {
             Some(&present) => present,
-            None => (self.index)(key).is_some(),
+            None => (self.index)(key)
+                .is_some_and(|(_, deadline)| deadline.is_none_or(|d| self.now_ms <= d)),
         }
     }
 
@@ -188,29 +225,35 @@ impl Planner<'_> {
     fn append_record(&mut self, op: &BatchOp, expected: Option<ValuePointer>) {
         let key = op.key();
         let offset = self.tail.offset as usize + self.frame.len();
-        let (kind, value): (RecordKind, &[u8]) = match op {
-            BatchOp::Put(_, value) => (RecordKind::Put, value),
-            BatchOp::Delete(_) => (RecordKind::Delete, &[]),
+        let (kind, value) = match op.value() {
+            Some(value) => (RecordKind::Put, value),
+            None => (RecordKind::Delete, &[][..]),
         };
+        let deadline = op.deadline();
         let record = Record {
             kind,
             seq: self.seq,
             segment: self.tail.segment,
             key,
             value,
+            expire_at_ms: deadline,
         };
         encode_record(&mut self.frame, &record, self.seed);
         let pointer = (kind == RecordKind::Put).then(|| ValuePointer {
             segment: self.tail.segment,
             offset: offset as u32,
-            length: record_bytes(key.len(), value.len()) as u32,
+            length: record.encoded_bytes() as u32,
             sequence_low: self.seq as u32,
         });
-        self.overlay.insert(key.to_vec(), pointer.is_some());
+        // A put whose deadline has already passed (`SET ... PXAT` in the
+        // past) is written, as Redis stores it, but the key is absent.
+        let present = pointer.is_some() && deadline.is_none_or(|d| self.now_ms <= d);
+        self.overlay.insert(key.to_vec(), present);
         self.planned.updates.push(IndexUpdate {
             shard: WorkerCore::shard_of(key),
             key: key.to_vec(),
             pointer,
+            deadline,
             expected,
         });
         self.seq += 1;

@@ -212,6 +212,11 @@ mutation cluster-removed-leader-stays cluster/src/group.rs 1 \
     'let _ = term;' \
     '' \
     'a leader that applies its own removal keeps leading (raft-rs then panics at its next append)'
+mutation cluster-sleep-through-silence cluster/src/node.rs 1 \
+    'if group.is_hibernating() &&' \
+    'if false && group.is_hibernating() &&' \
+    '' \
+    'a sleeping group does not wake when a peer holding one of its replicas goes silent (a dead leader is never replaced)'
 }
 
 # ---------------------------------------------------------------------------

@@ -34,6 +34,8 @@ pub struct Tuning {
     pub snapshot_every: u64,
     pub max_message_bytes: u64,
     pub max_inflight_messages: usize,
+    /// Idle ticks after which a leader hibernates its group (0: never).
+    pub hibernate_after_ticks: u64,
 }
 
 impl Default for Tuning {
@@ -44,6 +46,7 @@ impl Default for Tuning {
             snapshot_every: 1024,
             max_message_bytes: 1 << 20,
             max_inflight_messages: 256,
+            hibernate_after_ticks: 20,
         }
     }
 }
@@ -128,6 +131,10 @@ pub struct Group {
     preferred: Option<ReplicaId>,
     /// Ticks led in the current term.
     leader_ticks: u64,
+    /// Asleep: not ticking (`maybe_hibernate`).
+    hibernating: bool,
+    /// Consecutive idle ticks as leader.
+    idle_ticks: u64,
     /// Peers sent a snapshot this step (reported after `advance`).
     snapshots_sent: Vec<NodeId>,
     /// A configuration change was applied since the last compaction.
@@ -194,6 +201,8 @@ impl Group {
             conf_changed: false,
             preferred: None,
             leader_ticks: 0,
+            hibernating: false,
+            idle_ticks: 0,
         };
         group.after_raft_call(&mut Vec::new());
         Ok(group)
@@ -259,11 +268,91 @@ impl Group {
 
     /// Advances the group's clock by one tick.
     pub fn tick(&mut self, replies: &mut Vec<(u64, Reply)>) {
+        if self.hibernating {
+            return;
+        }
         if self.is_leader() {
             self.leader_ticks += 1;
         }
         self.raw.tick();
         self.after_raft_call(replies);
+    }
+
+    /// On the leader, after its tick: whether the group has been idle long
+    /// enough to hibernate. It then stops ticking (no heartbeats), and the
+    /// node tells the followers, which stop too. Anything that happens to
+    /// the group wakes it: a message, a request, a new target, or the node
+    /// noticing that a peer holding a replica went silent.
+    pub fn maybe_hibernate(&mut self) -> bool {
+        let after = self.tuning.hibernate_after_ticks;
+        if after == 0 || self.hibernating || !self.is_idle() {
+            self.idle_ticks = 0;
+            return false;
+        }
+        self.idle_ticks += 1;
+        if self.idle_ticks < after {
+            return false;
+        }
+        self.hibernating = true;
+        true
+    }
+
+    /// A leader with nothing to do: nothing waiting, every replica holding
+    /// the whole log, applied, no configuration step or hand-over due.
+    fn is_idle(&self) -> bool {
+        let raft = &self.raw.raft;
+        let last = raft.raft_log.last_index();
+        let tenure = 2 * self.tuning.election_ticks as u64;
+        if !self.is_leader()
+            || self.halted
+            || self.leader_ticks <= tenure
+            || !self.writes.is_empty()
+        {
+            return false;
+        }
+        if !self.reads.is_empty() || raft.raft_log.committed != last || self.applied != last {
+            return false;
+        }
+        let conf = self.configuration();
+        let all_matched = conf
+            .members()
+            .iter()
+            .all(|&r| raft.prs().get(r).is_some_and(|p| p.matched == last));
+        let caught_up = |_: ReplicaId| true;
+        let current = Current {
+            leader: self.replica,
+            voters: &conf.voters,
+            learners: &conf.learners,
+            settling: !conf.outgoing.is_empty() || raft.pending_conf_index > raft.raft_log.applied,
+            caught_up: &caught_up,
+        };
+        let moving = self
+            .target
+            .as_ref()
+            .is_some_and(|t| next_step(&current, t).is_some());
+        all_matched
+            && !current.settling
+            && !moving
+            && hand_over_to(&current, self.preferred).is_none()
+    }
+
+    /// A follower told by `from` that it hibernates the group at `term`:
+    /// if that is the leader it follows, it stops ticking too.
+    pub fn hibernate_notice(&mut self, from: NodeId, term: u64) {
+        if !self.is_leader() && self.raw.raft.term == term && self.leader() == Some(from) {
+            self.hibernating = true;
+        }
+    }
+
+    /// Resumes ticking.
+    pub fn wake(&mut self) {
+        self.hibernating = false;
+        self.idle_ticks = 0;
+    }
+
+    /// Whether the group sleeps.
+    pub fn is_hibernating(&self) -> bool {
+        self.hibernating
     }
 
     /// Starts an election (used when a new cluster starts, by each group's
@@ -277,13 +366,26 @@ impl Group {
     /// Hands the group a message from a peer. Messages raft-rs refuses (a
     /// stale peer, a local message type from the wire) are dropped: the
     /// protocol tolerates any loss.
+    ///
+    /// A sleeping group wakes for any message but the routine ones of its
+    /// current term: heartbeats and their responses (late ones, or a read's
+    /// round) are answered without waking it, so they cannot keep an idle
+    /// group from sleeping.
     pub fn step(&mut self, message: Message, replies: &mut Vec<(u64, Reply)>) {
+        let routine = matches!(
+            message.get_msg_type(),
+            MessageType::MsgHeartbeat | MessageType::MsgHeartbeatResponse
+        ) && message.term == self.raw.raft.term;
+        if !routine {
+            self.wake();
+        }
         let _ = self.raw.step(message);
         self.after_raft_call(replies);
     }
 
     /// Proposes a client write; the reply comes when its index is applied.
     pub fn propose(&mut self, request: u64, write: Write, replies: &mut Vec<(u64, Reply)>) {
+        self.wake();
         if self.halted {
             return replies.push((request, Reply::Halted));
         }
@@ -342,6 +444,8 @@ impl Group {
                 },
             ));
         }
+        // ReadIndex needs a round of heartbeats: a sleeping group wakes.
+        self.wake();
         self.raw.read_index(request.to_le_bytes().to_vec());
         self.reads.push(PendingRead {
             request,
@@ -562,11 +666,17 @@ impl Group {
 
     /// Where the group's replicas should be; the leader moves them there.
     pub fn set_target(&mut self, replicas: Vec<ReplicaId>) {
+        if self.target.as_ref() != Some(&replicas) {
+            self.wake();
+        }
         self.target = Some(replicas);
     }
 
     /// The replica that should lead when it can (leader balancing).
     pub fn set_preferred(&mut self, replica: Option<ReplicaId>) {
+        if self.preferred != replica {
+            self.wake();
+        }
         self.preferred = replica;
     }
 

@@ -16,7 +16,7 @@ use raft::prelude::Message;
 use crate::entry::Write;
 use crate::group::{Group, Reply, Tuning};
 use crate::layout::{GroupId, GroupLayout};
-use crate::placement::{replica_id, NodeId, ReplicaId, Replicas};
+use crate::placement::{node_of, replica_id, NodeId, ReplicaId, Replicas};
 use crate::storage::{Disk, GroupLog, LogWrite};
 
 /// Messages from one node to another, all groups together.
@@ -25,6 +25,8 @@ pub struct Envelope {
     pub from: NodeId,
     pub to: NodeId,
     pub messages: Vec<(GroupId, Message)>,
+    /// Groups whose leader (the sender) hibernates them, at this term.
+    pub hibernate: Vec<(GroupId, u64)>,
 }
 
 /// A client request as the node sees it. Request ids are the caller's,
@@ -93,6 +95,14 @@ pub struct Node<D: Disk> {
     deferred: Vec<LogWrite>,
     outbox: Vec<(NodeId, GroupId, Message)>,
     replies: Vec<(u64, Reply)>,
+    /// Ticks since the node opened: its clock for peer silence.
+    ticks: u64,
+    /// The tick each peer was last heard from.
+    last_heard: BTreeMap<NodeId, u64>,
+    /// Hibernation notices to send: (peer, group, term).
+    notices: Vec<(NodeId, GroupId, u64)>,
+    /// A tick happened since the last step: every peer gets an envelope.
+    keepalive: bool,
 }
 
 impl<D: Disk> Node<D> {
@@ -146,6 +156,10 @@ impl<D: Disk> Node<D> {
             deferred,
             outbox: Vec::new(),
             replies: Vec::new(),
+            ticks: 0,
+            last_heard: BTreeMap::new(),
+            notices: Vec::new(),
+            keepalive: false,
         })
     }
 
@@ -188,10 +202,36 @@ impl<D: Disk> Node<D> {
 
     /// Advances every group's clock by one tick; leaders take the next
     /// step of any replica move.
+    ///
+    /// Idle groups hibernate (`Group::maybe_hibernate`): the leader stops
+    /// heartbeating and tells the followers. What keeps that safe is this
+    /// node's watch over its peers: every tick it sends each peer at least
+    /// an empty envelope, and a sleeping group wakes as soon as a peer
+    /// holding one of its replicas has been silent for an election timeout,
+    /// so a dead leader is replaced and a leader cut from its quorum steps
+    /// down as if it had never slept.
     pub fn tick(&mut self) {
+        self.ticks += 1;
+        self.keepalive = true;
+        let (me, now, silence) = (
+            self.config.id,
+            self.ticks,
+            self.config.tuning.election_ticks as u64,
+        );
+        let last_heard = &self.last_heard;
+        let silent = |n: NodeId| n != me && last_heard.get(&n).is_none_or(|&t| now - t > silence);
         for group in self.groups.values_mut() {
+            if group.is_hibernating() && group_peers(group).into_iter().any(silent) {
+                group.wake();
+            }
             group.tick(&mut self.replies);
             group.drive_membership(&mut self.replies);
+            if group.maybe_hibernate() {
+                let term = group.term();
+                for peer in group_peers(group).into_iter().filter(|&n| n != me) {
+                    self.notices.push((peer, group.id(), term));
+                }
+            }
         }
     }
 
@@ -262,6 +302,7 @@ impl<D: Disk> Node<D> {
     /// Hands over an envelope from a peer. Messages for groups not hosted
     /// here are dropped (a stale sender's view).
     pub fn receive(&mut self, envelope: Envelope) {
+        self.last_heard.insert(envelope.from, self.ticks);
         for (group, message) in envelope.messages {
             // A message to another incarnation of the replica (one removed
             // from here, and maybe added back since) is stale.
@@ -271,6 +312,11 @@ impl<D: Disk> Node<D> {
                 .filter(|g| g.replica() == message.to)
             {
                 g.step(message, &mut self.replies);
+            }
+        }
+        for (group, term) in envelope.hibernate {
+            if let Some(g) = self.groups.get_mut(&group) {
+                g.hibernate_notice(envelope.from, term);
             }
         }
     }
@@ -331,19 +377,55 @@ impl<D: Disk> Node<D> {
         }
     }
 
-    /// The outbox batched per destination.
+    /// The outbox batched per destination, with the hibernation notices,
+    /// and on a tick an empty envelope to every peer that would otherwise
+    /// get nothing (the keepalive sleeping groups rely on).
     fn envelopes(&mut self) -> Vec<Envelope> {
-        let mut by_peer: BTreeMap<NodeId, Vec<(GroupId, Message)>> = BTreeMap::new();
+        let me = self.config.id;
+        let mut by_peer: BTreeMap<NodeId, Envelope> = BTreeMap::new();
+        let empty = |to| Envelope {
+            from: me,
+            to,
+            messages: Vec::new(),
+            hibernate: Vec::new(),
+        };
         for (to, group, message) in self.outbox.drain(..) {
-            by_peer.entry(to).or_default().push((group, message));
+            by_peer
+                .entry(to)
+                .or_insert_with(|| empty(to))
+                .messages
+                .push((group, message));
         }
-        by_peer
-            .into_iter()
-            .map(|(to, messages)| Envelope {
-                from: self.config.id,
-                to,
-                messages,
-            })
-            .collect()
+        for (to, group, term) in self.notices.drain(..) {
+            by_peer
+                .entry(to)
+                .or_insert_with(|| empty(to))
+                .hibernate
+                .push((group, term));
+        }
+        if std::mem::take(&mut self.keepalive) {
+            for peer in self
+                .groups
+                .values()
+                .flat_map(group_peers)
+                .filter(|&n| n != me)
+            {
+                by_peer.entry(peer).or_insert_with(|| empty(peer));
+            }
+        }
+        by_peer.into_values().collect()
     }
+}
+
+/// The nodes holding a replica of `group`, as its configuration says.
+fn group_peers(group: &Group) -> Vec<NodeId> {
+    let mut nodes: Vec<NodeId> = group
+        .configuration()
+        .members()
+        .into_iter()
+        .map(node_of)
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes
 }

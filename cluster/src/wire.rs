@@ -3,7 +3,8 @@
 //! One frame per envelope (little-endian): frame length (u32, the bytes
 //! after it), sender node id (u64), receiver node id (u64), message count
 //! (u32), then per message its group (u32), its length (u32) and the
-//! raft-rs message in protobuf (prost). Every length is checked against
+//! raft-rs message in protobuf (prost); then the count of hibernation
+//! notices (u32) and per notice its group (u32) and term (u64). Every length is checked against
 //! [`MAX_FRAME`] (and the bytes actually present) before anything is
 //! allocated for it, so a hostile or damaged peer costs one closed
 //! connection, never memory or a panic.
@@ -46,6 +47,11 @@ pub fn encode(envelope: &Envelope) -> Vec<u8> {
         body.extend_from_slice(&(message.encoded_len() as u32).to_le_bytes());
         // Encoding into a Vec cannot fail: it grows as needed.
         let _ = message.encode(&mut body);
+    }
+    body.extend_from_slice(&(envelope.hibernate.len() as u32).to_le_bytes());
+    for (group, term) in &envelope.hibernate {
+        body.extend_from_slice(&group.to_le_bytes());
+        body.extend_from_slice(&term.to_le_bytes());
     }
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -94,10 +100,23 @@ pub fn decode(frame: &[u8]) -> Result<Envelope, WireError> {
         })?;
         messages.push((group, message));
     }
+    let notices = r.u32("notice count")? as usize;
+    if notices > r.0.len() / 12 {
+        return Err(WireError::Truncated("notices"));
+    }
+    let mut hibernate = Vec::with_capacity(notices);
+    for _ in 0..notices {
+        hibernate.push((r.u32("notice group")?, r.u64("notice term")?));
+    }
     if !r.0.is_empty() {
         return Err(WireError::Trailing(r.0.len()));
     }
-    Ok(Envelope { from, to, messages })
+    Ok(Envelope {
+        from,
+        to,
+        messages,
+        hibernate,
+    })
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -155,11 +174,13 @@ mod tests {
             from: u64,
             to: u64,
             msgs in prop::collection::vec((any::<u32>(), any::<u64>(), prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..4)), 0..6),
+            notices in prop::collection::vec((any::<u32>(), any::<u64>()), 0..4),
         ) {
             let envelope = Envelope {
                 from,
                 to,
                 messages: msgs.into_iter().map(|(g, term, entries)| (g, message(to, term, entries))).collect(),
+                hibernate: notices,
             };
             let frame = encode(&envelope);
             prop_assert_eq!(frame_len(&frame), Ok(Some(frame.len())));
@@ -167,6 +188,7 @@ mod tests {
             prop_assert_eq!(back.from, envelope.from);
             prop_assert_eq!(back.to, envelope.to);
             prop_assert_eq!(back.messages, envelope.messages);
+            prop_assert_eq!(back.hibernate, envelope.hibernate);
         }
 
         #[test]
@@ -176,7 +198,7 @@ mod tests {
 
         #[test]
         fn every_truncation_is_refused(cut in 0usize..200) {
-            let envelope = Envelope { from: 1, to: 2, messages: vec![(3, message(2, 4, vec![b"value".to_vec()]))] };
+            let envelope = Envelope { from: 1, to: 2, messages: vec![(3, message(2, 4, vec![b"value".to_vec()]))], hibernate: vec![(3, 4)] };
             let frame = encode(&envelope);
             let cut = cut % frame.len();
             prop_assert!(decode(&frame[..cut]).is_err());

@@ -13,7 +13,7 @@ fn faulty_clusters_stay_linearizable() {
     let seeds = seeds(300);
     let (mut operations, mut crashes, mut torn, mut partitions, mut indeterminate) =
         (0, 0, 0, 0, 0);
-    let mut moves = 0;
+    let (mut moves, mut notices) = (0, 0);
     for &seed in &seeds {
         let run = std::panic::catch_unwind(|| Sim::new(seed).run());
         let run = run.unwrap_or_else(|panic| {
@@ -30,6 +30,7 @@ fn faulty_clusters_stay_linearizable() {
                 crashes += report.crashes;
                 torn += report.torn_flushes;
                 moves += report.moves_completed;
+                notices += report.hibernation_notices;
                 partitions += report.partitions;
                 indeterminate += report.summary.indeterminate_writes;
             }
@@ -39,7 +40,7 @@ fn faulty_clusters_stay_linearizable() {
         }
     }
     println!(
-        "cluster simulator: {} seeds, {operations} operations, {crashes} crashes ({torn} in a flush), {partitions} partitions, {moves} replica moves, \
+        "cluster simulator: {} seeds, {operations} operations, {crashes} crashes ({torn} in a flush), {partitions} partitions, {moves} replica moves, {notices} hibernation notices, \
          {indeterminate} indeterminate writes: linearizable",
         seeds.len()
     );
@@ -72,11 +73,12 @@ fn a_seed_replays_exactly() {
 }
 
 /// What idle groups cost: 64 groups on 3 nodes, no client, no fault, ten
-/// seconds of simulated time after the leaders settle. Raft heartbeats
-/// every group every 2 ticks; a node batches all groups' messages for one
-/// peer into one envelope per step, so envelopes stay per node pair.
+/// seconds of simulated time after the leaders settle. Idle groups
+/// hibernate: no Raft message at all; what remains is each node's one
+/// keepalive envelope per peer per tick, which lets a sleeping group wake
+/// when a peer goes silent.
 #[test]
-fn idle_groups_batch_their_heartbeats() {
+fn idle_groups_hibernate() {
     use rand::SeedableRng;
     let seed = 11;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -84,6 +86,7 @@ fn idle_groups_batch_their_heartbeats() {
     config.nodes = 3;
     config.groups = 64;
     config.net = sim::net::NetFaults::NONE;
+    config.tuning.hibernate_after_ticks = 20;
     let mut sim = Sim::with_config(seed, config, rng);
     sim.faults_on = false;
     for _ in 0..2_000 {
@@ -103,20 +106,12 @@ fn idle_groups_batch_their_heartbeats() {
         64,
         "every group has one leader: {leaders:?}"
     );
-    // 64 groups × 2 followers × (heartbeat + response) × 50 heartbeats/s.
     assert!(
-        messages >= 64 * 2 * 2 * 40,
-        "fewer messages than heartbeats need: {messages}"
+        messages < 64,
+        "idle groups still send {messages} Raft messages/s"
     );
-    // Envelopes: at most one per node pair and direction per time unit.
-    assert!(
-        envelopes <= 3 * 2 * 1_000,
-        "envelopes not batched: {envelopes}/s"
-    );
-    assert!(
-        messages > 5 * envelopes,
-        "batching saved little: {messages} messages in {envelopes} envelopes"
-    );
+    // One keepalive per node pair and direction per tick (100 ticks/s).
+    assert!(envelopes <= 3 * 2 * 100 + 10, "{envelopes} envelopes/s");
     assert_balanced(&sim, "at rest");
 
     // A node down for 3 s: its groups elect other leaders. Back up, the
@@ -125,7 +120,15 @@ fn idle_groups_batch_their_heartbeats() {
     for _ in 0..3_000 {
         sim.advance(false);
     }
-    assert_eq!(sim.leaders_per_node()[0], 0);
+    // Its groups slept: their followers woke when it went silent and
+    // elected new leaders among themselves.
+    let leaders = sim.leaders_per_node();
+    assert_eq!(leaders[0], 0);
+    assert_eq!(
+        leaders.iter().sum::<usize>(),
+        64,
+        "groups left without a leader: {leaders:?}"
+    );
     sim.restart(0);
     for _ in 0..5_000 {
         sim.advance(false);
@@ -147,14 +150,17 @@ fn assert_balanced(sim: &Sim, when: &str) {
     );
 }
 
-/// Seeds that once found a bug, kept as they were found (each runs in
-/// milliseconds): 1592590355, an armed torn flush left on a disk and spent
-/// after the restart; 1592590768, a heartbeat to a removed replica reaching
-/// the one added back on the same node; 1592591146, a leader applying its
-/// own removal (raft-rs panicked at its next append).
+/// Seeds that found a bug. The simulator's draws change as it grows, so a
+/// seed keeps its meaning only while it still reproduces its bug under the
+/// matching mutation in `scripts/mutants.sh`: 1592590891 makes a leader
+/// apply its own removal (`cluster-removed-leader-stays`: raft-rs panics at
+/// its next append), checked 2026-12-05. 1592590355 (an armed torn flush
+/// spent after the restart), 1592590768 (a heartbeat to a removed replica
+/// reaching the one added back) and 1592591146 found theirs under earlier
+/// workloads and stay as cheap extra runs.
 #[test]
 fn regression_seeds() {
-    for seed in [1592590355, 1592590768, 1592591146] {
+    for seed in [1592590891, 1592590355, 1592590768, 1592591146] {
         if let Err(e) = Sim::new(seed).run() {
             panic!(
                 "{e}\nreplay: VELTRIX_CLUSTER_SEED={seed} cargo test -p cluster --test simulator"

@@ -46,10 +46,12 @@ pub struct Clients {
     /// Keys the final phase has read back.
     final_done: Vec<bool>,
     final_busy: Vec<bool>,
+    /// Per time unit, the chance an idle client starts an operation.
+    rate: f64,
 }
 
 impl Clients {
-    pub fn new(count: usize, keys: usize, layout: GroupLayout, _ids: &[NodeId]) -> Self {
+    pub fn new(count: usize, keys: usize, layout: GroupLayout, rate: f64) -> Self {
         Self {
             count,
             keys: (0..keys).map(|k| format!("key-{k}").into_bytes()).collect(),
@@ -63,6 +65,7 @@ impl Clients {
             next_value: 1,
             final_done: vec![false; keys],
             final_busy: vec![false; keys],
+            rate,
         }
     }
 
@@ -78,7 +81,7 @@ impl Clients {
     /// Idle clients start an operation, now and then.
     pub fn act(&mut self, rng: &mut ChaCha8Rng, now: u64, slots: &mut [Slot], ids: &[NodeId]) {
         for client in 0..self.count {
-            if self.busy[client] || !rng.random_bool(0.2) {
+            if self.busy[client] || !rng.random_bool(self.rate) {
                 continue;
             }
             let key = self.keys[rng.random_range(0..self.keys.len())].clone();

@@ -58,6 +58,7 @@ pub struct SimConfig {
     /// Client operations time out after this many units (indeterminate).
     pub timeout: u64,
     pub tuning: Tuning,
+    pub client_rate: f64,
 }
 
 impl SimConfig {
@@ -91,8 +92,18 @@ impl SimConfig {
             timeout: 400,
             tuning: Tuning {
                 snapshot_every: rng.random_range(8..200),
+                // Mostly on, quick to fall asleep, so groups sleep and wake
+                // all through the run.
+                hibernate_after_ticks: if rng.random_bool(0.8) {
+                    rng.random_range(3..30)
+                } else {
+                    0
+                },
                 ..Tuning::default()
             },
+            // Per time unit, the chance an idle client starts an operation:
+            // busy runs, and quiet ones whose groups go idle between.
+            client_rate: [0.2, 0.05, 0.01][rng.random_range(0..3)],
         }
     }
 }
@@ -132,6 +143,7 @@ pub struct RunReport {
     pub torn_flushes: u64,
     pub partitions: u64,
     pub envelopes: u64,
+    pub hibernation_notices: u64,
     pub moves_completed: u64,
     pub summary: history::Summary,
 }
@@ -171,7 +183,7 @@ impl Sim {
             slots.push(Slot::Up(Box::new(node)));
         }
         let phase = ids.iter().map(|_| rng.random_range(0..TICK)).collect();
-        let clients = Clients::new(config.clients, config.keys, layout, &ids);
+        let clients = Clients::new(config.clients, config.keys, layout, config.client_rate);
         let moves = Moves::new(ClusterMap::bootstrap(&members, config.groups).expect("a map"));
         Self {
             seed,
@@ -215,6 +227,7 @@ impl Sim {
             torn_flushes: self.torn_flushes,
             partitions: self.partitions,
             envelopes: self.net.sent,
+            hibernation_notices: self.net.notices,
             moves_completed: self.moves.completed,
             summary,
         })

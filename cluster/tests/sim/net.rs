@@ -36,6 +36,8 @@ pub struct Net {
     /// Envelopes sent, and the Raft messages in them.
     pub sent: u64,
     pub messages: u64,
+    /// Hibernation notices sent (a group's leader putting it to sleep).
+    pub notices: u64,
     pub dropped: u64,
 }
 
@@ -47,6 +49,7 @@ impl Net {
             faults,
             sent: 0,
             messages: 0,
+            notices: 0,
             dropped: 0,
         }
     }
@@ -55,7 +58,9 @@ impl Net {
     pub fn send(&mut self, rng: &mut ChaCha8Rng, now: u64, envelope: Envelope) {
         self.sent += 1;
         self.messages += envelope.messages.len() as u64;
+        self.notices += envelope.hibernate.len() as u64;
         self.messages += envelope.messages.len() as u64;
+        self.notices += envelope.hibernate.len() as u64;
         if rng.random_range(0..1_000_000) < self.faults.drop_ppm {
             self.dropped += 1;
             return;

@@ -4,6 +4,7 @@
 use engine::modify::{parse_integer as integer, ExpireIf, Expiry, Extended};
 use engine::{BatchOp, Condition, EngineError, Modify, ModifyError, Op, Reply};
 
+use crate::command_table;
 use crate::resp::encode;
 use crate::resp::Protocol;
 
@@ -173,7 +174,7 @@ pub fn dispatch(args: &[&[u8]], protocol: Protocol) -> Action {
         },
         "hello" => hello(rest, protocol),
         "client" => client(rest),
-        "command" => command(rest),
+        "command" => command(rest, protocol),
         "config" => config(rest),
         "info" => Action::Info,
         // Counted per shard by the workers, so that keys expired but not
@@ -656,12 +657,63 @@ fn client(rest: &[&[u8]]) -> Action {
     }
 }
 
-fn command(rest: &[&[u8]]) -> Action {
+/// COMMAND, COMMAND COUNT, COMMAND INFO, COMMAND LIST and COMMAND DOCS,
+/// from the table of implemented commands ([`command_table`]).
+fn command(rest: &[&[u8]], protocol: Protocol) -> Action {
     let mut out = Vec::new();
-    match rest.first().map(|s| s.to_ascii_uppercase()) {
-        Some(sub) if sub == b"COUNT" => encode::integer(&mut out, 0),
-        // redis-cli asks for COMMAND DOCS on start; an empty answer is valid.
-        _ => encode::array_header(&mut out, 0),
+    let Some(sub) = rest.first() else {
+        encode::array_header(&mut out, command_table::COMMANDS.len());
+        for spec in command_table::COMMANDS {
+            command_table::info(&mut out, spec, protocol);
+        }
+        return Action::Reply(out);
+    };
+    let names = &rest[1..];
+    match sub.to_ascii_uppercase().as_slice() {
+        b"COUNT" if names.is_empty() => {
+            encode::integer(&mut out, command_table::COMMANDS.len() as i64)
+        }
+        b"COUNT" => return arity("command|count"),
+        b"LIST" if names.is_empty() => {
+            encode::array_header(&mut out, command_table::COMMANDS.len());
+            for spec in command_table::COMMANDS {
+                encode::bulk(&mut out, spec.name.as_bytes());
+            }
+        }
+        b"LIST" => return error("ERR COMMAND LIST FILTERBY is not supported here"),
+        // No names: every command; an unknown name: null, in its place.
+        b"INFO" if names.is_empty() => return command(&[], protocol),
+        b"INFO" => {
+            encode::array_header(&mut out, names.len());
+            for name in names {
+                match command_table::find(name) {
+                    Some(spec) => command_table::info(&mut out, spec, protocol),
+                    None => encode::null(&mut out, protocol),
+                }
+            }
+        }
+        // A map of name to docs; unknown names are left out, as Redis does.
+        b"DOCS" => {
+            let specs: Vec<_> = if names.is_empty() {
+                command_table::COMMANDS.iter().collect()
+            } else {
+                names
+                    .iter()
+                    .filter_map(|n| command_table::find(n))
+                    .collect()
+            };
+            encode::map_header(&mut out, specs.len(), protocol);
+            for spec in specs {
+                encode::bulk(&mut out, spec.name.as_bytes());
+                command_table::docs(&mut out, spec, protocol);
+            }
+        }
+        _ => {
+            return error(&format!(
+                "ERR unknown subcommand '{}'. Try COMMAND HELP.",
+                printable(sub)
+            ))
+        }
     }
     Action::Reply(out)
 }

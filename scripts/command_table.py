@@ -12,9 +12,9 @@ import sys
 import time
 
 SUPPORTED = """append client command config dbsize decr decrby del echo exists expire
-expireat expiretime get getdel getex getrange getset hello incr incrby
+expireat expiretime flushall flushdb get getdel getex getrange getset hello incr incrby
 incrbyfloat info mget mset msetnx persist pexpire pexpireat pexpiretime
-ping psetex pttl quit rename renamenx scan select set setex setnx setrange
+ping psetex pttl quit randomkey rename renamenx scan select set setex setnx setrange
 strlen touch ttl type unlink""".split()
 
 

@@ -12,6 +12,10 @@ use crate::resp::Protocol;
 pub const KEYS_PER_COMMAND_MAX: usize = 4096;
 /// Shards one SCAN call visits.
 pub const SCAN_SHARDS_PER_CALL: u16 = 16;
+/// Keys one round of FLUSHDB deletes before it scans again.
+pub const FLUSH_DELETES_PER_ROUND: usize = 4096;
+
+const _: () = assert!(FLUSH_DELETES_PER_ROUND <= KEYS_PER_COMMAND_MAX);
 
 /// How the replies of a command's engine operations become one RESP reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +70,21 @@ pub enum Combine {
     /// GETEX with a bad time: null for a missing key, else this reply
     /// (Redis looks the key up before it checks the time).
     NullOr(Vec<u8>),
+    /// FLUSHDB's scan of every shard: +OK when every shard is empty,
+    /// else a round of deletes follows ([`next_round`]).
+    FlushScan,
+    /// FLUSHDB's deletes: +OK, or (`more`: the scan found more keys than
+    /// one round deletes) another scan follows.
+    FlushDelete {
+        /// Whether to scan again once these deletes are durable.
+        more: bool,
+    },
+    /// RANDOMKEY's scan of every shard: the key at `pick` modulo the
+    /// number found, or null when there is none.
+    RandomKey {
+        /// A random number, drawn when the command arrived.
+        pick: u64,
+    },
     /// SCAN: the next cursor and the matching keys.
     Scan {
         /// Cursor to return.
@@ -282,6 +301,17 @@ pub fn dispatch(args: &[&[u8]], protocol: Protocol) -> Action {
         }
         "mset" | "msetnx" => mset(&name, rest),
         "scan" => scan(rest),
+        "flushdb" | "flushall" => match rest {
+            [] => Action::Engine(scan_every_shard(), Combine::FlushScan),
+            [mode] if mode.eq_ignore_ascii_case(b"ASYNC") || mode.eq_ignore_ascii_case(b"SYNC") => {
+                Action::Engine(scan_every_shard(), Combine::FlushScan)
+            }
+            _ => error("ERR syntax error"),
+        },
+        "randomkey" => match rest {
+            [] => Action::Engine(scan_every_shard(), Combine::RandomKey { pick: random() }),
+            _ => arity("randomkey"),
+        },
         _ => {
             let mut message = format!(
                 "ERR unknown command '{}', with args beginning with: ",
@@ -768,6 +798,54 @@ fn scan(rest: &[&[u8]]) -> Action {
     Action::Engine(ops, Combine::Scan { next, pattern })
 }
 
+/// A scan of each of the engine's shards (FLUSHDB, RANDOMKEY).
+fn scan_every_shard() -> Vec<Op> {
+    (0..engine::shard::SHARD_COUNT).map(Op::Scan).collect()
+}
+
+/// A number for RANDOMKEY to pick with: the clock's nanoseconds, mixed
+/// (splitmix64). Any key is a valid answer, so no stronger source is needed.
+fn random() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = nanos.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// For a command that runs in rounds (FLUSHDB: scan, delete, scan again
+/// while keys remain), the next round's operations once `replies` (this
+/// round's, all arrived) are in; `None` when the command is done and
+/// [`combine`] answers it. A failed operation ends the command with its
+/// error.
+pub fn next_round(combine: &Combine, replies: &mut [Option<Reply>]) -> Option<(Vec<Op>, Combine)> {
+    if replies.iter().any(|r| matches!(r, Some(Reply::Failed(_)))) {
+        return None;
+    }
+    match combine {
+        Combine::FlushScan => {
+            let mut keys = Vec::new();
+            let mut more = false;
+            for reply in replies.iter_mut() {
+                if let Some(Reply::Keys(found)) = reply.take() {
+                    let room = FLUSH_DELETES_PER_ROUND - keys.len();
+                    more |= found.len() > room;
+                    keys.extend(found.into_iter().take(room));
+                }
+            }
+            if keys.is_empty() {
+                return None;
+            }
+            let ops = keys.into_iter().map(Op::Delete).collect();
+            Some((ops, Combine::FlushDelete { more }))
+        }
+        Combine::FlushDelete { more: true } => Some((scan_every_shard(), Combine::FlushScan)),
+        _ => None,
+    }
+}
+
 /// The RESP error line for an engine error.
 pub fn engine_error(out: &mut Vec<u8>, error: &EngineError) {
     let message = match error {
@@ -975,6 +1053,30 @@ pub fn combine(
                 match reply.take() {
                     Some(Reply::Value(Some(v))) => encode::bulk(out, &v),
                     _ => encode::null(out, protocol),
+                }
+            }
+        }
+        Combine::FlushScan | Combine::FlushDelete { .. } => encode::simple(out, "OK"),
+        Combine::RandomKey { pick } => {
+            let found: usize = replies
+                .iter()
+                .map(|r| match r {
+                    Some(Reply::Keys(k)) => k.len(),
+                    _ => 0,
+                })
+                .sum();
+            if found == 0 {
+                encode::null(out, protocol);
+                return;
+            }
+            let mut at = (*pick % found as u64) as usize;
+            for reply in replies.iter() {
+                if let Some(Reply::Keys(k)) = reply {
+                    if at < k.len() {
+                        encode::bulk(out, &k[at]);
+                        return;
+                    }
+                    at -= k.len();
                 }
             }
         }

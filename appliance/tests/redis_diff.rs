@@ -299,8 +299,10 @@ fn relative_seed(seed: u64) -> bool {
     seed.is_multiple_of(4)
 }
 
-/// One random command of the supported set.
-fn command(rng: &mut Rng, relative_ok: bool) -> Vec<Vec<u8>> {
+/// One random command of the supported set. `side` draws only which of
+/// DBSIZE, RANDOMKEY and FLUSHDB to send, so that adding those two left
+/// the sequences `rng` draws (and what each seed covers) as they were.
+fn command(rng: &mut Rng, side: &mut Rng, relative_ok: bool) -> Vec<Vec<u8>> {
     let word = |w: &str| w.as_bytes().to_vec();
     let offset = |rng: &mut Rng| (rng.below(6200) as i64 - 3100).to_string().into_bytes();
     match rng.below(40) {
@@ -332,7 +334,21 @@ fn command(rng: &mut Rng, relative_ok: bool) -> Vec<Vec<u8>> {
             }
             args
         }
-        10 => vec![word("DBSIZE")],
+        10 => match side.below(32) {
+            // Rare (about once in 1,300 commands): it empties the keyspace
+            // the rest of the seed works on.
+            0 => {
+                let mode = ["", "ASYNC", "SYNC", "async"][side.below(4)];
+                let name = word(["FLUSHDB", "FLUSHALL"][side.below(2)]);
+                [
+                    vec![name],
+                    (!mode.is_empty()).then(|| word(mode)).into_iter().collect(),
+                ]
+                .concat()
+            }
+            1..=8 => vec![word("RANDOMKEY")],
+            _ => vec![word("DBSIZE")],
+        },
         11 => vec![word("PING")],
         12 => vec![word("ECHO"), value(rng)],
         13 => vec![word("STRLEN"), key(rng)],
@@ -510,16 +526,32 @@ fn compare_counting(
     deadlines: &mut usize,
 ) -> Option<String> {
     let mut rng = Rng::new(seed);
+    let mut side = Rng::new(!seed);
     let relative = relative_seed(seed);
     for i in 0..COMMANDS {
-        let args = command(&mut rng, relative);
+        let args = command(&mut rng, &mut side, relative);
         if args[0] == b"DBSIZE" {
             // Redis evicts an expired key when something looks it up.
             over_keyspace(ours, b"EXISTS");
             over_keyspace(theirs, b"EXISTS");
         }
+        if args[0] == b"RANDOMKEY" {
+            over_keyspace(ours, b"EXISTS");
+            over_keyspace(theirs, b"EXISTS");
+        }
         let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let (a, b) = (ours.call(&refs), theirs.call(&refs));
+        // With two keys or more, each server picks its own: veltrixd's
+        // must be one Redis holds too.
+        if args[0] == b"RANDOMKEY" && a != b {
+            if let (Reply::Bulk(Some(k)), Reply::Bulk(Some(_))) = (&a, &b) {
+                if theirs.call(&[b"EXISTS", k]) == Reply::Integer(1)
+                    && theirs.call(&[b"DBSIZE"]) != Reply::Integer(1)
+                {
+                    continue;
+                }
+            }
+        }
         let ttl = args[0].ends_with(b"TTL") || args[0].ends_with(b"TIME");
         if ttl && matches!(b, Reply::Integer(n) if n >= 0) {
             *deadlines += 1;

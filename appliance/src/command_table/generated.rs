@@ -111,6 +111,22 @@ pub const COMMANDS: &[CommandSpec] = &[
         complexity: Some("O(1)"),
     },
     CommandSpec {
+        name: "flushall", arity: -1, flags: &["write"],
+        first_key: 0, last_key: 0, step: 0,
+        categories: &["@keyspace", "@write", "@slow", "@dangerous"], tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
+        key_specs: &[],
+        summary: "Remove all keys from all databases", since: "1.0.0", group: "server",
+        complexity: Some("O(N) where N is the total number of keys in all databases"),
+    },
+    CommandSpec {
+        name: "flushdb", arity: -1, flags: &["write"],
+        first_key: 0, last_key: 0, step: 0,
+        categories: &["@keyspace", "@write", "@slow", "@dangerous"], tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
+        key_specs: &[],
+        summary: "Remove all keys from the current database", since: "1.0.0", group: "server",
+        complexity: Some("O(N) where N is the number of keys in the selected database"),
+    },
+    CommandSpec {
         name: "get", arity: 2, flags: &["readonly", "fast"],
         first_key: 1, last_key: 1, step: 1,
         categories: &["@read", "@string", "@fast"], tips: &[],
@@ -276,6 +292,14 @@ pub const COMMANDS: &[CommandSpec] = &[
         categories: &["@fast", "@connection"], tips: &[],
         key_specs: &[],
         summary: "Close the connection", since: "1.0.0", group: "connection",
+        complexity: Some("O(1)"),
+    },
+    CommandSpec {
+        name: "randomkey", arity: 1, flags: &["readonly"],
+        first_key: 0, last_key: 0, step: 0,
+        categories: &["@keyspace", "@read", "@slow"], tips: &["request_policy:all_shards", "nondeterministic_output"],
+        key_specs: &[],
+        summary: "Return a random key from the keyspace", since: "1.0.0", group: "generic",
         complexity: Some("O(1)"),
     },
     CommandSpec {

@@ -4,6 +4,7 @@
 use engine::modify::{parse_integer as integer, ExpireIf, Expiry, Extended};
 use engine::{BatchOp, Condition, EngineError, Modify, ModifyError, Op, Reply};
 
+use crate::command_table;
 use crate::resp::encode;
 use crate::resp::Protocol;
 
@@ -11,6 +12,10 @@ use crate::resp::Protocol;
 pub const KEYS_PER_COMMAND_MAX: usize = 4096;
 /// Shards one SCAN call visits.
 pub const SCAN_SHARDS_PER_CALL: u16 = 16;
+/// Keys one round of FLUSHDB deletes before it scans again.
+pub const FLUSH_DELETES_PER_ROUND: usize = 4096;
+
+const _: () = assert!(FLUSH_DELETES_PER_ROUND <= KEYS_PER_COMMAND_MAX);
 
 /// How the replies of a command's engine operations become one RESP reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +70,21 @@ pub enum Combine {
     /// GETEX with a bad time: null for a missing key, else this reply
     /// (Redis looks the key up before it checks the time).
     NullOr(Vec<u8>),
+    /// FLUSHDB's scan of every shard: +OK when every shard is empty,
+    /// else a round of deletes follows ([`next_round`]).
+    FlushScan,
+    /// FLUSHDB's deletes: +OK, or (`more`: the scan found more keys than
+    /// one round deletes) another scan follows.
+    FlushDelete {
+        /// Whether to scan again once these deletes are durable.
+        more: bool,
+    },
+    /// RANDOMKEY's scan of every shard: the key at `pick` modulo the
+    /// number found, or null when there is none.
+    RandomKey {
+        /// A random number, drawn when the command arrived.
+        pick: u64,
+    },
     /// SCAN: the next cursor and the matching keys.
     Scan {
         /// Cursor to return.
@@ -173,7 +193,7 @@ pub fn dispatch(args: &[&[u8]], protocol: Protocol) -> Action {
         },
         "hello" => hello(rest, protocol),
         "client" => client(rest),
-        "command" => command(rest),
+        "command" => command(rest, protocol),
         "config" => config(rest),
         "info" => Action::Info,
         // Counted per shard by the workers, so that keys expired but not
@@ -281,6 +301,17 @@ pub fn dispatch(args: &[&[u8]], protocol: Protocol) -> Action {
         }
         "mset" | "msetnx" => mset(&name, rest),
         "scan" => scan(rest),
+        "flushdb" | "flushall" => match rest {
+            [] => Action::Engine(scan_every_shard(), Combine::FlushScan),
+            [mode] if mode.eq_ignore_ascii_case(b"ASYNC") || mode.eq_ignore_ascii_case(b"SYNC") => {
+                Action::Engine(scan_every_shard(), Combine::FlushScan)
+            }
+            _ => error("ERR syntax error"),
+        },
+        "randomkey" => match rest {
+            [] => Action::Engine(scan_every_shard(), Combine::RandomKey { pick: random() }),
+            _ => arity("randomkey"),
+        },
         _ => {
             let mut message = format!(
                 "ERR unknown command '{}', with args beginning with: ",
@@ -599,6 +630,12 @@ fn expire(name: &str, rest: &[&[u8]]) -> Action {
     let Some(at) = ms.checked_add(base).filter(|_| ms <= i64::MAX - base) else {
         return invalid();
     };
+    // A relative time of zero or less is past on every clock, and Redis
+    // deletes the key at once. `base + ms` is not: the worker's clock may
+    // lag the one read here, see the deadline still ahead, and keep the key
+    // readable for that millisecond or two. Compared against a live key's
+    // deadline (GT, LT), `ms` gives the answers `base + ms` does.
+    let at = if base != 0 && ms <= 0 { ms } else { at };
     modify(
         key,
         Modify::Expire {
@@ -656,12 +693,63 @@ fn client(rest: &[&[u8]]) -> Action {
     }
 }
 
-fn command(rest: &[&[u8]]) -> Action {
+/// COMMAND, COMMAND COUNT, COMMAND INFO, COMMAND LIST and COMMAND DOCS,
+/// from the table of implemented commands ([`command_table`]).
+fn command(rest: &[&[u8]], protocol: Protocol) -> Action {
     let mut out = Vec::new();
-    match rest.first().map(|s| s.to_ascii_uppercase()) {
-        Some(sub) if sub == b"COUNT" => encode::integer(&mut out, 0),
-        // redis-cli asks for COMMAND DOCS on start; an empty answer is valid.
-        _ => encode::array_header(&mut out, 0),
+    let Some(sub) = rest.first() else {
+        encode::array_header(&mut out, command_table::COMMANDS.len());
+        for spec in command_table::COMMANDS {
+            command_table::info(&mut out, spec, protocol);
+        }
+        return Action::Reply(out);
+    };
+    let names = &rest[1..];
+    match sub.to_ascii_uppercase().as_slice() {
+        b"COUNT" if names.is_empty() => {
+            encode::integer(&mut out, command_table::COMMANDS.len() as i64)
+        }
+        b"COUNT" => return arity("command|count"),
+        b"LIST" if names.is_empty() => {
+            encode::array_header(&mut out, command_table::COMMANDS.len());
+            for spec in command_table::COMMANDS {
+                encode::bulk(&mut out, spec.name.as_bytes());
+            }
+        }
+        b"LIST" => return error("ERR COMMAND LIST FILTERBY is not supported here"),
+        // No names: every command; an unknown name: null, in its place.
+        b"INFO" if names.is_empty() => return command(&[], protocol),
+        b"INFO" => {
+            encode::array_header(&mut out, names.len());
+            for name in names {
+                match command_table::find(name) {
+                    Some(spec) => command_table::info(&mut out, spec, protocol),
+                    None => encode::null(&mut out, protocol),
+                }
+            }
+        }
+        // A map of name to docs; unknown names are left out, as Redis does.
+        b"DOCS" => {
+            let specs: Vec<_> = if names.is_empty() {
+                command_table::COMMANDS.iter().collect()
+            } else {
+                names
+                    .iter()
+                    .filter_map(|n| command_table::find(n))
+                    .collect()
+            };
+            encode::map_header(&mut out, specs.len(), protocol);
+            for spec in specs {
+                encode::bulk(&mut out, spec.name.as_bytes());
+                command_table::docs(&mut out, spec, protocol);
+            }
+        }
+        _ => {
+            return error(&format!(
+                "ERR unknown subcommand '{}'. Try COMMAND HELP.",
+                printable(sub)
+            ))
+        }
     }
     Action::Reply(out)
 }
@@ -714,6 +802,54 @@ fn scan(rest: &[&[u8]]) -> Action {
     let ops = (cursor..end).map(|s| Op::Scan(s as u16)).collect();
     let next = if end >= shards { 0 } else { end };
     Action::Engine(ops, Combine::Scan { next, pattern })
+}
+
+/// A scan of each of the engine's shards (FLUSHDB, RANDOMKEY).
+fn scan_every_shard() -> Vec<Op> {
+    (0..engine::shard::SHARD_COUNT).map(Op::Scan).collect()
+}
+
+/// A number for RANDOMKEY to pick with: the clock's nanoseconds, mixed
+/// (splitmix64). Any key is a valid answer, so no stronger source is needed.
+fn random() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = nanos.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// For a command that runs in rounds (FLUSHDB: scan, delete, scan again
+/// while keys remain), the next round's operations once `replies` (this
+/// round's, all arrived) are in; `None` when the command is done and
+/// [`combine`] answers it. A failed operation ends the command with its
+/// error.
+pub fn next_round(combine: &Combine, replies: &mut [Option<Reply>]) -> Option<(Vec<Op>, Combine)> {
+    if replies.iter().any(|r| matches!(r, Some(Reply::Failed(_)))) {
+        return None;
+    }
+    match combine {
+        Combine::FlushScan => {
+            let mut keys = Vec::new();
+            let mut more = false;
+            for reply in replies.iter_mut() {
+                if let Some(Reply::Keys(found)) = reply.take() {
+                    let room = FLUSH_DELETES_PER_ROUND - keys.len();
+                    more |= found.len() > room;
+                    keys.extend(found.into_iter().take(room));
+                }
+            }
+            if keys.is_empty() {
+                return None;
+            }
+            let ops = keys.into_iter().map(Op::Delete).collect();
+            Some((ops, Combine::FlushDelete { more }))
+        }
+        Combine::FlushDelete { more: true } => Some((scan_every_shard(), Combine::FlushScan)),
+        _ => None,
+    }
 }
 
 /// The RESP error line for an engine error.
@@ -926,6 +1062,30 @@ pub fn combine(
                 }
             }
         }
+        Combine::FlushScan | Combine::FlushDelete { .. } => encode::simple(out, "OK"),
+        Combine::RandomKey { pick } => {
+            let found: usize = replies
+                .iter()
+                .map(|r| match r {
+                    Some(Reply::Keys(k)) => k.len(),
+                    _ => 0,
+                })
+                .sum();
+            if found == 0 {
+                encode::null(out, protocol);
+                return;
+            }
+            let mut at = (*pick % found as u64) as usize;
+            for reply in replies.iter() {
+                if let Some(Reply::Keys(k)) = reply {
+                    if at < k.len() {
+                        encode::bulk(out, &k[at]);
+                        return;
+                    }
+                    at -= k.len();
+                }
+            }
+        }
         Combine::Scan { next, pattern } => {
             let mut keys = Vec::new();
             for reply in replies.iter_mut() {
@@ -1006,6 +1166,32 @@ mod tests {
         );
         let same = dispatch(&[b"RENAMENX", b"{x}a", b"{x}b"], Protocol::Resp2);
         assert!(matches!(same, Action::Engine(..)));
+    }
+
+    /// `PEXPIRE k 0` found by the differential tester (seed 3523149835
+    /// of 40, now and then): the key was still served right after.
+    #[test]
+    fn relative_expiry_of_zero_or_less_is_past_on_any_clock() {
+        for (name, time) in [("pexpire", "0"), ("expire", "0"), ("pexpire", "-5")] {
+            let action = dispatch(&[name.as_bytes(), b"k", time.as_bytes()], Protocol::Resp2);
+            let Action::Engine(ops, _) = action else {
+                panic!("{name} {time}")
+            };
+            let Op::Modify(_, modify) = &ops[0] else {
+                panic!("{ops:?}")
+            };
+            let Modify::Expire { at, .. } = **modify else {
+                panic!("{modify:?}")
+            };
+            assert!(at <= 0, "{name} {time}: deadline {at}");
+        }
+        let Action::Engine(ops, _) = dispatch(&[b"pexpire", b"k", b"1"], Protocol::Resp2) else {
+            panic!()
+        };
+        let Op::Modify(_, modify) = &ops[0] else {
+            panic!()
+        };
+        assert!(matches!(**modify, Modify::Expire { at, .. } if at > 1_000_000));
     }
 
     #[test]

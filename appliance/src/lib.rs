@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod cli;
 pub mod cluster_reply;
+pub mod command_table;
 pub mod commands;
 pub mod daemon;
 pub mod metrics;

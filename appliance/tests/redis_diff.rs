@@ -299,8 +299,10 @@ fn relative_seed(seed: u64) -> bool {
     seed.is_multiple_of(4)
 }
 
-/// One random command of the supported set.
-fn command(rng: &mut Rng, relative_ok: bool) -> Vec<Vec<u8>> {
+/// One random command of the supported set. `side` draws only which of
+/// DBSIZE, RANDOMKEY and FLUSHDB to send, so that adding those two left
+/// the sequences `rng` draws (and what each seed covers) as they were.
+fn command(rng: &mut Rng, side: &mut Rng, relative_ok: bool) -> Vec<Vec<u8>> {
     let word = |w: &str| w.as_bytes().to_vec();
     let offset = |rng: &mut Rng| (rng.below(6200) as i64 - 3100).to_string().into_bytes();
     match rng.below(40) {
@@ -332,7 +334,21 @@ fn command(rng: &mut Rng, relative_ok: bool) -> Vec<Vec<u8>> {
             }
             args
         }
-        10 => vec![word("DBSIZE")],
+        10 => match side.below(32) {
+            // Rare (about once in 1,300 commands): it empties the keyspace
+            // the rest of the seed works on.
+            0 => {
+                let mode = ["", "ASYNC", "SYNC", "async"][side.below(4)];
+                let name = word(["FLUSHDB", "FLUSHALL"][side.below(2)]);
+                [
+                    vec![name],
+                    (!mode.is_empty()).then(|| word(mode)).into_iter().collect(),
+                ]
+                .concat()
+            }
+            1..=8 => vec![word("RANDOMKEY")],
+            _ => vec![word("DBSIZE")],
+        },
         11 => vec![word("PING")],
         12 => vec![word("ECHO"), value(rng)],
         13 => vec![word("STRLEN"), key(rng)],
@@ -510,16 +526,32 @@ fn compare_counting(
     deadlines: &mut usize,
 ) -> Option<String> {
     let mut rng = Rng::new(seed);
+    let mut side = Rng::new(!seed);
     let relative = relative_seed(seed);
     for i in 0..COMMANDS {
-        let args = command(&mut rng, relative);
+        let args = command(&mut rng, &mut side, relative);
         if args[0] == b"DBSIZE" {
             // Redis evicts an expired key when something looks it up.
             over_keyspace(ours, b"EXISTS");
             over_keyspace(theirs, b"EXISTS");
         }
+        if args[0] == b"RANDOMKEY" {
+            over_keyspace(ours, b"EXISTS");
+            over_keyspace(theirs, b"EXISTS");
+        }
         let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let (a, b) = (ours.call(&refs), theirs.call(&refs));
+        // With two keys or more, each server picks its own: veltrixd's
+        // must be one Redis holds too.
+        if args[0] == b"RANDOMKEY" && a != b {
+            if let (Reply::Bulk(Some(k)), Reply::Bulk(Some(_))) = (&a, &b) {
+                if theirs.call(&[b"EXISTS", k]) == Reply::Integer(1)
+                    && theirs.call(&[b"DBSIZE"]) != Reply::Integer(1)
+                {
+                    continue;
+                }
+            }
+        }
         let ttl = args[0].ends_with(b"TTL") || args[0].ends_with(b"TIME");
         if ttl && matches!(b, Reply::Integer(n) if n >= 0) {
             *deadlines += 1;
@@ -597,4 +629,88 @@ fn a_planted_difference_is_caught_with_its_seed() {
         "{difference}"
     );
     assert!(difference.contains("DBSIZE"), "{difference}");
+}
+
+/// COMMAND INFO answers byte for byte as Redis 7.0 does, in RESP2 and
+/// RESP3, for every command veltrixd lists except the three with
+/// subcommands (CLIENT, COMMAND, CONFIG: veltrixd lists none), with null
+/// for an unknown name; COMMAND DOCS gives Redis's summary, since, group
+/// and complexity; COMMAND COUNT is the table's length.
+#[test]
+fn command_info_matches_redis() {
+    let Some((_dir, daemon, redis)) = start() else {
+        return;
+    };
+    let names: Vec<&str> = appliance::command_table::COMMANDS
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| !["client", "command", "config"].contains(n))
+        .collect();
+    for hello in [None, Some(&b"3"[..])] {
+        let mut ours = daemon.client();
+        let mut theirs = Client::connect(redis.port);
+        if let Some(version) = hello {
+            ours.call(&[b"HELLO", version]);
+            theirs.call(&[b"HELLO", version]);
+        }
+        // The brief's handful first, so a difference there reads plainly.
+        for name in ["get", "set", "mget", "incr", "del", "expire"]
+            .into_iter()
+            .chain(names.iter().copied())
+        {
+            let args: [&[u8]; 3] = [b"COMMAND", b"INFO", name.as_bytes()];
+            let (a, b) = (ours.raw(&args), theirs.raw(&args));
+            assert_eq!(
+                String::from_utf8_lossy(&a),
+                String::from_utf8_lossy(&b),
+                "COMMAND INFO {name}, HELLO {hello:?}"
+            );
+        }
+        let several: [&[u8]; 6] = [b"COMMAND", b"INFO", b"GET", b"nosuch", b"Incr", b"x"];
+        let (a, b) = (ours.raw(&several), theirs.raw(&several));
+        assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
+        let mut lpush = ours.call(&[b"COMMAND", b"INFO", b"lpush"]);
+        let expected = if hello.is_some() {
+            Reply::Null
+        } else {
+            Reply::Bulk(None)
+        };
+        assert_eq!(lpush, Reply::Array(Some(vec![expected])), "not implemented");
+        lpush = ours.call(&[b"COMMAND", b"DOCS", b"lpush"]);
+        assert!(
+            matches!(&lpush, Reply::Array(Some(v)) if v.is_empty())
+                || matches!(&lpush, Reply::Map(v) if v.is_empty()),
+            "{lpush:?}"
+        );
+    }
+    let mut ours = daemon.client();
+    let mut theirs = Client::connect(redis.port);
+    assert_eq!(
+        ours.call(&[b"COMMAND", b"COUNT"]),
+        Reply::Integer(appliance::command_table::COMMANDS.len() as i64)
+    );
+    // Redis's docs carry more fields (arguments, history); the four
+    // veltrixd sends must equal Redis's.
+    for name in &names {
+        let fields = |reply: Reply| -> Vec<(Reply, Reply)> {
+            let Reply::Array(Some(top)) = reply else {
+                panic!("COMMAND DOCS {name}: {reply:?}")
+            };
+            let Reply::Array(Some(doc)) = top[1].clone() else {
+                panic!("COMMAND DOCS {name}: {top:?}")
+            };
+            doc.chunks(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .filter(|(k, _)| {
+                    ["summary", "since", "group", "complexity"]
+                        .iter()
+                        .any(|f| *k == common::bulk(f.as_bytes()))
+                })
+                .collect()
+        };
+        let args: [&[u8]; 3] = [b"COMMAND", b"DOCS", name.as_bytes()];
+        let (a, b) = (fields(ours.call(&args)), fields(theirs.call(&args)));
+        assert_eq!(a.len(), 4, "{name}");
+        assert_eq!(a, b, "COMMAND DOCS {name}");
+    }
 }

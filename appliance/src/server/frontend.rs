@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine::{Frontend, Reply, Submitter};
+use engine::{Frontend, Op, Reply, Submitter};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -89,6 +89,10 @@ pub struct RespFrontend {
     started: std::time::Instant,
     /// Connections with unparsed input left after a pause.
     backlog: Vec<usize>,
+    /// Commands that run in rounds (FLUSHDB) with their next round's
+    /// operations, to submit at the next poll: connection, generation,
+    /// sequence number, operations.
+    rounds: Vec<(usize, u16, u32, Vec<Op>)>,
     args: Vec<std::ops::Range<usize>>,
 }
 
@@ -135,6 +139,7 @@ impl RespFrontend {
                 stats,
                 started: std::time::Instant::now(),
                 backlog: Vec::new(),
+                rounds: Vec::new(),
                 args: Vec::new(),
             },
             waker,
@@ -559,6 +564,12 @@ const _: () = assert!(PIPELINE_MAX < 0x10000);
 impl Frontend for RespFrontend {
     fn poll(&mut self, submitter: &mut Submitter<'_>, timeout: Option<Duration>) -> bool {
         let mut progressed = false;
+        for (index, generation, seq, ops) in std::mem::take(&mut self.rounds) {
+            progressed = true;
+            for (part, op) in ops.into_iter().enumerate() {
+                submitter.submit(token(index, generation, seq, part), op);
+            }
+        }
         // Connections paused by backpressure whose replies have since drained.
         let backlog = std::mem::take(&mut self.backlog);
         for index in backlog {
@@ -618,6 +629,14 @@ impl Frontend for RespFrontend {
                 let reply = slot.parts.first_mut().and_then(Option::take);
                 native::encode_reply(&mut out, &pending, reply);
             } else if let Some(combine) = slot.combine.take() {
+                if let Some((ops, next)) = commands::next_round(&combine, &mut slot.parts) {
+                    slot.outstanding = ops.len();
+                    slot.parts = (0..ops.len()).map(|_| None).collect();
+                    slot.combine = Some(next);
+                    let seq = slot.seq;
+                    self.rounds.push((index, generation, seq, ops));
+                    return;
+                }
                 commands::combine(&mut out, &combine, &mut slot.parts, protocol);
             }
             slot.parts.clear();

@@ -778,6 +778,7 @@ fn scan(rest: &[&[u8]]) -> Action {
         return error("ERR invalid cursor");
     };
     let mut pattern = None;
+    let mut type_filter: Option<Vec<u8>> = None;
     let mut i = 1;
     while i < rest.len() {
         match rest[i].to_ascii_uppercase().as_slice() {
@@ -786,12 +787,16 @@ fn scan(rest: &[&[u8]]) -> Action {
                 i += 2;
             }
             b"COUNT" if i + 1 < rest.len() => i += 2,
-            b"TYPE" if i + 1 < rest.len() => i += 2,
+            b"TYPE" if i + 1 < rest.len() => {
+                type_filter = Some(rest[i + 1].to_ascii_lowercase());
+                i += 2;
+            }
             _ => return error("ERR syntax error"),
         }
     }
     let shards = u64::from(engine::shard::SHARD_COUNT);
-    if cursor >= shards {
+    // Every key is a string: a scan for another type finds none, at once.
+    if cursor >= shards || type_filter.is_some_and(|t| t != b"string") {
         let mut out = Vec::new();
         encode::array_header(&mut out, 2);
         encode::bulk(&mut out, b"0");
@@ -1109,6 +1114,19 @@ pub fn combine(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scan_for_a_type_other_than_string_finds_nothing() {
+        let scan = |kind: &[u8]| dispatch(&[b"SCAN", b"0", b"TYPE", kind], Protocol::Resp2);
+        match scan(b"hash") {
+            Action::Reply(out) => assert_eq!(out, b"*2\r\n$1\r\n0\r\n*0\r\n"),
+            _ => panic!("SCAN TYPE hash should answer at once, empty"),
+        }
+        assert!(
+            matches!(scan(b"STRING"), Action::Engine(..)),
+            "SCAN TYPE string scans"
+        );
+    }
 
     #[test]
     fn globs_match_like_redis() {

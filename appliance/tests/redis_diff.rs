@@ -27,12 +27,8 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use appliance::resp::Reply;
-use common::{Client, Daemon};
+use common::{Client, Daemon, RedisServer};
 
 /// Commands per seed.
 const COMMANDS: usize = 600;
@@ -412,42 +408,6 @@ fn command(rng: &mut Rng, side: &mut Rng, relative_ok: bool) -> Vec<Vec<u8>> {
     }
 }
 
-/// A `redis-server` with no persistence on a free port.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, port }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn show(args: &[Vec<u8>]) -> String {
     args.iter()
         .map(|a| {
@@ -567,7 +527,7 @@ fn compare_counting(
 }
 
 /// Both servers started from the same empty keyspace.
-fn start() -> Option<(tempfile::TempDir, Daemon, Redis)> {
+fn start() -> Option<(tempfile::TempDir, Daemon, RedisServer)> {
     if !common::tool("redis-server") {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -577,7 +537,7 @@ fn start() -> Option<(tempfile::TempDir, Daemon, Redis)> {
     }
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(dir.path());
-    let redis = Redis::start();
+    let redis = RedisServer::start(&[]);
     Some((dir, daemon, redis))
 }
 

@@ -9,6 +9,7 @@
 //! node id (u64), request id (u64), key length (u32), key, then the value
 //! (the rest of the entry; empty for a delete).
 
+use crate::bytes::Reader;
 use crate::placement::NodeId;
 
 const VERSION: u8 = 1;
@@ -77,30 +78,26 @@ impl Proposal {
 
     /// Reads an entry's bytes; never panics on any input.
     pub fn decode(bytes: &[u8]) -> Result<Self, EntryError> {
-        let header: &[u8; HEADER] = bytes
-            .get(..HEADER)
-            .and_then(|h| h.try_into().ok())
-            .ok_or(EntryError::Short(bytes.len()))?;
-        if header[0] != VERSION {
-            return Err(EntryError::Version(header[0]));
+        if bytes.len() < HEADER {
+            return Err(EntryError::Short(bytes.len()));
         }
-        let u64_at = |at: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&header[at..at + 8]);
-            u64::from_le_bytes(b)
-        };
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&header[18..22]);
-        let key_len = u32::from_le_bytes(len) as usize;
-        let rest = &bytes[HEADER..];
-        if key_len > rest.len() {
-            return Err(EntryError::KeyPastEnd {
-                key: key_len,
-                len: bytes.len(),
-            });
+        let mut r = Reader::new(bytes);
+        // The length check above covers every header field.
+        let short = || EntryError::Short(bytes.len());
+        let version = r.u8().ok_or_else(short)?;
+        if version != VERSION {
+            return Err(EntryError::Version(version));
         }
-        let (key, value) = rest.split_at(key_len);
-        let write = match header[1] {
+        let op = r.u8().ok_or_else(short)?;
+        let proposer = r.u64().ok_or_else(short)?;
+        let request = r.u64().ok_or_else(short)?;
+        let key_len = r.u32().ok_or_else(short)? as usize;
+        let key = r.take(key_len).ok_or(EntryError::KeyPastEnd {
+            key: key_len,
+            len: bytes.len(),
+        })?;
+        let value = r.rest();
+        let write = match op {
             OP_PUT => Write::Put {
                 key: key.to_vec(),
                 value: value.to_vec(),
@@ -110,8 +107,8 @@ impl Proposal {
             op => return Err(EntryError::Op(op)),
         };
         Ok(Proposal {
-            proposer: u64_at(2),
-            request: u64_at(10),
+            proposer,
+            request,
             write,
         })
     }

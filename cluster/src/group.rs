@@ -297,15 +297,43 @@ impl Group {
         true
     }
 
+    /// Where the group is, for `membership`'s decisions.
+    fn current<'a>(
+        &self,
+        conf: &'a Configuration,
+        caught_up: &'a dyn Fn(ReplicaId) -> bool,
+    ) -> Current<'a> {
+        let raft = &self.raw.raft;
+        Current {
+            leader: self.replica,
+            voters: &conf.voters,
+            learners: &conf.learners,
+            settling: !conf.outgoing.is_empty() || raft.pending_conf_index > raft.raft_log.applied,
+            caught_up,
+        }
+    }
+
+    /// Whether a replica has matched the leader's commit index.
+    fn caught_up(&self) -> impl Fn(ReplicaId) -> bool + '_ {
+        let raft = &self.raw.raft;
+        let committed = raft.raft_log.committed;
+        move |n| raft.prs().get(n).is_some_and(|p| p.matched >= committed)
+    }
+
+    /// Ticks a leader leads before it hands over or sleeps (two election
+    /// timeouts), so leadership does not flap.
+    fn tenure(&self) -> u64 {
+        2 * self.tuning.election_ticks as u64
+    }
+
     /// A leader with nothing to do: nothing waiting, every replica holding
     /// the whole log, applied, no configuration step or hand-over due.
     fn is_idle(&self) -> bool {
         let raft = &self.raw.raft;
         let last = raft.raft_log.last_index();
-        let tenure = 2 * self.tuning.election_ticks as u64;
         if !self.is_leader()
             || self.halted
-            || self.leader_ticks <= tenure
+            || self.leader_ticks <= self.tenure()
             || !self.writes.is_empty()
         {
             return false;
@@ -318,14 +346,8 @@ impl Group {
             .members()
             .iter()
             .all(|&r| raft.prs().get(r).is_some_and(|p| p.matched == last));
-        let caught_up = |_: ReplicaId| true;
-        let current = Current {
-            leader: self.replica,
-            voters: &conf.voters,
-            learners: &conf.learners,
-            settling: !conf.outgoing.is_empty() || raft.pending_conf_index > raft.raft_log.applied,
-            caught_up: &caught_up,
-        };
+        let caught_up = self.caught_up();
+        let current = self.current(&conf, &caught_up);
         let moving = self
             .target
             .as_ref()
@@ -687,26 +709,22 @@ impl Group {
         if !self.is_leader() {
             return;
         }
-        let conf = self.configuration();
-        let raft = &self.raw.raft;
-        let committed = raft.raft_log.committed;
-        let caught_up = |n: ReplicaId| raft.prs().get(n).is_some_and(|p| p.matched >= committed);
-        let current = Current {
-            leader: self.replica,
-            voters: &conf.voters,
-            learners: &conf.learners,
-            settling: !conf.outgoing.is_empty() || raft.pending_conf_index > raft.raft_log.applied,
-            caught_up: &caught_up,
-        };
-        let step = match &self.target {
-            Some(target) => next_step(&current, target),
-            None => None,
+        let (step, heir) = {
+            let conf = self.configuration();
+            let caught_up = self.caught_up();
+            let current = self.current(&conf, &caught_up);
+            let step = self
+                .target
+                .as_ref()
+                .and_then(|target| next_step(&current, target));
+            let tenured = self.leader_ticks > self.tenure();
+            (
+                step,
+                hand_over_to(&current, self.preferred).filter(|_| tenured),
+            )
         };
         let Some(step) = step else {
-            let tenure = 2 * self.tuning.election_ticks as u64;
-            if let Some(heir) =
-                hand_over_to(&current, self.preferred).filter(|_| self.leader_ticks > tenure)
-            {
+            if let Some(heir) = heir {
                 self.raw.transfer_leader(heir);
                 self.after_raft_call(replies);
             }

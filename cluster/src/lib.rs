@@ -8,6 +8,7 @@
 //! seed. See `docs/cluster.md`.
 #![forbid(unsafe_code)]
 
+mod bytes;
 pub mod entry;
 pub mod group;
 pub mod history;

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::bytes::Reader;
 use crate::entry::Write;
 
 /// The applied key-value state of one group.
@@ -76,53 +77,24 @@ impl KvState {
         if image.is_empty() {
             return Ok(Self::default());
         }
-        let mut r = Reader {
-            bytes: image,
-            at: 0,
-        };
-        let count = r.u64("pair count")?;
+        let mut r = Reader::new(image);
+        let field = |r: &Reader, what| ImageError { at: r.at(), what };
+        let count = r.u64().ok_or_else(|| field(&r, "pair count"))?;
         let mut map = BTreeMap::new();
         for _ in 0..count {
-            let key_len = r.u32("key length")? as usize;
-            let key = r.take(key_len, "key")?.to_vec();
-            let value_len = r.u32("value length")? as usize;
-            let value = r.take(value_len, "value")?.to_vec();
+            let key_len = r.u32().ok_or_else(|| field(&r, "key length"))? as usize;
+            let key = r.take(key_len).ok_or_else(|| field(&r, "key"))?.to_vec();
+            let value_len = r.u32().ok_or_else(|| field(&r, "value length"))? as usize;
+            let value = r
+                .take(value_len)
+                .ok_or_else(|| field(&r, "value"))?
+                .to_vec();
             map.insert(key, value);
         }
-        if r.at != image.len() {
-            return Err(ImageError {
-                at: r.at,
-                what: "bytes after the last pair",
-            });
+        if !r.rest().is_empty() {
+            return Err(field(&r, "bytes after the last pair"));
         }
         Ok(Self { map })
-    }
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], ImageError> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let end = end.ok_or(ImageError { at: self.at, what })?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    fn u32(&mut self, what: &'static str) -> Result<u32, ImageError> {
-        let mut b = [0u8; 4];
-        b.copy_from_slice(self.take(4, what)?);
-        Ok(u32::from_le_bytes(b))
-    }
-
-    fn u64(&mut self, what: &'static str) -> Result<u64, ImageError> {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(self.take(8, what)?);
-        Ok(u64::from_le_bytes(b))
     }
 }
 

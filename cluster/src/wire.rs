@@ -12,6 +12,7 @@
 use prost::Message as _;
 use raft::prelude::Message;
 
+use crate::bytes::Reader;
 use crate::node::Envelope;
 
 /// The largest frame accepted: raft-rs bounds an append at
@@ -79,10 +80,11 @@ pub fn decode(frame: &[u8]) -> Result<Envelope, WireError> {
     if frame.len() > len {
         return Err(WireError::Trailing(frame.len() - len));
     }
-    let mut r = Reader(body);
-    let from = r.u64("sender")?;
-    let to = r.u64("receiver")?;
-    let count = r.u32("message count")? as usize;
+    let mut r = Reader::new(body);
+    let t = WireError::Truncated;
+    let from = r.u64().ok_or(t("sender"))?;
+    let to = r.u64().ok_or(t("receiver"))?;
+    let count = r.u32().ok_or(t("message count"))? as usize;
     // Each message takes at least its 8 header bytes: a count beyond that
     // is a lie, refused before allocating for it.
     if count > body.len() / 8 {
@@ -90,9 +92,9 @@ pub fn decode(frame: &[u8]) -> Result<Envelope, WireError> {
     }
     let mut messages = Vec::with_capacity(count);
     for index in 0..count {
-        let group = r.u32("message group")?;
-        let size = r.u32("message length")? as usize;
-        let bytes = r.take(size, "message")?;
+        let group = r.u32().ok_or(t("message group"))?;
+        let size = r.u32().ok_or(t("message length"))? as usize;
+        let bytes = r.take(size).ok_or(t("message"))?;
         let message = Message::decode(bytes).map_err(|e| WireError::Message {
             index,
             group,
@@ -100,16 +102,19 @@ pub fn decode(frame: &[u8]) -> Result<Envelope, WireError> {
         })?;
         messages.push((group, message));
     }
-    let notices = r.u32("notice count")? as usize;
-    if notices > r.0.len() / 12 {
+    let notices = r.u32().ok_or(t("notice count"))? as usize;
+    if notices > r.rest().len() / 12 {
         return Err(WireError::Truncated("notices"));
     }
     let mut hibernate = Vec::with_capacity(notices);
     for _ in 0..notices {
-        hibernate.push((r.u32("notice group")?, r.u64("notice term")?));
+        hibernate.push((
+            r.u32().ok_or(t("notice group"))?,
+            r.u64().ok_or(t("notice term"))?,
+        ));
     }
-    if !r.0.is_empty() {
-        return Err(WireError::Trailing(r.0.len()));
+    if !r.rest().is_empty() {
+        return Err(WireError::Trailing(r.rest().len()));
     }
     Ok(Envelope {
         from,
@@ -117,31 +122,6 @@ pub fn decode(frame: &[u8]) -> Result<Envelope, WireError> {
         messages,
         hibernate,
     })
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
-        if n > self.0.len() {
-            return Err(WireError::Truncated(what));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
-        let b = self.take(4, what)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
-        let b = self.take(8, what)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_le_bytes(a))
-    }
 }
 
 #[cfg(test)]

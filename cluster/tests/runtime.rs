@@ -42,14 +42,19 @@ fn runtime_config(
 
 impl Cluster {
     fn start() -> Cluster {
+        Self::start_with(4)
+    }
+
+    /// Three nodes in three zones, `groups` groups.
+    fn start_with(groups: u32) -> Cluster {
         let members: Vec<Member> = (1..=3)
             .map(|id| Member {
                 id,
                 zone: format!("zone-{id}"),
             })
             .collect();
-        let layout = GroupLayout::new(4).expect("4 groups");
-        let placement = place(&members, 4).expect("placement");
+        let layout = GroupLayout::new(groups).expect("a group count that divides the shards");
+        let placement = place(&members, groups).expect("placement");
         let listeners: BTreeMap<NodeId, TcpListener> = (1..=3)
             .map(|id| (id, TcpListener::bind("127.0.0.1:0").expect("bind")))
             .collect();
@@ -237,41 +242,10 @@ fn three_nodes_over_tcp_replicate_survive_a_restart_and_loss() {
 #[test]
 #[ignore = "a measurement, run by hand"]
 fn idle_cpu_of_64_groups_on_3_nodes() {
-    let members: Vec<Member> = (1..=3)
-        .map(|id| Member {
-            id,
-            zone: format!("zone-{id}"),
-        })
-        .collect();
-    let layout = GroupLayout::default();
-    let placement = place(&members, layout.groups()).expect("placement");
-    let listeners: BTreeMap<NodeId, TcpListener> = (1..=3)
-        .map(|id| (id, TcpListener::bind("127.0.0.1:0").expect("bind")))
-        .collect();
-    let addrs: BTreeMap<NodeId, SocketAddr> = listeners
-        .iter()
-        .map(|(&id, l)| (id, l.local_addr().expect("addr")))
-        .collect();
-    let handles: Vec<Handle<MemDisk>> = listeners
-        .into_iter()
-        .map(|(id, listener)| {
-            let config = NodeConfig {
-                id,
-                layout,
-                placement: placement.clone(),
-                tuning: Tuning::default(),
-                seed: id,
-            };
-            Handle::start(
-                runtime_config(config, listener, addrs.clone()),
-                MemDisk::default(),
-                true,
-            )
-            .expect("start")
-        })
-        .collect();
+    let cluster = Cluster::start_with(64);
+    let handles: Vec<&Handle<MemDisk>> = cluster.handles.values().collect();
     std::thread::sleep(Duration::from_secs(3));
-    let sent = |hs: &[Handle<MemDisk>]| -> u64 {
+    let sent = |hs: &[&Handle<MemDisk>]| -> u64 {
         hs.iter()
             .map(|h| {
                 h.stats

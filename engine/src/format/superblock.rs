@@ -179,11 +179,10 @@ mod tests {
         }
     }
 
-    /// A store formatted before key expiry (version 1) still opens.
-    #[test]
-    fn version_1_is_still_read() {
-        let sb = Superblock {
-            version: 1,
+    /// A small valid superblock of format `version`.
+    fn small(version: u32) -> Superblock {
+        Superblock {
+            version,
             uuid: [1; 16],
             generation: 1,
             lba_bytes: 4096,
@@ -191,7 +190,13 @@ mod tests {
             segment_count: 4,
             shard_count: crate::shard::SHARD_COUNT,
             lba_count: 1024,
-        };
+        }
+    }
+
+    /// A store formatted before key expiry (version 1) still opens.
+    #[test]
+    fn version_1_is_still_read() {
+        let sb = small(1);
         let mut block = [0u8; SUPERBLOCK_BYTES];
         sb.encode(&mut block);
         assert_eq!(Superblock::decode(&block), Ok(sb));
@@ -199,16 +204,7 @@ mod tests {
 
     #[test]
     fn newer_version_is_refused_by_name() {
-        let sb = Superblock {
-            version: FORMAT_VERSION + 1,
-            uuid: [1; 16],
-            generation: 1,
-            lba_bytes: 4096,
-            segment_bytes: 1 << 20,
-            segment_count: 4,
-            shard_count: crate::shard::SHARD_COUNT,
-            lba_count: 1024,
-        };
+        let sb = small(FORMAT_VERSION + 1);
         let mut block = [0u8; SUPERBLOCK_BYTES];
         sb.encode(&mut block);
         assert!(matches!(

@@ -12,6 +12,7 @@ mod bytes;
 pub mod entry;
 pub mod group;
 pub mod history;
+pub mod journal;
 pub mod layout;
 pub mod map;
 pub mod membership;

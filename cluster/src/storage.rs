@@ -182,6 +182,11 @@ impl GroupLog {
             .map_or(self.snapshot_index(), |e| e.index)
     }
 
+    /// The stored entries (after the snapshot).
+    pub fn stored_entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
     /// Stored entries (after the snapshot).
     pub fn entries_len(&self) -> usize {
         self.entries.len()
@@ -276,6 +281,17 @@ impl MemDisk {
     /// Flushes so far (one per node step that had something to persist).
     pub fn flushes(&self) -> u64 {
         self.flushes
+    }
+}
+
+impl MemDisk {
+    /// Applies writes read back from a journal. A frame of no writes is
+    /// what a rewrite leaves of a node that left every group: not a new
+    /// node's disk either.
+    pub(crate) fn replay(&mut self, writes: &[LogWrite]) {
+        self.touched |= writes.is_empty();
+        self.persist(writes);
+        self.flushes -= 1;
     }
 }
 

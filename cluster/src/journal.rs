@@ -440,7 +440,7 @@ mod tests {
         Entry {
             index,
             term,
-            data: data.to_vec().into(),
+            data: data.to_vec(),
             ..Entry::default()
         }
     }

@@ -50,12 +50,13 @@ mod value;
 
 pub use error::{ConfigError, ErrorKind, Unit};
 pub use limits::{
-    ERROR_NAME_BYTES_MAX, INPUT_BYTES_MAX, LINE_BYTES_MAX, NAMESPACES_MAX, PATH_BYTES_MAX,
-    RECORD_OVERHEAD_BYTES_MAX, RENDERED_BYTES_MAX, SERIAL_BYTES_MAX,
+    ERROR_NAME_BYTES_MAX, INPUT_BYTES_MAX, LINE_BYTES_MAX, MEMBERS_MAX, NAMESPACES_MAX,
+    PATH_BYTES_MAX, RECORD_OVERHEAD_BYTES_MAX, RENDERED_BYTES_MAX, SERIAL_BYTES_MAX,
+    ZONE_BYTES_MAX,
 };
 pub use schema::{
-    Backend, Config, Engine, LogLevel, NamespaceConfig, NamespaceTarget, PathString, SerialString,
-    Server, Tls, WORKERS_MAX,
+    Backend, Cluster, Config, Engine, LogLevel, Member, NamespaceConfig, NamespaceTarget,
+    PathString, SerialString, Server, Tls, ZoneString, WORKERS_MAX,
 };
 
 /// Parses and validates configuration text.

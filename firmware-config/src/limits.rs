@@ -24,6 +24,12 @@ pub const SERIAL_BYTES_MAX: usize = 20;
 /// [`ConfigError`](crate::ConfigError); longer names are cut short.
 pub const ERROR_NAME_BYTES_MAX: usize = 48;
 
+/// Most `[[member]]` tables.
+pub const MEMBERS_MAX: usize = 64;
+
+/// Longest zone name.
+pub const ZONE_BYTES_MAX: usize = 32;
+
 /// Bytes of a VLog segment that `segment_bytes` keeps free for one record's
 /// header and checksum beyond its key and value: validation requires
 /// `key_bytes_max + value_bytes_max + RECORD_OVERHEAD_BYTES_MAX <= segment_bytes`,
@@ -46,7 +52,9 @@ pub const RENDERED_BYTES_MAX: usize = {
     const TLS: usize = HEADER + NUMBER + 3 * STRING;
     const ENGINE: usize = HEADER + 8 * NUMBER;
     const NAMESPACE: usize = HEADER + STRING + 2 * STRING + 3 * NUMBER;
-    SERVER + TLS + ENGINE + NAMESPACES_MAX * NAMESPACE
+    const CLUSTER: usize = HEADER + 3 * NUMBER;
+    const MEMBER: usize = HEADER + NUMBER + 2 * ZONE_BYTES_MAX + LINE_OVERHEAD + 2 * ADDRESS;
+    SERVER + TLS + ENGINE + NAMESPACES_MAX * NAMESPACE + CLUSTER + MEMBERS_MAX * MEMBER
 };
 
 // Whatever `render` writes, `parse` reads back.
@@ -59,4 +67,5 @@ const _: () = assert!(ERROR_NAME_BYTES_MAX >= "[[namespace]]".len());
 // The `heapless` strings above count their length in a `u8`.
 const _: () = assert!(PATH_BYTES_MAX <= u8::MAX as usize);
 const _: () = assert!(SERIAL_BYTES_MAX <= u8::MAX as usize);
+const _: () = assert!(ZONE_BYTES_MAX <= u8::MAX as usize);
 const _: () = assert!(ERROR_NAME_BYTES_MAX <= u8::MAX as usize);

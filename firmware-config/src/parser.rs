@@ -4,10 +4,12 @@
 
 use crate::error::{ConfigError, ErrorKind, Unit};
 use crate::lexer::{self, Line, Value};
-use crate::limits::{ERROR_NAME_BYTES_MAX, INPUT_BYTES_MAX, LINE_BYTES_MAX, NAMESPACES_MAX};
+use crate::limits::{
+    ERROR_NAME_BYTES_MAX, INPUT_BYTES_MAX, LINE_BYTES_MAX, MEMBERS_MAX, NAMESPACES_MAX,
+};
 use crate::schema::{
-    self, Backend, Engine, PathString, Section, SerialString, Server, Tls, SECTION_KEYS_MAX,
-    WORKERS_MAX,
+    self, Backend, Engine, PathString, Section, SerialString, Server, Tls, ZoneString,
+    SECTION_KEYS_MAX, WORKERS_MAX,
 };
 use crate::{suggest, validate, value};
 
@@ -47,6 +49,25 @@ pub(crate) struct NamespaceDraft {
     pub sqpoll: bool,
 }
 
+/// `[cluster]` as written.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClusterDraft {
+    pub table: Table,
+    pub id: Option<u128>,
+    pub node: Option<u64>,
+    pub groups: Option<u32>,
+}
+
+/// One `[[member]]` table as written.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MemberDraft {
+    pub table: Table,
+    pub node: Option<u64>,
+    pub zone: Option<ZoneString>,
+    pub peer: Option<core::net::SocketAddr>,
+    pub data: Option<core::net::SocketAddr>,
+}
+
 /// Everything the text said, each value valid on its own.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Document {
@@ -57,6 +78,8 @@ pub(crate) struct Document {
     pub server_table: Table,
     pub tls_table: Table,
     pub engine_table: Table,
+    pub cluster: ClusterDraft,
+    pub members: heapless::Vec<MemberDraft, MEMBERS_MAX>,
 }
 
 /// Parses and validates; see [`crate::parse`].
@@ -166,6 +189,23 @@ impl Parser {
             Section::Server => &mut document.server_table,
             Section::Tls => &mut document.tls_table,
             Section::Engine => &mut document.engine_table,
+            Section::Cluster => &mut document.cluster.table,
+            Section::Member => {
+                let draft = MemberDraft {
+                    table: Table {
+                        header: Some(at),
+                        ..Table::default()
+                    },
+                    ..MemberDraft::default()
+                };
+                if document.members.push(draft).is_err() {
+                    return error(ErrorKind::TooMany {
+                        max: to_u32(MEMBERS_MAX),
+                    });
+                }
+                self.current = Some(section);
+                return Ok(());
+            }
             Section::Namespace => {
                 let draft = NamespaceDraft {
                     table: Table {
@@ -253,6 +293,19 @@ impl Parser {
                 claim(&mut document.engine_table)?;
                 engine(&mut document.engine, key, value)
             }
+            Section::Cluster => {
+                claim(&mut document.cluster.table)?;
+                cluster(&mut document.cluster, key, value)
+            }
+            Section::Member => match document.members.last_mut() {
+                Some(draft) => {
+                    claim(&mut draft.table)?;
+                    member(draft, key, value)
+                }
+                // Cannot happen: `current` is `Member` only once a draft
+                // was pushed.
+                None => Err(UNHANDLED),
+            },
             Section::Namespace => match document.namespaces.last_mut() {
                 Some(draft) => {
                     claim(&mut draft.table)?;
@@ -355,6 +408,44 @@ fn namespace(draft: &mut NamespaceDraft, key: &str, value: Value<'_>) -> Result<
             draft.size_bytes = Some(bytes);
         }
         "sqpoll" => draft.sqpoll = value::boolean(value)?,
+        _ => return Err(UNHANDLED),
+    }
+    Ok(())
+}
+
+fn cluster(cluster: &mut ClusterDraft, key: &str, value: Value<'_>) -> Result<(), ErrorKind> {
+    match key {
+        "id" => {
+            let text = value::string::<32>(value)?;
+            let id = (text.len() == 32)
+                .then(|| u128::from_str_radix(&text, 16).ok())
+                .flatten()
+                .ok_or(ErrorKind::InvalidValue {
+                    expected: "32 hexadecimal digits",
+                })?;
+            cluster.id = Some(id);
+        }
+        "node" => cluster.node = Some(value::integer(value, schema::NODE_ID)?),
+        "groups" => {
+            let groups: u32 = value::integer_as(value, schema::GROUPS)?;
+            if !groups.is_power_of_two() {
+                return Err(ErrorKind::InvalidValue {
+                    expected: "a power of two from 1 to 1024",
+                });
+            }
+            cluster.groups = Some(groups);
+        }
+        _ => return Err(UNHANDLED),
+    }
+    Ok(())
+}
+
+fn member(member: &mut MemberDraft, key: &str, value: Value<'_>) -> Result<(), ErrorKind> {
+    match key {
+        "node" => member.node = Some(value::integer(value, schema::NODE_ID)?),
+        "zone" => member.zone = Some(value::non_empty_string(value, "a non-empty zone name")?),
+        "peer" => member.peer = Some(value::socket_address(value)?),
+        "data" => member.data = Some(value::socket_address(value)?),
         _ => return Err(UNHANDLED),
     }
     Ok(())

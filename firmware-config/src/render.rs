@@ -62,6 +62,20 @@ impl Config {
             }
             writeln!(out, "sqpoll = {}", namespace.sqpoll)?;
         }
+
+        if let Some(cluster) = &self.cluster {
+            out.write_str("\n[cluster]\n")?;
+            writeln!(out, "id = \"{:032x}\"", cluster.id)?;
+            writeln!(out, "node = {}", cluster.node)?;
+            writeln!(out, "groups = {}", cluster.groups)?;
+            for member in &cluster.members {
+                out.write_str("\n[[member]]\n")?;
+                writeln!(out, "node = {}", member.node)?;
+                string(out, "zone", &member.zone)?;
+                writeln!(out, "peer = \"{}\"", member.peer)?;
+                writeln!(out, "data = \"{}\"", member.data)?;
+            }
+        }
         Ok(())
     }
 }

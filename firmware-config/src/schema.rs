@@ -3,7 +3,9 @@
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::limits::{NAMESPACES_MAX, PATH_BYTES_MAX, SERIAL_BYTES_MAX};
+use crate::limits::{
+    MEMBERS_MAX, NAMESPACES_MAX, PATH_BYTES_MAX, SERIAL_BYTES_MAX, ZONE_BYTES_MAX,
+};
 
 /// A path of at most [`PATH_BYTES_MAX`] bytes. (Its length is a `u8`: the
 /// capacity fits in one.)
@@ -11,6 +13,9 @@ pub type PathString = heapless::String<PATH_BYTES_MAX, u8>;
 
 /// An NVMe serial number of at most [`SERIAL_BYTES_MAX`] bytes.
 pub type SerialString = heapless::String<SERIAL_BYTES_MAX, u8>;
+
+/// A zone's name: at most [`ZONE_BYTES_MAX`] bytes.
+pub type ZoneString = heapless::String<ZONE_BYTES_MAX, u8>;
 
 /// The whole appliance configuration. [`Default`] gives every key its
 /// documented default and no namespaces.
@@ -25,6 +30,39 @@ pub struct Config {
     /// `[[namespace]]` tables, in file order. Empty means "use the embedded
     /// default: a file namespace under `data_dir`".
     pub namespaces: heapless::Vec<NamespaceConfig, NAMESPACES_MAX>,
+    /// `[cluster]` with its `[[member]]` tables: this node is a member of
+    /// a replicated cluster. `None` (the default) runs a single node.
+    pub cluster: Option<Cluster>,
+}
+
+/// `[cluster]` and the `[[member]]` tables: every member, the same list on
+/// every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// `id`: the cluster's id, 32 hexadecimal digits; a peer of another
+    /// cluster is refused.
+    pub id: u128,
+    /// `node`: this node's id, one of the members'.
+    pub node: u64,
+    /// `groups`: replication groups, a power of two from 1 to 1024, fixed
+    /// when the cluster is created.
+    pub groups: u32,
+    /// The `[[member]]` tables, in file order: at least three, in at least
+    /// three zones.
+    pub members: heapless::Vec<Member, MEMBERS_MAX>,
+}
+
+/// One `[[member]]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// `node`: the member's id, 1 to 2^48 - 1, unique.
+    pub node: u64,
+    /// `zone`: the failure domain; no two replicas of a group share one.
+    pub zone: ZoneString,
+    /// `peer`: the node-to-node (Raft) address.
+    pub peer: SocketAddr,
+    /// `data`: the RESP address clients are redirected to.
+    pub data: SocketAddr,
 }
 
 /// `[server]`.
@@ -208,6 +246,11 @@ pub(crate) const NSID: (u64, u64) = (1, 0xFFFF_FFFE);
 pub(crate) const NAMESPACE_BYTES: (u64, u64) = (MIB, 1024 * TIB);
 /// A namespace's `size` is a multiple of this.
 pub(crate) const NAMESPACE_BYTES_ALIGN: u64 = 4 * KIB;
+/// A member's `node` (a replica id keeps 16 bits for its incarnation).
+pub(crate) const NODE_ID: (u64, u64) = (1, (1 << 48) - 1);
+pub(crate) const GROUPS: (u64, u64) = (1, 1024);
+/// `groups` when not given.
+pub(crate) const GROUPS_DEFAULT: u32 = 64;
 
 const fn localhost(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
@@ -256,10 +299,19 @@ pub(crate) enum Section {
     Tls,
     Engine,
     Namespace,
+    Cluster,
+    Member,
 }
 
 impl Section {
-    pub(crate) const ALL: [Self; 4] = [Self::Server, Self::Tls, Self::Engine, Self::Namespace];
+    pub(crate) const ALL: [Self; 6] = [
+        Self::Server,
+        Self::Tls,
+        Self::Engine,
+        Self::Namespace,
+        Self::Cluster,
+        Self::Member,
+    ];
 
     /// The section's header as written in the file.
     pub(crate) const fn header(self) -> &'static str {
@@ -268,6 +320,8 @@ impl Section {
             Self::Tls => "[tls]",
             Self::Engine => "[engine]",
             Self::Namespace => "[[namespace]]",
+            Self::Cluster => "[cluster]",
+            Self::Member => "[[member]]",
         }
     }
 
@@ -278,12 +332,14 @@ impl Section {
             Self::Tls => "tls",
             Self::Engine => "engine",
             Self::Namespace => "namespace",
+            Self::Cluster => "cluster",
+            Self::Member => "member",
         }
     }
 
     /// Whether the section is an array of tables (`[[...]]`).
     pub(crate) const fn is_array(self) -> bool {
-        matches!(self, Self::Namespace)
+        matches!(self, Self::Namespace | Self::Member)
     }
 
     /// The section's keys, in the order `render` writes them.
@@ -293,6 +349,8 @@ impl Section {
             Self::Tls => &TLS_KEYS,
             Self::Engine => &ENGINE_KEYS,
             Self::Namespace => &NAMESPACE_KEYS,
+            Self::Cluster => &CLUSTER_KEYS,
+            Self::Member => &MEMBER_KEYS,
         }
     }
 }
@@ -319,6 +377,8 @@ pub(crate) const ENGINE_KEYS: [&str; 8] = [
 ];
 pub(crate) const NAMESPACE_KEYS: [&str; 6] =
     ["path", "serial", "nsid", "backend", "size", "sqpoll"];
+pub(crate) const CLUSTER_KEYS: [&str; 3] = ["id", "node", "groups"];
+pub(crate) const MEMBER_KEYS: [&str; 4] = ["node", "zone", "peer", "data"];
 
 /// The most keys any section has.
 pub(crate) const SECTION_KEYS_MAX: usize = 8;
@@ -326,3 +386,5 @@ const _: () = assert!(SERVER_KEYS.len() <= SECTION_KEYS_MAX);
 const _: () = assert!(TLS_KEYS.len() <= SECTION_KEYS_MAX);
 const _: () = assert!(ENGINE_KEYS.len() <= SECTION_KEYS_MAX);
 const _: () = assert!(NAMESPACE_KEYS.len() <= SECTION_KEYS_MAX);
+const _: () = assert!(CLUSTER_KEYS.len() <= SECTION_KEYS_MAX);
+const _: () = assert!(MEMBER_KEYS.len() <= SECTION_KEYS_MAX);

@@ -4,8 +4,10 @@
 
 use crate::error::{ConfigError, ErrorKind};
 use crate::limits::{NAMESPACES_MAX, RECORD_OVERHEAD_BYTES_MAX};
-use crate::parser::{Document, NamespaceDraft, Position, Table};
-use crate::schema::{Backend, Config, NamespaceConfig, NamespaceTarget, Section};
+use crate::parser::{ClusterDraft, Document, MemberDraft, NamespaceDraft, Position, Table};
+use crate::schema::{
+    Backend, Cluster, Config, Member, NamespaceConfig, NamespaceTarget, Section, GROUPS_DEFAULT,
+};
 
 // The record-overhead relation's text names the constant's value.
 const _: () = assert!(RECORD_OVERHEAD_BYTES_MAX == 4096);
@@ -31,12 +33,112 @@ pub(crate) fn finish(document: Document) -> Result<Config, ConfigError> {
             ));
         }
     }
+    let cluster = cluster(&document.cluster, &document.members)?;
     Ok(Config {
         server: document.server,
         tls: document.tls,
         engine: document.engine,
         namespaces,
+        cluster,
     })
+}
+
+/// `[cluster]` and its members: a node id that names a member, at least
+/// three members in at least three zones (a group's three replicas go to
+/// three zones), no node id or peer address twice.
+fn cluster(draft: &ClusterDraft, members: &[MemberDraft]) -> Result<Option<Cluster>, ConfigError> {
+    let Some(header) = draft.table.header else {
+        return match members.first().and_then(|m| m.table.header) {
+            Some(at) => Err(error(
+                at,
+                Section::Member,
+                "",
+                ErrorKind::Inconsistent {
+                    requires: "a `[cluster]` table when `[[member]]` tables are given",
+                },
+            )),
+            None => Ok(None),
+        };
+    };
+    let missing =
+        |section, at, key, required| error(at, section, key, ErrorKind::Missing { required });
+    let id = draft
+        .id
+        .ok_or_else(|| missing(Section::Cluster, header, "id", "in `[cluster]`"))?;
+    let node = draft
+        .node
+        .ok_or_else(|| missing(Section::Cluster, header, "node", "in `[cluster]`"))?;
+    let mut out = heapless::Vec::new();
+    for draft in members {
+        let at = draft.table.header.unwrap_or(START);
+        let required = "in every `[[member]]`";
+        let member = Member {
+            node: draft
+                .node
+                .ok_or_else(|| missing(Section::Member, at, "node", required))?,
+            zone: draft
+                .zone
+                .clone()
+                .ok_or_else(|| missing(Section::Member, at, "zone", required))?,
+            peer: draft
+                .peer
+                .ok_or_else(|| missing(Section::Member, at, "peer", required))?,
+            data: draft
+                .data
+                .ok_or_else(|| missing(Section::Member, at, "data", required))?,
+        };
+        let clash = |key: &'static str, requires| {
+            let at = draft.table.key(Section::Member, key).unwrap_or(at);
+            Err(error(
+                at,
+                Section::Member,
+                key,
+                ErrorKind::Inconsistent { requires },
+            ))
+        };
+        let earlier: &[Member] = &out;
+        if earlier.iter().any(|m| m.node == member.node) {
+            return clash("node", "every member's `node` to be different");
+        }
+        if earlier.iter().any(|m| m.peer == member.peer) {
+            return clash("peer", "every member's `peer` to be different");
+        }
+        if earlier.iter().any(|m| m.data == member.data) {
+            return clash("data", "every member's `data` to be different");
+        }
+        // Cannot fail: the drafts are bounded by the same capacity.
+        let _ = out.push(member);
+    }
+    let zones = (0..out.len())
+        .filter(|&i| out[..i].iter().all(|m| m.zone != out[i].zone))
+        .count();
+    if zones < 3 {
+        return Err(error(
+            header,
+            Section::Cluster,
+            "",
+            ErrorKind::Inconsistent {
+                requires: "`[[member]]` tables in at least three zones",
+            },
+        ));
+    }
+    if !out.iter().any(|m| m.node == node) {
+        let at = draft.table.key(Section::Cluster, "node").unwrap_or(header);
+        return Err(error(
+            at,
+            Section::Cluster,
+            "node",
+            ErrorKind::Inconsistent {
+                requires: "`node` to name one of the `[[member]]` tables",
+            },
+        ));
+    }
+    Ok(Some(Cluster {
+        id,
+        node,
+        groups: draft.groups.unwrap_or(GROUPS_DEFAULT),
+        members: out,
+    }))
 }
 
 const START: Position = Position { line: 1, column: 1 };

@@ -527,3 +527,85 @@ fn from_str_is_parse() {
     let error = "[server]\nworkers = 65\n".parse::<Config>().unwrap_err();
     assert_eq!(error.line, 2);
 }
+
+fn member(node: u64, zone: &str) -> String {
+    format!(
+        "[[member]]\nnode = {node}\nzone = \"{zone}\"\npeer = \"127.0.0.1:{}\"\ndata = \"127.0.0.1:{}\"\n",
+        7000 + node,
+        6000 + node
+    )
+}
+
+const CLUSTER: &str = "[cluster]\nid = \"0123456789abcdef0123456789ABCDEF\"\nnode = 2\n";
+
+#[test]
+fn cluster() {
+    let three = [member(1, "a"), member(2, "b"), member(3, "c")].concat();
+    let config = ok(&format!("{CLUSTER}{three}"));
+    let cluster = config.cluster.expect("a cluster");
+    assert_eq!(cluster.id, 0x0123456789abcdef0123456789abcdef);
+    assert_eq!((cluster.node, cluster.groups), (2, 64));
+    assert_eq!(cluster.members.len(), 3);
+    assert_eq!(cluster.members[1].zone, "b");
+    assert_eq!(
+        cluster.members[2].data,
+        "127.0.0.1:6003".parse::<SocketAddr>().expect("an address")
+    );
+    assert_eq!(ok("").cluster, None);
+    let groups = ok(&format!("{CLUSTER}groups = 1024\n{three}"));
+    assert_eq!(groups.cluster.expect("a cluster").groups, 1024);
+
+    let refused = |text: String, key: &str| {
+        let error = err(&text);
+        assert_eq!(error.key, key, "{error}");
+        error
+    };
+    // Members without a cluster, and a cluster without enough zones.
+    refused(three.clone(), "");
+    let two_zones = [member(1, "a"), member(2, "b"), member(3, "b")].concat();
+    refused(format!("{CLUSTER}{two_zones}"), "");
+    refused(format!("{CLUSTER}{}", member(2, "a")), "");
+    // The node must be a member; ids, peers and data addresses unique.
+    let other = "[cluster]\nid = \"0123456789abcdef0123456789abcdef\"\nnode = 9\n";
+    refused(format!("{other}{three}"), "node");
+    let twice = [
+        member(1, "a"),
+        member(2, "b"),
+        member(3, "c"),
+        member(2, "d"),
+    ]
+    .concat();
+    refused(format!("{CLUSTER}{twice}"), "node");
+    let same_peer = format!(
+        "{CLUSTER}{three}[[member]]\nnode = 4\nzone = \"d\"\npeer = \"127.0.0.1:7001\"\ndata = \"127.0.0.1:6004\"\n"
+    );
+    refused(same_peer, "peer");
+    // Required keys.
+    refused(format!("[cluster]\nnode = 2\n{three}"), "id");
+    refused(
+        format!("[cluster]\nid = \"{}\"\n{three}", "0".repeat(32)),
+        "node",
+    );
+    refused(
+        format!("{CLUSTER}{three}[[member]]\nnode = 4\nzone = \"d\"\npeer = \"127.0.0.1:1\"\n"),
+        "data",
+    );
+    // Values.
+    for id in ["\"0123\"", "\"0123456789abcdef0123456789abcdeg\"", "5"] {
+        refused(format!("[cluster]\nid = {id}\n"), "id");
+    }
+    for groups in ["3", "0", "2048"] {
+        refused(format!("[cluster]\ngroups = {groups}\n"), "groups");
+    }
+    for node in ["0", "281474976710656"] {
+        refused(format!("[cluster]\nnode = {node}\n"), "node");
+    }
+    refused(
+        format!("[[member]]\nzone = \"{}\"\n", "z".repeat(33)),
+        "zone",
+    );
+    // It renders and parses back.
+    let text = format!("{CLUSTER}{three}");
+    let config = ok(&text);
+    assert_eq!(ok(&config.to_string()), config);
+}

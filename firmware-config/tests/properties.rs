@@ -2,11 +2,11 @@
 //! input, and every valid configuration survives `render` then `parse`.
 //! Also runs the `config_parse` fuzz target's body over random inputs.
 
-use core::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use firmware_config::{
-    parse, Backend, Config, Engine, LogLevel, NamespaceConfig, NamespaceTarget, Server, Tls,
-    NAMESPACES_MAX, PATH_BYTES_MAX, SERIAL_BYTES_MAX,
+    parse, Backend, Cluster, Config, Engine, LogLevel, Member, NamespaceConfig, NamespaceTarget,
+    Server, Tls, MEMBERS_MAX, NAMESPACES_MAX, PATH_BYTES_MAX, SERIAL_BYTES_MAX, ZONE_BYTES_MAX,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -200,18 +200,55 @@ fn namespace() -> impl Strategy<Value = NamespaceConfig> {
         })
 }
 
+/// A valid cluster: members with distinct ids and addresses, the first
+/// three in three different zones (their names start with 0, 1 and 2).
+fn cluster() -> impl Strategy<Value = Cluster> {
+    let member = (text(ZONE_BYTES_MAX - 4, false), any::<u16>(), any::<u32>());
+    (
+        any::<u128>(),
+        0_u32..=10,
+        1_u64..(1 << 40),
+        prop::collection::vec(member, 3..=MEMBERS_MAX),
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(|(id, groups_log2, base, members, me)| {
+            let members: heapless::Vec<Member, MEMBERS_MAX> = members
+                .into_iter()
+                .enumerate()
+                .map(|(i, (zone, port, ip))| {
+                    let zone = format!("{}{zone}", i % 3);
+                    let ip = Ipv4Addr::from(ip);
+                    Member {
+                        node: base + i as u64 * 7,
+                        zone: zone.as_str().try_into().expect("fits"),
+                        peer: SocketAddr::new(ip.into(), port.wrapping_add(i as u16)),
+                        data: SocketAddr::new(ip.into(), port.wrapping_sub(1 + i as u16)),
+                    }
+                })
+                .collect();
+            Cluster {
+                id,
+                node: members[me.index(members.len())].node,
+                groups: 1 << groups_log2,
+                members,
+            }
+        })
+}
+
 fn config() -> impl Strategy<Value = Config> {
     (
         server(),
         tls(),
         engine(),
         prop::collection::vec(namespace(), 0..=NAMESPACES_MAX),
+        prop::option::of(cluster()),
     )
-        .prop_map(|(server, tls, engine, namespaces)| Config {
+        .prop_map(|(server, tls, engine, namespaces, cluster)| Config {
             server,
             tls,
             engine,
             namespaces: namespaces.into_iter().collect(),
+            cluster,
         })
 }
 
@@ -221,6 +258,18 @@ const LINES: &[&str] = &[
     "[tls]",
     "[engine]",
     "[[namespace]]",
+    "[cluster]",
+    "[[member]]",
+    "id = \"000000000000000000000000000000ff\"",
+    "node = 1",
+    "node = 2",
+    "node = 3",
+    "groups = 64",
+    "zone = \"a\"",
+    "zone = \"b\"",
+    "zone = \"c\"",
+    "peer = \"127.0.0.1:7000\"",
+    "data = \"127.0.0.1:6000\"",
     "[engin]",
     "[ server ]",
     "[[server]]",

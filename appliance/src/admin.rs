@@ -24,6 +24,8 @@ pub struct AdminState {
     pub workers: usize,
     /// When the daemon started.
     pub started: std::time::Instant,
+    /// `GET /api/cluster`'s body, for a cluster member.
+    pub cluster: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 }
 
 /// What the admin port sees of the open engine.
@@ -249,6 +251,14 @@ pub fn serve(server: tiny_http::Server, state: Arc<AdminState>, stop: Arc<Atomic
                     503,
                     "application/json",
                     "{\"error\":\"engine not open\"}\n".into(),
+                ),
+            },
+            (tiny_http::Method::Get, "/api/cluster") => match &state.cluster {
+                Some(status) => (200, "application/json", status()),
+                None => (
+                    404,
+                    "text/plain",
+                    "not a cluster member (no [cluster] in the configuration)\n".to_string(),
                 ),
             },
             (tiny_http::Method::Get, "/api/config") => {

@@ -50,11 +50,15 @@ pub struct Settings {
     pub connections_max: usize,
     /// The configuration as text, for the admin API.
     pub config_text: String,
+    /// `[cluster]`: run as a member of a replicated cluster.
+    pub cluster: Option<crate::cluster_mode::ClusterSettings>,
 }
 
 /// A running daemon.
 pub struct Daemon {
     engine: Option<Engine>,
+    /// A cluster member's data port (the engine is not opened then).
+    cluster_port: Option<crate::cluster_mode::DataPort>,
     admin_stop: Arc<AtomicBool>,
     admin_thread: Option<std::thread::JoinHandle<()>>,
     /// The RESP address actually bound.
@@ -170,6 +174,9 @@ impl Daemon {
     /// Opens (or, on first start, creates and formats) the namespace, starts
     /// the engine with a RESP frontend per worker, and the admin port.
     pub fn start(settings: &Settings) -> anyhow::Result<Daemon> {
+        if let Some(cluster) = &settings.cluster {
+            return Self::start_member(settings, cluster);
+        }
         let path = match settings.namespaces.as_slice() {
             [] => {
                 std::fs::create_dir_all(&settings.data_dir).with_context(|| {
@@ -244,6 +251,7 @@ impl Daemon {
             config_text: settings.config_text.clone(),
             namespaces: vec![description],
             workers,
+            cluster: None,
         });
         let admin_stop = Arc::new(AtomicBool::new(false));
         let admin_thread = {
@@ -334,10 +342,75 @@ impl Daemon {
         state.ready.store(true, Ordering::Release);
         Ok(Daemon {
             engine: Some(engine),
+            cluster_port: None,
             admin_stop,
             admin_thread: Some(admin_thread),
             listen,
             native_listen,
+            admin_listen,
+        })
+    }
+
+    /// A cluster member: the node on its journal in the data directory,
+    /// its peer port, the routing RESP data port and the admin port. The
+    /// engine and the native port are not started in this step.
+    fn start_member(
+        settings: &Settings,
+        cluster: &crate::cluster_mode::ClusterSettings,
+    ) -> anyhow::Result<Daemon> {
+        use crate::cluster_mode::{DataPort, Member};
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
+        let admin = tiny_http::Server::http(settings.admin_listen).map_err(|e| {
+            anyhow::anyhow!("cannot listen on admin port {}: {e}", settings.admin_listen)
+        })?;
+        let admin_listen = admin
+            .server_addr()
+            .to_ip()
+            .context("admin port is not an IP socket")?;
+        let member = Member::start(cluster, &settings.data_dir)?;
+        let limits = crate::resp::Limits {
+            bulk_bytes_max: settings.engine.value_bytes_max + 1024,
+            request_bytes_max: settings.engine.value_bytes_max
+                + settings.engine.key_bytes_max
+                + (64 << 10),
+            ..crate::resp::Limits::DEFAULT
+        };
+        let port = DataPort::start(
+            Arc::clone(&member),
+            settings.listen,
+            settings.connections_max,
+            limits,
+        )?;
+        let status = Arc::clone(&member);
+        let state = Arc::new(AdminState {
+            engine: Arc::new(|| None),
+            started: std::time::Instant::now(),
+            server: Arc::new(ServerStats::default()),
+            ready: AtomicBool::new(true),
+            config_text: settings.config_text.clone(),
+            namespaces: Vec::new(),
+            workers: 0,
+            cluster: Some(Arc::new(move || status.status_json())),
+        });
+        let admin_stop = Arc::new(AtomicBool::new(false));
+        let admin_thread = {
+            let (state, stop) = (Arc::clone(&state), Arc::clone(&admin_stop));
+            std::thread::Builder::new()
+                .name("veltrix-admin".into())
+                .spawn(move || crate::admin::serve(admin, state, stop))?
+        };
+        Ok(Daemon {
+            engine: None,
+            listen: port.listen,
+            native_listen: settings.native_listen,
+            cluster_port: Some(port),
+            admin_stop,
+            admin_thread: Some(admin_thread),
             admin_listen,
         })
     }
@@ -351,6 +424,9 @@ impl Daemon {
     fn stop(&mut self) {
         if let Some(engine) = self.engine.take() {
             engine.shutdown();
+        }
+        if let Some(mut port) = self.cluster_port.take() {
+            port.stop();
         }
         self.admin_stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.admin_thread.take() {

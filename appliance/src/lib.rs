@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cluster_mode;
 pub mod cluster_reply;
 pub mod command_table;
 pub mod commands;

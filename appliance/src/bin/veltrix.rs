@@ -75,6 +75,9 @@ enum Command {
         /// The key.
         key: String,
     },
+    /// A replicated cluster: a local one for development, a member's status.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Ask the daemon to run a GC pass (POST /api/gc) and print its answer.
     #[command(after_help = "Example:\n  veltrix gc")]
     Gc,
@@ -151,6 +154,37 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Start a local development cluster on loopback: one veltrixd per
+    /// node, each in its own zone, RESP on --base-port and up. Runs until
+    /// Ctrl-C; the data stays in DIR, and running it again restarts the
+    /// same cluster.
+    #[command(
+        after_help = "Example:\n  veltrix cluster local                 # 3 nodes, RESP on 127.0.0.1:7001-7003\n  redis-cli -c -p 7001 set greeting hello"
+    )]
+    Local {
+        /// Where the nodes' configurations, data and logs go.
+        #[arg(long, default_value = "./veltrix-local-cluster")]
+        dir: PathBuf,
+        /// Nodes (each in its own zone); at least 3.
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+        /// Node i's RESP port is BASE+i-1; its peer port BASE+100+i-1 and
+        /// admin port BASE+200+i-1.
+        #[arg(long, default_value_t = 7001)]
+        base_port: u16,
+    },
+    /// One member's view: the groups it hosts, their leaders and terms
+    /// (GET /api/cluster on its admin port).
+    #[command(after_help = "Example:\n  veltrix --admin 127.0.0.1:7201 cluster status")]
+    Status {
+        /// Print the admin API's JSON as is.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum NvmeCommand {
     /// One line per NVMe controller: PCI address, driver, IOMMU group and
     /// the kernel's block devices.
@@ -214,6 +248,15 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     match &args.command {
         Command::Status => {
             write!(stdout, "{}", admin_get(args, "/api/status")?)?;
+        }
+        Command::Cluster(ClusterCommand::Local {
+            dir,
+            nodes,
+            base_port,
+        }) => appliance::cli::cluster::local(dir, *nodes, *base_port, &mut stdout)?,
+        Command::Cluster(ClusterCommand::Status { json }) => {
+            let addr = resolve(&args.admin, "admin")?;
+            appliance::cli::cluster::status(addr, *json, &mut stdout)?;
         }
         Command::Shards { json } => {
             let body = admin_get(args, "/api/shards")?;

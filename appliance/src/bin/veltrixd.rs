@@ -138,6 +138,10 @@ fn settings(args: &Args) -> anyhow::Result<(Settings, String)> {
         segment_bytes: e.segment_bytes,
         connections_max: config.server.connections_max as usize,
         config_text: config.to_string(),
+        cluster: config
+            .cluster
+            .as_ref()
+            .map(appliance::cluster_mode::ClusterSettings::from),
     };
     let level = args
         .log_level

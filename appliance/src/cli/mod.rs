@@ -6,6 +6,7 @@
 //! vfio-pci; [`bench`] is the load generator.
 
 pub mod bench;
+pub mod cluster;
 pub mod http;
 pub mod nvme;
 pub mod offline;

@@ -77,12 +77,27 @@ pub struct TransportStats {
     pub envelopes_dropped: std::sync::atomic::AtomicU64,
 }
 
+/// One group replica as its node last saw it (refreshed every tick).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupStatus {
+    pub group: crate::layout::GroupId,
+    pub replica: crate::placement::ReplicaId,
+    pub is_leader: bool,
+    /// The leader this replica knows of.
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub applied: u64,
+    pub hibernating: bool,
+    pub configuration: crate::group::Configuration,
+}
+
 /// A running node.
 pub struct Handle<D> {
     commands: mpsc::Sender<Command>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<D>>,
     pub stats: Arc<TransportStats>,
+    status: Arc<std::sync::Mutex<Vec<GroupStatus>>>,
 }
 
 impl<D: Disk + Send + 'static> Handle<D> {
@@ -92,6 +107,7 @@ impl<D: Disk + Send + 'static> Handle<D> {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (commands, inbox) = mpsc::channel();
         let stats = Arc::new(TransportStats::default());
+        let status = Arc::default();
         let mut node = Node::open(config.node.clone(), disk).map_err(std::io::Error::other)?;
         if campaign {
             node.campaign_preferred();
@@ -113,7 +129,9 @@ impl<D: Disk + Send + 'static> Handle<D> {
             delayed: Vec::new(),
             rng: 0x2545_f491_4f6c_dd1d,
             stats: Arc::clone(&stats),
+            status: Arc::clone(&status),
         };
+        looped.publish_status();
         let thread = std::thread::Builder::new()
             .name(format!("veltrix-node-{}", looped.node.id()))
             .spawn(move || looped.run())?;
@@ -122,7 +140,19 @@ impl<D: Disk + Send + 'static> Handle<D> {
             waker,
             thread: Some(thread),
             stats,
+            status,
         })
+    }
+
+    /// Every hosted group replica, as of the node's last tick.
+    pub fn status(&self) -> Vec<GroupStatus> {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Whether the node's loop has stopped (it panics on a failed flush:
+    /// what it wrote since the last good one cannot be trusted).
+    pub fn is_stopped(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Sends a request and waits up to `timeout` for its reply; `None` on
@@ -172,9 +202,30 @@ struct Loop<D: Disk> {
     delayed: Vec<(Instant, Envelope)>,
     rng: u64,
     stats: Arc<TransportStats>,
+    status: Arc<std::sync::Mutex<Vec<GroupStatus>>>,
 }
 
 impl<D: Disk> Loop<D> {
+    fn publish_status(&self) {
+        let now: Vec<GroupStatus> = self
+            .node
+            .groups()
+            .map(|g| GroupStatus {
+                group: g.id(),
+                replica: g.replica(),
+                is_leader: g.is_leader(),
+                leader: g.leader(),
+                term: g.term(),
+                applied: g.applied(),
+                hibernating: g.is_hibernating(),
+                configuration: g.configuration(),
+            })
+            .collect();
+        if let Ok(mut status) = self.status.lock() {
+            *status = now;
+        }
+    }
+
     fn run(mut self) -> D {
         let mut events = Events::with_capacity(256);
         let mut next_tick = Instant::now() + self.config.tick;
@@ -198,6 +249,7 @@ impl<D: Disk> Loop<D> {
                 self.node.tick();
                 next_tick += self.config.tick;
                 self.dial_missing();
+                self.publish_status();
             }
             let out = self.node.step();
             for (request, reply) in out.replies {

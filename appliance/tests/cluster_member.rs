@@ -351,3 +351,54 @@ fn kill_9_loses_no_acknowledged_write() {
         logs.len()
     );
 }
+
+/// redis-py's `RedisCluster` (the client most Python applications use)
+/// does 10,000 operations across every slot: SET then GET of a key in
+/// 5,000 slots spread over the whole range.
+#[test]
+fn redis_py_cluster_client_across_all_slots() {
+    let has_redis_py = Command::new("python3")
+        .args(["-c", "import redis.cluster"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_redis_py {
+        eprintln!("SKIPPED: python3 with redis-py is not installed (.ci/run installs it: pip install redis)");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "redis-py is missing under CI=true: .ci/run installs it"
+        );
+        return;
+    }
+    let cluster = Cluster::start();
+    let script = r#"
+import sys
+from redis.cluster import RedisCluster, ClusterNode
+nodes = [ClusterNode("127.0.0.1", int(p)) for p in sys.argv[1:]]
+rc = RedisCluster(startup_nodes=nodes, decode_responses=True)
+slots = set()
+for i in range(5000):
+    key = f"py:{i}"
+    slots.add(rc.keyslot(key))
+    assert rc.set(key, f"v{i}") is True, key
+    assert rc.get(key) == f"v{i}", key
+assert len(slots) > 3000, len(slots)
+print(f"ok {len(slots)} slots")
+"#;
+    let ports: Vec<String> = cluster.nodes.iter().map(|n| n.data.to_string()).collect();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(&ports)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.starts_with("ok "),
+        "redis-py: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "redis-py RedisCluster: 10,000 operations, {}",
+        stdout.trim()
+    );
+}

@@ -163,6 +163,16 @@ impl Group {
                 "group {id}: the stored replica id {replica:#x} is not node {node}'s"
             )));
         }
+        // raft-rs panics on a hard state its log does not cover; a log that
+        // lost entries (a damaged or truncated disk) is refused here, with
+        // a message, instead.
+        let (commit, last) = (log.hard_state().commit, raft::Storage::last_index(&log)?);
+        if commit > last {
+            return Err(raft::Error::ConfigInvalid(format!(
+                "group {id}: the stored commit index {commit} is past the stored log's last \
+                 entry {last}: entries that were committed are missing from the disk"
+            )));
+        }
         let snapshot = log.snapshot_ref();
         let applied = snapshot.get_metadata().index;
         let kv = KvState::from_image(&snapshot.data)

@@ -603,6 +603,23 @@ mod tests {
     }
 
     #[test]
+    fn a_log_missing_committed_entries_is_refused_by_its_group() {
+        let mut log = GroupLog::bootstrap(vec![1 << 16 | 1, 2 << 16 | 1, 3 << 16 | 1]);
+        log.apply(&LogWrite {
+            create: Some(1 << 16 | 1),
+            hard_state: Some(HardState {
+                term: 6,
+                vote: 0,
+                commit: 9,
+            }),
+            ..LogWrite::default()
+        });
+        let opened = crate::group::Group::open(0, 1, log, Default::default(), 1);
+        let error = opened.err().expect("refused").to_string();
+        assert!(error.contains("are missing from the disk"), "{error}");
+    }
+
+    #[test]
     fn a_second_process_is_refused() {
         let dir = tempdir();
         let (_disk, _) = JournalDisk::open(&dir).expect("opens");

@@ -12,8 +12,10 @@
 //! - while a group has no leader (an election), the request is retried
 //!   for up to two seconds, then answered `-CLUSTERDOWN`;
 //! - a write whose outcome is unknown (its leader changed after it was
-//!   proposed, or no answer in time) is answered `-TRYAGAIN`, saying so:
-//!   the client reads the key to learn what happened.
+//!   proposed, or no answer in time) is answered `-UNCERTAIN`, saying so
+//!   (not `-TRYAGAIN`, which clients retry as "not applied"): the client
+//!   reads the key to learn what happened; a read not answered in time is
+//!   `-TRYAGAIN`.
 //!
 //! Supported key operations in this step: GET, SET (without options),
 //! DEL/UNLINK, EXISTS, MGET (each key read linearizably, but not as one
@@ -216,10 +218,13 @@ impl<'m> Session<'m> {
                     };
                 }
                 Some(NodeReply::Unknown) | None => {
+                    // A read may be retried, so TRYAGAIN (clients do). A
+                    // write may have taken effect: an error clients do not
+                    // retry blindly, saying so.
                     return Err(if matches!(request, Request::Get { .. }) {
                         "TRYAGAIN the read was not answered in time".to_string()
                     } else {
-                        "TRYAGAIN the write's outcome is unknown (its group's leader changed or \
+                        "UNCERTAIN the write's outcome is unknown (its group's leader changed or \
                          did not answer in time): read the key to learn whether it took effect"
                             .to_string()
                     });

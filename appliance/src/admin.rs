@@ -24,8 +24,16 @@ pub struct AdminState {
     pub workers: usize,
     /// When the daemon started.
     pub started: std::time::Instant,
-    /// `GET /api/cluster`'s body, for a cluster member.
-    pub cluster: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    /// A cluster member's state, for `/api/cluster` and `/metrics`.
+    pub cluster: Option<Arc<dyn ClusterAdmin>>,
+}
+
+/// What the admin port shows of a cluster member.
+pub trait ClusterAdmin: Send + Sync {
+    /// `GET /api/cluster`'s JSON body.
+    fn status_json(&self) -> String;
+    /// The member's metrics, in the Prometheus text format.
+    fn metrics(&self) -> String;
 }
 
 /// What the admin port sees of the open engine.
@@ -151,6 +159,14 @@ pub fn serve(server: tiny_http::Server, state: Arc<AdminState>, stop: Arc<Atomic
                 (200, "text/plain", "ready\n".to_string())
             }
             (tiny_http::Method::Get, "/readyz") => (503, "text/plain", "not ready\n".to_string()),
+            (tiny_http::Method::Get, "/metrics") if state.cluster.is_some() => {
+                let text = state
+                    .cluster
+                    .as_ref()
+                    .map(|c| c.metrics())
+                    .unwrap_or_default();
+                (200, "text/plain; version=0.0.4", text)
+            }
             (tiny_http::Method::Get, "/metrics") => match (state.engine)() {
                 Some(view) => (
                     200,
@@ -254,7 +270,7 @@ pub fn serve(server: tiny_http::Server, state: Arc<AdminState>, stop: Arc<Atomic
                 ),
             },
             (tiny_http::Method::Get, "/api/cluster") => match &state.cluster {
-                Some(status) => (200, "application/json", status()),
+                Some(cluster) => (200, "application/json", cluster.status_json()),
                 None => (
                     404,
                     "text/plain",

@@ -386,7 +386,6 @@ impl Daemon {
             settings.connections_max,
             limits,
         )?;
-        let status = Arc::clone(&member);
         let state = Arc::new(AdminState {
             engine: Arc::new(|| None),
             started: std::time::Instant::now(),
@@ -395,7 +394,7 @@ impl Daemon {
             config_text: settings.config_text.clone(),
             namespaces: Vec::new(),
             workers: 0,
-            cluster: Some(Arc::new(move || status.status_json())),
+            cluster: Some(Arc::clone(&member) as Arc<dyn crate::admin::ClusterAdmin>),
         });
         let admin_stop = Arc::new(AtomicBool::new(false));
         let admin_thread = {

@@ -14,8 +14,9 @@ use crate::admin::EngineView;
 use crate::server::ServerStats;
 
 /// Builds the exposition text one family at a time.
-struct Exposition {
-    out: String,
+#[derive(Default)]
+pub(crate) struct Exposition {
+    pub(crate) out: String,
 }
 
 fn load(a: &AtomicU64) -> u64 {
@@ -27,17 +28,17 @@ fn load_usize(a: &AtomicUsize) -> u64 {
 }
 
 impl Exposition {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
+    pub(crate) fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
 
-    fn counter(&mut self, name: &str, help: &str, value: u64) {
+    pub(crate) fn counter(&mut self, name: &str, help: &str, value: u64) {
         let name = format!("{name}_total");
         self.family(&name, "counter", help);
         let _ = writeln!(self.out, "{name} {value}");
     }
 
-    fn gauge(&mut self, name: &str, help: &str, value: impl std::fmt::Display) {
+    pub(crate) fn gauge(&mut self, name: &str, help: &str, value: impl std::fmt::Display) {
         self.family(name, "gauge", help);
         let _ = writeln!(self.out, "{name} {value}");
     }

@@ -222,6 +222,7 @@ fn real_cluster_clients_cover_every_slot() {
         let myid: String = redis::cmd("CLUSTER").arg("MYID").query(&mut con).unwrap();
         assert!(myid.ends_with(&format!("{:016x}", node.id)), "{myid}");
     }
+    metrics_and_write_amplification(&cluster, &keys);
     if !require("redis-cli") {
         return;
     }
@@ -268,6 +269,65 @@ fn real_cluster_clients_cover_every_slot() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// Each member's `/metrics` has the cluster families and passes promtool;
+/// the journal bytes each node wrote, against the key and value bytes the
+/// clients wrote (one SET per slot so far), is the write amplification.
+fn metrics_and_write_amplification(cluster: &Cluster, keys: &[String]) {
+    let payload: u64 = keys
+        .iter()
+        .enumerate()
+        .map(|(slot, k)| (k.len() + format!("v{slot}").len()) as u64)
+        .sum();
+    for node in &cluster.nodes {
+        // The counters are published every tick (10 ms).
+        std::thread::sleep(Duration::from_millis(50));
+        let (status, body) = common::http(node.admin, "GET", "/metrics");
+        assert_eq!(status, 200, "{body}");
+        for needle in [
+            "veltrix_cluster_groups_hosted 64",
+            "veltrix_cluster_groups_leaderless 0",
+            "veltrix_cluster_group_term{group=\"63\"}",
+            "veltrix_cluster_group_applied_index{group=\"0\"}",
+            "veltrix_cluster_group_leader_changes_total{group=\"0\"}",
+            "veltrix_cluster_node_stopped 0",
+        ] {
+            assert!(body.contains(needle), "no {needle:?} in:\n{body}");
+        }
+        let journal: u64 = body
+            .lines()
+            .find_map(|l| l.strip_prefix("veltrix_cluster_journal_written_bytes_total "))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!(
+            journal > payload,
+            "node {} wrote {journal} journal bytes for {payload} payload bytes",
+            node.id
+        );
+        eprintln!(
+            "node {}: journal {journal} bytes for {payload} bytes of keys and values: write amplification {:.1}",
+            node.id,
+            journal as f64 / payload as f64
+        );
+        if common::tool("promtool") {
+            let path = node.dir.join("metrics.txt");
+            std::fs::write(&path, &body).unwrap();
+            let out = Command::new("sh")
+                .args([
+                    "-c",
+                    &format!("promtool check metrics < {}", path.display()),
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "promtool: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }
 
 /// What a key's writer knows: the last value acknowledged, and any value

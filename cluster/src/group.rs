@@ -139,6 +139,9 @@ pub struct Group {
     snapshots_sent: Vec<NodeId>,
     /// A configuration change was applied since the last compaction.
     conf_changed: bool,
+    /// Snapshots sent to followers, and installed here (for metrics).
+    snapshots_sent_total: u64,
+    snapshots_installed_total: u64,
 }
 
 /// The phase-one result for a group: what it must persist, and the ready
@@ -209,6 +212,8 @@ impl Group {
             target: None,
             snapshots_sent: Vec::new(),
             conf_changed: false,
+            snapshots_sent_total: 0,
+            snapshots_installed_total: 0,
             preferred: None,
             leader_ticks: 0,
             hibernating: false,
@@ -269,6 +274,35 @@ impl Group {
     /// The highest index applied here.
     pub fn applied(&self) -> u64 {
         self.applied
+    }
+
+    /// The highest index known committed.
+    pub fn commit_index(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
+    /// On a leader, how many entries the furthest-behind voter or learner
+    /// lacks; `None` on a follower.
+    pub fn replication_lag(&self) -> Option<u64> {
+        if !self.is_leader() {
+            return None;
+        }
+        let last = self.raw.raft.raft_log.last_index();
+        Some(
+            self.raw
+                .raft
+                .prs()
+                .iter()
+                .map(|(_, p)| last.saturating_sub(p.matched))
+                .max()
+                .unwrap_or(0),
+        )
+    }
+
+    /// Snapshots sent to followers and installed here since the group
+    /// opened.
+    pub fn snapshot_counts(&self) -> (u64, u64) {
+        (self.snapshots_sent_total, self.snapshots_installed_total)
     }
 
     /// The applied state (for checks and stale reads).
@@ -573,6 +607,7 @@ impl Group {
         for m in messages {
             if m.get_msg_type() == MessageType::MsgSnapshot {
                 self.snapshots_sent.push(m.to);
+                self.snapshots_sent_total += 1;
             }
             out.push((node_of(m.to), self.id, m));
         }
@@ -601,6 +636,7 @@ impl Group {
 
     fn install(&mut self, snapshot: &Snapshot, replies: &mut Vec<(u64, Reply)>) {
         let index = snapshot.get_metadata().index;
+        self.snapshots_installed_total += 1;
         match KvState::from_image(&snapshot.data) {
             Ok(kv) => self.kv = kv,
             Err(_) => self.halted = true,

@@ -252,6 +252,10 @@ impl Disk for JournalDisk {
         self.memory.is_fresh()
     }
 
+    fn written(&self) -> (u64, u64) {
+        (self.bytes_written, self.frames_written)
+    }
+
     fn persist(&mut self, writes: &[LogWrite]) {
         if let Err(e) = self.append(writes) {
             panic!(

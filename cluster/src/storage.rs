@@ -263,6 +263,12 @@ pub trait Disk {
     fn is_fresh(&self) -> bool;
     /// Applies every write, then makes them all durable with one flush.
     fn persist(&mut self, writes: &[LogWrite]);
+    /// Bytes written and flushes made since the disk was opened (for
+    /// metrics and the write-amplification figure); a disk that does not
+    /// count says zero.
+    fn written(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 /// A disk in memory. It survives the node that wrote it, which is what a

@@ -297,7 +297,7 @@ impl<'m> Session<'m> {
     }
 
     fn info(&self, out: &mut Vec<u8>) {
-        let status = self.member.status();
+        let status = self.member.status().groups;
         let leading = status.iter().filter(|s| s.is_leader).count();
         let text = format!(
             "# Server\r\nveltrixdb_version:{}\r\nredis_version:7.2.0\r\nredis_mode:cluster\r\n\r\n\

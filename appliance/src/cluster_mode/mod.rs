@@ -9,6 +9,7 @@
 //! `[[member]]` tables); multi-key commands run one key at a time.
 
 mod dispatch;
+mod metrics;
 mod server;
 
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use cluster::journal::JournalDisk;
 use cluster::layout::GroupLayout;
 use cluster::node::{NodeConfig, Request};
 use cluster::placement::{self, NodeId, Replicas};
-use cluster::runtime::{GroupStatus, Handle, LinkFaults, RuntimeConfig};
+use cluster::runtime::{Handle, LinkFaults, NodeStatus, RuntimeConfig};
 use cluster::view::{node_name, ClusterView, NodeView};
 
 pub use server::DataPort;
@@ -83,6 +84,7 @@ pub struct Member {
     placement: Vec<Replicas>,
     /// The peer port actually bound.
     pub peer_listen: SocketAddr,
+    started: std::time::Instant,
 }
 
 impl Member {
@@ -163,6 +165,7 @@ impl Member {
             layout,
             placement,
             peer_listen,
+            started: std::time::Instant::now(),
         }))
     }
 
@@ -198,8 +201,9 @@ impl Member {
             .map(|m| m.data)
     }
 
-    /// Every hosted group replica as of the last tick.
-    pub fn status(&self) -> Vec<GroupStatus> {
+    /// Every hosted group replica and the journal's counters, as of the
+    /// last tick.
+    pub fn status(&self) -> NodeStatus {
         self.handle.status()
     }
 
@@ -223,6 +227,7 @@ impl Member {
     pub fn view(&self) -> ClusterView {
         let leaders: BTreeMap<u32, NodeId> = self
             .status()
+            .groups
             .into_iter()
             .filter_map(|s| Some((s.group, s.leader?)))
             .collect();
@@ -248,9 +253,28 @@ impl Member {
             |group| leaders.get(&group).copied(),
         )
     }
+}
+
+impl crate::admin::ClusterAdmin for Member {
+    fn metrics(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &self.handle.stats;
+        let messages = (
+            stats.envelopes_sent.load(Relaxed),
+            stats.envelopes_received.load(Relaxed),
+            stats.envelopes_dropped.load(Relaxed),
+        );
+        metrics::render(
+            self.settings.node,
+            &self.status(),
+            messages,
+            self.is_stopped(),
+            self.started.elapsed().as_secs_f64(),
+        )
+    }
 
     /// `GET /api/cluster`: the member list and every hosted group.
-    pub fn status_json(&self) -> String {
+    fn status_json(&self) -> String {
         let mut out = format!(
             "{{\"cluster\":\"{:032x}\",\"node\":{},\"groups\":{},\"stopped\":{},\"members\":[",
             self.settings.id,
@@ -271,7 +295,7 @@ impl Member {
             ));
         }
         out.push_str("],\"hosted\":[");
-        for (i, s) in self.status().iter().enumerate() {
+        for (i, s) in self.status().groups.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }

@@ -86,9 +86,25 @@ pub struct GroupStatus {
     /// The leader this replica knows of.
     pub leader: Option<NodeId>,
     pub term: u64,
+    pub commit: u64,
     pub applied: u64,
+    /// On the leader: entries the furthest-behind replica lacks.
+    pub lag: Option<u64>,
+    /// Times the known leader changed since the node started.
+    pub leader_changes: u64,
+    pub snapshots_sent: u64,
+    pub snapshots_installed: u64,
     pub hibernating: bool,
     pub configuration: crate::group::Configuration,
+}
+
+/// What a node's loop last published.
+#[derive(Clone, Debug, Default)]
+pub struct NodeStatus {
+    pub groups: Vec<GroupStatus>,
+    /// The disk's bytes written and flushes (`Disk::written`).
+    pub disk_bytes: u64,
+    pub disk_flushes: u64,
 }
 
 /// A running node.
@@ -97,7 +113,7 @@ pub struct Handle<D> {
     waker: Arc<Waker>,
     thread: Option<JoinHandle<D>>,
     pub stats: Arc<TransportStats>,
-    status: Arc<std::sync::Mutex<Vec<GroupStatus>>>,
+    status: Arc<std::sync::Mutex<NodeStatus>>,
 }
 
 impl<D: Disk + Send + 'static> Handle<D> {
@@ -130,7 +146,9 @@ impl<D: Disk + Send + 'static> Handle<D> {
             rng: 0x2545_f491_4f6c_dd1d,
             stats: Arc::clone(&stats),
             status: Arc::clone(&status),
+            leaders: BTreeMap::new(),
         };
+        let mut looped = looped;
         looped.publish_status();
         let thread = std::thread::Builder::new()
             .name(format!("veltrix-node-{}", looped.node.id()))
@@ -144,8 +162,9 @@ impl<D: Disk + Send + 'static> Handle<D> {
         })
     }
 
-    /// Every hosted group replica, as of the node's last tick.
-    pub fn status(&self) -> Vec<GroupStatus> {
+    /// Every hosted group replica and the disk's counters, as of the
+    /// node's last tick.
+    pub fn status(&self) -> NodeStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
@@ -202,27 +221,47 @@ struct Loop<D: Disk> {
     delayed: Vec<(Instant, Envelope)>,
     rng: u64,
     stats: Arc<TransportStats>,
-    status: Arc<std::sync::Mutex<Vec<GroupStatus>>>,
+    status: Arc<std::sync::Mutex<NodeStatus>>,
+    /// Per group: the leader last published and how often it changed.
+    leaders: BTreeMap<crate::layout::GroupId, (Option<NodeId>, u64)>,
 }
 
 impl<D: Disk> Loop<D> {
-    fn publish_status(&self) {
-        let now: Vec<GroupStatus> = self
+    fn publish_status(&mut self) {
+        let leaders = &mut self.leaders;
+        let groups: Vec<GroupStatus> = self
             .node
             .groups()
-            .map(|g| GroupStatus {
-                group: g.id(),
-                replica: g.replica(),
-                is_leader: g.is_leader(),
-                leader: g.leader(),
-                term: g.term(),
-                applied: g.applied(),
-                hibernating: g.is_hibernating(),
-                configuration: g.configuration(),
+            .map(|g| {
+                let seen = leaders.entry(g.id()).or_insert((g.leader(), 0));
+                if seen.0 != g.leader() {
+                    *seen = (g.leader(), seen.1 + 1);
+                }
+                let (snapshots_sent, snapshots_installed) = g.snapshot_counts();
+                GroupStatus {
+                    group: g.id(),
+                    replica: g.replica(),
+                    is_leader: g.is_leader(),
+                    leader: g.leader(),
+                    term: g.term(),
+                    commit: g.commit_index(),
+                    applied: g.applied(),
+                    lag: g.replication_lag(),
+                    leader_changes: seen.1,
+                    snapshots_sent,
+                    snapshots_installed,
+                    hibernating: g.is_hibernating(),
+                    configuration: g.configuration(),
+                }
             })
             .collect();
+        let (disk_bytes, disk_flushes) = self.node.disk().written();
         if let Ok(mut status) = self.status.lock() {
-            *status = now;
+            *status = NodeStatus {
+                groups,
+                disk_bytes,
+                disk_flushes,
+            };
         }
     }
 

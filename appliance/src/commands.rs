@@ -10,8 +10,22 @@ use crate::resp::Protocol;
 
 /// Most keys one multi-key command may name (MGET, DEL, EXISTS, MSET pairs).
 pub const KEYS_PER_COMMAND_MAX: usize = 4096;
-/// Shards one SCAN call visits.
+/// Shards one SCAN call visits with the default COUNT.
 pub const SCAN_SHARDS_PER_CALL: u16 = 16;
+/// SCAN's COUNT when not given (Redis's).
+const SCAN_COUNT_DEFAULT: u64 = 10;
+
+/// Shards one SCAN call visits for `count`: COUNT is a hint of how much
+/// work a call does, as in Redis. The default (10) visits
+/// [`SCAN_SHARDS_PER_CALL`] shards, and the number grows with COUNT, so
+/// `SCAN 0 COUNT 1000000` returns every key in one call (about 16 shards
+/// for every 10 keys asked).
+fn scan_shards(count: u64) -> u64 {
+    count
+        .saturating_mul(u64::from(SCAN_SHARDS_PER_CALL))
+        .div_ceil(SCAN_COUNT_DEFAULT)
+        .clamp(1, u64::from(engine::shard::SHARD_COUNT))
+}
 /// Keys one round of FLUSHDB deletes before it scans again.
 pub const FLUSH_DELETES_PER_ROUND: usize = 4096;
 
@@ -111,6 +125,9 @@ pub enum Action {
     GetName,
     /// INFO needs the engine's counters.
     Info,
+    /// CONFIG GET: the settings whose names match any of these patterns
+    /// (the connection's server knows the values).
+    ConfigGet(Vec<Vec<u8>>),
 }
 
 fn error(message: &str) -> Action {
@@ -754,16 +771,88 @@ fn command(rest: &[&[u8]], protocol: Protocol) -> Action {
     Action::Reply(out)
 }
 
+/// CONFIG GET answers the settings that exist ([`config_settings`]);
+/// nothing can be changed at run time: settings come from the
+/// configuration file.
 fn config(rest: &[&[u8]]) -> Action {
-    match rest.first().map(|s| s.to_ascii_uppercase()) {
-        // redis-benchmark reads `save` and `appendonly`; VeltrixDB has no such
-        // settings, so the answer is an empty list.
-        Some(sub) if sub == b"GET" => {
-            let mut out = Vec::new();
-            encode::array_header(&mut out, 0);
-            Action::Reply(out)
-        }
-        _ => error("ERR CONFIG is read-only here; use the admin API"),
+    let Some(sub) = rest.first() else {
+        return arity("config");
+    };
+    match sub.to_ascii_uppercase().as_slice() {
+        b"GET" if rest.len() >= 2 => Action::ConfigGet(rest[1..].iter().map(|p| p.to_vec()).collect()),
+        b"GET" => arity("config|get"),
+        b"SET" | b"RESETSTAT" | b"REWRITE" => error(
+            "ERR settings cannot be changed at run time: they come from the configuration file (docs/config.md)",
+        ),
+        _ => error(&format!(
+            "ERR unknown subcommand '{}'. Try CONFIG HELP.",
+            printable(sub)
+        )),
+    }
+}
+
+/// The settings CONFIG GET knows, as (name, value): Redis's name where
+/// Redis has the same setting, else `veltrix-` and the configuration
+/// file's key. Settings Redis has and VeltrixDB does not (`save`,
+/// `appendonly`, `maxmemory`, ...) are not invented.
+pub fn config_settings(
+    listen: std::net::SocketAddr,
+    connections_max: usize,
+    bulk_bytes_max: usize,
+    engine: &engine::EngineConfig,
+) -> Vec<(String, String)> {
+    vec![
+        ("bind".into(), listen.ip().to_string()),
+        ("port".into(), listen.port().to_string()),
+        ("databases".into(), "1".into()),
+        ("maxclients".into(), connections_max.to_string()),
+        ("proto-max-bulk-len".into(), bulk_bytes_max.to_string()),
+        ("veltrix-workers".into(), engine.workers.to_string()),
+        (
+            "veltrix-commit-interval-us".into(),
+            engine.commit_interval_us.to_string(),
+        ),
+        (
+            "veltrix-batch-bytes-max".into(),
+            engine.batch_bytes_max.to_string(),
+        ),
+        ("veltrix-cache-bytes".into(), engine.cache_bytes.to_string()),
+        (
+            "veltrix-key-bytes-max".into(),
+            engine.key_bytes_max.to_string(),
+        ),
+        (
+            "veltrix-value-bytes-max".into(),
+            engine.value_bytes_max.to_string(),
+        ),
+        ("veltrix-gc-io-share".into(), engine.gc_io_share.to_string()),
+        (
+            "veltrix-checkpoint-interval-s".into(),
+            engine.checkpoint_interval_s.to_string(),
+        ),
+    ]
+}
+
+/// CONFIG GET's reply: each setting that matches one of `patterns`
+/// (case-insensitive globs), once, as a map.
+pub fn config_get(
+    out: &mut Vec<u8>,
+    settings: &[(String, String)],
+    patterns: &[Vec<u8>],
+    protocol: Protocol,
+) {
+    let matched: Vec<&(String, String)> = settings
+        .iter()
+        .filter(|(name, _)| {
+            patterns
+                .iter()
+                .any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes()))
+        })
+        .collect();
+    encode::map_header(out, matched.len(), protocol);
+    for (name, value) in matched {
+        encode::bulk(out, name.as_bytes());
+        encode::bulk(out, value.as_bytes());
     }
 }
 
@@ -779,6 +868,7 @@ fn scan(rest: &[&[u8]]) -> Action {
     };
     let mut pattern = None;
     let mut type_filter: Option<Vec<u8>> = None;
+    let mut count = SCAN_COUNT_DEFAULT;
     let mut i = 1;
     while i < rest.len() {
         match rest[i].to_ascii_uppercase().as_slice() {
@@ -786,7 +876,14 @@ fn scan(rest: &[&[u8]]) -> Action {
                 pattern = Some(rest[i + 1].to_vec());
                 i += 2;
             }
-            b"COUNT" if i + 1 < rest.len() => i += 2,
+            b"COUNT" if i + 1 < rest.len() => {
+                count = match integer(rest[i + 1]) {
+                    Some(n) if n >= 1 => n as u64,
+                    Some(_) => return error("ERR syntax error"),
+                    None => return error(NOT_AN_INTEGER),
+                };
+                i += 2;
+            }
             b"TYPE" if i + 1 < rest.len() => {
                 type_filter = Some(rest[i + 1].to_ascii_lowercase());
                 i += 2;
@@ -803,7 +900,7 @@ fn scan(rest: &[&[u8]]) -> Action {
         encode::array_header(&mut out, 0);
         return Action::Reply(out);
     }
-    let end = (cursor + u64::from(SCAN_SHARDS_PER_CALL)).min(shards);
+    let end = (cursor + scan_shards(count)).min(shards);
     let ops = (cursor..end).map(|s| Op::Scan(s as u16)).collect();
     let next = if end >= shards { 0 } else { end };
     Action::Engine(ops, Combine::Scan { next, pattern })

@@ -275,6 +275,12 @@ impl Daemon {
                 + settings.engine.key_bytes_max
                 + (64 << 10),
         };
+        let config = Arc::new(crate::commands::config_settings(
+            listen,
+            settings.connections_max,
+            limits.bulk_bytes_max,
+            &engine_config,
+        ));
         let mut listeners = listeners.into_iter();
         let mut native_listeners = native_listeners.into_iter();
         let mut failure = None;
@@ -282,7 +288,13 @@ impl Daemon {
         let engine = Engine::open_with_frontends(namespace, &engine_config, |_| {
             let listener = listeners.next()?;
             let native = native_listeners.next();
-            match RespFrontend::new(listener, native, limits, Arc::clone(&server_stats)) {
+            match RespFrontend::new(
+                listener,
+                native,
+                limits,
+                Arc::clone(&server_stats),
+                Arc::clone(&config),
+            ) {
                 Ok((frontend, waker)) => {
                     let wake: engine::Wake = Arc::new(move || {
                         let _ = waker.wake();

@@ -447,3 +447,87 @@ fn metrics_cover_the_engine_nvme_and_network_and_pass_promtool() {
     let (_, status_body) = http(daemon.admin, "GET", "/api/status");
     assert!(status_body.contains("\"space\":{"), "{status_body}");
 }
+
+/// CONFIG GET answers the settings that exist (Redis's names where Redis
+/// has the setting), by pattern; CONFIG SET is refused with the reason.
+/// SCAN's COUNT sets how much one call does.
+#[test]
+fn config_get_and_scan_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let mut c = daemon.client();
+    let port = daemon.port.to_string();
+    assert_eq!(
+        c.call(&[b"CONFIG", b"GET", b"maxclients"]),
+        Reply::Array(Some(vec![bulk(b"maxclients"), bulk(b"10000")]))
+    );
+    assert_eq!(
+        c.call(&[b"CONFIG", b"GET", b"PORT", b"nothing*"]),
+        Reply::Array(Some(vec![bulk(b"port"), bulk(port.as_bytes())]))
+    );
+    let Reply::Array(Some(ours)) = c.call(&[b"CONFIG", b"GET", b"veltrix-*"]) else {
+        panic!("not an array");
+    };
+    assert!(ours.contains(&bulk(b"veltrix-workers")), "{ours:?}");
+    assert!(ours.contains(&bulk(b"2")), "{ours:?}");
+    // Settings Redis has and we do not are not invented.
+    assert_eq!(
+        c.call(&[b"CONFIG", b"GET", b"save"]),
+        Reply::Array(Some(vec![]))
+    );
+    for refused in [
+        &[&b"CONFIG"[..], b"SET", b"maxclients", b"5"][..],
+        &[b"CONFIG", b"GET"],
+        &[b"CONFIG", b"FOO"],
+    ] {
+        assert!(matches!(c.call(refused), Reply::Error(_)), "{refused:?}");
+    }
+
+    for i in 0..500 {
+        let key = format!("scan:{i}");
+        c.send(&[b"SET", key.as_bytes(), b"v"]);
+    }
+    for _ in 0..500 {
+        assert_eq!(c.read(), Some(Reply::Simple("OK".into())));
+    }
+    let scan = |c: &mut common::Client, cursor: &[u8], count: &[u8]| match c
+        .call(&[b"SCAN", cursor, b"COUNT", count])
+    {
+        Reply::Array(Some(parts)) => match &parts[..] {
+            [Reply::Bulk(Some(next)), Reply::Array(Some(keys))] => {
+                (String::from_utf8(next.clone()).unwrap(), keys.len())
+            }
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    // A large COUNT returns everything in one call.
+    assert_eq!(scan(&mut c, b"0", b"1000000"), ("0".to_string(), 500));
+    // COUNT 1 does less than the default, which does less than COUNT 100.
+    let (small, _) = scan(&mut c, b"0", b"1");
+    let (default, _) = match c.call(&[b"SCAN", b"0"]) {
+        Reply::Array(Some(parts)) => match &parts[0] {
+            Reply::Bulk(Some(next)) => (String::from_utf8(next.clone()).unwrap(), ()),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    let (large, _) = scan(&mut c, b"0", b"100");
+    let (small, default, large): (u64, u64, u64) = (
+        small.parse().unwrap(),
+        default.parse().unwrap(),
+        large.parse().unwrap(),
+    );
+    assert!(
+        small < default && default < large,
+        "{small} {default} {large}"
+    );
+    assert_eq!(
+        c.call(&[b"SCAN", b"0", b"COUNT", b"0"]),
+        Reply::Error("ERR syntax error".into())
+    );
+    assert_eq!(
+        c.call(&[b"SCAN", b"0", b"COUNT", b"x"]),
+        Reply::Error("ERR value is not an integer or out of range".into())
+    );
+}

@@ -111,6 +111,10 @@ impl<'m> Session<'m> {
                 None => encode::null(out, self.protocol),
             },
             Action::Info => self.info(out),
+            Action::ConfigGet(patterns) => {
+                let settings = self.member.config_settings();
+                commands::config_get(out, &settings, &patterns, self.protocol);
+            }
             Action::Engine(ops, combine) => self.run(args, ops, &combine, out),
         }
         false

@@ -169,6 +169,22 @@ impl Member {
         }))
     }
 
+    /// What CONFIG GET answers on a member.
+    pub fn config_settings(&self) -> Vec<(String, String)> {
+        vec![
+            ("databases".into(), "1".into()),
+            ("cluster-enabled".into(), "yes".into()),
+            (
+                "veltrix-cluster-node".into(),
+                self.settings.node.to_string(),
+            ),
+            (
+                "veltrix-cluster-groups".into(),
+                self.layout.groups().to_string(),
+            ),
+        ]
+    }
+
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.settings.node

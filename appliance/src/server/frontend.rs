@@ -94,6 +94,8 @@ pub struct RespFrontend {
     /// sequence number, operations.
     rounds: Vec<(usize, u16, u32, Vec<Op>)>,
     args: Vec<std::ops::Range<usize>>,
+    /// What CONFIG GET answers (`commands::config_settings`).
+    config: Arc<Vec<(String, String)>>,
 }
 
 impl RespFrontend {
@@ -104,6 +106,7 @@ impl RespFrontend {
         native: Option<std::net::TcpListener>,
         limits: ServerLimits,
         stats: Arc<ServerStats>,
+        config: Arc<Vec<(String, String)>>,
     ) -> std::io::Result<(RespFrontend, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -141,6 +144,7 @@ impl RespFrontend {
                 backlog: Vec::new(),
                 rounds: Vec::new(),
                 args: Vec::new(),
+                config,
             },
             waker,
         ))
@@ -469,6 +473,11 @@ impl RespFrontend {
                     Some(n) => encode::bulk(&mut out, n),
                     None => encode::null(&mut out, conn.protocol),
                 }
+                slot.ready = Some(out);
+            }
+            Action::ConfigGet(patterns) => {
+                let mut out = Vec::new();
+                commands::config_get(&mut out, &self.config, &patterns, conn.protocol);
                 slot.ready = Some(out);
             }
             Action::Info => {

@@ -121,6 +121,11 @@ fn engine_families(e: &mut Exposition, view: &EngineView) {
     let stats = view.handle.stats();
     let space = view.handle.space();
     e.gauge("veltrix_keys", "Keys in the index.", load(&stats.keys));
+    e.gauge(
+        "veltrix_expiring_keys",
+        "Keys in the index with a deadline (expired ones not yet reclaimed included).",
+        load(&stats.expiring_keys),
+    );
     e.family(
         "veltrix_ops_total",
         "counter",

@@ -531,3 +531,36 @@ fn config_get_and_scan_count() {
         Reply::Error("ERR value is not an integer or out of range".into())
     );
 }
+
+/// INFO's keyspace line counts the keys with a deadline, across a restart.
+#[test]
+fn info_counts_expiring_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyspace = |c: &mut common::Client| match c.call(&[b"INFO"]) {
+        Reply::Bulk(Some(text)) => String::from_utf8(text)
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("db0:"))
+            .unwrap()
+            .to_string(),
+        other => panic!("{other:?}"),
+    };
+    let daemon = Daemon::start(dir.path());
+    let mut c = daemon.client();
+    for (key, ttl) in [("a", Some("100")), ("b", None), ("c", Some("200"))] {
+        let reply = match ttl {
+            Some(t) => c.call(&[b"SET", key.as_bytes(), b"v", b"EX", t.as_bytes()]),
+            None => c.call(&[b"SET", key.as_bytes(), b"v"]),
+        };
+        assert_eq!(reply, Reply::Simple("OK".into()));
+    }
+    assert_eq!(keyspace(&mut c), "db0:keys=3,expires=2");
+    assert_eq!(c.call(&[b"PERSIST", b"a"]), Reply::Integer(1));
+    assert_eq!(c.call(&[b"EXPIRE", b"b", b"50"]), Reply::Integer(1));
+    assert_eq!(c.call(&[b"DEL", b"c"]), Reply::Integer(1));
+    assert_eq!(keyspace(&mut c), "db0:keys=2,expires=1");
+    drop(c);
+    assert!(daemon.sigterm().success());
+    let daemon = Daemon::start(dir.path());
+    assert_eq!(keyspace(&mut daemon.client()), "db0:keys=2,expires=1");
+}

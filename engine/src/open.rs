@@ -141,6 +141,11 @@ pub fn open_workers(
         .stats
         .keys
         .store(report.keys, std::sync::atomic::Ordering::Relaxed);
+    let expiring: usize = recovered.index.iter().map(|art| art.expiring_len()).sum();
+    shared
+        .stats
+        .expiring_keys
+        .store(expiring as u64, std::sync::atomic::Ordering::Relaxed);
     let cores = build_cores(&namespace, config, workers, &shared, recovered)?;
     let checkpointer = Checkpointer::new(
         Arc::clone(&shared),

@@ -48,6 +48,9 @@ pub struct Stats {
     pub gc_bytes_read: AtomicU64,
     /// Records GC rewrote.
     pub gc_records_relocated: AtomicU64,
+    /// Keys that have a deadline (expiring or already expired but not yet
+    /// reclaimed): INFO's `expires=`.
+    pub expiring_keys: AtomicU64,
     /// Expired keys whose delete is durable (by the worker's reclaimer or
     /// by GC in place of relocating them).
     pub expired_reclaimed: AtomicU64,
@@ -292,6 +295,7 @@ impl Default for Stats {
             checkpoint_next_seq: AtomicU64::new(0),
             gc_bytes_read: AtomicU64::new(0),
             gc_records_relocated: AtomicU64::new(0),
+            expiring_keys: AtomicU64::new(0),
             expired_reclaimed: AtomicU64::new(0),
             expired_bytes_reclaimed: AtomicU64::new(0),
             gc_victims_blocked: AtomicU64::new(0),

@@ -483,7 +483,7 @@ impl RespFrontend {
             Action::Info => {
                 let stats = submitter.stats();
                 let text = format!(
-                    "# Server\r\nveltrixdb_version:{}\r\nredis_version:7.2.0\r\nredis_mode:standalone\r\nuptime_in_seconds:{}\r\n\r\n# Clients\r\nconnected_clients:{}\r\n\r\n# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\r\n# Persistence\r\nveltrix_group_commits:{}\r\nveltrix_flushes:{}\r\nveltrix_records_written:{}\r\nveltrix_corruption_detected:{}\r\n\r\n# Keyspace\r\ndb0:keys={},expires=0\r\n",
+                    "# Server\r\nveltrixdb_version:{}\r\nredis_version:7.2.0\r\nredis_mode:standalone\r\nuptime_in_seconds:{}\r\n\r\n# Clients\r\nconnected_clients:{}\r\n\r\n# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\r\n# Persistence\r\nveltrix_group_commits:{}\r\nveltrix_flushes:{}\r\nveltrix_records_written:{}\r\nveltrix_corruption_detected:{}\r\n\r\n# Keyspace\r\ndb0:keys={},expires={}\r\n",
                     env!("CARGO_PKG_VERSION"),
                     self.started.elapsed().as_secs(),
                     self.stats.connections.load(Ordering::Relaxed),
@@ -494,6 +494,7 @@ impl RespFrontend {
                     stats.records.load(Ordering::Relaxed),
                     stats.corruption_detected.load(Ordering::Relaxed),
                     stats.keys.load(Ordering::Relaxed),
+                    stats.expiring_keys.load(Ordering::Relaxed),
                 );
                 let mut out = Vec::new();
                 encode::verbatim(&mut out, *b"txt", text.as_bytes(), conn.protocol);

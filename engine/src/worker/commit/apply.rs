@@ -45,8 +45,21 @@ pub(super) fn apply_updates(core: &mut WorkerCore, updates: Vec<IndexUpdate>, fr
     }
 }
 
-/// One update to a shard's index, with its live-byte and key-count effects.
+/// One update to a shard's index, with its live-byte, key-count and
+/// expiring-key-count effects.
 fn apply_one(shared: &Shared, art: &mut Art, update: &IndexUpdate) {
+    let expiring = art.expiring_len();
+    apply_pointer(shared, art, update);
+    let now = art.expiring_len();
+    let gauge = &shared.stats.expiring_keys;
+    if now > expiring {
+        gauge.fetch_add((now - expiring) as u64, Ordering::Relaxed);
+    } else if now < expiring {
+        gauge.fetch_sub((expiring - now) as u64, Ordering::Relaxed);
+    }
+}
+
+fn apply_pointer(shared: &Shared, art: &mut Art, update: &IndexUpdate) {
     let live = &shared.live;
     let keys = |delta: i64| {
         let shard_keys = &shared.shard_keys[usize::from(update.shard)];

@@ -150,6 +150,11 @@ fn arity(name: &str) -> Action {
 
 const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
 
+/// The answer to MULTI, EXEC, DISCARD, WATCH and UNWATCH.
+pub const TRANSACTIONS_REFUSED: &str = "ERR transactions (MULTI/EXEC/WATCH) are not supported \
+     yet: send the commands on their own (redis-py: pipeline(transaction=False)), or use MSET, \
+     MSETNX, SET ... NX|XX GET, INCR and the other atomic commands (docs/commands.md)";
+
 /// A read-modify-write of `key`, answered as `combine`.
 fn modify(key: &[u8], modify: Modify, combine: Combine) -> Action {
     Action::Engine(vec![Op::modify(key.to_vec(), modify)], combine)
@@ -329,6 +334,9 @@ pub fn dispatch(args: &[&[u8]], protocol: Protocol) -> Action {
             [] => Action::Engine(scan_every_shard(), Combine::RandomKey { pick: random() }),
             _ => arity("randomkey"),
         },
+        // Transactions are refused, clearly, rather than run without their
+        // isolation (docs/commands.md, "Transactions").
+        "multi" | "exec" | "discard" | "watch" | "unwatch" => error(TRANSACTIONS_REFUSED),
         _ => {
             let mut message = format!(
                 "ERR unknown command '{}', with args beginning with: ",

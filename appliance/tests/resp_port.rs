@@ -564,3 +564,27 @@ fn info_counts_expiring_keys() {
     let daemon = Daemon::start(dir.path());
     assert_eq!(keyspace(&mut daemon.client()), "db0:keys=2,expires=1");
 }
+
+/// Transactions are refused clearly, and the connection keeps working.
+#[test]
+fn transactions_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let mut c = daemon.client();
+    for command in [
+        &[&b"MULTI"[..]][..],
+        &[b"EXEC"],
+        &[b"DISCARD"],
+        &[b"WATCH", b"k"],
+        &[b"UNWATCH"],
+    ] {
+        match c.call(command) {
+            Reply::Error(e) => assert!(
+                e.starts_with("ERR transactions (MULTI/EXEC/WATCH) are not supported"),
+                "{e}"
+            ),
+            other => panic!("{command:?}: {other:?}"),
+        }
+    }
+    assert_eq!(c.call(&[b"SET", b"k", b"v"]), Reply::Simple("OK".into()));
+}

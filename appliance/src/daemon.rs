@@ -13,6 +13,7 @@ use nvme::{Backend, Namespace, OpenOptions};
 
 use crate::admin::{AdminState, EngineView};
 use crate::server::{bind_reuseport, RespFrontend, ServerLimits, ServerStats};
+use crate::tls::PortsTls;
 
 /// The file name of the embedded default namespace in the data directory.
 pub const DEFAULT_NAMESPACE_FILE: &str = "namespace-0.veltrix";
@@ -50,6 +51,10 @@ pub struct Settings {
     pub connections_max: usize,
     /// The configuration as text, for the admin API.
     pub config_text: String,
+    /// `[tls]`: each port's mode and the files that serve it. Its files are
+    /// read before any port opens, and a start that cannot honour them
+    /// fails.
+    pub tls: firmware_config::Tls,
 }
 
 /// A running daemon.
@@ -170,6 +175,15 @@ impl Daemon {
     /// Opens (or, on first start, creates and formats) the namespace, starts
     /// the engine with a RESP frontend per worker, and the admin port.
     pub fn start(settings: &Settings) -> anyhow::Result<Daemon> {
+        // First, so that TLS asked for and not servable stops the start
+        // before anything listens in plain text.
+        let tls = crate::tls::load(&settings.tls)?;
+        if tls.admin.is_some() {
+            bail!(
+                "[tls] admin = \"{}\": TLS on the admin port is not implemented yet; set `admin = \"off\"` (it listens on loopback by default)",
+                settings.tls.admin.as_str()
+            );
+        }
         let path = match settings.namespaces.as_slice() {
             [] => {
                 std::fs::create_dir_all(&settings.data_dir).with_context(|| {
@@ -274,7 +288,17 @@ impl Daemon {
         let engine = Engine::open_with_frontends(namespace, &engine_config, |_| {
             let listener = listeners.next()?;
             let native = native_listeners.next();
-            match RespFrontend::new(listener, native, limits, Arc::clone(&server_stats)) {
+            let data_tls = PortsTls {
+                admin: None,
+                ..tls.clone()
+            };
+            match RespFrontend::new(
+                listener,
+                native,
+                data_tls,
+                limits,
+                Arc::clone(&server_stats),
+            ) {
                 Ok((frontend, waker)) => {
                     let wake: engine::Wake = Arc::new(move || {
                         let _ = waker.wake();

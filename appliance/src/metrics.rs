@@ -441,6 +441,11 @@ fn network_families(e: &mut Exposition, server: &ServerStats) {
         load(&server.protocol_errors),
     );
     e.counter(
+        "veltrix_tls_refused",
+        "TLS connections refused: a failed handshake (no, untrusted, expired or revoked client certificate) or a bad record (plain text on a TLS port).",
+        load(&server.tls_refused),
+    );
+    e.counter(
         "veltrix_network_received_bytes",
         "Bytes read from clients.",
         load(&server.bytes_read),

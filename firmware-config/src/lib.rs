@@ -55,7 +55,7 @@ pub use limits::{
 };
 pub use schema::{
     Backend, Config, Engine, LogLevel, NamespaceConfig, NamespaceTarget, PathString, SerialString,
-    Server, Tls, WORKERS_MAX,
+    Server, Tls, TlsMode, WORKERS_MAX,
 };
 
 /// Parses and validates configuration text.

@@ -297,6 +297,10 @@ fn tls(tls: &mut Tls, key: &str, value: Value<'_>) -> Result<(), ErrorKind> {
         "cert_file" => tls.cert_file = value::string(value)?,
         "key_file" => tls.key_file = value::string(value)?,
         "client_ca_file" => tls.client_ca_file = value::string(value)?,
+        "client_crl_file" => tls.client_crl_file = value::string(value)?,
+        "resp" => tls.resp = value::tls_mode(value)?,
+        "native" => tls.native = value::tls_mode(value)?,
+        "admin" => tls.admin = value::tls_mode(value)?,
         _ => return Err(UNHANDLED),
     }
     Ok(())

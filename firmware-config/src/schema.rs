@@ -50,7 +50,8 @@ pub struct Server {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Tls {
     /// `enabled`: serve TLS on the data and admin ports. Requires
-    /// `cert_file` and `key_file`.
+    /// `cert_file` and `key_file`. It sets the mode of every port whose own
+    /// key (`resp`, `native`, `admin`) is not given.
     pub enabled: bool,
     /// `cert_file`: PEM certificate chain.
     pub cert_file: PathString,
@@ -59,6 +60,43 @@ pub struct Tls {
     /// `client_ca_file`: PEM CA bundle; when given, clients must present a
     /// certificate it signed.
     pub client_ca_file: PathString,
+    /// `client_crl_file`: PEM certificate revocation lists checked against
+    /// client certificates. Requires `client_ca_file`.
+    pub client_crl_file: PathString,
+    /// `resp`: the RESP port's mode. When not given: `mtls` if `enabled`
+    /// and `client_ca_file` is given, `tls` if `enabled`, else `off`.
+    pub resp: TlsMode,
+    /// `native`: the native protocol port's mode; its default as `resp`'s.
+    pub native: TlsMode,
+    /// `admin`: the admin port's mode; its default as `resp`'s.
+    pub admin: TlsMode,
+}
+
+/// A port's TLS mode: `resp`, `native` and `admin` in `[tls]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// `"off"`: plain text (the default).
+    #[default]
+    Off,
+    /// `"tls"`: TLS 1.3; clients are not asked for a certificate.
+    Tls,
+    /// `"mtls"`: TLS 1.3, and every client presents a certificate signed by
+    /// `client_ca_file` (and not revoked by `client_crl_file`).
+    Mutual,
+}
+
+impl TlsMode {
+    /// Every mode.
+    pub const ALL: [Self; 3] = [Self::Off, Self::Tls, Self::Mutual];
+
+    /// The mode's name in the configuration file.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Tls => "tls",
+            Self::Mutual => "mtls",
+        }
+    }
 }
 
 /// `[engine]`. Sizes are in bytes.
@@ -306,7 +344,18 @@ pub(crate) const SERVER_KEYS: [&str; 7] = [
     "connections_max",
     "log_level",
 ];
-pub(crate) const TLS_KEYS: [&str; 4] = ["enabled", "cert_file", "key_file", "client_ca_file"];
+pub(crate) const TLS_KEYS: [&str; 8] = [
+    "enabled",
+    "cert_file",
+    "key_file",
+    "client_ca_file",
+    "client_crl_file",
+    "resp",
+    "native",
+    "admin",
+];
+/// The `[tls]` keys that set a port's mode.
+pub(crate) const TLS_PORT_KEYS: [&str; 3] = ["resp", "native", "admin"];
 pub(crate) const ENGINE_KEYS: [&str; 8] = [
     "commit_interval_us",
     "batch_bytes_max",

@@ -6,7 +6,7 @@ use core::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use firmware_config::{
     parse, Backend, Config, Engine, LogLevel, NamespaceConfig, NamespaceTarget, Server, Tls,
-    NAMESPACES_MAX, PATH_BYTES_MAX, SERIAL_BYTES_MAX,
+    TlsMode, NAMESPACES_MAX, PATH_BYTES_MAX, SERIAL_BYTES_MAX,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -122,17 +122,38 @@ fn server() -> impl Strategy<Value = Server> {
         )
 }
 
+/// A `[tls]` section whose modes can be served: a port on TLS has a
+/// certificate and key, one on mutual TLS a CA, and a CRL comes with a CA.
 fn tls() -> impl Strategy<Value = Tls> {
-    any::<bool>().prop_flat_map(|enabled| {
-        (path(!enabled), path(!enabled), path(true)).prop_map(
-            move |(cert_file, key_file, client_ca_file)| Tls {
-                enabled,
-                cert_file,
-                key_file,
-                client_ca_file,
-            },
-        )
-    })
+    let modes = select(&TlsMode::ALL[..]);
+    (any::<bool>(), [modes.clone(), modes.clone(), modes]).prop_flat_map(
+        |(enabled, [resp, native, admin])| {
+            let modes = [resp, native, admin];
+            let serving = enabled || modes.iter().any(|&m| m != TlsMode::Off);
+            let mutual = modes.contains(&TlsMode::Mutual);
+            (path(!serving), path(!serving), path(!mutual))
+                .prop_flat_map(move |(cert_file, key_file, client_ca_file)| {
+                    let client_crl_file = if client_ca_file.is_empty() {
+                        Just(firmware_config::PathString::new()).boxed()
+                    } else {
+                        path(true).boxed()
+                    };
+                    (Just((cert_file, key_file, client_ca_file)), client_crl_file)
+                })
+                .prop_map(
+                    move |((cert_file, key_file, client_ca_file), client_crl_file)| Tls {
+                        enabled,
+                        cert_file,
+                        key_file,
+                        client_ca_file,
+                        client_crl_file,
+                        resp,
+                        native,
+                        admin,
+                    },
+                )
+        },
+    )
 }
 
 /// An engine section whose sizes fit together: segment first, then the
@@ -357,6 +378,10 @@ fn largest_config_fits_the_limits() {
             cert_file: path.clone(),
             key_file: path.clone(),
             client_ca_file: path.clone(),
+            client_crl_file: path.clone(),
+            resp: TlsMode::Mutual,
+            native: TlsMode::Mutual,
+            admin: TlsMode::Mutual,
         },
         ..Config::default()
     };

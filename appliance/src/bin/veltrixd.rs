@@ -138,6 +138,7 @@ fn settings(args: &Args) -> anyhow::Result<(Settings, String)> {
         segment_bytes: e.segment_bytes,
         connections_max: config.server.connections_max as usize,
         config_text: config.to_string(),
+        tls: config.tls.clone(),
     };
     let level = args
         .log_level

@@ -16,6 +16,7 @@ use super::connection::{Connection, Slot};
 use super::native;
 use crate::commands::{self, Action};
 use crate::resp::{self, encode, Limits, Parser, Protocol};
+use crate::tls::{PortsTls, Transport};
 
 const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
@@ -51,6 +52,10 @@ pub struct ServerStats {
     pub commands: AtomicU64,
     /// Protocol errors (connection closed).
     pub protocol_errors: AtomicU64,
+    /// TLS connections refused by the handshake or a bad record: plain
+    /// text on a TLS port, a missing, untrusted or revoked client
+    /// certificate.
+    pub tls_refused: AtomicU64,
     /// Bytes read from clients.
     pub bytes_read: AtomicU64,
     /// Bytes written to clients.
@@ -80,6 +85,8 @@ pub struct RespFrontend {
     events: Events,
     listener: Option<TcpListener>,
     native_listener: Option<TcpListener>,
+    /// Each listener's TLS configuration; `None` serves plain text.
+    tls: PortsTls,
     native_limits: veltrix_client::protocol::Limits,
     connections: Vec<Option<Connection>>,
     free: Vec<usize>,
@@ -98,10 +105,12 @@ pub struct RespFrontend {
 
 impl RespFrontend {
     /// A frontend on `listener` (RESP) and `native` (the native protocol),
-    /// and the waker the engine uses to interrupt its poll.
+    /// each with TLS as `tls` says, and the waker the engine uses to
+    /// interrupt its poll.
     pub fn new(
         listener: std::net::TcpListener,
         native: Option<std::net::TcpListener>,
+        tls: PortsTls,
         limits: ServerLimits,
         stats: Arc<ServerStats>,
     ) -> std::io::Result<(RespFrontend, Arc<Waker>)> {
@@ -131,6 +140,7 @@ impl RespFrontend {
                 events: Events::with_capacity(1024),
                 listener: Some(listener),
                 native_listener,
+                tls,
                 native_limits,
                 connections: Vec::new(),
                 free: Vec::new(),
@@ -155,6 +165,11 @@ impl RespFrontend {
         let Some(listener) = listener else {
             return;
         };
+        let tls = if native {
+            self.tls.native.clone()
+        } else {
+            self.tls.resp.clone()
+        };
         loop {
             let (mut stream, _) = match listener.accept() {
                 Ok(pair) => pair,
@@ -170,7 +185,10 @@ impl RespFrontend {
                 self.stats
                     .connections_refused
                     .fetch_add(1, Ordering::Relaxed);
-                if native {
+                if tls.is_some() {
+                    // The client expects a TLS handshake; plain text would
+                    // be garbage to it. Closing says enough.
+                } else if native {
                     let mut out = Vec::new();
                     native::hello_refusal(
                         &mut out,
@@ -187,6 +205,17 @@ impl RespFrontend {
                 .connections_accepted
                 .fetch_add(1, Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
+            let mut stream = match &tls {
+                None => Transport::plain(stream),
+                Some(config) => match Transport::tls(stream, config) {
+                    Ok(transport) => transport,
+                    Err(e) => {
+                        tracing::warn!("cannot start a TLS connection: {e}");
+                        self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+                        continue;
+                    }
+                },
+            };
             let index = match self.free.pop() {
                 Some(i) => i,
                 None => {
@@ -232,6 +261,7 @@ impl RespFrontend {
 
     fn close(&mut self, index: usize) {
         if let Some(mut conn) = self.connections[index].take() {
+            conn.stream.close_notify();
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.stats.connections.fetch_sub(1, Ordering::Relaxed);
             self.free.push(index);
@@ -266,8 +296,12 @@ impl RespFrontend {
                     return true;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => conn.read.truncate(start),
-                Err(_) => {
+                Err(e) => {
                     conn.read.truncate(start);
+                    if e.kind() == ErrorKind::InvalidData && conn.stream.is_tls() {
+                        self.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("TLS connection refused: {e}");
+                    }
                     return false;
                 }
             }
@@ -524,8 +558,15 @@ impl RespFrontend {
             .bytes_written
             .fetch_add(written as u64, Ordering::Relaxed);
         conn.write.drain(..written);
-        let done = conn.write.is_empty() && conn.slots.is_empty();
-        !(close_after && conn.write.is_empty() || (conn.peer_closed || conn.closing) && done)
+        // TLS records rustls still holds; the socket's next writable event
+        // brings the connection back here for the rest.
+        match conn.stream.flush() {
+            Err(e) if e.kind() != ErrorKind::WouldBlock => return false,
+            _ => {}
+        }
+        let sent = !conn.output_pending();
+        let done = sent && conn.slots.is_empty();
+        !(close_after && sent || (conn.peer_closed || conn.closing) && done)
     }
 
     fn service(&mut self, index: usize, submitter: &mut Submitter<'_>) {
@@ -662,7 +703,7 @@ impl Frontend for RespFrontend {
         for index in 0..self.connections.len() {
             if let Some(conn) = self.connections[index].as_mut() {
                 conn.closing = true;
-                if conn.slots.is_empty() && conn.write.is_empty() {
+                if conn.slots.is_empty() && !conn.output_pending() {
                     self.close(index);
                 }
             }
@@ -675,7 +716,7 @@ impl Frontend for RespFrontend {
                 .connections
                 .iter()
                 .flatten()
-                .any(|c| !c.slots.is_empty() || !c.write.is_empty())
+                .any(|c| !c.slots.is_empty() || c.output_pending())
     }
 }
 

@@ -1,0 +1,1 @@
+//! TLS in front of the admin port (to come).

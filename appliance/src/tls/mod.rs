@@ -1,0 +1,15 @@
+//! TLS 1.3 (rustls with the ring provider) on the daemon's ports.
+//!
+//! [`load`] turns the `[tls]` section into one server configuration per
+//! port, reading every file it names first: anything it cannot honour stops
+//! the start with an error naming the setting, so a port never falls back
+//! to plain text. [`Transport`] drives a rustls connection over the data
+//! port's nonblocking socket; [`admin`] puts TLS in front of the admin
+//! port's HTTP server.
+
+pub mod admin;
+mod load;
+mod transport;
+
+pub use load::{load, PortsTls};
+pub(crate) use transport::Transport;

@@ -1,0 +1,374 @@
+//! TLS on the data ports, against the real daemon with certificates made
+//! at test time: a start that cannot honour `[tls]` fails (never plain
+//! text), redis-cli and rustls clients work over TLS and mutual TLS, and
+//! each kind of refused client is refused while others are served.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod client;
+#[path = "../common/mod.rs"]
+mod common;
+mod pki;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use appliance::resp::Reply;
+use common::{http_get, tool, Daemon};
+use pki::{Identity, Pki};
+use veltrix_client::protocol::{
+    decode_hello, decode_response, encode_hello, encode_request, Hello, Limits, Request, Status,
+    HELLO_BYTES, VERSION,
+};
+
+fn pong() -> Reply {
+    Reply::Simple("PONG".into())
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A `[tls]` section with the server's certificate and the test CA.
+fn tls_section(pki: &Pki, extra: &str) -> String {
+    format!(
+        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\n{extra}",
+        path(&pki.server.cert),
+        path(&pki.server.key),
+        path(&pki.ca),
+    )
+}
+
+/// Runs veltrixd on `config` and expects it to refuse to start: it must
+/// exit with a failure within 20 s, without its ready line. Returns stderr.
+fn start_refused(dir: &Path, config: &str) -> String {
+    let file = dir.join("veltrix.toml");
+    std::fs::write(&file, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veltrixd"))
+        .args([
+            "--config",
+            path(&file),
+            "--data-dir",
+            path(&dir.join("data")),
+        ])
+        .args(["--listen", "127.0.0.1:0", "--native-listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0", "--namespace-size", "64MiB"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("veltrixd started (or hung) with a [tls] it cannot honour:\n{config}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "exit {status} for\n{config}");
+    assert!(!stdout.contains("ready"), "{stdout}");
+    stderr
+}
+
+#[test]
+fn a_tls_setting_that_cannot_be_honoured_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let missing = dir.path().join("no-such.pem");
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    let server = (path(&pki.server.cert), path(&pki.server.key));
+    let cases = [
+        // The example in docs/config.md, on files that do not exist.
+        (
+            format!(
+                "[tls]\nenabled = true\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                path(&missing),
+                server.1
+            ),
+            format!("[tls] cert_file = \"{}\": cannot read", path(&missing)),
+        ),
+        (
+            format!(
+                "[tls]\nenabled = true\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                server.0,
+                path(&missing)
+            ),
+            format!("[tls] key_file = \"{}\": cannot read", path(&missing)),
+        ),
+        // A key that is not the certificate's.
+        (
+            format!(
+                "[tls]\nresp = \"tls\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                server.0,
+                path(&pki.client.key)
+            ),
+            format!(
+                "[tls] key_file = \"{}\" cannot serve cert_file = \"{}\"",
+                path(&pki.client.key),
+                server.0
+            ),
+        ),
+        // A certificate where the key should be.
+        (
+            format!(
+                "[tls]\nadmin = \"tls\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                server.0, server.0
+            ),
+            format!("[tls] key_file = \"{}\": no PEM private key", server.0),
+        ),
+        (
+            format!(
+                "[tls]\nnative = \"mtls\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\n",
+                server.0,
+                server.1,
+                path(&not_pem)
+            ),
+            format!(
+                "[tls] client_ca_file = \"{}\": holds no PEM certificate",
+                path(&not_pem)
+            ),
+        ),
+        (
+            tls_section(
+                &pki,
+                &format!(
+                    "resp = \"mtls\"\nclient_crl_file = \"{}\"\n",
+                    path(&not_pem)
+                ),
+            ),
+            format!(
+                "[tls] client_crl_file = \"{}\": holds no PEM revocation list",
+                path(&not_pem)
+            ),
+        ),
+        // Refused by the parser, before any file is read.
+        (
+            tls_section(&pki, "resp = \"on\"\n"),
+            "key `resp` in [tls]: invalid value".to_string(),
+        ),
+        (
+            format!("[tls]\nresp = \"mtls\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n", server.0, server.1),
+            "key `client_ca_file` in [tls]: missing".to_string(),
+        ),
+    ];
+    for (config, expected) in cases {
+        let stderr = start_refused(dir.path(), &config);
+        assert!(
+            stderr.contains(&expected),
+            "expected {expected:?} in stderr:\n{stderr}\nfor:\n{config}"
+        );
+    }
+}
+
+/// RESP on mutual TLS (with the CRL), native on TLS, admin plain.
+fn start_tls_daemon(dir: &Path, pki: &Pki) -> Daemon {
+    let config = tls_section(
+        pki,
+        &format!(
+            "client_crl_file = \"{}\"\nresp = \"mtls\"\nnative = \"tls\"\nadmin = \"off\"\n",
+            path(&pki.crl)
+        ),
+    );
+    let file = dir.join("veltrix.toml");
+    std::fs::write(&file, config).unwrap();
+    Daemon::start_with(&dir.join("data"), &["--config", path(&file)])
+}
+
+#[test]
+fn redis_cli_sets_and_gets_over_mutual_tls() {
+    if !tool("redis-cli") {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "redis-cli is missing under CI=true: .ci/run installs it (redis-tools)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let daemon = start_tls_daemon(dir.path(), &pki);
+    let redis_cli = |identity: Option<&Identity>, args: &[&str]| {
+        let mut command = Command::new("redis-cli");
+        command
+            .args(["--tls", "--cacert", path(&pki.ca), "-h", "127.0.0.1"])
+            .args(["-p", &daemon.port.to_string()]);
+        if let Some(id) = identity {
+            command.args(["--cert", path(&id.cert), "--key", path(&id.key)]);
+        }
+        let output = command.args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        text.trim().to_string()
+    };
+    let client = Some(&pki.client);
+    assert_eq!(redis_cli(client, &["SET", "greeting", "over tls"]), "OK");
+    assert_eq!(redis_cli(client, &["GET", "greeting"]), "over tls");
+    // Without a client certificate redis-cli gets no answer.
+    let refused = redis_cli(None, &["GET", "greeting"]);
+    assert!(!refused.contains("over tls"), "{refused}");
+    // Plain redis-cli on the TLS port gets nothing either.
+    let output = Command::new("redis-cli")
+        .args(["-p", &daemon.port.to_string(), "GET", "greeting"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("over tls"));
+    assert_eq!(redis_cli(client, &["GET", "greeting"]), "over tls");
+}
+
+/// The native protocol over TLS (no client certificate: the port is
+/// `tls`): the hello, then a put and a get.
+#[test]
+fn native_protocol_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let daemon = start_tls_daemon(dir.path(), &pki);
+    let config = client::config(&pki.ca, None);
+    let mut stream = client::connect(daemon.native, &config);
+    let mut out = Vec::new();
+    encode_hello(
+        &mut out,
+        Hello {
+            version: VERSION,
+            status: 0,
+        },
+    );
+    encode_request(&mut out, 1, &Request::Put(b"k".to_vec(), b"v".to_vec())).unwrap();
+    encode_request(&mut out, 2, &Request::Get(b"k".to_vec())).unwrap();
+    stream.write_all(&out).unwrap();
+    stream.flush().unwrap();
+    let mut buf = Vec::new();
+    let mut responses = Vec::new();
+    while responses.len() < 2 {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "the server closed");
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() < HELLO_BYTES {
+            continue;
+        }
+        let hello = decode_hello(&buf[..HELLO_BYTES]).unwrap().unwrap();
+        assert_eq!(hello.status, 0);
+        let mut at = HELLO_BYTES;
+        responses.clear();
+        while let Some((response, used)) = decode_response(&buf[at..], &Limits::default()).unwrap()
+        {
+            responses.push(response);
+            at += used;
+        }
+    }
+    assert_eq!((responses[0].id, responses[0].status), (1, Status::Ok));
+    assert_eq!((responses[1].id, responses[1].status), (2, Status::Ok));
+    assert_eq!(responses[1].body, b"v");
+}
+
+/// The `veltrix_tls_refused_total` counter from the admin port.
+fn tls_refused(daemon: &Daemon) -> u64 {
+    let metrics = http_get(daemon.admin, "/metrics");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("veltrix_tls_refused_total "))
+        .unwrap_or_else(|| panic!("no veltrix_tls_refused_total in\n{metrics}"));
+    line.rsplit(' ').next().unwrap().trim().parse().unwrap()
+}
+
+/// Plain text on a TLS port: no reply but an alert, then the close.
+fn plain_text_is_refused(port: u16, bytes: &[u8]) {
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    socket.write_all(bytes).unwrap();
+    let mut answer = Vec::new();
+    // Ends at the server's close; a timeout would fail the unwrap.
+    let _ = socket.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty() || answer[0] == 0x15,
+        "expected nothing or a TLS alert record, got {answer:?}"
+    );
+}
+
+#[test]
+fn refused_clients_leave_others_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let daemon = start_tls_daemon(dir.path(), &pki);
+    let good = client::config(&pki.ca, Some(&pki.client));
+    let mut kept = client::connect(daemon.port, &good);
+    assert_eq!(client::call(&mut kept, &[b"PING"]).unwrap(), pong());
+    assert_eq!(tls_refused(&daemon), 0);
+
+    let bad = [
+        ("no client certificate", client::config(&pki.ca, None)),
+        (
+            "an untrusted CA",
+            client::config(&pki.ca, Some(&pki.untrusted)),
+        ),
+        (
+            "an expired certificate",
+            client::config(&pki.ca, Some(&pki.expired)),
+        ),
+        (
+            "a certificate without client-auth usage",
+            client::config(&pki.ca, Some(&pki.server_usage_only)),
+        ),
+        (
+            "a revoked certificate",
+            client::config(&pki.ca, Some(&pki.revoked)),
+        ),
+    ];
+    let mut refusals = 0;
+    for (what, config) in &bad {
+        let mut stream = client::connect(daemon.port, config);
+        let result = client::call(&mut stream, &[b"PING"]);
+        assert!(result.is_err(), "{what}: served: {result:?}");
+        refusals += 1;
+        assert_eq!(tls_refused(&daemon), refusals, "{what}");
+        // Others are still served: the connection held open, and a new one.
+        assert_eq!(
+            client::call(&mut kept, &[b"PING"]).unwrap(),
+            pong(),
+            "{what}"
+        );
+        let mut fresh = client::connect(daemon.port, &good);
+        assert_eq!(
+            client::call(&mut fresh, &[b"PING"]).unwrap(),
+            pong(),
+            "{what}"
+        );
+    }
+    plain_text_is_refused(daemon.port, b"PING\r\n");
+    plain_text_is_refused(daemon.native, b"VELTRIX\x01\x00\x00\x00\x00");
+    refusals += 2;
+    assert_eq!(tls_refused(&daemon), refusals);
+    assert_eq!(
+        client::call(&mut kept, &[b"SET", b"still", b"here"]).unwrap(),
+        Reply::Simple("OK".into())
+    );
+    assert_eq!(
+        client::call(&mut kept, &[b"GET", b"still"]).unwrap(),
+        Reply::Bulk(Some(b"here".to_vec()))
+    );
+}

@@ -62,6 +62,11 @@ pub struct Daemon {
     engine: Option<Engine>,
     admin_stop: Arc<AtomicBool>,
     admin_thread: Option<std::thread::JoinHandle<()>>,
+    /// With TLS on the admin port: the thread that accepts TLS and relays
+    /// to the HTTP server, and the private directory of that server's
+    /// socket (removed at stop).
+    admin_relay_thread: Option<std::thread::JoinHandle<()>>,
+    admin_socket_dir: Option<PathBuf>,
     /// The RESP address actually bound.
     pub listen: SocketAddr,
     /// The native protocol address actually bound.
@@ -178,12 +183,6 @@ impl Daemon {
         // First, so that TLS asked for and not servable stops the start
         // before anything listens in plain text.
         let tls = crate::tls::load(&settings.tls)?;
-        if tls.admin.is_some() {
-            bail!(
-                "[tls] admin = \"{}\": TLS on the admin port is not implemented yet; set `admin = \"off\"` (it listens on loopback by default)",
-                settings.tls.admin.as_str()
-            );
-        }
         let path = match settings.namespaces.as_slice() {
             [] => {
                 std::fs::create_dir_all(&settings.data_dir).with_context(|| {
@@ -239,13 +238,7 @@ impl Daemon {
                 native_listeners.push(bind_reuseport(native_listen)?);
             }
         }
-        let admin = tiny_http::Server::http(settings.admin_listen).map_err(|e| {
-            anyhow::anyhow!("cannot listen on admin port {}: {e}", settings.admin_listen)
-        })?;
-        let admin_listen = admin
-            .server_addr()
-            .to_ip()
-            .context("admin port is not an IP socket")?;
+        let (admin, admin_listen, relay) = bind_admin(settings.admin_listen, tls.admin.clone())?;
 
         let server_stats = Arc::new(ServerStats::default());
         let engine_slot: Arc<std::sync::Mutex<Option<Arc<EngineView>>>> = Arc::default();
@@ -265,6 +258,24 @@ impl Daemon {
             std::thread::Builder::new()
                 .name("veltrix-admin".into())
                 .spawn(move || crate::admin::serve(admin, state, stop))?
+        };
+        let (admin_relay_thread, admin_socket_dir) = match relay {
+            None => (None, None),
+            Some(relay) => {
+                let (stats, stop) = (Arc::clone(&server_stats), Arc::clone(&admin_stop));
+                let thread = std::thread::Builder::new()
+                    .name("veltrix-admin-tls-accept".into())
+                    .spawn(move || {
+                        crate::tls::admin::serve(
+                            relay.listener,
+                            relay.socket,
+                            relay.config,
+                            stats,
+                            stop,
+                        )
+                    })?;
+                (Some(thread), Some(relay.dir))
+            }
         };
 
         if blank(namespace.as_ref())? {
@@ -360,6 +371,8 @@ impl Daemon {
             engine: Some(engine),
             admin_stop,
             admin_thread: Some(admin_thread),
+            admin_relay_thread,
+            admin_socket_dir,
             listen,
             native_listen,
             admin_listen,
@@ -380,6 +393,12 @@ impl Daemon {
         if let Some(t) = self.admin_thread.take() {
             let _ = t.join();
         }
+        if let Some(t) = self.admin_relay_thread.take() {
+            let _ = t.join();
+        }
+        if let Some(dir) = self.admin_socket_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -387,6 +406,49 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The admin port's TLS relay, bound and ready to run.
+struct AdminRelay {
+    listener: std::net::TcpListener,
+    socket: PathBuf,
+    dir: PathBuf,
+    config: Arc<rustls::ServerConfig>,
+}
+
+/// The admin HTTP server and the address clients reach it on. Plain: it
+/// listens there itself. With TLS: it listens on a Unix socket in a
+/// private directory, and the returned relay owns the TCP address.
+fn bind_admin(
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> anyhow::Result<(tiny_http::Server, SocketAddr, Option<AdminRelay>)> {
+    let cannot_listen =
+        |e: &dyn std::fmt::Display| anyhow::anyhow!("cannot listen on admin port {addr}: {e}");
+    let Some(config) = tls else {
+        let server = tiny_http::Server::http(addr).map_err(|e| cannot_listen(&e))?;
+        let bound = server
+            .server_addr()
+            .to_ip()
+            .context("admin port is not an IP socket")?;
+        return Ok((server, bound, None));
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| cannot_listen(&e))?;
+    let bound = listener.local_addr()?;
+    let dir = crate::tls::admin::private_dir()
+        .context("cannot create a private directory for the admin server's socket")?;
+    let socket = dir.join("admin.sock");
+    let server = tiny_http::Server::http_unix(&socket).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&dir);
+        anyhow::anyhow!("cannot listen on {}: {e}", socket.display())
+    })?;
+    let relay = AdminRelay {
+        listener,
+        socket,
+        dir,
+        config,
+    };
+    Ok((server, bound, Some(relay)))
 }
 
 /// The first keys a recovery report names, and whether it names them all,

@@ -14,6 +14,7 @@ use appliance::cli::parse_size;
 use appliance::daemon::{Daemon, Settings, DEFAULT_NAMESPACE_BYTES};
 use clap::Parser;
 use engine::EngineConfig;
+use firmware_config::TlsMode;
 
 /// The VeltrixDB key-value appliance daemon.
 #[derive(Parser, Debug)]
@@ -147,6 +148,15 @@ fn settings(args: &Args) -> anyhow::Result<(Settings, String)> {
     Ok((settings, level))
 }
 
+/// How the ready line marks a data port's TLS mode.
+fn tls_note(mode: TlsMode) -> &'static str {
+    match mode {
+        TlsMode::Off => "",
+        TlsMode::Tls => " (TLS)",
+        TlsMode::Mutual => " (mutual TLS)",
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (settings, level) = settings(&args)?;
@@ -165,10 +175,17 @@ fn main() -> anyhow::Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
     let daemon = Daemon::start(&settings)?;
     println!(
-        "veltrixd {} ready: RESP on {}, native on {}, admin on http://{}",
+        "veltrixd {} ready: RESP on {}{}, native on {}{}, admin on {}://{}",
         env!("CARGO_PKG_VERSION"),
         daemon.listen,
+        tls_note(settings.tls.resp),
         daemon.native_listen,
+        tls_note(settings.tls.native),
+        if settings.tls.admin == TlsMode::Off {
+            "http"
+        } else {
+            "https"
+        },
         daemon.admin_listen
     );
     while !stop.load(Ordering::Relaxed) {

@@ -77,3 +77,19 @@ pub fn call(stream: &mut Stream, args: &[&[u8]]) -> io::Result<Reply> {
         }
     }
 }
+
+/// One HTTP/1.0 GET over TLS: the whole response (head and body).
+pub fn https_get(port: u16, config: &Arc<ClientConfig>, path: &str) -> io::Result<String> {
+    let mut stream = connect(port, config);
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    stream.flush()?;
+    let mut response = Vec::new();
+    match stream.read_to_end(&mut response) {
+        Ok(_) => {}
+        // The relay ends with close_notify; a bare close still delimits
+        // an HTTP/1.0 response.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}

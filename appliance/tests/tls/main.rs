@@ -372,3 +372,53 @@ fn refused_clients_leave_others_served() {
         Reply::Bulk(Some(b"here".to_vec()))
     );
 }
+
+/// The admin port on mutual TLS: probes and metrics for a client with a
+/// certificate; nothing for one without, or for plain HTTP.
+#[test]
+fn admin_port_over_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let config = tls_section(&pki, "admin = \"mtls\"\n");
+    let file = dir.path().join("veltrix.toml");
+    std::fs::write(&file, config).unwrap();
+    let daemon = Daemon::start_with(&dir.path().join("data"), &["--config", path(&file)]);
+    let good = client::config(&pki.ca, Some(&pki.client));
+    let livez = client::https_get(daemon.admin, &good, "/livez").unwrap();
+    assert!(livez.starts_with("HTTP/1.0 200 OK"), "{livez}");
+    assert!(livez.ends_with("ok\n"), "{livez}");
+
+    let anonymous = client::config(&pki.ca, None);
+    let refused = client::https_get(daemon.admin, &anonymous, "/livez");
+    assert!(
+        refused.is_err(),
+        "served without a certificate: {refused:?}"
+    );
+    plain_text_is_refused(daemon.admin, b"GET /livez HTTP/1.0\r\n\r\n");
+
+    // The data ports stay plain (their keys are not given and `enabled`
+    // is false), and the refusals above are counted.
+    let mut plain = daemon.client();
+    assert_eq!(plain.call(&[b"PING"]), pong());
+    let metrics = client::https_get(daemon.admin, &good, "/metrics").unwrap();
+    let refusals = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("veltrix_tls_refused_total "))
+        .unwrap_or_else(|| panic!("no veltrix_tls_refused_total in\n{metrics}"));
+    assert_eq!(refusals.trim(), "2");
+
+    // A clean stop removes the HTTP server's private socket directory.
+    let prefix = format!("veltrixd-admin-{}-", daemon.child.id());
+    let left = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+    };
+    assert!(
+        left(),
+        "no private socket directory {prefix}* while running"
+    );
+    assert!(daemon.sigterm().success());
+    assert!(!left(), "{prefix}* left behind after SIGTERM");
+}

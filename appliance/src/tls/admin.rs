@@ -28,17 +28,48 @@ const BUFFER_BYTES_MAX: usize = 1 << 20;
 /// How often the accept loop looks at its stop flag.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
-/// A new directory only this user can enter, for the HTTP server's socket.
+const DIR_PREFIX: &str = "veltrixd-admin-";
+
+/// A new directory only this user can enter, for the HTTP server's socket:
+/// `veltrixd-admin-PID-RANDOM` in the temp directory. A clean stop removes
+/// it; one left by a daemon that was killed is removed here, once its
+/// process is gone.
 pub fn private_dir() -> io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
+    let temp = std::env::temp_dir();
+    remove_orphans(&temp);
     let name = format!(
-        "veltrixd-admin-{}-{:016x}",
+        "{DIR_PREFIX}{}-{:016x}",
         std::process::id(),
         rand::random::<u64>()
     );
-    let dir = std::env::temp_dir().join(name);
+    let dir = temp.join(name);
     std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
     Ok(dir)
+}
+
+/// Removes the socket directories of daemons no longer running.
+fn remove_orphans(temp: &Path) {
+    // Without /proc, every process would look gone.
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
 }
 
 /// Accepts TLS connections on `listener` until `stop` is set, relaying

@@ -55,6 +55,8 @@ pub struct Settings {
     /// read before any port opens, and a start that cannot honour them
     /// fails.
     pub tls: firmware_config::Tls,
+    /// `[auth]`: the users file, read before any port opens.
+    pub auth: firmware_config::Auth,
 }
 
 /// A running daemon.
@@ -183,6 +185,7 @@ impl Daemon {
         // First, so that TLS asked for and not servable stops the start
         // before anything listens in plain text.
         let tls = crate::tls::load(&settings.tls)?;
+        let users = crate::auth::load(&settings.auth)?.map(Arc::new);
         let path = match settings.namespaces.as_slice() {
             [] => {
                 std::fs::create_dir_all(&settings.data_dir).with_context(|| {
@@ -303,13 +306,9 @@ impl Daemon {
                 admin: None,
                 ..tls.clone()
             };
-            match RespFrontend::new(
-                listener,
-                native,
-                data_tls,
-                limits,
-                Arc::clone(&server_stats),
-            ) {
+            let users = users.clone();
+            let stats = Arc::clone(&server_stats);
+            match RespFrontend::new(listener, native, data_tls, users, limits, stats) {
                 Ok((frontend, waker)) => {
                     let wake: engine::Wake = Arc::new(move || {
                         let _ = waker.wake();

@@ -54,8 +54,8 @@ pub use limits::{
     RECORD_OVERHEAD_BYTES_MAX, RENDERED_BYTES_MAX, SERIAL_BYTES_MAX,
 };
 pub use schema::{
-    Backend, Config, Engine, LogLevel, NamespaceConfig, NamespaceTarget, PathString, SerialString,
-    Server, Tls, TlsMode, WORKERS_MAX,
+    Auth, Backend, Config, Engine, LogLevel, NamespaceConfig, NamespaceTarget, PathString,
+    SerialString, Server, Tls, TlsMode, WORKERS_MAX,
 };
 
 /// Parses and validates configuration text.

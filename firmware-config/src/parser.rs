@@ -6,7 +6,7 @@ use crate::error::{ConfigError, ErrorKind, Unit};
 use crate::lexer::{self, Line, Value};
 use crate::limits::{ERROR_NAME_BYTES_MAX, INPUT_BYTES_MAX, LINE_BYTES_MAX, NAMESPACES_MAX};
 use crate::schema::{
-    self, Backend, Engine, PathString, Section, SerialString, Server, Tls, SECTION_KEYS_MAX,
+    self, Auth, Backend, Engine, PathString, Section, SerialString, Server, Tls, SECTION_KEYS_MAX,
     WORKERS_MAX,
 };
 use crate::{suggest, validate, value};
@@ -52,10 +52,12 @@ pub(crate) struct NamespaceDraft {
 pub(crate) struct Document {
     pub server: Server,
     pub tls: Tls,
+    pub auth: Auth,
     pub engine: Engine,
     pub namespaces: heapless::Vec<NamespaceDraft, NAMESPACES_MAX>,
     pub server_table: Table,
     pub tls_table: Table,
+    pub auth_table: Table,
     pub engine_table: Table,
 }
 
@@ -165,6 +167,7 @@ impl Parser {
         let table = match section {
             Section::Server => &mut document.server_table,
             Section::Tls => &mut document.tls_table,
+            Section::Auth => &mut document.auth_table,
             Section::Engine => &mut document.engine_table,
             Section::Namespace => {
                 let draft = NamespaceDraft {
@@ -249,6 +252,10 @@ impl Parser {
                 claim(&mut document.tls_table)?;
                 tls(&mut document.tls, key, value)
             }
+            Section::Auth => {
+                claim(&mut document.auth_table)?;
+                auth(&mut document.auth, key, value)
+            }
             Section::Engine => {
                 claim(&mut document.engine_table)?;
                 engine(&mut document.engine, key, value)
@@ -301,6 +308,14 @@ fn tls(tls: &mut Tls, key: &str, value: Value<'_>) -> Result<(), ErrorKind> {
         "resp" => tls.resp = value::tls_mode(value)?,
         "native" => tls.native = value::tls_mode(value)?,
         "admin" => tls.admin = value::tls_mode(value)?,
+        _ => return Err(UNHANDLED),
+    }
+    Ok(())
+}
+
+fn auth(auth: &mut Auth, key: &str, value: Value<'_>) -> Result<(), ErrorKind> {
+    match key {
+        "users_file" => auth.users_file = value::string(value)?,
         _ => return Err(UNHANDLED),
     }
     Ok(())

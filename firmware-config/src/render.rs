@@ -36,6 +36,9 @@ impl Config {
         writeln!(out, "native = \"{}\"", tls.native.as_str())?;
         writeln!(out, "admin = \"{}\"", tls.admin.as_str())?;
 
+        out.write_str("\n[auth]\n")?;
+        string(out, "users_file", &self.auth.users_file)?;
+
         let engine = &self.engine;
         out.write_str("\n[engine]\n")?;
         writeln!(out, "commit_interval_us = {}", engine.commit_interval_us)?;
@@ -165,6 +168,9 @@ mod tests {
              resp = \"off\"\n\
              native = \"off\"\n\
              admin = \"off\"\n\
+             \n\
+             [auth]\n\
+             users_file = \"\"\n\
              \n\
              [engine]\n\
              commit_interval_us = 50\n\

@@ -20,6 +20,8 @@ pub struct Config {
     pub server: Server,
     /// `[tls]`: TLS on the data and admin ports.
     pub tls: Tls,
+    /// `[auth]`: users and passwords on the data ports.
+    pub auth: Auth,
     /// `[engine]`: the storage engine's tuning.
     pub engine: Engine,
     /// `[[namespace]]` tables, in file order. Empty means "use the embedded
@@ -70,6 +72,15 @@ pub struct Tls {
     pub native: TlsMode,
     /// `admin`: the admin port's mode; its default as `resp`'s.
     pub admin: TlsMode,
+}
+
+/// `[auth]`. An empty path means "not given".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Auth {
+    /// `users_file`: the users, their roles and password hashes. When
+    /// given, every data-port client must authenticate; when empty, none
+    /// does.
+    pub users_file: PathString,
 }
 
 /// A port's TLS mode: `resp`, `native` and `admin` in `[tls]`.
@@ -292,18 +303,26 @@ impl Default for Engine {
 pub(crate) enum Section {
     Server,
     Tls,
+    Auth,
     Engine,
     Namespace,
 }
 
 impl Section {
-    pub(crate) const ALL: [Self; 4] = [Self::Server, Self::Tls, Self::Engine, Self::Namespace];
+    pub(crate) const ALL: [Self; 5] = [
+        Self::Server,
+        Self::Tls,
+        Self::Auth,
+        Self::Engine,
+        Self::Namespace,
+    ];
 
     /// The section's header as written in the file.
     pub(crate) const fn header(self) -> &'static str {
         match self {
             Self::Server => "[server]",
             Self::Tls => "[tls]",
+            Self::Auth => "[auth]",
             Self::Engine => "[engine]",
             Self::Namespace => "[[namespace]]",
         }
@@ -314,6 +333,7 @@ impl Section {
         match self {
             Self::Server => "server",
             Self::Tls => "tls",
+            Self::Auth => "auth",
             Self::Engine => "engine",
             Self::Namespace => "namespace",
         }
@@ -329,6 +349,7 @@ impl Section {
         match self {
             Self::Server => &SERVER_KEYS,
             Self::Tls => &TLS_KEYS,
+            Self::Auth => &AUTH_KEYS,
             Self::Engine => &ENGINE_KEYS,
             Self::Namespace => &NAMESPACE_KEYS,
         }
@@ -354,6 +375,7 @@ pub(crate) const TLS_KEYS: [&str; 8] = [
     "native",
     "admin",
 ];
+pub(crate) const AUTH_KEYS: [&str; 1] = ["users_file"];
 /// The `[tls]` keys that set a port's mode.
 pub(crate) const TLS_PORT_KEYS: [&str; 3] = ["resp", "native", "admin"];
 pub(crate) const ENGINE_KEYS: [&str; 8] = [
@@ -373,5 +395,6 @@ pub(crate) const NAMESPACE_KEYS: [&str; 6] =
 pub(crate) const SECTION_KEYS_MAX: usize = 8;
 const _: () = assert!(SERVER_KEYS.len() <= SECTION_KEYS_MAX);
 const _: () = assert!(TLS_KEYS.len() <= SECTION_KEYS_MAX);
+const _: () = assert!(AUTH_KEYS.len() <= SECTION_KEYS_MAX);
 const _: () = assert!(ENGINE_KEYS.len() <= SECTION_KEYS_MAX);
 const _: () = assert!(NAMESPACE_KEYS.len() <= SECTION_KEYS_MAX);

@@ -36,6 +36,7 @@ pub(crate) fn finish(document: Document) -> Result<Config, ConfigError> {
     Ok(Config {
         server: document.server,
         tls,
+        auth: document.auth,
         engine: document.engine,
         namespaces,
     })

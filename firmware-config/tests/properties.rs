@@ -5,7 +5,7 @@
 use core::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use firmware_config::{
-    parse, Backend, Config, Engine, LogLevel, NamespaceConfig, NamespaceTarget, Server, Tls,
+    parse, Auth, Backend, Config, Engine, LogLevel, NamespaceConfig, NamespaceTarget, Server, Tls,
     TlsMode, NAMESPACES_MAX, PATH_BYTES_MAX, SERIAL_BYTES_MAX,
 };
 use proptest::prelude::*;
@@ -225,12 +225,14 @@ fn config() -> impl Strategy<Value = Config> {
     (
         server(),
         tls(),
+        path(true).prop_map(|users_file| Auth { users_file }),
         engine(),
         prop::collection::vec(namespace(), 0..=NAMESPACES_MAX),
     )
-        .prop_map(|(server, tls, engine, namespaces)| Config {
+        .prop_map(|(server, tls, auth, engine, namespaces)| Config {
             server,
             tls,
+            auth,
             engine,
             namespaces: namespaces.into_iter().collect(),
         })
@@ -382,6 +384,9 @@ fn largest_config_fits_the_limits() {
             resp: TlsMode::Mutual,
             native: TlsMode::Mutual,
             admin: TlsMode::Mutual,
+        },
+        auth: Auth {
+            users_file: path.clone(),
         },
         ..Config::default()
     };

@@ -82,6 +82,13 @@ enum Command {
     /// wait until it is durable, so the next start replays only what follows.
     #[command(after_help = "Example:\n  veltrix checkpoint")]
     Checkpoint,
+    /// Read a password from the first line of stdin and print its Argon2id
+    /// hash with a fresh salt, for a line of the users file
+    /// (`[auth] users_file`, docs/security.md). Works offline.
+    #[command(
+        after_help = "Example:\n  echo \"$PASSWORD\" | veltrix hash-password   # then: alice write <hash>"
+    )]
+    HashPassword,
     /// Format a namespace (file or block device) offline. Refuses an existing
     /// VeltrixDB store unless --force.
     #[command(
@@ -264,6 +271,18 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Command::Checkpoint => {
             let addr = resolve(&args.admin, "admin")?;
             checkpoint(addr, &mut stdout)?;
+        }
+        Command::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.strip_suffix('\n').unwrap_or(&line);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            anyhow::ensure!(!password.is_empty(), "no password on stdin");
+            writeln!(
+                stdout,
+                "{}",
+                appliance::auth::hash_password(password.as_bytes())?
+            )?;
         }
         Command::Format {
             path,

@@ -140,6 +140,7 @@ fn settings(args: &Args) -> anyhow::Result<(Settings, String)> {
         connections_max: config.server.connections_max as usize,
         config_text: config.to_string(),
         tls: config.tls.clone(),
+        auth: config.auth.clone(),
     };
     let level = args
         .log_level

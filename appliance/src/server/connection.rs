@@ -40,6 +40,8 @@ pub(crate) struct Connection {
     pub peer_closed: bool,
     /// A native-protocol connection (else RESP).
     pub native: Option<super::native::Session>,
+    /// Who the RESP client logged in as, when users are configured.
+    pub login: crate::auth::Session,
 }
 
 impl Connection {

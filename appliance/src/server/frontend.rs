@@ -14,9 +14,14 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::connection::{Connection, Slot};
 use super::native;
+use crate::auth::{self, Users};
 use crate::commands::{self, Action};
 use crate::resp::{self, encode, Limits, Parser, Protocol};
 use crate::tls::{PortsTls, Transport};
+
+/// Why the native port refuses every client while users are configured.
+const NATIVE_WITH_USERS: &str =
+    "authentication required: the native protocol has no login yet; use the RESP port";
 
 const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
@@ -87,6 +92,8 @@ pub struct RespFrontend {
     native_listener: Option<TcpListener>,
     /// Each listener's TLS configuration; `None` serves plain text.
     tls: PortsTls,
+    /// The users RESP clients log in as; `None`: nobody logs in.
+    users: Option<Arc<Users>>,
     native_limits: veltrix_client::protocol::Limits,
     connections: Vec<Option<Connection>>,
     free: Vec<usize>,
@@ -105,12 +112,13 @@ pub struct RespFrontend {
 
 impl RespFrontend {
     /// A frontend on `listener` (RESP) and `native` (the native protocol),
-    /// each with TLS as `tls` says, and the waker the engine uses to
-    /// interrupt its poll.
+    /// each with TLS as `tls` says and logins checked against `users`, and
+    /// the waker the engine uses to interrupt its poll.
     pub fn new(
         listener: std::net::TcpListener,
         native: Option<std::net::TcpListener>,
         tls: PortsTls,
+        users: Option<Arc<Users>>,
         limits: ServerLimits,
         stats: Arc<ServerStats>,
     ) -> std::io::Result<(RespFrontend, Arc<Waker>)> {
@@ -141,6 +149,7 @@ impl RespFrontend {
                 listener: Some(listener),
                 native_listener,
                 tls,
+                users,
                 native_limits,
                 connections: Vec::new(),
                 free: Vec::new(),
@@ -254,7 +263,11 @@ impl RespFrontend {
                 next_seq: 0,
                 closing: false,
                 peer_closed: false,
-                native: native.then(native::Session::default),
+                native: native.then(|| native::Session {
+                    handshaken: false,
+                    refusal: self.users.as_ref().map(|_| NATIVE_WITH_USERS),
+                }),
+                login: Default::default(),
             });
         }
     }
@@ -365,7 +378,11 @@ impl RespFrontend {
                     }
                     let buf = &conn.read[base..base + used];
                     let words: Vec<&[u8]> = resp::arg_bytes(buf, &args).collect();
-                    let action = commands::dispatch(&words, conn.protocol);
+                    let gated = match &self.users {
+                        Some(users) => auth::gate(users, &mut conn.login, &words),
+                        None => None,
+                    };
+                    let action = gated.unwrap_or_else(|| commands::dispatch(&words, conn.protocol));
                     self.args = args;
                     self.stats.commands.fetch_add(1, Ordering::Relaxed);
                     self.start(index, action, submitter);

@@ -211,6 +211,15 @@ impl Daemon {
         };
         let mut engine_config = settings.engine.clone();
         engine_config.workers = workers;
+        // Two threads at most: a login costs 19 MiB and tens of
+        // milliseconds, and the workers need the cores.
+        let verifier = match users {
+            Some(users) => Some(Arc::new(crate::auth::Verifier::start(
+                users,
+                workers.min(2),
+            )?)),
+            None => None,
+        };
 
         // Bind before opening the engine, so a port in use fails fast.
         let mut listeners = Vec::with_capacity(workers);
@@ -306,9 +315,9 @@ impl Daemon {
                 admin: None,
                 ..tls.clone()
             };
-            let users = users.clone();
+            let verifier = verifier.clone();
             let stats = Arc::clone(&server_stats);
-            match RespFrontend::new(listener, native, data_tls, users, limits, stats) {
+            match RespFrontend::new(listener, native, data_tls, verifier, limits, stats) {
                 Ok((frontend, waker)) => {
                     let wake: engine::Wake = Arc::new(move || {
                         let _ = waker.wake();

@@ -273,3 +273,77 @@ fn a_users_file_that_cannot_be_honoured_stops_the_start() {
         );
     }
 }
+
+/// Commands pipelined after `AUTH` run under its outcome, in order.
+#[test]
+fn pipelined_commands_see_the_login_before_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_with_users(dir.path());
+    let mut client = daemon.client();
+    let script: [&[&[u8]]; 5] = [
+        &[b"SET", b"k", b"early"],
+        &[b"AUTH", b"writer", b"writer-pw"],
+        &[b"SET", b"k", b"v"],
+        &[b"AUTH", b"reader", b"wrong"],
+        &[b"GET", b"k"],
+    ];
+    for command in script {
+        client.send(command);
+    }
+    let replies: Vec<_> = (0..script.len()).map(|_| client.read().unwrap()).collect();
+    use appliance::resp::Reply;
+    assert_eq!(
+        replies,
+        [
+            Reply::Error("NOAUTH Authentication required.".into()),
+            Reply::Simple("OK".into()),
+            Reply::Simple("OK".into()),
+            Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into()),
+            common::bulk(b"v"),
+        ]
+    );
+}
+
+/// Password checks run off the workers: a storm of logins does not hold up
+/// other clients' commands. (With the check on the worker, a worker owning
+/// n of the storm's connections was blocked for n checks in one poll, and
+/// a PING behind them waited as long as the whole storm.)
+#[test]
+fn a_login_storm_does_not_stall_other_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_with_users(dir.path());
+    // Eight clients, so that some share each worker with the storm (two
+    // workers; SO_REUSEPORT spreads connections).
+    let mut others: Vec<Client> = (0..8)
+        .map(|_| {
+            let mut c = daemon.client();
+            assert_eq!(
+                c.raw(&[b"AUTH", b"reader", b"reader-pw"]),
+                b"+OK\r\n".to_vec()
+            );
+            c
+        })
+        .collect();
+    let mut storm: Vec<Client> = (0..16).map(|_| daemon.client()).collect();
+    let started = Instant::now();
+    for client in &mut storm {
+        client.send(&[b"AUTH", b"alice", b"wrong"]);
+    }
+    let mut slowest = Duration::ZERO;
+    for client in &mut others {
+        let asked = Instant::now();
+        assert_eq!(client.raw(&[b"PING"]), b"+PONG\r\n".to_vec());
+        slowest = slowest.max(asked.elapsed());
+    }
+    for client in &mut storm {
+        assert!(matches!(
+            client.read(),
+            Some(appliance::resp::Reply::Error(_))
+        ));
+    }
+    let storm_took = started.elapsed();
+    assert!(
+        slowest * 4 < storm_took,
+        "a PING took {slowest:?} during a login storm of {storm_took:?}"
+    );
+}

@@ -422,6 +422,27 @@ fn tls() {
     }
 }
 
+#[test]
+fn auth() {
+    assert_eq!(ok("").auth.users_file, "");
+    let config = ok("[auth]\nusers_file = \"/etc/veltrix/users\"\n");
+    assert_eq!(config.auth.users_file, "/etc/veltrix/users");
+    let error = err(&format!("[auth]\nusers_file = \"{}\"\n", "u".repeat(256)));
+    assert_eq!(error.kind, ErrorKind::TooLong { max: 255 });
+    let error = err("[auth]\nusers_file = true\n");
+    assert!(matches!(error.kind, ErrorKind::WrongType { .. }), "{error}");
+    let error = err("[auth]\nusers = \"/u\"\n");
+    assert!(
+        matches!(error.kind, ErrorKind::UnknownKey { .. }),
+        "{error}"
+    );
+    let error = err("[auth]\n[auth]\n");
+    assert!(
+        matches!(error.kind, ErrorKind::Duplicate { first_line: 1 }),
+        "{error}"
+    );
+}
+
 /// Each port's mode: given, or following `enabled` and `client_ca_file`.
 #[test]
 fn tls_port_modes() {

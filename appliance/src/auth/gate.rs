@@ -3,7 +3,7 @@
 //! Redis 7.0's, byte for byte (`tests/auth.rs` compares them with
 //! redis-server's).
 
-use super::users::{Role, Users};
+use super::users::Role;
 use crate::command_table::{self, CommandSpec};
 use crate::commands::Action;
 use crate::resp::encode;
@@ -19,6 +19,71 @@ const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is dis
 pub struct Session {
     /// The authenticated user and their role; `None` until `AUTH`.
     user: Option<(Vec<u8>, Role)>,
+    /// A login being verified: the connection takes no further command
+    /// until it is decided, so pipelined commands see its outcome.
+    pending: Option<Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    user: Vec<u8>,
+    then: Then,
+}
+
+/// What to verify, and what to answer once verified.
+#[derive(Debug)]
+pub struct Login {
+    pub user: Vec<u8>,
+    pub password: Vec<u8>,
+    pub then: Then,
+}
+
+/// The command a login came with.
+#[derive(Debug)]
+pub enum Then {
+    /// `AUTH`: `+OK`.
+    Auth,
+    /// `HELLO ... AUTH ...`: dispatch runs the `HELLO` (these words).
+    Hello(Vec<Vec<u8>>),
+}
+
+/// What the gate decided for a command.
+#[derive(Debug)]
+pub enum Gate {
+    /// Dispatch runs it.
+    Pass,
+    /// This answer instead.
+    Answer(Action),
+    /// Verify a password first (off the worker thread), then
+    /// [`Session::finish`].
+    Verify(Login),
+}
+
+impl Session {
+    /// A login is being verified.
+    pub fn is_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Remembers the login being verified (its password goes to the
+    /// verifier only).
+    pub fn start(&mut self, user: Vec<u8>, then: Then) {
+        self.pending = Some(Pending { user, then });
+    }
+
+    /// The verification's outcome: logs the user in with `role`, or not
+    /// (the previous login, if any, stays, as in Redis). `Ok` with what
+    /// the login came with once logged in, else the answer (`-WRONGPASS`).
+    pub fn finish(&mut self, role: Option<Role>) -> Result<Then, Action> {
+        let Some(login) = self.pending.take() else {
+            return Err(reply_error("ERR no login in progress"));
+        };
+        let Some(role) = role else {
+            return Err(reply_error(WRONGPASS));
+        };
+        self.user = Some((login.user, role));
+        Ok(login.then)
+    }
 }
 
 fn reply_error(message: &str) -> Action {
@@ -33,32 +98,34 @@ fn arity(name: &str) -> Action {
     ))
 }
 
-/// Answers `words` here, or returns `None` to let dispatch run it: an
-/// authenticated user's permitted command, `QUIT`, and a `HELLO` whose
-/// `AUTH` succeeded.
+/// Decides for `words`: dispatch runs an authenticated user's permitted
+/// command, `QUIT`, and a `HELLO` without `AUTH` once logged in; `AUTH`
+/// and `HELLO ... AUTH` go to verification; the rest is answered here.
 ///
 /// Fails closed where it departs from Redis: before a login every other
 /// command gets `-NOAUTH`, even an unknown one or one with the wrong number
 /// of arguments (Redis reports those first); and a command the table does
 /// not describe (an unknown one, or one added to dispatch without its
 /// table entry) is allowed to admins only.
-pub fn gate(users: &Users, session: &mut Session, words: &[&[u8]]) -> Option<Action> {
-    let (first, rest) = words.split_first()?;
+pub fn gate(session: &Session, words: &[&[u8]]) -> Gate {
+    let Some((first, rest)) = words.split_first() else {
+        return Gate::Pass;
+    };
     let name = String::from_utf8_lossy(first).to_ascii_lowercase();
     match name.as_str() {
-        "auth" => return Some(auth(users, session, rest)),
-        "hello" => return hello(users, session, rest),
-        "quit" => return None,
+        "auth" => return auth(rest),
+        "hello" => return hello(session, words),
+        "quit" => return Gate::Pass,
         _ => {}
     }
     if name == "acl" {
-        return Some(match &session.user {
+        return Gate::Answer(match &session.user {
             None => reply_error(NOAUTH),
             Some((user, _)) => acl(user, rest),
         });
     }
     let role = match &session.user {
-        None => return Some(reply_error(NOAUTH)),
+        None => return Gate::Answer(reply_error(NOAUTH)),
         Some((_, role)) => *role,
     };
     let permitted = match command_table::find(first) {
@@ -66,9 +133,9 @@ pub fn gate(users: &Users, session: &mut Session, words: &[&[u8]]) -> Option<Act
         None => role == Role::Admin,
     };
     if permitted {
-        return None;
+        return Gate::Pass;
     }
-    Some(reply_error(&format!(
+    Gate::Answer(reply_error(&format!(
         "NOPERM this user has no permissions to run the '{name}' command"
     )))
 }
@@ -85,42 +152,37 @@ fn permits(role: Role, spec: &CommandSpec) -> bool {
 }
 
 /// `AUTH password` (the user `default`) or `AUTH user password`.
-fn auth(users: &Users, session: &mut Session, rest: &[&[u8]]) -> Action {
+fn auth(rest: &[&[u8]]) -> Gate {
     let (user, password): (&[u8], &[u8]) = match rest {
         [password] => (b"default", password),
         [user, password] => (user, password),
-        [] => return arity("auth"),
-        _ => return reply_error("ERR syntax error"),
+        [] => return Gate::Answer(arity("auth")),
+        _ => return Gate::Answer(reply_error("ERR syntax error")),
     };
-    match users.verify(user, password) {
-        Some(role) => {
-            session.user = Some((user.to_vec(), role));
-            let mut out = Vec::new();
-            encode::simple(&mut out, "OK");
-            Action::Reply(out)
-        }
-        None => reply_error(WRONGPASS),
-    }
+    Gate::Verify(Login {
+        user: user.to_vec(),
+        password: password.to_vec(),
+        then: Then::Auth,
+    })
 }
 
-/// `HELLO [protover [AUTH user password] [SETNAME name]]`: a failed `AUTH`
-/// is refused here; otherwise dispatch answers the `HELLO` itself (it
+/// `HELLO [protover [AUTH user password] [SETNAME name]]`: with `AUTH`,
+/// verify first; once verified, dispatch answers the `HELLO` itself (it
 /// checks the protocol version and the options).
-fn hello(users: &Users, session: &mut Session, rest: &[&[u8]]) -> Option<Action> {
-    let credentials = rest
+fn hello(session: &Session, words: &[&[u8]]) -> Gate {
+    let credentials = words
         .iter()
+        .skip(1)
         .position(|word| word.eq_ignore_ascii_case(b"auth"))
-        .and_then(|at| Some((*rest.get(at + 1)?, *rest.get(at + 2)?)));
+        .and_then(|at| Some((*words.get(at + 2)?, *words.get(at + 3)?)));
     match credentials {
-        Some((user, password)) => match users.verify(user, password) {
-            Some(role) => {
-                session.user = Some((user.to_vec(), role));
-                None
-            }
-            None => Some(reply_error(WRONGPASS)),
-        },
-        None if session.user.is_none() => Some(reply_error(NOAUTH_HELLO)),
-        None => None,
+        Some((user, password)) => Gate::Verify(Login {
+            user: user.to_vec(),
+            password: password.to_vec(),
+            then: Then::Hello(words.iter().map(|w| w.to_vec()).collect()),
+        }),
+        None if session.user.is_none() => Gate::Answer(reply_error(NOAUTH_HELLO)),
+        None => Gate::Pass,
     }
 }
 

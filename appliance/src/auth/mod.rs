@@ -1,13 +1,16 @@
 //! Users, passwords and roles on the RESP port (`docs/security.md`).
 //!
 //! [`users`] loads the users file that `[auth] users_file` names, failing
-//! the start on anything it cannot parse; [`gate`] stands before command
+//! the start on anything it cannot parse; `verifier.rs` checks passwords on
+//! threads of its own, off the data path; [`gate`] stands before command
 //! dispatch and answers `AUTH`, `HELLO ... AUTH` and `ACL WHOAMI`, refuses
 //! other commands before authentication (`-NOAUTH`) and commands outside
 //! the user's role (`-NOPERM`), with Redis's texts.
 
 mod gate;
 mod users;
+mod verifier;
 
-pub use gate::{gate, Session};
+pub use gate::{gate, Gate, Login, Session, Then};
 pub use users::{hash_password, load, Role, Users};
+pub use verifier::{Inbox, Verifier, QUEUE_MAX};

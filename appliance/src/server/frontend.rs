@@ -14,10 +14,13 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::connection::{Connection, Slot};
 use super::native;
-use crate::auth::{self, Users};
+use crate::auth::{self, Gate, Inbox, Then, Verifier};
 use crate::commands::{self, Action};
 use crate::resp::{self, encode, Limits, Parser, Protocol};
 use crate::tls::{PortsTls, Transport};
+
+/// The answer to a login when the verifier's queue is full.
+const LOGINS_BUSY: &str = "ERR too many logins in progress, try again";
 
 /// Why the native port refuses every client while users are configured.
 const NATIVE_WITH_USERS: &str =
@@ -92,8 +95,10 @@ pub struct RespFrontend {
     native_listener: Option<TcpListener>,
     /// Each listener's TLS configuration; `None` serves plain text.
     tls: PortsTls,
-    /// The users RESP clients log in as; `None`: nobody logs in.
-    users: Option<Arc<Users>>,
+    /// Checks RESP clients' passwords; `None`: nobody logs in.
+    verifier: Option<Arc<Verifier>>,
+    /// Where the verifier's outcomes for this worker's connections arrive.
+    logins: Arc<Inbox>,
     native_limits: veltrix_client::protocol::Limits,
     connections: Vec<Option<Connection>>,
     free: Vec<usize>,
@@ -112,18 +117,22 @@ pub struct RespFrontend {
 
 impl RespFrontend {
     /// A frontend on `listener` (RESP) and `native` (the native protocol),
-    /// each with TLS as `tls` says and logins checked against `users`, and
+    /// each with TLS as `tls` says and logins checked by `verifier`, and
     /// the waker the engine uses to interrupt its poll.
     pub fn new(
         listener: std::net::TcpListener,
         native: Option<std::net::TcpListener>,
         tls: PortsTls,
-        users: Option<Arc<Users>>,
+        verifier: Option<Arc<Verifier>>,
         limits: ServerLimits,
         stats: Arc<ServerStats>,
     ) -> std::io::Result<(RespFrontend, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let login_waker = Arc::clone(&waker);
+        let logins = Inbox::new(Box::new(move || {
+            let _ = login_waker.wake();
+        }));
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -149,7 +158,8 @@ impl RespFrontend {
                 listener: Some(listener),
                 native_listener,
                 tls,
-                users,
+                verifier,
+                logins,
                 native_limits,
                 connections: Vec::new(),
                 free: Vec::new(),
@@ -265,7 +275,7 @@ impl RespFrontend {
                 peer_closed: false,
                 native: native.then(|| native::Session {
                     handshaken: false,
-                    refusal: self.users.as_ref().map(|_| NATIVE_WITH_USERS),
+                    refusal: self.verifier.as_ref().map(|_| NATIVE_WITH_USERS),
                 }),
                 login: Default::default(),
             });
@@ -378,11 +388,35 @@ impl RespFrontend {
                     }
                     let buf = &conn.read[base..base + used];
                     let words: Vec<&[u8]> = resp::arg_bytes(buf, &args).collect();
-                    let gated = match &self.users {
-                        Some(users) => auth::gate(users, &mut conn.login, &words),
-                        None => None,
+                    let gate = match &self.verifier {
+                        Some(_) => auth::gate(&conn.login, &words),
+                        None => Gate::Pass,
                     };
-                    let action = gated.unwrap_or_else(|| commands::dispatch(&words, conn.protocol));
+                    let action = match gate {
+                        Gate::Pass => commands::dispatch(&words, conn.protocol),
+                        Gate::Answer(action) => action,
+                        Gate::Verify(login) => {
+                            let ticket = login_ticket(index, conn.generation);
+                            let queued = self.verifier.as_ref().is_some_and(|verifier| {
+                                verifier.submit(
+                                    login.user.clone(),
+                                    login.password,
+                                    ticket,
+                                    &self.logins,
+                                )
+                            });
+                            if queued {
+                                // The connection pauses until the outcome.
+                                conn.login.start(login.user, login.then);
+                                self.args = args;
+                                self.stats.commands.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            let mut out = Vec::new();
+                            encode::error(&mut out, LOGINS_BUSY);
+                            Action::Reply(out)
+                        }
+                    };
                     self.args = args;
                     self.stats.commands.fetch_add(1, Ordering::Relaxed);
                     self.start(index, action, submitter);
@@ -586,6 +620,37 @@ impl RespFrontend {
         !(close_after && sent || (conn.peer_closed || conn.closing) && done)
     }
 
+    /// A login's outcome: answer it in command order, then resume the
+    /// connection's pipelined commands under the new login.
+    fn finish_login(
+        &mut self,
+        ticket: u64,
+        role: Option<auth::Role>,
+        submitter: &mut Submitter<'_>,
+    ) {
+        let index = (ticket >> 16) as usize;
+        let Some(Some(conn)) = self.connections.get_mut(index) else {
+            return;
+        };
+        if u64::from(conn.generation) != ticket & 0xFFFF {
+            return;
+        }
+        let action = match conn.login.finish(role) {
+            Ok(Then::Auth) => {
+                let mut out = Vec::new();
+                encode::simple(&mut out, "OK");
+                Action::Reply(out)
+            }
+            Ok(Then::Hello(words)) => {
+                let words: Vec<&[u8]> = words.iter().map(Vec::as_slice).collect();
+                commands::dispatch(&words, conn.protocol)
+            }
+            Err(answer) => answer,
+        };
+        self.start(index, action, submitter);
+        self.backlog.push(index);
+    }
+
     fn service(&mut self, index: usize, submitter: &mut Submitter<'_>) {
         if !self.read(index) {
             self.close(index);
@@ -627,6 +692,10 @@ impl Frontend for RespFrontend {
             for (part, op) in ops.into_iter().enumerate() {
                 submitter.submit(token(index, generation, seq, part), op);
             }
+        }
+        for (ticket, role) in self.logins.take() {
+            progressed = true;
+            self.finish_login(ticket, role, submitter);
         }
         // Connections paused by backpressure whose replies have since drained.
         let backlog = std::mem::take(&mut self.backlog);
@@ -740,9 +809,18 @@ impl Frontend for RespFrontend {
 /// Whether a connection must stop taking requests for now: it is closing,
 /// its pipeline is full, or its replies are backed up. `Some(true)` when
 /// unparsed input is left and it must be processed again once replies drain.
+/// A connection waiting for its login's outcome is paused too, but not
+/// sent back: the outcome resumes it.
 fn paused(conn: &Connection, consumed: usize) -> Option<bool> {
+    let login = conn.login.is_pending();
     let stop = conn.closing
+        || login
         || conn.slots.len() >= PIPELINE_MAX
         || conn.write.len() >= WRITE_BACKLOG_BYTES_MAX;
-    stop.then_some(!conn.closing && consumed < conn.read.len())
+    stop.then_some(!conn.closing && !login && consumed < conn.read.len())
+}
+
+/// Names a connection to the login verifier: slot and generation.
+fn login_ticket(index: usize, generation: u16) -> u64 {
+    ((index as u64) << 16) | u64::from(generation)
 }

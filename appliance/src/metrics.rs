@@ -446,6 +446,11 @@ fn network_families(e: &mut Exposition, server: &ServerStats) {
         load(&server.tls_refused),
     );
     e.counter(
+        "veltrix_auth_failures",
+        "Logins refused: a wrong password or an unknown user (counted alike), or too many logins in progress.",
+        load(&server.auth_failures),
+    );
+    e.counter(
         "veltrix_network_received_bytes",
         "Bytes read from clients.",
         load(&server.bytes_read),

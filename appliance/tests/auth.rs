@@ -141,6 +141,19 @@ fn logins_and_refusals_match_redis() {
     ] {
         assert!(all.contains(expected), "{expected:?} never answered");
     }
+    // The script's refused logins: HELLO 3 AUTH alice wrong, AUTH alice
+    // wrong, AUTH nobody, AUTH alice-pw (no user `default`), AUTH reader
+    // wrong.
+    let metrics = common::http_get(daemon.admin, "/metrics");
+    assert!(
+        metrics.contains("\nveltrix_auth_failures_total 5\n"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("auth_failures"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     // HELLO ... AUTH logs in (its reply names the server, so it is not
     // compared): a new connection, then a role check.
     let mut client = daemon.client();

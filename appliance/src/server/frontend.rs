@@ -64,6 +64,9 @@ pub struct ServerStats {
     /// text on a TLS port, a missing, untrusted or revoked client
     /// certificate.
     pub tls_refused: AtomicU64,
+    /// Logins refused: a wrong password or an unknown user (alike), or the
+    /// verifier's queue full.
+    pub auth_failures: AtomicU64,
     /// Bytes read from clients.
     pub bytes_read: AtomicU64,
     /// Bytes written to clients.
@@ -412,6 +415,7 @@ impl RespFrontend {
                                 self.stats.commands.fetch_add(1, Ordering::Relaxed);
                                 continue;
                             }
+                            self.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
                             let mut out = Vec::new();
                             encode::error(&mut out, LOGINS_BUSY);
                             Action::Reply(out)
@@ -634,6 +638,9 @@ impl RespFrontend {
         };
         if u64::from(conn.generation) != ticket & 0xFFFF {
             return;
+        }
+        if role.is_none() {
+            self.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
         }
         let action = match conn.login.finish(role) {
             Ok(Then::Auth) => {

@@ -451,6 +451,11 @@ fn network_families(e: &mut Exposition, server: &ServerStats) {
         load(&server.auth_failures),
     );
     e.counter(
+        "veltrix_auth_throttled",
+        "Logins refused unchecked because their source failed too often lately (also in veltrix_auth_failures_total).",
+        load(&server.auth_throttled),
+    );
+    e.counter(
         "veltrix_network_received_bytes",
         "Bytes read from clients.",
         load(&server.bytes_read),

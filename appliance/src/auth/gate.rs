@@ -12,7 +12,8 @@ const NOAUTH: &str = "NOAUTH Authentication required.";
 const NOAUTH_HELLO: &str = "NOAUTH HELLO must be called with the client already authenticated, \
      otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and \
      select the RESP protocol version at the same time";
-const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+/// The answer to a wrong password, an unknown user and a throttled source.
+pub const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
 /// A connection's login.
 #[derive(Debug, Default)]

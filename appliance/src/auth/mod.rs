@@ -8,9 +8,11 @@
 //! the user's role (`-NOPERM`), with Redis's texts.
 
 mod gate;
+mod throttle;
 mod users;
 mod verifier;
 
-pub use gate::{gate, Gate, Login, Session, Then};
+pub use gate::{gate, Gate, Login, Session, Then, WRONGPASS};
+pub use throttle::{FAILURES_BURST, REFILL_EVERY};
 pub use users::{hash_password, load, Role, Users};
-pub use verifier::{Inbox, Verifier, QUEUE_MAX};
+pub use verifier::{Inbox, Submitted, Verifier, QUEUE_MAX};

@@ -3,11 +3,15 @@
 //! connection of that worker, and anyone who can reach the port (no login
 //! needed to send `AUTH`) could stall them all. So workers hand logins to a
 //! few threads of their own through a bounded queue, and get the outcomes
-//! back in their [`Inbox`], with a wake-up.
+//! back in their [`Inbox`], with a wake-up. Failed logins are limited per
+//! source (`throttle.rs`).
 
+use std::net::IpAddr;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use super::throttle::Throttle;
 use super::users::{Role, Users};
 
 /// Logins waiting for a verifier thread; more are refused at once.
@@ -45,13 +49,28 @@ impl Inbox {
 struct Job {
     user: Vec<u8>,
     password: Vec<u8>,
+    source: IpAddr,
     ticket: u64,
     inbox: Arc<Inbox>,
 }
 
-/// The verifier threads' queue. They stop once every `Verifier` is dropped.
+/// What became of a login handed to [`Verifier::submit`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// Its outcome will arrive in the inbox.
+    Queued,
+    /// Its source has failed too often lately: refuse it as a wrong
+    /// password, unchecked.
+    Throttled,
+    /// The queue is full (or the threads are gone): refuse it.
+    Busy,
+}
+
+/// The verifier threads' queue, and the failed logins per source. The
+/// threads stop once every `Verifier` is dropped.
 pub struct Verifier {
     queue: SyncSender<Job>,
+    throttle: Arc<Throttle>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -65,45 +84,55 @@ impl Verifier {
     pub fn start(users: Arc<Users>, threads: usize) -> std::io::Result<Verifier> {
         let (queue, jobs) = sync_channel::<Job>(QUEUE_MAX);
         let jobs = Arc::new(Mutex::new(jobs));
+        let throttle = Arc::new(Throttle::default());
         for _ in 0..threads.max(1) {
-            let (users, jobs) = (Arc::clone(&users), Arc::clone(&jobs));
+            let (users, jobs, throttle) =
+                (Arc::clone(&users), Arc::clone(&jobs), Arc::clone(&throttle));
             std::thread::Builder::new()
                 .name("veltrix-login".into())
-                .spawn(move || verify_until_closed(&users, &jobs))?;
+                .spawn(move || verify_until_closed(&users, &jobs, &throttle))?;
         }
-        Ok(Verifier { queue })
+        Ok(Verifier { queue, throttle })
     }
 
-    /// Queues a login; its outcome arrives in `inbox` under `ticket`.
-    /// Returns false, without queueing, when the queue is full (or the
-    /// threads are gone): the caller refuses the login.
+    /// Queues a login from `source`; its outcome arrives in `inbox` under
+    /// `ticket`. Not queued when the source is throttled or the queue is
+    /// full.
     pub fn submit(
         &self,
         user: Vec<u8>,
         password: Vec<u8>,
+        source: IpAddr,
         ticket: u64,
         inbox: &Arc<Inbox>,
-    ) -> bool {
+    ) -> Submitted {
+        if !self.throttle.allows(source, Instant::now()) {
+            return Submitted::Throttled;
+        }
         let job = Job {
             user,
             password,
+            source,
             ticket,
             inbox: Arc::clone(inbox),
         };
         match self.queue.try_send(job) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+            Ok(()) => Submitted::Queued,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Submitted::Busy,
         }
     }
 }
 
-fn verify_until_closed(users: &Users, jobs: &Mutex<Receiver<Job>>) {
+fn verify_until_closed(users: &Users, jobs: &Mutex<Receiver<Job>>, throttle: &Throttle) {
     loop {
         let job = jobs.lock().expect("login queue lock is poisoned").recv();
         let Ok(mut job) = job else {
             return;
         };
         let role = users.verify(&job.user, &job.password);
+        if role.is_none() {
+            throttle.failed(job.source, Instant::now());
+        }
         // Overwritten, not just dropped: the password is gone from memory
         // once checked (as far as this copy goes).
         job.password.fill(0);

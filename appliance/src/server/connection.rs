@@ -42,6 +42,8 @@ pub(crate) struct Connection {
     pub native: Option<super::native::Session>,
     /// Who the RESP client logged in as, when users are configured.
     pub login: crate::auth::Session,
+    /// The client's address, for the failed-login limit per source.
+    pub peer: std::net::IpAddr,
 }
 
 impl Connection {

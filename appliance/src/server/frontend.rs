@@ -14,7 +14,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::connection::{Connection, Slot};
 use super::native;
-use crate::auth::{self, Gate, Inbox, Then, Verifier};
+use crate::auth::{self, Gate, Inbox, Submitted, Then, Verifier};
 use crate::commands::{self, Action};
 use crate::resp::{self, encode, Limits, Parser, Protocol};
 use crate::tls::{PortsTls, Transport};
@@ -67,6 +67,9 @@ pub struct ServerStats {
     /// Logins refused: a wrong password or an unknown user (alike), or the
     /// verifier's queue full.
     pub auth_failures: AtomicU64,
+    /// Of those, logins refused unchecked because their source had failed
+    /// too often lately.
+    pub auth_throttled: AtomicU64,
     /// Bytes read from clients.
     pub bytes_read: AtomicU64,
     /// Bytes written to clients.
@@ -193,7 +196,7 @@ impl RespFrontend {
             self.tls.resp.clone()
         };
         loop {
-            let (mut stream, _) = match listener.accept() {
+            let (mut stream, peer) = match listener.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -281,6 +284,7 @@ impl RespFrontend {
                     refusal: self.verifier.as_ref().map(|_| NATIVE_WITH_USERS),
                 }),
                 login: Default::default(),
+                peer: peer.ip(),
             });
         }
     }
@@ -400,15 +404,17 @@ impl RespFrontend {
                         Gate::Answer(action) => action,
                         Gate::Verify(login) => {
                             let ticket = login_ticket(index, conn.generation);
-                            let queued = self.verifier.as_ref().is_some_and(|verifier| {
-                                verifier.submit(
+                            let submitted = match &self.verifier {
+                                Some(verifier) => verifier.submit(
                                     login.user.clone(),
                                     login.password,
+                                    conn.peer,
                                     ticket,
                                     &self.logins,
-                                )
-                            });
-                            if queued {
+                                ),
+                                None => Submitted::Busy,
+                            };
+                            if submitted == Submitted::Queued {
                                 // The connection pauses until the outcome.
                                 conn.login.start(login.user, login.then);
                                 self.args = args;
@@ -416,8 +422,14 @@ impl RespFrontend {
                                 continue;
                             }
                             self.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+                            let message = if submitted == Submitted::Throttled {
+                                self.stats.auth_throttled.fetch_add(1, Ordering::Relaxed);
+                                auth::WRONGPASS
+                            } else {
+                                LOGINS_BUSY
+                            };
                             let mut out = Vec::new();
-                            encode::error(&mut out, LOGINS_BUSY);
+                            encode::error(&mut out, message);
                             Action::Reply(out)
                         }
                     };

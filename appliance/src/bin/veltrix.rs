@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use appliance::cli::tls::TlsClient;
 use appliance::cli::{bench, http, nvme, offline, parse_size};
 use clap::{Parser, Subcommand, ValueEnum};
 use veltrix_client::Client;
@@ -28,6 +29,21 @@ struct Args {
     /// The daemon's RESP port (bench --protocol resp).
     #[arg(long, global = true, default_value = "127.0.0.1:6379")]
     resp: String,
+    /// Speak TLS to the admin and native ports, trusting this PEM CA bundle
+    /// for the daemon's certificate (docs/security.md).
+    #[arg(long, global = true)]
+    cacert: Option<PathBuf>,
+    /// With --cacert: present this PEM certificate (ports in mode "mtls").
+    #[arg(long, global = true, requires = "tls_key")]
+    cert: Option<PathBuf>,
+    /// With --cert: its PEM private key. (Its id is not `key`, which the
+    /// get, put and del commands' argument already is.)
+    #[arg(long = "key", id = "tls_key", global = true, requires = "cert")]
+    tls_key: Option<PathBuf>,
+    /// With --cacert: the name the daemon's certificate must carry (default:
+    /// the IP address connected to).
+    #[arg(long, global = true)]
+    tls_name: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -196,19 +212,39 @@ fn resolve(text: &str, what: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{what} address `{text}` resolves to nothing"))
 }
 
+/// The TLS the flags ask for, if any.
+fn tls(args: &Args) -> anyhow::Result<Option<TlsClient>> {
+    let Some(ca) = &args.cacert else {
+        anyhow::ensure!(
+            args.cert.is_none() && args.tls_name.is_none(),
+            "--cert and --tls-name need --cacert (TLS)"
+        );
+        return Ok(None);
+    };
+    let identity = args.cert.as_deref().zip(args.tls_key.as_deref());
+    Ok(Some(TlsClient::new(ca, identity, args.tls_name.clone())?))
+}
+
 fn native(args: &Args) -> anyhow::Result<Client> {
     let addr = resolve(&args.native, "native")?;
-    Client::connect(addr).with_context(|| {
-        format!("cannot use the native port at {addr} (is veltrixd running? --native ADDR)")
-    })
+    let context =
+        || format!("cannot use the native port at {addr} (is veltrixd running? --native ADDR)");
+    match tls(args)? {
+        None => Client::connect(addr).with_context(context),
+        Some(tls) => {
+            let stream = tls.connect(addr, std::time::Duration::from_secs(10))?;
+            Client::over(stream, addr.to_string()).with_context(context)
+        }
+    }
 }
 
 fn admin_get(args: &Args, path: &str) -> anyhow::Result<String> {
+    let scheme = http::scheme();
     let addr = resolve(&args.admin, "admin")?;
     let answer = http::request(addr, "GET", path)?;
     if answer.status != 200 {
         bail!(
-            "http://{addr}{path} answered {}: {}",
+            "{scheme}://{addr}{path} answered {}: {}",
             answer.status,
             answer.body.trim()
         );
@@ -217,6 +253,10 @@ fn admin_get(args: &Args, path: &str) -> anyhow::Result<String> {
 }
 
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if let Some(tls) = tls(args)? {
+        http::use_tls(tls);
+    }
+    let scheme = http::scheme();
     let mut stdout = std::io::stdout().lock();
     match &args.command {
         Command::Status => {
@@ -262,10 +302,10 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             match answer.status {
                 200..=299 => write!(stdout, "{}", answer.body)?,
                 404 | 405 => bail!(
-                    "this daemon has no GC endpoint (http://{addr}/api/gc answered {}): it predates VLog GC",
+                    "this daemon has no GC endpoint ({scheme}://{addr}/api/gc answered {}): it predates VLog GC",
                     answer.status
                 ),
-                status => bail!("GC failed: http://{addr}/api/gc answered {status}: {}", answer.body.trim()),
+                status => bail!("GC failed: {scheme}://{addr}/api/gc answered {status}: {}", answer.body.trim()),
             }
         }
         Command::Checkpoint => {
@@ -369,6 +409,7 @@ fn json_u64(body: &str, name: &str) -> Option<u64> {
 
 /// Starts a checkpoint and waits for its outcome.
 fn checkpoint(addr: SocketAddr, out: &mut dyn Write) -> anyhow::Result<()> {
+    let scheme = http::scheme();
     let count = |body: &str| {
         (
             json_u64(body, "checkpoints").unwrap_or(0),
@@ -379,11 +420,11 @@ fn checkpoint(addr: SocketAddr, out: &mut dyn Write) -> anyhow::Result<()> {
     match answer.status {
         200..=299 => {}
         404 | 405 => bail!(
-            "this daemon has no checkpoint endpoint (http://{addr}/api/checkpoint answered {}): it predates index checkpoints",
+            "this daemon has no checkpoint endpoint ({scheme}://{addr}/api/checkpoint answered {}): it predates index checkpoints",
             answer.status
         ),
         status => bail!(
-            "checkpoint failed: http://{addr}/api/checkpoint answered {status}: {}",
+            "checkpoint failed: {scheme}://{addr}/api/checkpoint answered {status}: {}",
             answer.body.trim()
         ),
     }

@@ -87,7 +87,7 @@ pub fn load(tls: &Tls) -> anyhow::Result<PortsTls> {
     deprecated,
     reason = "ring lacks post-quantum key exchange; chosen for its lean build, see above"
 )]
-fn ring_provider() -> CryptoProvider {
+pub fn ring_provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 

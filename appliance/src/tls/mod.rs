@@ -11,5 +11,5 @@ pub mod admin;
 mod load;
 mod transport;
 
-pub use load::{load, PortsTls};
+pub use load::{load, ring_provider, PortsTls};
 pub(crate) use transport::Transport;

@@ -255,6 +255,16 @@ fn veltrix_client_over_tls() {
         .unwrap();
     assert_eq!(responses[1].status, Status::Ok);
     assert_eq!(responses[1].body, b"1");
+    // The operator CLI, with --cacert (the port asks no client certificate).
+    let native_flag = format!("127.0.0.1:{}", daemon.native);
+    let tls_flags = ["--native", native_flag.as_str(), "--cacert", path(&pki.ca)];
+    let put = veltrix(&[&tls_flags[..], &["put", "cli-key", "cli-value"]].concat());
+    assert!(put.status.success(), "{put:?}");
+    let get = veltrix(&[&tls_flags[..], &["get", "cli-key"]].concat());
+    assert_eq!(String::from_utf8_lossy(&get.stdout), "cli-value");
+    // Without --cacert the CLI speaks plain text: refused.
+    let plain = veltrix(&["--native", native_flag.as_str(), "get", "cli-key"]);
+    assert!(!plain.status.success(), "{plain:?}");
     // The same client code, plain, on the TLS port: refused, not served.
     let plain = veltrix_client::Client::connect(("127.0.0.1", daemon.native));
     assert!(plain.is_err(), "a plain hello was answered on a TLS port");
@@ -272,6 +282,14 @@ fn tls_refused_reaches(daemon: &Daemon, count: u64) -> u64 {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Runs the operator CLI.
+fn veltrix(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_veltrix"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// The `veltrix_tls_refused_total` counter from the admin port.
@@ -386,6 +404,26 @@ fn admin_port_over_mutual_tls() {
     );
     plain_text_is_refused(daemon.admin, b"GET /livez HTTP/1.0\r\n\r\n");
 
+    // The operator CLI over mutual TLS: status, and a checkpoint (a POST).
+    let admin_flag = format!("127.0.0.1:{}", daemon.admin);
+    let (cert, key) = (path(&pki.client.cert), path(&pki.client.key));
+    let mutual = ["--admin", admin_flag.as_str(), "--cacert", path(&pki.ca)];
+    let identity = ["--cert", cert, "--key", key];
+    let status = veltrix(&[&mutual[..], &identity[..], &["status"]].concat());
+    assert!(status.status.success(), "{status:?}");
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("\"workers\""),
+        "{status:?}"
+    );
+    let checkpoint = veltrix(&[&mutual[..], &identity[..], &["checkpoint"]].concat());
+    assert!(checkpoint.status.success(), "{checkpoint:?}");
+    // Without a client certificate: refused, and the message says https.
+    let refused = veltrix(&[&mutual[..], &["status"]].concat());
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("https://"),
+        "{refused:?}"
+    );
     // The data ports stay plain (their keys are not given and `enabled`
     // is false), and the refusals above are counted.
     let mut plain = daemon.client();
@@ -400,12 +438,12 @@ fn admin_port_over_mutual_tls() {
             .unwrap_or_else(|| panic!("no veltrix_tls_refused_total in\n{metrics}"))
             .trim()
             .to_string();
-        if refusals == "2" || Instant::now() > deadline {
+        if refusals == "3" || Instant::now() > deadline {
             break refusals;
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    assert_eq!(refusals, "2");
+    assert_eq!(refusals, "3");
 
     // A clean stop removes the HTTP server's private socket directory.
     let prefix = format!("veltrixd-admin-{}-", daemon.child.id());

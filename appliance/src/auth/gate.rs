@@ -4,7 +4,7 @@
 //! redis-server's).
 
 use super::users::Role;
-use crate::command_table::{self, CommandSpec};
+use crate::command_table;
 use crate::commands::Action;
 use crate::resp::encode;
 
@@ -129,22 +129,61 @@ pub fn gate(session: &Session, words: &[&[u8]]) -> Gate {
         None => return Gate::Answer(reply_error(NOAUTH)),
         Some((_, role)) => *role,
     };
-    let permitted = match command_table::find(first) {
-        Some(spec) => permits(role, spec),
-        None => role == Role::Admin,
+    // Containers (CLIENT, CONFIG) are judged by their subcommand, and
+    // named `command|subcommand` in the refusal, as Redis does.
+    let (permitted, named) = if let Some(subcommands) = container(&name) {
+        let sub = rest
+            .first()
+            .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+            .unwrap_or_default();
+        let categories = subcommands
+            .iter()
+            .find(|(known, _)| *known == sub)
+            .map(|(_, categories)| *categories);
+        let permitted = match categories {
+            Some(categories) => permits(role, categories),
+            None => role == Role::Admin,
+        };
+        (permitted, format!("{name}|{sub}"))
+    } else {
+        let permitted = match command_table::find(first) {
+            Some(spec) => permits(role, spec.categories),
+            None => role == Role::Admin,
+        };
+        (permitted, name)
     };
     if permitted {
         return Gate::Pass;
     }
     Gate::Answer(reply_error(&format!(
-        "NOPERM this user has no permissions to run the '{name}' command"
+        "NOPERM this user has no permissions to run the '{named}' command"
     )))
+}
+
+type Categories = &'static [&'static str];
+
+/// The subcommands dispatch implements for a container command, with
+/// their ACL categories as Redis 7.0 gives them; a subcommand not listed
+/// is for admins only.
+fn container(name: &str) -> Option<&'static [(&'static str, Categories)]> {
+    const CONNECTION: Categories = &["@slow", "@connection"];
+    const ADMIN: Categories = &["@admin", "@slow", "@dangerous"];
+    match name {
+        "client" => Some(&[
+            ("setname", CONNECTION),
+            ("getname", CONNECTION),
+            ("setinfo", CONNECTION),
+            ("list", ADMIN),
+        ]),
+        "config" => Some(&[("get", ADMIN)]),
+        _ => None,
+    }
 }
 
 /// Redis's ACL categories decide: `read` may run no `@write` command, and
 /// neither `read` nor `write` an `@admin` or `@dangerous` one.
-fn permits(role: Role, spec: &CommandSpec) -> bool {
-    let has = |category: &str| spec.categories.contains(&category);
+fn permits(role: Role, categories: Categories) -> bool {
+    let has = |category: &str| categories.contains(&category);
     match role {
         Role::Admin => true,
         Role::Write => !has("@admin") && !has("@dangerous"),

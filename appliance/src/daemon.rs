@@ -186,6 +186,7 @@ impl Daemon {
         // before anything listens in plain text.
         let tls = crate::tls::load(&settings.tls)?;
         let users = crate::auth::load(&settings.auth)?.map(Arc::new);
+        let admin_token = crate::auth::load_admin_token(&settings.auth)?;
         let path = match settings.namespaces.as_slice() {
             [] => {
                 std::fs::create_dir_all(&settings.data_dir).with_context(|| {
@@ -263,6 +264,7 @@ impl Daemon {
             config_text: settings.config_text.clone(),
             namespaces: vec![description],
             workers,
+            token: admin_token,
         });
         let admin_stop = Arc::new(AtomicBool::new(false));
         let admin_thread = {

@@ -415,3 +415,113 @@ fn failed_logins_are_limited_per_source() {
     assert_eq!(value("veltrix_auth_throttled_total ").as_deref(), Some("1"));
     assert_eq!(value("veltrix_auth_failures_total ").as_deref(), Some("11"));
 }
+
+/// One POST to the admin port with `headers`; the status code.
+fn post(port: u16, path: &str, headers: &str) -> u16 {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: x\r\n{headers}Content-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// With `[auth] admin_token_file`, the admin port's state-changing requests
+/// need the token; probes, metrics and the GET API stay open.
+#[test]
+fn admin_changes_need_the_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("admin.token");
+    std::fs::write(&token, "correct-horse-battery-staple\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.path().join("veltrix.toml");
+    std::fs::write(
+        &config,
+        format!("[auth]\nadmin_token_file = \"{}\"\n", token.display()),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    assert_eq!(post(daemon.admin, "/api/checkpoint", ""), 401);
+    assert_eq!(
+        post(daemon.admin, "/api/gc", "Authorization: Bearer wrong\r\n"),
+        401
+    );
+    assert_eq!(
+        post(
+            daemon.admin,
+            "/api/gc",
+            "Authorization: Bearer correct-horse-battery-stapl\r\n"
+        ),
+        401
+    );
+    assert_eq!(
+        post(
+            daemon.admin,
+            "/api/gc",
+            "Authorization: Bearer correct-horse-battery-staple\r\n"
+        ),
+        202,
+        "a GC pass is started (202 Accepted)"
+    );
+    assert_eq!(common::http(daemon.admin, "GET", "/livez").0, 200);
+    assert_eq!(common::http(daemon.admin, "GET", "/api/status").0, 200);
+    // The data port needs no login: only [auth] admin_token_file is given.
+    assert_eq!(daemon.client().raw(&[b"PING"]), b"+PONG\r\n".to_vec());
+    let veltrix = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_veltrix"))
+            .args(["--admin", &format!("127.0.0.1:{}", daemon.admin)])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let with = veltrix(&["--token-file", token.to_str().unwrap(), "checkpoint"]);
+    assert!(with.status.success(), "{with:?}");
+    let without = veltrix(&["checkpoint"]);
+    assert!(!without.status.success());
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("401"),
+        "{without:?}"
+    );
+}
+
+#[test]
+fn an_admin_token_file_that_cannot_be_honoured_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("missing", None, 0o600, "cannot read"),
+        (
+            "open",
+            Some("correct-horse-battery-staple\n"),
+            0o644,
+            "readable by group or others (mode 644)",
+        ),
+        ("short", Some("short\n"), 0o600, "shorter than 16 bytes"),
+    ];
+    for (name, content, mode, expected) in cases {
+        let token = dir.path().join(name);
+        if let Some(content) = content {
+            std::fs::write(&token, content).unwrap();
+            std::fs::set_permissions(&token, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let config = format!("[auth]\nadmin_token_file = \"{}\"\n", token.display());
+        let stderr = start_refused(dir.path(), &config);
+        let setting = format!("[auth] admin_token_file = \"{}\"", token.display());
+        assert!(
+            stderr.contains(&setting) && stderr.contains(expected),
+            "expected {setting:?} and {expected:?} in:\n{stderr}"
+        );
+    }
+}

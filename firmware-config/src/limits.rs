@@ -45,7 +45,7 @@ pub const RENDERED_BYTES_MAX: usize = {
     const SERVER: usize = HEADER + STRING + 3 * ADDRESS + 3 * NUMBER;
     // `enabled`, four paths and three port modes (each at most a number).
     const TLS: usize = HEADER + NUMBER + 4 * STRING + 3 * NUMBER;
-    const AUTH: usize = HEADER + STRING;
+    const AUTH: usize = HEADER + 2 * STRING;
     const ENGINE: usize = HEADER + 8 * NUMBER;
     const NAMESPACE: usize = HEADER + STRING + 2 * STRING + 3 * NUMBER;
     SERVER + TLS + AUTH + ENGINE + NAMESPACES_MAX * NAMESPACE

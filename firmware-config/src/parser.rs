@@ -316,6 +316,7 @@ fn tls(tls: &mut Tls, key: &str, value: Value<'_>) -> Result<(), ErrorKind> {
 fn auth(auth: &mut Auth, key: &str, value: Value<'_>) -> Result<(), ErrorKind> {
     match key {
         "users_file" => auth.users_file = value::string(value)?,
+        "admin_token_file" => auth.admin_token_file = value::string(value)?,
         _ => return Err(UNHANDLED),
     }
     Ok(())

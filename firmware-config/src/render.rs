@@ -38,6 +38,7 @@ impl Config {
 
         out.write_str("\n[auth]\n")?;
         string(out, "users_file", &self.auth.users_file)?;
+        string(out, "admin_token_file", &self.auth.admin_token_file)?;
 
         let engine = &self.engine;
         out.write_str("\n[engine]\n")?;
@@ -171,6 +172,7 @@ mod tests {
              \n\
              [auth]\n\
              users_file = \"\"\n\
+             admin_token_file = \"\"\n\
              \n\
              [engine]\n\
              commit_interval_us = 50\n\

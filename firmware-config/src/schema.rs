@@ -81,6 +81,10 @@ pub struct Auth {
     /// given, every data-port client must authenticate; when empty, none
     /// does.
     pub users_file: PathString,
+    /// `admin_token_file`: the token the admin port requires (as
+    /// `Authorization: Bearer TOKEN`) for every request that changes state.
+    /// When empty, none is required.
+    pub admin_token_file: PathString,
 }
 
 /// A port's TLS mode: `resp`, `native` and `admin` in `[tls]`.
@@ -375,7 +379,7 @@ pub(crate) const TLS_KEYS: [&str; 8] = [
     "native",
     "admin",
 ];
-pub(crate) const AUTH_KEYS: [&str; 1] = ["users_file"];
+pub(crate) const AUTH_KEYS: [&str; 2] = ["users_file", "admin_token_file"];
 /// The `[tls]` keys that set a port's mode.
 pub(crate) const TLS_PORT_KEYS: [&str; 3] = ["resp", "native", "admin"];
 pub(crate) const ENGINE_KEYS: [&str; 8] = [

@@ -425,6 +425,9 @@ fn tls() {
 #[test]
 fn auth() {
     assert_eq!(ok("").auth.users_file, "");
+    assert_eq!(ok("").auth.admin_token_file, "");
+    let config = ok("[auth]\nadmin_token_file = \"/etc/veltrix/admin.token\"\n");
+    assert_eq!(config.auth.admin_token_file, "/etc/veltrix/admin.token");
     let config = ok("[auth]\nusers_file = \"/etc/veltrix/users\"\n");
     assert_eq!(config.auth.users_file, "/etc/veltrix/users");
     let error = err(&format!("[auth]\nusers_file = \"{}\"\n", "u".repeat(256)));

@@ -225,7 +225,10 @@ fn config() -> impl Strategy<Value = Config> {
     (
         server(),
         tls(),
-        path(true).prop_map(|users_file| Auth { users_file }),
+        (path(true), path(true)).prop_map(|(users_file, admin_token_file)| Auth {
+            users_file,
+            admin_token_file,
+        }),
         engine(),
         prop::collection::vec(namespace(), 0..=NAMESPACES_MAX),
     )
@@ -387,6 +390,7 @@ fn largest_config_fits_the_limits() {
         },
         auth: Auth {
             users_file: path.clone(),
+            admin_token_file: path.clone(),
         },
         ..Config::default()
     };

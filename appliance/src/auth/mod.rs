@@ -9,10 +9,12 @@
 
 mod gate;
 mod throttle;
+mod token;
 mod users;
 mod verifier;
 
 pub use gate::{gate, Gate, Login, Session, Then, WRONGPASS};
 pub use throttle::{FAILURES_BURST, REFILL_EVERY};
+pub use token::{load_admin_token, token_matches, TOKEN_BYTES_MIN};
 pub use users::{hash_password, load, Role, Users};
 pub use verifier::{Inbox, Submitted, Verifier, QUEUE_MAX};

@@ -44,6 +44,10 @@ struct Args {
     /// the IP address connected to).
     #[arg(long, global = true)]
     tls_name: Option<String>,
+    /// A file whose first line is the admin token (`[auth]
+    /// admin_token_file`), sent with every admin request.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -255,6 +259,11 @@ fn admin_get(args: &Args, path: &str) -> anyhow::Result<String> {
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(tls) = tls(args)? {
         http::use_tls(tls);
+    }
+    if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--token-file {}: cannot read", path.display()))?;
+        http::use_token(text.lines().next().unwrap_or("").trim().to_string());
     }
     let scheme = http::scheme();
     let mut stdout = std::io::stdout().lock();

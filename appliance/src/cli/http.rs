@@ -16,6 +16,14 @@ use super::tls::TlsClient;
 /// once from its flags.
 static TLS: OnceLock<TlsClient> = OnceLock::new();
 
+/// The admin token every request of this process carries, if any.
+static TOKEN: OnceLock<String> = OnceLock::new();
+
+/// Makes every later request carry `Authorization: Bearer TOKEN`.
+pub fn use_token(token: String) {
+    let _ = TOKEN.set(token);
+}
+
 /// Makes every later request speak TLS with `client`.
 pub fn use_tls(client: TlsClient) {
     let _ = TLS.set(client);
@@ -61,9 +69,12 @@ pub fn request(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<Ans
             Box::new(stream)
         }
     };
+    let authorization = TOKEN.get().map_or_else(String::new, |token| {
+        format!("Authorization: Bearer {token}\r\n")
+    });
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .and_then(|()| stream.flush())
     .with_context(|| format!("cannot send to {scheme}://{addr}"))?;

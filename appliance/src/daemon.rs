@@ -55,7 +55,8 @@ pub struct Settings {
     /// read before any port opens, and a start that cannot honour them
     /// fails.
     pub tls: firmware_config::Tls,
-    /// `[auth]`: the users file, read before any port opens.
+    /// `[auth]`: the users file and the admin token file, read before any
+    /// port opens.
     pub auth: firmware_config::Auth,
 }
 

@@ -343,7 +343,7 @@ fn a_login_storm_does_not_stall_other_clients() {
             c
         })
         .collect();
-    let mut storm: Vec<Client> = (0..16).map(|_| daemon.client()).collect();
+    let mut storm: Vec<Client> = (0..32).map(|_| daemon.client()).collect();
     let started = Instant::now();
     // Right passwords: wrong ones would soon be refused unchecked (the
     // limit per source) and the storm would cost nothing.

@@ -70,6 +70,8 @@ pub struct Daemon {
     /// socket (removed at stop).
     admin_relay_thread: Option<std::thread::JoinHandle<()>>,
     admin_socket_dir: Option<PathBuf>,
+    /// Reads `[tls]`'s files again; `None` when no port serves TLS.
+    tls_reloader: Option<Arc<crate::tls::Reloader>>,
     /// The RESP address actually bound.
     pub listen: SocketAddr,
     /// The native protocol address actually bound.
@@ -384,10 +386,21 @@ impl Daemon {
             admin_thread: Some(admin_thread),
             admin_relay_thread,
             admin_socket_dir,
+            tls_reloader: tls.reloader.clone(),
             listen,
             native_listen,
             admin_listen,
         })
+    }
+
+    /// Reads the TLS certificate, key, CA bundle and CRLs again, for new
+    /// connections (SIGHUP). On an error the previous ones stay in
+    /// service. `Ok(false)` when no port serves TLS.
+    pub fn reload_tls(&self) -> anyhow::Result<bool> {
+        match &self.tls_reloader {
+            Some(reloader) => reloader.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Stops accepting, drains in-flight requests (every acknowledged write

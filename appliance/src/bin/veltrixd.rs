@@ -174,6 +174,8 @@ fn main() -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
     let daemon = Daemon::start(&settings)?;
     println!(
         "veltrixd {} ready: RESP on {}{}, native on {}{}, admin on {}://{}",
@@ -191,6 +193,15 @@ fn main() -> anyhow::Result<()> {
     );
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(std::time::Duration::from_millis(50));
+        if reload.swap(false, Ordering::Relaxed) {
+            match daemon.reload_tls() {
+                Ok(true) => tracing::info!("SIGHUP: TLS certificates and CRLs reloaded"),
+                Ok(false) => tracing::info!("SIGHUP: no port serves TLS; nothing to reload"),
+                Err(e) => tracing::error!(
+                    "SIGHUP: TLS reload failed, the previous certificates stay in service: {e}"
+                ),
+            }
+        }
     }
     tracing::info!("signal received: draining and shutting down");
     daemon.shutdown();

@@ -8,8 +8,12 @@ use firmware_config::{Tls, TlsMode};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
+
+use super::reload::{CurrentCert, CurrentVerifier, Reloader};
 
 /// Each port's TLS configuration; `None` serves plain text.
 #[derive(Clone, Debug, Default)]
@@ -20,6 +24,9 @@ pub struct PortsTls {
     pub native: Option<Arc<ServerConfig>>,
     /// The admin HTTP port.
     pub admin: Option<Arc<ServerConfig>>,
+    /// Reads the files again into every configuration above; `None` when
+    /// no port serves TLS.
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 /// Reads the files `[tls]` names and builds each port's configuration:
@@ -35,37 +42,42 @@ pub fn load(tls: &Tls) -> anyhow::Result<PortsTls> {
         return Ok(PortsTls::default());
     }
     let provider = Arc::new(ring_provider());
-    let chain = certificates("cert_file", &tls.cert_file)?;
-    let key = private_key("key_file", &tls.key_file)?;
+    let cert = CurrentCert::new(certified_key(tls, &provider)?);
     let builder = || {
         ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(&[&rustls::version::TLS13])
             .context("the ring provider offers no TLS 1.3 cipher suite")
     };
-    let matched = |e: rustls::Error| {
-        anyhow!(
-            "[tls] key_file = {:?} cannot serve cert_file = {:?}: {e}",
-            tls.key_file.as_str(),
-            tls.cert_file.as_str()
-        )
-    };
     let server_only = Arc::new(
         builder()?
             .with_no_client_auth()
-            .with_single_cert(chain.clone(), key.clone_key())
-            .map_err(matched)?,
+            .with_cert_resolver(Arc::clone(&cert) as Arc<dyn ResolvesServerCert>),
     );
-    let mutual = if modes.contains(&TlsMode::Mutual) {
-        let verifier = client_verifier(tls, &provider)?;
-        Some(Arc::new(
-            builder()?
-                .with_client_cert_verifier(verifier)
-                .with_single_cert(chain, key)
-                .map_err(matched)?,
-        ))
+    let verifier = if modes.contains(&TlsMode::Mutual) {
+        Some(CurrentVerifier::new(client_verifier(tls, &provider)?))
     } else {
         None
     };
+    let mutual = match &verifier {
+        Some(verifier) => {
+            let mut config = builder()?
+                .with_client_cert_verifier(Arc::clone(verifier) as Arc<dyn ClientCertVerifier>)
+                .with_cert_resolver(Arc::clone(&cert) as Arc<dyn ResolvesServerCert>);
+            // No session resumption: a resumed session skips the client
+            // certificate's verification, so a certificate revoked (or a
+            // CA dropped) since would keep getting in.
+            config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+            Some(Arc::new(config))
+        }
+        None => None,
+    };
+    let reloader = Arc::new(Reloader {
+        tls: tls.clone(),
+        provider: Arc::clone(&provider),
+        cert,
+        verifier,
+    });
     let pick = |mode: TlsMode| match mode {
         TlsMode::Off => None,
         TlsMode::Tls => Some(Arc::clone(&server_only)),
@@ -75,6 +87,23 @@ pub fn load(tls: &Tls) -> anyhow::Result<PortsTls> {
         resp: pick(tls.resp),
         native: pick(tls.native),
         admin: pick(tls.admin),
+        reloader: Some(reloader),
+    })
+}
+
+/// The server's certificate chain and key, checked to match.
+pub(super) fn certified_key(
+    tls: &Tls,
+    provider: &Arc<CryptoProvider>,
+) -> anyhow::Result<CertifiedKey> {
+    let chain = certificates("cert_file", &tls.cert_file)?;
+    let key = private_key("key_file", &tls.key_file)?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| {
+        anyhow!(
+            "[tls] key_file = {:?} cannot serve cert_file = {:?}: {e}",
+            tls.key_file.as_str(),
+            tls.cert_file.as_str()
+        )
     })
 }
 
@@ -91,10 +120,10 @@ pub fn ring_provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 
-fn client_verifier(
+pub(super) fn client_verifier(
     tls: &Tls,
     provider: &Arc<CryptoProvider>,
-) -> anyhow::Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
     let mut roots = RootCertStore::empty();
     for certificate in certificates("client_ca_file", &tls.client_ca_file)? {
         roots.add(certificate).map_err(|e| {

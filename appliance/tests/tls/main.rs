@@ -460,3 +460,63 @@ fn admin_port_over_mutual_tls() {
     assert!(daemon.sigterm().success());
     assert!(!left(), "{prefix}* left behind after SIGTERM");
 }
+
+fn sighup(daemon: &Daemon) {
+    let status = Command::new("kill")
+        .args(["-HUP", &daemon.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// CRLs (and certificates) are read again on SIGHUP: a certificate revoked
+/// after the start is refused once the new CRL is loaded, others stay
+/// served, and a reload that fails keeps the previous files in service.
+#[test]
+fn a_crl_reloaded_on_sighup_refuses_a_newly_revoked_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let live = dir.path().join("live.crl");
+    std::fs::copy(&pki.crl_empty, &live).unwrap();
+    let config = tls_section(
+        &pki,
+        &format!("client_crl_file = \"{}\"\nresp = \"mtls\"\n", path(&live)),
+    );
+    let file = dir.path().join("veltrix.toml");
+    std::fs::write(&file, config).unwrap();
+    let daemon = Daemon::start_with(&dir.path().join("data"), &["--config", path(&file)]);
+    let good = client::config(&pki.ca, Some(&pki.client));
+    let soon_revoked = client::config(&pki.ca, Some(&pki.revoked));
+    let ping = |config: &std::sync::Arc<rustls::ClientConfig>| {
+        let mut stream = client::connect(daemon.port, config);
+        client::call(&mut stream, &[b"PING"])
+    };
+    assert_eq!(ping(&soon_revoked).unwrap(), pong(), "not revoked yet");
+    let mut held = client::connect(daemon.port, &good);
+    assert_eq!(client::call(&mut held, &[b"PING"]).unwrap(), pong());
+
+    // A broken CRL: the reload fails and the previous CRL stays in service.
+    std::fs::write(&live, "not a CRL\n").unwrap();
+    sighup(&daemon);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        ping(&soon_revoked).unwrap(),
+        pong(),
+        "after a failed reload"
+    );
+    assert_eq!(ping(&good).unwrap(), pong());
+
+    // The CRL that names it: refused once reloaded.
+    std::fs::copy(&pki.crl, &live).unwrap();
+    sighup(&daemon);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ping(&soon_revoked).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still served 10 s after the CRL reload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ping(&good).unwrap(), pong());
+    assert_eq!(client::call(&mut held, &[b"PING"]).unwrap(), pong());
+}

@@ -34,6 +34,8 @@ pub struct Pki {
     pub revoked: Identity,
     /// `ca`'s revocation list naming `revoked`.
     pub crl: PathBuf,
+    /// `ca`'s revocation list naming no certificate.
+    pub crl_empty: PathBuf,
 }
 
 const REVOKED_SERIAL: u64 = 0x5EC15;
@@ -95,21 +97,25 @@ impl Pki {
         let mut revoked = leaf_params("revoked client", ClientAuth);
         revoked.serial_number = Some(SerialNumber::from(REVOKED_SERIAL));
 
-        let crl = CertificateRevocationListParams {
-            this_update: date_time_ymd(2020, 1, 1),
-            next_update: date_time_ymd(4000, 1, 1),
-            crl_number: SerialNumber::from(1_u64),
-            issuing_distribution_point: None,
-            revoked_certs: vec![RevokedCertParams {
-                serial_number: SerialNumber::from(REVOKED_SERIAL),
-                revocation_time: date_time_ymd(2024, 1, 1),
-                reason_code: None,
-                invalidity_date: None,
-            }],
-            key_identifier_method: KeyIdMethod::Sha256,
-        }
-        .signed_by(&issuer)
-        .unwrap();
+        let crl_naming = |revoked_certs: Vec<RevokedCertParams>| {
+            CertificateRevocationListParams {
+                this_update: date_time_ymd(2020, 1, 1),
+                next_update: date_time_ymd(4000, 1, 1),
+                crl_number: SerialNumber::from(1_u64),
+                issuing_distribution_point: None,
+                revoked_certs,
+                key_identifier_method: KeyIdMethod::Sha256,
+            }
+            .signed_by(&issuer)
+            .unwrap()
+        };
+        let crl = crl_naming(vec![RevokedCertParams {
+            serial_number: SerialNumber::from(REVOKED_SERIAL),
+            revocation_time: date_time_ymd(2024, 1, 1),
+            reason_code: None,
+            invalidity_date: None,
+        }]);
+        let crl_empty = crl_naming(Vec::new());
 
         Pki {
             ca,
@@ -130,6 +136,7 @@ impl Pki {
             ),
             revoked: issue(dir, "revoked", &revoked, &issuer),
             crl: write(dir, "ca.crl", &crl.pem().unwrap()),
+            crl_empty: write(dir, "ca-empty.crl", &crl_empty.pem().unwrap()),
         }
     }
 }

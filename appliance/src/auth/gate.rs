@@ -245,3 +245,113 @@ fn acl(user: &[u8], rest: &[&[u8]]) -> Action {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<&[u8]> {
+        line.split(' ').map(str::as_bytes).collect()
+    }
+
+    fn logged_in(role: Role) -> Session {
+        Session {
+            user: Some((b"u".to_vec(), role)),
+            pending: None,
+        }
+    }
+
+    fn answer(session: &Session, line: &str) -> Option<String> {
+        match gate(session, &words(line)) {
+            Gate::Answer(Action::Reply(bytes)) => Some(String::from_utf8(bytes).unwrap()),
+            Gate::Answer(_) => Some("(another action)".into()),
+            Gate::Pass => None,
+            Gate::Verify(login) => Some(format!("verify {}", String::from_utf8_lossy(&login.user))),
+        }
+    }
+
+    fn noperm(name: &str) -> Option<String> {
+        Some(format!(
+            "-NOPERM this user has no permissions to run the '{name}' command\r\n"
+        ))
+    }
+
+    #[test]
+    fn before_a_login_only_logins_and_quit_get_through() {
+        let session = Session::default();
+        let noauth = Some(format!("-{NOAUTH}\r\n"));
+        for line in [
+            "GET k",
+            "PING",
+            "FROB x",
+            "GET",
+            "ACL WHOAMI",
+            "CLIENT SETNAME x",
+        ] {
+            assert_eq!(answer(&session, line), noauth, "{line}");
+        }
+        assert_eq!(
+            answer(&session, "HELLO 3"),
+            Some(format!("-{NOAUTH_HELLO}\r\n"))
+        );
+        assert_eq!(answer(&session, "QUIT"), None);
+        assert_eq!(answer(&session, "AUTH pw"), Some("verify default".into()));
+        assert_eq!(answer(&session, "auth u pw"), Some("verify u".into()));
+        assert_eq!(
+            answer(&session, "HELLO 3 SETNAME n AUTH u pw"),
+            Some("verify u".into())
+        );
+        assert_eq!(
+            answer(&session, "AUTH a b c"),
+            Some("-ERR syntax error\r\n".into())
+        );
+    }
+
+    #[test]
+    fn roles_follow_the_acl_categories() {
+        let reader = logged_in(Role::Read);
+        let writer = logged_in(Role::Write);
+        let admin = logged_in(Role::Admin);
+        for line in [
+            "GET k",
+            "MGET a b",
+            "SCAN 0",
+            "PING",
+            "CLIENT SETNAME n",
+            "HELLO 3",
+        ] {
+            assert_eq!(answer(&reader, line), None, "reader: {line}");
+        }
+        assert_eq!(answer(&reader, "SET k v"), noperm("set"));
+        assert_eq!(answer(&reader, "del k"), noperm("del"));
+        assert_eq!(answer(&writer, "SET k v"), None);
+        assert_eq!(answer(&writer, "DEL k"), None);
+        for (line, name) in [
+            ("FLUSHDB", "flushdb"),
+            ("KEYS *", "keys"),
+            ("INFO", "info"),
+            ("CONFIG GET maxmemory", "config|get"),
+            ("CLIENT LIST", "client|list"),
+            ("CLIENT NOSUCH", "client|nosuch"),
+            ("FROB x", "frob"),
+        ] {
+            assert_eq!(answer(&reader, line), noperm(name), "reader: {line}");
+            assert_eq!(answer(&writer, line), noperm(name), "writer: {line}");
+            assert_eq!(answer(&admin, line), None, "admin: {line}");
+        }
+        assert_eq!(answer(&reader, "ACL WHOAMI"), Some("$1\r\nu\r\n".into()));
+    }
+
+    #[test]
+    fn a_failed_login_keeps_the_previous_one() {
+        let mut session = logged_in(Role::Write);
+        session.start(b"other".to_vec(), Then::Auth);
+        assert!(session.is_pending());
+        assert!(session.finish(None).is_err());
+        assert!(!session.is_pending());
+        assert_eq!(answer(&session, "SET k v"), None, "still the writer");
+        session.start(b"other".to_vec(), Then::Auth);
+        assert!(matches!(session.finish(Some(Role::Read)), Ok(Then::Auth)));
+        assert_eq!(answer(&session, "SET k v"), noperm("set"));
+    }
+}

@@ -274,6 +274,13 @@ fn a_users_file_that_cannot_be_honoured_stops_the_start() {
             "line 2: expected NAME ROLE HASH",
         ),
         (
+            Some(format!(
+                "alice admin {}\n",
+                hash.replace("m=19456,t=2,p=1", "m=4194304,t=2,p=1")
+            )),
+            "line 1: an Argon2 cost beyond the limits",
+        ),
+        (
             Some(format!("alice admin {hash}\nalice read {hash}\n")),
             "line 2: user `alice` is given twice",
         ),

@@ -7,7 +7,14 @@ use std::collections::HashMap;
 
 use anyhow::{anyhow, bail};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::{Argon2, Params};
+
+/// Largest Argon2 memory cost a users file may ask for, in KiB (256 MiB).
+const MEMORY_KIB_MAX: u32 = 256 << 10;
+/// Most Argon2 passes a users file may ask for.
+const PASSES_MAX: u32 = 16;
+/// Most Argon2 lanes a users file may ask for.
+const LANES_MAX: u32 = 8;
 
 /// What a user may do. Each role includes the ones before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,8 +96,17 @@ pub fn load(auth: &firmware_config::Auth) -> anyhow::Result<Option<Users>> {
         let parsed = PasswordHash::new(hash)
             .ok()
             .filter(|h| h.algorithm.as_str().starts_with("argon2"));
-        if parsed.is_none() {
+        let Some(parsed) = parsed else {
             bail!("{at}: not an Argon2 hash in PHC form ($argon2id$v=19$...; `veltrix hash-password` makes one)");
+        };
+        // Each login costs what its hash says: bound it, so that a hash
+        // with a huge cost cannot make logins eat the machine.
+        let cost = Params::try_from(&parsed).map_err(|e| anyhow!("{at}: {e}"))?;
+        if cost.m_cost() > MEMORY_KIB_MAX || cost.t_cost() > PASSES_MAX || cost.p_cost() > LANES_MAX
+        {
+            bail!(
+                "{at}: an Argon2 cost beyond the limits (m <= {MEMORY_KIB_MAX} KiB, t <= {PASSES_MAX}, p <= {LANES_MAX})"
+            );
         }
         let user = User {
             role,

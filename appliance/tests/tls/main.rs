@@ -235,6 +235,64 @@ fn redis_cli_sets_and_gets_over_mutual_tls() {
     assert_eq!(redis_cli(client, &["GET", "greeting"]), "over tls");
 }
 
+/// Whether python3 can import redis-py; says loudly when not.
+fn redis_py() -> bool {
+    let found = Command::new("python3")
+        .args(["-c", "import redis"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!(
+            "SKIPPED: python3 with redis-py is not installed (.ci/run installs python3-redis)"
+        );
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "redis-py is missing under CI=true: .ci/run installs it (python3-redis)"
+        );
+    }
+    found
+}
+
+/// redis-py with `ssl=True` and a client certificate.
+#[test]
+fn redis_py_sets_and_gets_over_mutual_tls() {
+    if !redis_py() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let daemon = start_tls_daemon(dir.path(), &pki);
+    let script = "import sys, redis\n\
+        r = redis.Redis(host='127.0.0.1', port=int(sys.argv[1]), ssl=True,\n\
+        \x20   ssl_ca_certs=sys.argv[2], ssl_certfile=sys.argv[3], ssl_keyfile=sys.argv[4])\n\
+        r.set('py', 'over tls')\n\
+        print(r.get('py').decode())\n";
+    let output = Command::new("python3")
+        .args(["-c", script, &daemon.port.to_string(), path(&pki.ca)])
+        .args([path(&pki.client.cert), path(&pki.client.key)])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "over tls",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Without the client certificate: refused.
+    let output = Command::new("python3")
+        .args(["-c", "import sys, redis\n\
+            r = redis.Redis(host='127.0.0.1', port=int(sys.argv[1]), ssl=True, ssl_ca_certs=sys.argv[2])\n\
+            print(r.get('py'))\n"])
+        .args([&daemon.port.to_string(), path(&pki.ca)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("redis.exceptions.ConnectionError"),
+        "not refused as a connection error: {output:?}"
+    );
+}
+
 /// veltrix-client over TLS (no client certificate: the native port is
 /// `tls`), through `Client::over` a rustls stream.
 #[test]

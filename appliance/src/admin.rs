@@ -24,6 +24,9 @@ pub struct AdminState {
     pub workers: usize,
     /// When the daemon started.
     pub started: std::time::Instant,
+    /// The token every request that changes state must carry
+    /// (`Authorization: Bearer TOKEN`); `None`: none is asked.
+    pub token: Option<Vec<u8>>,
     /// A cluster member's state, for `/api/cluster` and `/metrics`.
     pub cluster: Option<Arc<dyn ClusterAdmin>>,
 }
@@ -34,6 +37,23 @@ pub trait ClusterAdmin: Send + Sync {
     fn status_json(&self) -> String;
     /// The member's metrics, in the Prometheus text format.
     fn metrics(&self) -> String;
+}
+
+/// Whether `request` may go on: anything but a GET needs the token, when
+/// one is configured.
+fn authorized(state: &AdminState, request: &tiny_http::Request) -> bool {
+    let Some(expected) = &state.token else {
+        return true;
+    };
+    if *request.method() == tiny_http::Method::Get {
+        return true;
+    }
+    request
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("Authorization"))
+        .filter_map(|h| h.value.as_str().strip_prefix("Bearer "))
+        .any(|given| crate::auth::token_matches(expected, given.trim().as_bytes()))
 }
 
 /// What the admin port sees of the open engine.
@@ -151,6 +171,17 @@ pub fn serve(server: tiny_http::Server, state: Arc<AdminState>, stop: Arc<Atomic
                 continue;
             }
         };
+        if !authorized(&state, &request) {
+            let mut response = tiny_http::Response::from_string(
+                "this request changes state: it needs the admin token (Authorization: Bearer TOKEN)\n",
+            )
+            .with_status_code(401);
+            if let Ok(h) = tiny_http::Header::from_bytes(&b"WWW-Authenticate"[..], &b"Bearer"[..]) {
+                response = response.with_header(h);
+            }
+            let _ = request.respond(response);
+            continue;
+        }
         let path = request.url().split('?').next().unwrap_or("").to_string();
         let ready = state.ready.load(Ordering::Acquire);
         let (status, content_type, body) = match (request.method(), path.as_str()) {

@@ -13,6 +13,7 @@ use nvme::{Backend, Namespace, OpenOptions};
 
 use crate::admin::{AdminState, EngineView};
 use crate::server::{bind_reuseport, RespFrontend, ServerLimits, ServerStats};
+use crate::tls::PortsTls;
 
 /// The file name of the embedded default namespace in the data directory.
 pub const DEFAULT_NAMESPACE_FILE: &str = "namespace-0.veltrix";
@@ -52,6 +53,13 @@ pub struct Settings {
     pub config_text: String,
     /// `[cluster]`: run as a member of a replicated cluster.
     pub cluster: Option<crate::cluster_mode::ClusterSettings>,
+    /// `[tls]`: each port's mode and the files that serve it. Its files are
+    /// read before any port opens, and a start that cannot honour them
+    /// fails.
+    pub tls: firmware_config::Tls,
+    /// `[auth]`: the users file and the admin token file, read before any
+    /// port opens.
+    pub auth: firmware_config::Auth,
 }
 
 /// A running daemon.
@@ -61,6 +69,13 @@ pub struct Daemon {
     cluster_port: Option<crate::cluster_mode::DataPort>,
     admin_stop: Arc<AtomicBool>,
     admin_thread: Option<std::thread::JoinHandle<()>>,
+    /// With TLS on the admin port: the thread that accepts TLS and relays
+    /// to the HTTP server, and the private directory of that server's
+    /// socket (removed at stop).
+    admin_relay_thread: Option<std::thread::JoinHandle<()>>,
+    admin_socket_dir: Option<PathBuf>,
+    /// Reads `[tls]`'s files again; `None` when no port serves TLS.
+    tls_reloader: Option<Arc<crate::tls::Reloader>>,
     /// The RESP address actually bound.
     pub listen: SocketAddr,
     /// The native protocol address actually bound.
@@ -174,6 +189,11 @@ impl Daemon {
     /// Opens (or, on first start, creates and formats) the namespace, starts
     /// the engine with a RESP frontend per worker, and the admin port.
     pub fn start(settings: &Settings) -> anyhow::Result<Daemon> {
+        // First, so that TLS asked for and not servable stops the start
+        // before anything listens in plain text.
+        let tls = crate::tls::load(&settings.tls)?;
+        let users = crate::auth::load(&settings.auth)?.map(Arc::new);
+        let admin_token = crate::auth::load_admin_token(&settings.auth)?;
         if let Some(cluster) = &settings.cluster {
             return Self::start_member(settings, cluster);
         }
@@ -202,6 +222,15 @@ impl Daemon {
         };
         let mut engine_config = settings.engine.clone();
         engine_config.workers = workers;
+        // Two threads at most: a login costs 19 MiB and tens of
+        // milliseconds, and the workers need the cores.
+        let verifier = match users {
+            Some(users) => Some(Arc::new(crate::auth::Verifier::start(
+                users,
+                workers.min(2),
+            )?)),
+            None => None,
+        };
 
         // Bind before opening the engine, so a port in use fails fast.
         let mut listeners = Vec::with_capacity(workers);
@@ -232,13 +261,7 @@ impl Daemon {
                 native_listeners.push(bind_reuseport(native_listen)?);
             }
         }
-        let admin = tiny_http::Server::http(settings.admin_listen).map_err(|e| {
-            anyhow::anyhow!("cannot listen on admin port {}: {e}", settings.admin_listen)
-        })?;
-        let admin_listen = admin
-            .server_addr()
-            .to_ip()
-            .context("admin port is not an IP socket")?;
+        let (admin, admin_listen, relay) = bind_admin(settings.admin_listen, tls.admin.clone())?;
 
         let server_stats = Arc::new(ServerStats::default());
         let engine_slot: Arc<std::sync::Mutex<Option<Arc<EngineView>>>> = Arc::default();
@@ -252,6 +275,7 @@ impl Daemon {
             namespaces: vec![description],
             workers,
             cluster: None,
+            token: admin_token,
         });
         let admin_stop = Arc::new(AtomicBool::new(false));
         let admin_thread = {
@@ -259,6 +283,24 @@ impl Daemon {
             std::thread::Builder::new()
                 .name("veltrix-admin".into())
                 .spawn(move || crate::admin::serve(admin, state, stop))?
+        };
+        let (admin_relay_thread, admin_socket_dir) = match relay {
+            None => (None, None),
+            Some(relay) => {
+                let (stats, stop) = (Arc::clone(&server_stats), Arc::clone(&admin_stop));
+                let thread = std::thread::Builder::new()
+                    .name("veltrix-admin-tls-accept".into())
+                    .spawn(move || {
+                        crate::tls::admin::serve(
+                            relay.listener,
+                            relay.socket,
+                            relay.config,
+                            stats,
+                            stop,
+                        )
+                    })?;
+                (Some(thread), Some(relay.dir))
+            }
         };
 
         if blank(namespace.as_ref())? {
@@ -288,11 +330,19 @@ impl Daemon {
         let engine = Engine::open_with_frontends(namespace, &engine_config, |_| {
             let listener = listeners.next()?;
             let native = native_listeners.next();
+            let data_tls = PortsTls {
+                admin: None,
+                ..tls.clone()
+            };
+            let verifier = verifier.clone();
+            let stats = Arc::clone(&server_stats);
             match RespFrontend::new(
                 listener,
                 native,
+                data_tls,
+                verifier,
                 limits,
-                Arc::clone(&server_stats),
+                stats,
                 Arc::clone(&config),
             ) {
                 Ok((frontend, waker)) => {
@@ -357,6 +407,9 @@ impl Daemon {
             cluster_port: None,
             admin_stop,
             admin_thread: Some(admin_thread),
+            admin_relay_thread,
+            admin_socket_dir,
+            tls_reloader: tls.reloader.clone(),
             listen,
             native_listen,
             admin_listen,
@@ -371,6 +424,17 @@ impl Daemon {
         cluster: &crate::cluster_mode::ClusterSettings,
     ) -> anyhow::Result<Daemon> {
         use crate::cluster_mode::{DataPort, Member};
+        // Never fail open: a member does not serve TLS or logins yet, so a
+        // configuration that asks for them is refused, not ignored.
+        let tls = crate::tls::load(&settings.tls)?;
+        if tls.resp.is_some() || tls.native.is_some() || tls.admin.is_some() {
+            bail!("[tls]: TLS is not supported on a cluster member yet ([cluster] is set); turn it off or run a single node");
+        }
+        if crate::auth::load(&settings.auth)?.is_some()
+            || crate::auth::load_admin_token(&settings.auth)?.is_some()
+        {
+            bail!("[auth]: users and the admin token are not supported on a cluster member yet ([cluster] is set)");
+        }
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
             format!(
                 "cannot create data directory {}",
@@ -406,6 +470,7 @@ impl Daemon {
             config_text: settings.config_text.clone(),
             namespaces: Vec::new(),
             workers: 0,
+            token: None,
             cluster: Some(Arc::clone(&member) as Arc<dyn crate::admin::ClusterAdmin>),
         });
         let admin_stop = Arc::new(AtomicBool::new(false));
@@ -422,8 +487,21 @@ impl Daemon {
             cluster_port: Some(port),
             admin_stop,
             admin_thread: Some(admin_thread),
+            admin_relay_thread: None,
+            admin_socket_dir: None,
+            tls_reloader: None,
             admin_listen,
         })
+    }
+
+    /// Reads the TLS certificate, key, CA bundle and CRLs again, for new
+    /// connections (SIGHUP). On an error the previous ones stay in
+    /// service. `Ok(false)` when no port serves TLS.
+    pub fn reload_tls(&self) -> anyhow::Result<bool> {
+        match &self.tls_reloader {
+            Some(reloader) => reloader.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Stops accepting, drains in-flight requests (every acknowledged write
@@ -443,6 +521,12 @@ impl Daemon {
         if let Some(t) = self.admin_thread.take() {
             let _ = t.join();
         }
+        if let Some(t) = self.admin_relay_thread.take() {
+            let _ = t.join();
+        }
+        if let Some(dir) = self.admin_socket_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -450,6 +534,49 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The admin port's TLS relay, bound and ready to run.
+struct AdminRelay {
+    listener: std::net::TcpListener,
+    socket: PathBuf,
+    dir: PathBuf,
+    config: Arc<rustls::ServerConfig>,
+}
+
+/// The admin HTTP server and the address clients reach it on. Plain: it
+/// listens there itself. With TLS: it listens on a Unix socket in a
+/// private directory, and the returned relay owns the TCP address.
+fn bind_admin(
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> anyhow::Result<(tiny_http::Server, SocketAddr, Option<AdminRelay>)> {
+    let cannot_listen =
+        |e: &dyn std::fmt::Display| anyhow::anyhow!("cannot listen on admin port {addr}: {e}");
+    let Some(config) = tls else {
+        let server = tiny_http::Server::http(addr).map_err(|e| cannot_listen(&e))?;
+        let bound = server
+            .server_addr()
+            .to_ip()
+            .context("admin port is not an IP socket")?;
+        return Ok((server, bound, None));
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| cannot_listen(&e))?;
+    let bound = listener.local_addr()?;
+    let dir = crate::tls::admin::private_dir()
+        .context("cannot create a private directory for the admin server's socket")?;
+    let socket = dir.join("admin.sock");
+    let server = tiny_http::Server::http_unix(&socket).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&dir);
+        anyhow::anyhow!("cannot listen on {}: {e}", socket.display())
+    })?;
+    let relay = AdminRelay {
+        listener,
+        socket,
+        dir,
+        config,
+    };
+    Ok((server, bound, Some(relay)))
 }
 
 /// The first keys a recovery report names, and whether it names them all,

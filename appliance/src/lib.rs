@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod cluster_mode;
 pub mod cluster_reply;
@@ -19,3 +20,4 @@ pub mod daemon;
 pub mod metrics;
 pub mod resp;
 pub mod server;
+pub mod tls;

@@ -447,6 +447,21 @@ fn network_families(e: &mut Exposition, server: &ServerStats) {
         load(&server.protocol_errors),
     );
     e.counter(
+        "veltrix_tls_refused",
+        "TLS connections refused: a failed handshake (no, untrusted, expired or revoked client certificate) or a bad record (plain text on a TLS port).",
+        load(&server.tls_refused),
+    );
+    e.counter(
+        "veltrix_auth_failures",
+        "Logins refused: a wrong password or an unknown user (counted alike), or too many logins in progress.",
+        load(&server.auth_failures),
+    );
+    e.counter(
+        "veltrix_auth_throttled",
+        "Logins refused unchecked because their source failed too often lately (also in veltrix_auth_failures_total).",
+        load(&server.auth_throttled),
+    );
+    e.counter(
         "veltrix_network_received_bytes",
         "Bytes read from clients.",
         load(&server.bytes_read),

@@ -86,6 +86,13 @@ impl ClientError {
     }
 }
 
+/// What a [`Client`] talks over: a `TcpStream`, or anything that reads
+/// and writes like one, such as a TLS stream over it (rustls's
+/// `StreamOwned<ClientConnection, TcpStream>`; see [`Client::over`]).
+pub trait Transport: Read + Write + Send {}
+
+impl<T: Read + Write + Send> Transport for T {}
+
 /// A connection to a veltrixd native port.
 ///
 /// Simple calls (`get`, `put`, ...) send one request and wait for its
@@ -94,7 +101,7 @@ impl ClientError {
 /// replies; replies carry their request's id, and the client matches them.
 pub struct Client {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Transport>,
     read_buf: Vec<u8>,
     write_buf: Vec<u8>,
     next_id: u64,
@@ -151,9 +158,21 @@ impl Client {
         stream.set_nodelay(true).map_err(io)?;
         stream.set_read_timeout(Some(timeout)).map_err(io)?;
         stream.set_write_timeout(Some(timeout)).map_err(io)?;
+        Self::over(stream, addr)
+    }
+
+    /// Performs the hello over `stream`, a connection already made to a
+    /// native port, and returns the client. This is how to speak the
+    /// protocol over TLS: connect a `TcpStream`, set its timeouts, wrap it
+    /// in a TLS client stream (the crate itself has no TLS dependency),
+    /// and pass that. `addr` names the server in errors.
+    pub fn over<S: Transport + 'static>(
+        stream: S,
+        addr: impl Into<String>,
+    ) -> Result<Client, ClientError> {
         let mut client = Client {
-            addr,
-            stream,
+            addr: addr.into(),
+            stream: Box::new(stream),
             read_buf: Vec::with_capacity(READ_CHUNK_BYTES),
             write_buf: Vec::new(),
             next_id: 1,
@@ -224,8 +243,11 @@ impl Client {
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        // A TLS or buffered transport holds bytes until flushed; a
+        // `TcpStream`'s flush does nothing.
         self.stream
             .write_all(bytes)
+            .and_then(|()| self.stream.flush())
             .map_err(|source| ClientError::Io {
                 addr: self.addr.clone(),
                 cause: source,

@@ -10,5 +10,5 @@
 mod client;
 pub mod protocol;
 
-pub use client::{found, ok, Client, ClientError, PIPELINE_WINDOW};
+pub use client::{found, ok, Client, ClientError, Transport, PIPELINE_WINDOW};
 pub use protocol::{BatchOp, Request, Response, Status};

@@ -55,8 +55,8 @@ pub use limits::{
     ZONE_BYTES_MAX,
 };
 pub use schema::{
-    Backend, Cluster, Config, Engine, LogLevel, Member, NamespaceConfig, NamespaceTarget,
-    PathString, SerialString, Server, Tls, ZoneString, WORKERS_MAX,
+    Auth, Backend, Cluster, Config, Engine, LogLevel, Member, NamespaceConfig, NamespaceTarget,
+    PathString, SerialString, Server, Tls, TlsMode, ZoneString, WORKERS_MAX,
 };
 
 /// Parses and validates configuration text.

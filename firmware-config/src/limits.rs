@@ -49,12 +49,14 @@ pub const RENDERED_BYTES_MAX: usize = {
     const NUMBER: usize = 24 + LINE_OVERHEAD;
     const HEADER: usize = 16;
     const SERVER: usize = HEADER + STRING + 3 * ADDRESS + 3 * NUMBER;
-    const TLS: usize = HEADER + NUMBER + 3 * STRING;
+    // `enabled`, four paths and three port modes (each at most a number).
+    const TLS: usize = HEADER + NUMBER + 4 * STRING + 3 * NUMBER;
+    const AUTH: usize = HEADER + 2 * STRING;
     const ENGINE: usize = HEADER + 8 * NUMBER;
     const NAMESPACE: usize = HEADER + STRING + 2 * STRING + 3 * NUMBER;
     const CLUSTER: usize = HEADER + 3 * NUMBER;
     const MEMBER: usize = HEADER + NUMBER + 2 * ZONE_BYTES_MAX + LINE_OVERHEAD + 2 * ADDRESS;
-    SERVER + TLS + ENGINE + NAMESPACES_MAX * NAMESPACE + CLUSTER + MEMBERS_MAX * MEMBER
+    SERVER + TLS + AUTH + ENGINE + NAMESPACES_MAX * NAMESPACE + CLUSTER + MEMBERS_MAX * MEMBER
 };
 
 // Whatever `render` writes, `parse` reads back.

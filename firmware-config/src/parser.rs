@@ -8,7 +8,7 @@ use crate::limits::{
     ERROR_NAME_BYTES_MAX, INPUT_BYTES_MAX, LINE_BYTES_MAX, MEMBERS_MAX, NAMESPACES_MAX,
 };
 use crate::schema::{
-    self, Backend, Engine, PathString, Section, SerialString, Server, Tls, ZoneString,
+    self, Auth, Backend, Engine, PathString, Section, SerialString, Server, Tls, ZoneString,
     SECTION_KEYS_MAX, WORKERS_MAX,
 };
 use crate::{suggest, validate, value};
@@ -73,10 +73,12 @@ pub(crate) struct MemberDraft {
 pub(crate) struct Document {
     pub server: Server,
     pub tls: Tls,
+    pub auth: Auth,
     pub engine: Engine,
     pub namespaces: heapless::Vec<NamespaceDraft, NAMESPACES_MAX>,
     pub server_table: Table,
     pub tls_table: Table,
+    pub auth_table: Table,
     pub engine_table: Table,
     pub cluster: ClusterDraft,
     pub members: heapless::Vec<MemberDraft, MEMBERS_MAX>,
@@ -188,6 +190,7 @@ impl Parser {
         let table = match section {
             Section::Server => &mut document.server_table,
             Section::Tls => &mut document.tls_table,
+            Section::Auth => &mut document.auth_table,
             Section::Engine => &mut document.engine_table,
             Section::Cluster => &mut document.cluster.table,
             Section::Member => {
@@ -289,6 +292,10 @@ impl Parser {
                 claim(&mut document.tls_table)?;
                 tls(&mut document.tls, key, value)
             }
+            Section::Auth => {
+                claim(&mut document.auth_table)?;
+                auth(&mut document.auth, key, value)
+            }
             Section::Engine => {
                 claim(&mut document.engine_table)?;
                 engine(&mut document.engine, key, value)
@@ -350,6 +357,19 @@ fn tls(tls: &mut Tls, key: &str, value: Value<'_>) -> Result<(), ErrorKind> {
         "cert_file" => tls.cert_file = value::string(value)?,
         "key_file" => tls.key_file = value::string(value)?,
         "client_ca_file" => tls.client_ca_file = value::string(value)?,
+        "client_crl_file" => tls.client_crl_file = value::string(value)?,
+        "resp" => tls.resp = value::tls_mode(value)?,
+        "native" => tls.native = value::tls_mode(value)?,
+        "admin" => tls.admin = value::tls_mode(value)?,
+        _ => return Err(UNHANDLED),
+    }
+    Ok(())
+}
+
+fn auth(auth: &mut Auth, key: &str, value: Value<'_>) -> Result<(), ErrorKind> {
+    match key {
+        "users_file" => auth.users_file = value::string(value)?,
+        "admin_token_file" => auth.admin_token_file = value::string(value)?,
         _ => return Err(UNHANDLED),
     }
     Ok(())

@@ -31,6 +31,14 @@ impl Config {
         string(out, "cert_file", &tls.cert_file)?;
         string(out, "key_file", &tls.key_file)?;
         string(out, "client_ca_file", &tls.client_ca_file)?;
+        string(out, "client_crl_file", &tls.client_crl_file)?;
+        writeln!(out, "resp = \"{}\"", tls.resp.as_str())?;
+        writeln!(out, "native = \"{}\"", tls.native.as_str())?;
+        writeln!(out, "admin = \"{}\"", tls.admin.as_str())?;
+
+        out.write_str("\n[auth]\n")?;
+        string(out, "users_file", &self.auth.users_file)?;
+        string(out, "admin_token_file", &self.auth.admin_token_file)?;
 
         let engine = &self.engine;
         out.write_str("\n[engine]\n")?;
@@ -171,6 +179,14 @@ mod tests {
              cert_file = \"\"\n\
              key_file = \"\"\n\
              client_ca_file = \"\"\n\
+             client_crl_file = \"\"\n\
+             resp = \"off\"\n\
+             native = \"off\"\n\
+             admin = \"off\"\n\
+             \n\
+             [auth]\n\
+             users_file = \"\"\n\
+             admin_token_file = \"\"\n\
              \n\
              [engine]\n\
              commit_interval_us = 50\n\

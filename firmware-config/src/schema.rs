@@ -25,6 +25,8 @@ pub struct Config {
     pub server: Server,
     /// `[tls]`: TLS on the data and admin ports.
     pub tls: Tls,
+    /// `[auth]`: users and passwords on the data ports.
+    pub auth: Auth,
     /// `[engine]`: the storage engine's tuning.
     pub engine: Engine,
     /// `[[namespace]]` tables, in file order. Empty means "use the embedded
@@ -88,7 +90,8 @@ pub struct Server {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Tls {
     /// `enabled`: serve TLS on the data and admin ports. Requires
-    /// `cert_file` and `key_file`.
+    /// `cert_file` and `key_file`. It sets the mode of every port whose own
+    /// key (`resp`, `native`, `admin`) is not given.
     pub enabled: bool,
     /// `cert_file`: PEM certificate chain.
     pub cert_file: PathString,
@@ -97,6 +100,56 @@ pub struct Tls {
     /// `client_ca_file`: PEM CA bundle; when given, clients must present a
     /// certificate it signed.
     pub client_ca_file: PathString,
+    /// `client_crl_file`: PEM certificate revocation lists checked against
+    /// client certificates. Requires `client_ca_file`.
+    pub client_crl_file: PathString,
+    /// `resp`: the RESP port's mode. When not given: `mtls` if `enabled`
+    /// and `client_ca_file` is given, `tls` if `enabled`, else `off`.
+    pub resp: TlsMode,
+    /// `native`: the native protocol port's mode; its default as `resp`'s.
+    pub native: TlsMode,
+    /// `admin`: the admin port's mode; its default as `resp`'s.
+    pub admin: TlsMode,
+}
+
+/// `[auth]`. An empty path means "not given".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Auth {
+    /// `users_file`: the users, their roles and password hashes. When
+    /// given, every data-port client must authenticate; when empty, none
+    /// does.
+    pub users_file: PathString,
+    /// `admin_token_file`: the token the admin port requires (as
+    /// `Authorization: Bearer TOKEN`) for every request that changes state.
+    /// When empty, none is required.
+    pub admin_token_file: PathString,
+}
+
+/// A port's TLS mode: `resp`, `native` and `admin` in `[tls]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// `"off"`: plain text (the default).
+    #[default]
+    Off,
+    /// `"tls"`: TLS 1.3; clients are not asked for a certificate.
+    Tls,
+    /// `"mtls"`: TLS 1.3, and every client presents a certificate signed by
+    /// `client_ca_file` (and not revoked by `client_crl_file`).
+    Mutual,
+}
+
+impl TlsMode {
+    /// Every mode.
+    pub const ALL: [Self; 3] = [Self::Off, Self::Tls, Self::Mutual];
+
+    /// The mode's name in the configuration file.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Tls => "tls",
+            Self::Mutual => "mtls",
+        }
+    }
 }
 
 /// `[engine]`. Sizes are in bytes.
@@ -297,6 +350,7 @@ impl Default for Engine {
 pub(crate) enum Section {
     Server,
     Tls,
+    Auth,
     Engine,
     Namespace,
     Cluster,
@@ -304,9 +358,10 @@ pub(crate) enum Section {
 }
 
 impl Section {
-    pub(crate) const ALL: [Self; 6] = [
+    pub(crate) const ALL: [Self; 7] = [
         Self::Server,
         Self::Tls,
+        Self::Auth,
         Self::Engine,
         Self::Namespace,
         Self::Cluster,
@@ -318,6 +373,7 @@ impl Section {
         match self {
             Self::Server => "[server]",
             Self::Tls => "[tls]",
+            Self::Auth => "[auth]",
             Self::Engine => "[engine]",
             Self::Namespace => "[[namespace]]",
             Self::Cluster => "[cluster]",
@@ -330,6 +386,7 @@ impl Section {
         match self {
             Self::Server => "server",
             Self::Tls => "tls",
+            Self::Auth => "auth",
             Self::Engine => "engine",
             Self::Namespace => "namespace",
             Self::Cluster => "cluster",
@@ -347,6 +404,7 @@ impl Section {
         match self {
             Self::Server => &SERVER_KEYS,
             Self::Tls => &TLS_KEYS,
+            Self::Auth => &AUTH_KEYS,
             Self::Engine => &ENGINE_KEYS,
             Self::Namespace => &NAMESPACE_KEYS,
             Self::Cluster => &CLUSTER_KEYS,
@@ -364,7 +422,19 @@ pub(crate) const SERVER_KEYS: [&str; 7] = [
     "connections_max",
     "log_level",
 ];
-pub(crate) const TLS_KEYS: [&str; 4] = ["enabled", "cert_file", "key_file", "client_ca_file"];
+pub(crate) const TLS_KEYS: [&str; 8] = [
+    "enabled",
+    "cert_file",
+    "key_file",
+    "client_ca_file",
+    "client_crl_file",
+    "resp",
+    "native",
+    "admin",
+];
+pub(crate) const AUTH_KEYS: [&str; 2] = ["users_file", "admin_token_file"];
+/// The `[tls]` keys that set a port's mode.
+pub(crate) const TLS_PORT_KEYS: [&str; 3] = ["resp", "native", "admin"];
 pub(crate) const ENGINE_KEYS: [&str; 8] = [
     "commit_interval_us",
     "batch_bytes_max",
@@ -384,6 +454,7 @@ pub(crate) const MEMBER_KEYS: [&str; 4] = ["node", "zone", "peer", "data"];
 pub(crate) const SECTION_KEYS_MAX: usize = 8;
 const _: () = assert!(SERVER_KEYS.len() <= SECTION_KEYS_MAX);
 const _: () = assert!(TLS_KEYS.len() <= SECTION_KEYS_MAX);
+const _: () = assert!(AUTH_KEYS.len() <= SECTION_KEYS_MAX);
 const _: () = assert!(ENGINE_KEYS.len() <= SECTION_KEYS_MAX);
 const _: () = assert!(NAMESPACE_KEYS.len() <= SECTION_KEYS_MAX);
 const _: () = assert!(CLUSTER_KEYS.len() <= SECTION_KEYS_MAX);

@@ -6,7 +6,8 @@ use crate::error::{ConfigError, ErrorKind};
 use crate::limits::{NAMESPACES_MAX, RECORD_OVERHEAD_BYTES_MAX};
 use crate::parser::{ClusterDraft, Document, MemberDraft, NamespaceDraft, Position, Table};
 use crate::schema::{
-    Backend, Cluster, Config, Member, NamespaceConfig, NamespaceTarget, Section, GROUPS_DEFAULT,
+    Backend, Cluster, Config, Member, NamespaceConfig, NamespaceTarget, Section, Tls, TlsMode,
+    GROUPS_DEFAULT, TLS_PORT_KEYS,
 };
 
 // The record-overhead relation's text names the constant's value.
@@ -14,7 +15,7 @@ const _: () = assert!(RECORD_OVERHEAD_BYTES_MAX == 4096);
 
 /// Checks relations between keys and returns the configuration.
 pub(crate) fn finish(document: Document) -> Result<Config, ConfigError> {
-    tls(&document)?;
+    let tls = tls(&document)?;
     engine(&document)?;
     let mut namespaces = heapless::Vec::new();
     for draft in document.namespaces {
@@ -36,7 +37,8 @@ pub(crate) fn finish(document: Document) -> Result<Config, ConfigError> {
     let cluster = cluster(&document.cluster, &document.members)?;
     Ok(Config {
         server: document.server,
-        tls: document.tls,
+        tls,
+        auth: document.auth,
         engine: document.engine,
         namespaces,
         cluster,
@@ -143,29 +145,69 @@ fn cluster(draft: &ClusterDraft, members: &[MemberDraft]) -> Result<Option<Clust
 
 const START: Position = Position { line: 1, column: 1 };
 
-fn tls(document: &Document) -> Result<(), ConfigError> {
-    let tls = &document.tls;
-    if !tls.enabled {
-        return Ok(());
-    }
-    for (key, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
-        if path.is_empty() {
-            let table = &document.tls_table;
-            let at = table
-                .key(Section::Tls, key)
-                .or(table.header)
-                .unwrap_or(START);
-            return Err(error(
-                at,
-                Section::Tls,
-                key,
-                ErrorKind::Missing {
-                    required: "when `enabled = true`",
-                },
-            ));
+/// Resolves each port's mode (a port without its own key follows
+/// `enabled`) and checks that every mode can be served with the files
+/// given: a setting that asks for TLS is never quietly dropped.
+fn tls(document: &Document) -> Result<Tls, ConfigError> {
+    let mut tls = document.tls.clone();
+    let table = &document.tls_table;
+    let followed = match (tls.enabled, tls.client_ca_file.is_empty()) {
+        (false, _) => TlsMode::Off,
+        (true, true) => TlsMode::Tls,
+        (true, false) => TlsMode::Mutual,
+    };
+    for (key, mode) in TLS_PORT_KEYS.into_iter().zip(tls_modes(&mut tls)) {
+        if table.key(Section::Tls, key).is_none() {
+            *mode = followed;
         }
     }
-    Ok(())
+    let modes = [tls.resp, tls.native, tls.admin];
+    let serving = tls.enabled || modes.iter().any(|&m| m != TlsMode::Off);
+    let required = if tls.enabled {
+        "when `enabled = true`"
+    } else {
+        "when a port's mode is \"tls\" or \"mtls\""
+    };
+    for (key, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+        if serving && path.is_empty() {
+            return Err(missing(table, key, &TLS_PORT_KEYS, required));
+        }
+    }
+    if modes.contains(&TlsMode::Mutual) && tls.client_ca_file.is_empty() {
+        let required = "when a port's mode is \"mtls\"";
+        return Err(missing(table, "client_ca_file", &TLS_PORT_KEYS, required));
+    }
+    if !tls.client_crl_file.is_empty() && tls.client_ca_file.is_empty() {
+        let required = "when `client_crl_file` is given";
+        return Err(missing(
+            table,
+            "client_ca_file",
+            &["client_crl_file"],
+            required,
+        ));
+    }
+    Ok(tls)
+}
+
+fn tls_modes(tls: &mut Tls) -> [&mut TlsMode; 3] {
+    [&mut tls.resp, &mut tls.native, &mut tls.admin]
+}
+
+/// A `[tls]` key that is missing (or given empty): reported at the key if
+/// it was given, else at whichever of `because` was given last, else at the
+/// table's header.
+fn missing(
+    table: &Table,
+    key: &'static str,
+    because: &[&'static str],
+    required: &'static str,
+) -> ConfigError {
+    let at = table
+        .key(Section::Tls, key)
+        .or(last_given(table, Section::Tls, because).map(|(_, at)| at))
+        .or(table.header)
+        .unwrap_or(START);
+    error(at, Section::Tls, key, ErrorKind::Missing { required })
 }
 
 fn engine(document: &Document) -> Result<(), ConfigError> {

@@ -5,7 +5,7 @@ use core::net::SocketAddr;
 
 use crate::error::{ErrorKind, Unit};
 use crate::lexer::Value;
-use crate::schema::{Backend, LogLevel};
+use crate::schema::{Backend, LogLevel, TlsMode};
 
 const STRING: &str = "a string";
 const INTEGER: &str = "an integer";
@@ -18,6 +18,7 @@ const SIZE_FORM: &str =
 const ADDRESS: &str = "a socket address \"IPv4:PORT\" or \"[IPv6]:PORT\"";
 const LOG_LEVEL: &str = "one of \"error\", \"warn\", \"info\", \"debug\", \"trace\"";
 const BACKEND: &str = "one of \"uring\", \"sync\", \"vfio\", \"sim\"";
+const TLS_MODE: &str = "one of \"off\", \"tls\", \"mtls\"";
 
 /// A string of at most `N` bytes once its escapes are resolved.
 pub(crate) fn string<const N: usize>(
@@ -116,6 +117,11 @@ pub(crate) fn log_level(value: Value<'_>) -> Result<LogLevel, ErrorKind> {
 /// A `backend` name.
 pub(crate) fn backend(value: Value<'_>) -> Result<Backend, ErrorKind> {
     one_of(value, &Backend::ALL, |backend| backend.as_str(), BACKEND)
+}
+
+/// A port's TLS mode (`resp`, `native`, `admin`).
+pub(crate) fn tls_mode(value: Value<'_>) -> Result<TlsMode, ErrorKind> {
+    one_of(value, &TlsMode::ALL, |mode| mode.as_str(), TLS_MODE)
 }
 
 fn one_of<T: Copy>(

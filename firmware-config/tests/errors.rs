@@ -352,6 +352,58 @@ fn tls_requires_cert_and_key_when_enabled() {
     }
 }
 
+/// A port mode that cannot be served with the files given is refused at
+/// parse time, at the key that asked for it: never quietly plain text.
+#[test]
+fn tls_modes_require_their_files() {
+    let cases = [
+        (
+            "[tls]\nresp = \"tls\"\nkey_file = \"/k\"\n",
+            "line 2, column 1: key `cert_file` in [tls]: missing: \
+             required when a port's mode is \"tls\" or \"mtls\"",
+        ),
+        (
+            "[tls]\ncert_file = \"/c\"\nadmin = \"mtls\"\n",
+            "line 3, column 1: key `key_file` in [tls]: missing: \
+             required when a port's mode is \"tls\" or \"mtls\"",
+        ),
+        (
+            "[tls]\ncert_file = \"/c\"\nkey_file = \"/k\"\nnative = \"mtls\"\n",
+            "line 4, column 1: key `client_ca_file` in [tls]: missing: \
+             required when a port's mode is \"mtls\"",
+        ),
+        // Given but empty: reported at the key itself.
+        (
+            "[tls]\ncert_file = \"/c\"\nkey_file = \"/k\"\nclient_ca_file = \"\"\nresp = \"mtls\"\n",
+            "line 4, column 1: key `client_ca_file` in [tls]: missing: \
+             required when a port's mode is \"mtls\"",
+        ),
+        (
+            "[tls]\nclient_crl_file = \"/crl\"\n",
+            "line 2, column 1: key `client_ca_file` in [tls]: missing: \
+             required when `client_crl_file` is given",
+        ),
+        // `enabled = true` asks for TLS even when every port is "off".
+        (
+            "[tls]\nenabled = true\nresp = \"off\"\n",
+            "line 3, column 1: key `cert_file` in [tls]: missing: required when `enabled = true`",
+        ),
+        (
+            "[tls]\nresp = \"mtls\"\n",
+            "line 2, column 1: key `cert_file` in [tls]: missing: \
+             required when a port's mode is \"tls\" or \"mtls\"",
+        ),
+        (
+            "[tls]\nadmin = \"on\"\n",
+            "line 2, column 9: key `admin` in [tls]: invalid value: \
+             expected one of \"off\", \"tls\", \"mtls\"",
+        ),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(message(input), expected, "{input:?}");
+    }
+}
+
 #[test]
 fn namespace_forms_exclude_each_other() {
     let cases = [

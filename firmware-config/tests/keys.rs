@@ -3,7 +3,7 @@
 use core::net::SocketAddr;
 
 use firmware_config::{
-    parse, Backend, Config, ConfigError, ErrorKind, LogLevel, NamespaceTarget, Unit,
+    parse, Backend, Config, ConfigError, ErrorKind, LogLevel, NamespaceTarget, TlsMode, Unit,
 };
 
 fn ok(text: &str) -> Config {
@@ -418,6 +418,73 @@ fn tls() {
     }
     for bad in ["\"true\"", "1"] {
         let error = err(&format!("[tls]\nenabled = {bad}\n"));
+        assert!(matches!(error.kind, ErrorKind::WrongType { .. }), "{error}");
+    }
+}
+
+#[test]
+fn auth() {
+    assert_eq!(ok("").auth.users_file, "");
+    assert_eq!(ok("").auth.admin_token_file, "");
+    let config = ok("[auth]\nadmin_token_file = \"/etc/veltrix/admin.token\"\n");
+    assert_eq!(config.auth.admin_token_file, "/etc/veltrix/admin.token");
+    let config = ok("[auth]\nusers_file = \"/etc/veltrix/users\"\n");
+    assert_eq!(config.auth.users_file, "/etc/veltrix/users");
+    let error = err(&format!("[auth]\nusers_file = \"{}\"\n", "u".repeat(256)));
+    assert_eq!(error.kind, ErrorKind::TooLong { max: 255 });
+    let error = err("[auth]\nusers_file = true\n");
+    assert!(matches!(error.kind, ErrorKind::WrongType { .. }), "{error}");
+    let error = err("[auth]\nusers = \"/u\"\n");
+    assert!(
+        matches!(error.kind, ErrorKind::UnknownKey { .. }),
+        "{error}"
+    );
+    let error = err("[auth]\n[auth]\n");
+    assert!(
+        matches!(error.kind, ErrorKind::Duplicate { first_line: 1 }),
+        "{error}"
+    );
+}
+
+/// Each port's mode: given, or following `enabled` and `client_ca_file`.
+#[test]
+fn tls_port_modes() {
+    let modes = |c: &Config| [c.tls.resp, c.tls.native, c.tls.admin];
+    assert_eq!(modes(&ok("")), [TlsMode::Off; 3]);
+    let files = "cert_file = \"/c\"\nkey_file = \"/k\"\n";
+    let config = ok(&format!("[tls]\nenabled = true\n{files}"));
+    assert_eq!(modes(&config), [TlsMode::Tls; 3]);
+    let config = ok(&format!(
+        "[tls]\nenabled = true\n{files}client_ca_file = \"/ca\"\n"
+    ));
+    assert_eq!(modes(&config), [TlsMode::Mutual; 3]);
+    // A port's own key wins over `enabled`, either way.
+    let config = ok(&format!(
+        "[tls]\nenabled = true\n{files}client_ca_file = \"/ca\"\nadmin = \"tls\"\nresp = \"off\"\n"
+    ));
+    assert_eq!(
+        modes(&config),
+        [TlsMode::Off, TlsMode::Mutual, TlsMode::Tls]
+    );
+    let config = ok(&format!("[tls]\n{files}native = \"tls\"\n"));
+    assert_eq!(modes(&config), [TlsMode::Off, TlsMode::Tls, TlsMode::Off]);
+    let config = ok(&format!(
+        "[tls]\n{files}client_ca_file = \"/ca\"\nclient_crl_file = \"/crl\"\nresp = \"mtls\"\n"
+    ));
+    assert_eq!(config.tls.client_crl_file, "/crl");
+    assert_eq!(config.tls.resp, TlsMode::Mutual);
+    for key in ["resp", "native", "admin"] {
+        for bad in ["\"on\"", "\"TLS\"", "\"mutual\"", "\"\""] {
+            let error = err(&format!("[tls]\n{files}{key} = {bad}\n"));
+            assert_eq!(
+                error.kind,
+                ErrorKind::InvalidValue {
+                    expected: "one of \"off\", \"tls\", \"mtls\""
+                },
+                "{key} = {bad}"
+            );
+        }
+        let error = err(&format!("[tls]\n{files}{key} = true\n"));
         assert!(matches!(error.kind, ErrorKind::WrongType { .. }), "{error}");
     }
 }

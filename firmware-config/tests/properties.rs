@@ -5,8 +5,9 @@
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use firmware_config::{
-    parse, Backend, Cluster, Config, Engine, LogLevel, Member, NamespaceConfig, NamespaceTarget,
-    Server, Tls, MEMBERS_MAX, NAMESPACES_MAX, PATH_BYTES_MAX, SERIAL_BYTES_MAX, ZONE_BYTES_MAX,
+    parse, Auth, Backend, Cluster, Config, Engine, LogLevel, Member, NamespaceConfig,
+    NamespaceTarget, Server, Tls, TlsMode, MEMBERS_MAX, NAMESPACES_MAX, PATH_BYTES_MAX,
+    SERIAL_BYTES_MAX, ZONE_BYTES_MAX,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -122,17 +123,38 @@ fn server() -> impl Strategy<Value = Server> {
         )
 }
 
+/// A `[tls]` section whose modes can be served: a port on TLS has a
+/// certificate and key, one on mutual TLS a CA, and a CRL comes with a CA.
 fn tls() -> impl Strategy<Value = Tls> {
-    any::<bool>().prop_flat_map(|enabled| {
-        (path(!enabled), path(!enabled), path(true)).prop_map(
-            move |(cert_file, key_file, client_ca_file)| Tls {
-                enabled,
-                cert_file,
-                key_file,
-                client_ca_file,
-            },
-        )
-    })
+    let modes = select(&TlsMode::ALL[..]);
+    (any::<bool>(), [modes.clone(), modes.clone(), modes]).prop_flat_map(
+        |(enabled, [resp, native, admin])| {
+            let modes = [resp, native, admin];
+            let serving = enabled || modes.iter().any(|&m| m != TlsMode::Off);
+            let mutual = modes.contains(&TlsMode::Mutual);
+            (path(!serving), path(!serving), path(!mutual))
+                .prop_flat_map(move |(cert_file, key_file, client_ca_file)| {
+                    let client_crl_file = if client_ca_file.is_empty() {
+                        Just(firmware_config::PathString::new()).boxed()
+                    } else {
+                        path(true).boxed()
+                    };
+                    (Just((cert_file, key_file, client_ca_file)), client_crl_file)
+                })
+                .prop_map(
+                    move |((cert_file, key_file, client_ca_file), client_crl_file)| Tls {
+                        enabled,
+                        cert_file,
+                        key_file,
+                        client_ca_file,
+                        client_crl_file,
+                        resp,
+                        native,
+                        admin,
+                    },
+                )
+        },
+    )
 }
 
 /// An engine section whose sizes fit together: segment first, then the
@@ -239,13 +261,18 @@ fn config() -> impl Strategy<Value = Config> {
     (
         server(),
         tls(),
+        (path(true), path(true)).prop_map(|(users_file, admin_token_file)| Auth {
+            users_file,
+            admin_token_file,
+        }),
         engine(),
         prop::collection::vec(namespace(), 0..=NAMESPACES_MAX),
         prop::option::of(cluster()),
     )
-        .prop_map(|(server, tls, engine, namespaces, cluster)| Config {
+        .prop_map(|(server, tls, auth, engine, namespaces, cluster)| Config {
             server,
             tls,
+            auth,
             engine,
             namespaces: namespaces.into_iter().collect(),
             cluster,
@@ -406,6 +433,14 @@ fn largest_config_fits_the_limits() {
             cert_file: path.clone(),
             key_file: path.clone(),
             client_ca_file: path.clone(),
+            client_crl_file: path.clone(),
+            resp: TlsMode::Mutual,
+            native: TlsMode::Mutual,
+            admin: TlsMode::Mutual,
+        },
+        auth: Auth {
+            users_file: path.clone(),
+            admin_token_file: path.clone(),
         },
         ..Config::default()
     };

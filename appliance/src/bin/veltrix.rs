@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use appliance::cli::tls::TlsClient;
 use appliance::cli::{bench, http, nvme, offline, parse_size};
 use clap::{Parser, Subcommand, ValueEnum};
 use veltrix_client::Client;
@@ -28,6 +29,25 @@ struct Args {
     /// The daemon's RESP port (bench --protocol resp).
     #[arg(long, global = true, default_value = "127.0.0.1:6379")]
     resp: String,
+    /// Speak TLS to the admin and native ports, trusting this PEM CA bundle
+    /// for the daemon's certificate (docs/security.md).
+    #[arg(long, global = true)]
+    cacert: Option<PathBuf>,
+    /// With --cacert: present this PEM certificate (ports in mode "mtls").
+    #[arg(long, global = true, requires = "tls_key")]
+    cert: Option<PathBuf>,
+    /// With --cert: its PEM private key. (Its id is not `key`, which the
+    /// get, put and del commands' argument already is.)
+    #[arg(long = "key", id = "tls_key", global = true, requires = "cert")]
+    tls_key: Option<PathBuf>,
+    /// With --cacert: the name the daemon's certificate must carry (default:
+    /// the IP address connected to).
+    #[arg(long, global = true)]
+    tls_name: Option<String>,
+    /// A file whose first line is the admin token (`[auth]
+    /// admin_token_file`), sent with every admin request.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,6 +105,13 @@ enum Command {
     /// wait until it is durable, so the next start replays only what follows.
     #[command(after_help = "Example:\n  veltrix checkpoint")]
     Checkpoint,
+    /// Read a password from the first line of stdin and print its Argon2id
+    /// hash with a fresh salt, for a line of the users file
+    /// (`[auth] users_file`, docs/security.md). Works offline.
+    #[command(
+        after_help = "Example:\n  echo \"$PASSWORD\" | veltrix hash-password   # then: alice write <hash>"
+    )]
+    HashPassword,
     /// Format a namespace (file or block device) offline. Refuses an existing
     /// VeltrixDB store unless --force.
     #[command(
@@ -223,19 +250,39 @@ fn resolve(text: &str, what: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{what} address `{text}` resolves to nothing"))
 }
 
+/// The TLS the flags ask for, if any.
+fn tls(args: &Args) -> anyhow::Result<Option<TlsClient>> {
+    let Some(ca) = &args.cacert else {
+        anyhow::ensure!(
+            args.cert.is_none() && args.tls_name.is_none(),
+            "--cert and --tls-name need --cacert (TLS)"
+        );
+        return Ok(None);
+    };
+    let identity = args.cert.as_deref().zip(args.tls_key.as_deref());
+    Ok(Some(TlsClient::new(ca, identity, args.tls_name.clone())?))
+}
+
 fn native(args: &Args) -> anyhow::Result<Client> {
     let addr = resolve(&args.native, "native")?;
-    Client::connect(addr).with_context(|| {
-        format!("cannot use the native port at {addr} (is veltrixd running? --native ADDR)")
-    })
+    let context =
+        || format!("cannot use the native port at {addr} (is veltrixd running? --native ADDR)");
+    match tls(args)? {
+        None => Client::connect(addr).with_context(context),
+        Some(tls) => {
+            let stream = tls.connect(addr, std::time::Duration::from_secs(10))?;
+            Client::over(stream, addr.to_string()).with_context(context)
+        }
+    }
 }
 
 fn admin_get(args: &Args, path: &str) -> anyhow::Result<String> {
+    let scheme = http::scheme();
     let addr = resolve(&args.admin, "admin")?;
     let answer = http::request(addr, "GET", path)?;
     if answer.status != 200 {
         bail!(
-            "http://{addr}{path} answered {}: {}",
+            "{scheme}://{addr}{path} answered {}: {}",
             answer.status,
             answer.body.trim()
         );
@@ -244,6 +291,15 @@ fn admin_get(args: &Args, path: &str) -> anyhow::Result<String> {
 }
 
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if let Some(tls) = tls(args)? {
+        http::use_tls(tls);
+    }
+    if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--token-file {}: cannot read", path.display()))?;
+        http::use_token(text.lines().next().unwrap_or("").trim().to_string());
+    }
+    let scheme = http::scheme();
     let mut stdout = std::io::stdout().lock();
     match &args.command {
         Command::Status => {
@@ -298,15 +354,27 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             match answer.status {
                 200..=299 => write!(stdout, "{}", answer.body)?,
                 404 | 405 => bail!(
-                    "this daemon has no GC endpoint (http://{addr}/api/gc answered {}): it predates VLog GC",
+                    "this daemon has no GC endpoint ({scheme}://{addr}/api/gc answered {}): it predates VLog GC",
                     answer.status
                 ),
-                status => bail!("GC failed: http://{addr}/api/gc answered {status}: {}", answer.body.trim()),
+                status => bail!("GC failed: {scheme}://{addr}/api/gc answered {status}: {}", answer.body.trim()),
             }
         }
         Command::Checkpoint => {
             let addr = resolve(&args.admin, "admin")?;
             checkpoint(addr, &mut stdout)?;
+        }
+        Command::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.strip_suffix('\n').unwrap_or(&line);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            anyhow::ensure!(!password.is_empty(), "no password on stdin");
+            writeln!(
+                stdout,
+                "{}",
+                appliance::auth::hash_password(password.as_bytes())?
+            )?;
         }
         Command::Format {
             path,
@@ -393,6 +461,7 @@ fn json_u64(body: &str, name: &str) -> Option<u64> {
 
 /// Starts a checkpoint and waits for its outcome.
 fn checkpoint(addr: SocketAddr, out: &mut dyn Write) -> anyhow::Result<()> {
+    let scheme = http::scheme();
     let count = |body: &str| {
         (
             json_u64(body, "checkpoints").unwrap_or(0),
@@ -403,11 +472,11 @@ fn checkpoint(addr: SocketAddr, out: &mut dyn Write) -> anyhow::Result<()> {
     match answer.status {
         200..=299 => {}
         404 | 405 => bail!(
-            "this daemon has no checkpoint endpoint (http://{addr}/api/checkpoint answered {}): it predates index checkpoints",
+            "this daemon has no checkpoint endpoint ({scheme}://{addr}/api/checkpoint answered {}): it predates index checkpoints",
             answer.status
         ),
         status => bail!(
-            "checkpoint failed: http://{addr}/api/checkpoint answered {status}: {}",
+            "checkpoint failed: {scheme}://{addr}/api/checkpoint answered {status}: {}",
             answer.body.trim()
         ),
     }

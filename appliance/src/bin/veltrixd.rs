@@ -14,6 +14,7 @@ use appliance::cli::parse_size;
 use appliance::daemon::{Daemon, Settings, DEFAULT_NAMESPACE_BYTES};
 use clap::Parser;
 use engine::EngineConfig;
+use firmware_config::TlsMode;
 
 /// The VeltrixDB key-value appliance daemon.
 #[derive(Parser, Debug)]
@@ -142,12 +143,23 @@ fn settings(args: &Args) -> anyhow::Result<(Settings, String)> {
             .cluster
             .as_ref()
             .map(appliance::cluster_mode::ClusterSettings::from),
+        tls: config.tls.clone(),
+        auth: config.auth.clone(),
     };
     let level = args
         .log_level
         .clone()
         .unwrap_or_else(|| config.server.log_level.as_str().to_string());
     Ok((settings, level))
+}
+
+/// How the ready line marks a data port's TLS mode.
+fn tls_note(mode: TlsMode) -> &'static str {
+    match mode {
+        TlsMode::Off => "",
+        TlsMode::Tls => " (TLS)",
+        TlsMode::Mutual => " (mutual TLS)",
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -166,16 +178,34 @@ fn main() -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
     let daemon = Daemon::start(&settings)?;
     println!(
-        "veltrixd {} ready: RESP on {}, native on {}, admin on http://{}",
+        "veltrixd {} ready: RESP on {}{}, native on {}{}, admin on {}://{}",
         env!("CARGO_PKG_VERSION"),
         daemon.listen,
+        tls_note(settings.tls.resp),
         daemon.native_listen,
+        tls_note(settings.tls.native),
+        if settings.tls.admin == TlsMode::Off {
+            "http"
+        } else {
+            "https"
+        },
         daemon.admin_listen
     );
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(std::time::Duration::from_millis(50));
+        if reload.swap(false, Ordering::Relaxed) {
+            match daemon.reload_tls() {
+                Ok(true) => tracing::info!("SIGHUP: TLS certificates and CRLs reloaded"),
+                Ok(false) => tracing::info!("SIGHUP: no port serves TLS; nothing to reload"),
+                Err(e) => tracing::error!(
+                    "SIGHUP: TLS reload failed, the previous certificates stay in service: {e}"
+                ),
+            }
+        }
     }
     tracing::info!("signal received: draining and shutting down");
     daemon.shutdown();

@@ -4,10 +4,10 @@
 use std::collections::VecDeque;
 
 use engine::Reply;
-use mio::net::TcpStream;
 
 use crate::commands::Combine;
 use crate::resp::{Parser, Protocol};
+use crate::tls::Transport;
 
 /// A command waiting for its engine replies. Replies go out in command
 /// order, so a connection's slots form a queue.
@@ -25,7 +25,7 @@ pub(crate) struct Slot {
 }
 
 pub(crate) struct Connection {
-    pub stream: TcpStream,
+    pub stream: Transport,
     pub generation: u16,
     pub read: Vec<u8>,
     pub write: Vec<u8>,
@@ -40,9 +40,19 @@ pub(crate) struct Connection {
     pub peer_closed: bool,
     /// A native-protocol connection (else RESP).
     pub native: Option<super::native::Session>,
+    /// Who the RESP client logged in as, when users are configured.
+    pub login: crate::auth::Session,
+    /// The client's address, for the failed-login limit per source.
+    pub peer: std::net::IpAddr,
 }
 
 impl Connection {
+    /// Reply bytes not yet handed to the socket: in the write buffer, or
+    /// encrypted and held by rustls.
+    pub fn output_pending(&self) -> bool {
+        !self.write.is_empty() || self.stream.has_pending_output()
+    }
+
     /// Moves every finished reply at the front of the queue to the write
     /// buffer. Returns whether the connection should close once written.
     pub fn collect_ready(&mut self) -> bool {

@@ -14,8 +14,17 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::connection::{Connection, Slot};
 use super::native;
+use crate::auth::{self, Gate, Inbox, Submitted, Then, Verifier};
 use crate::commands::{self, Action};
 use crate::resp::{self, encode, Limits, Parser, Protocol};
+use crate::tls::{PortsTls, Transport};
+
+/// The answer to a login when the verifier's queue is full.
+const LOGINS_BUSY: &str = "ERR too many logins in progress, try again";
+
+/// Why the native port refuses every client while users are configured.
+const NATIVE_WITH_USERS: &str =
+    "authentication required: the native protocol has no login yet; use the RESP port";
 
 const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
@@ -51,6 +60,16 @@ pub struct ServerStats {
     pub commands: AtomicU64,
     /// Protocol errors (connection closed).
     pub protocol_errors: AtomicU64,
+    /// TLS connections refused by the handshake or a bad record: plain
+    /// text on a TLS port, a missing, untrusted or revoked client
+    /// certificate.
+    pub tls_refused: AtomicU64,
+    /// Logins refused: a wrong password or an unknown user (alike), or the
+    /// verifier's queue full.
+    pub auth_failures: AtomicU64,
+    /// Of those, logins refused unchecked because their source had failed
+    /// too often lately.
+    pub auth_throttled: AtomicU64,
     /// Bytes read from clients.
     pub bytes_read: AtomicU64,
     /// Bytes written to clients.
@@ -80,6 +99,12 @@ pub struct RespFrontend {
     events: Events,
     listener: Option<TcpListener>,
     native_listener: Option<TcpListener>,
+    /// Each listener's TLS configuration; `None` serves plain text.
+    tls: PortsTls,
+    /// Checks RESP clients' passwords; `None`: nobody logs in.
+    verifier: Option<Arc<Verifier>>,
+    /// Where the verifier's outcomes for this worker's connections arrive.
+    logins: Arc<Inbox>,
     native_limits: veltrix_client::protocol::Limits,
     connections: Vec<Option<Connection>>,
     free: Vec<usize>,
@@ -100,16 +125,23 @@ pub struct RespFrontend {
 
 impl RespFrontend {
     /// A frontend on `listener` (RESP) and `native` (the native protocol),
-    /// and the waker the engine uses to interrupt its poll.
+    /// each with TLS as `tls` says and logins checked by `verifier`, and
+    /// the waker the engine uses to interrupt its poll.
     pub fn new(
         listener: std::net::TcpListener,
         native: Option<std::net::TcpListener>,
+        tls: PortsTls,
+        verifier: Option<Arc<Verifier>>,
         limits: ServerLimits,
         stats: Arc<ServerStats>,
         config: Arc<Vec<(String, String)>>,
     ) -> std::io::Result<(RespFrontend, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let login_waker = Arc::clone(&waker);
+        let logins = Inbox::new(Box::new(move || {
+            let _ = login_waker.wake();
+        }));
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -134,6 +166,9 @@ impl RespFrontend {
                 events: Events::with_capacity(1024),
                 listener: Some(listener),
                 native_listener,
+                tls,
+                verifier,
+                logins,
                 native_limits,
                 connections: Vec::new(),
                 free: Vec::new(),
@@ -159,8 +194,13 @@ impl RespFrontend {
         let Some(listener) = listener else {
             return;
         };
+        let tls = if native {
+            self.tls.native.clone()
+        } else {
+            self.tls.resp.clone()
+        };
         loop {
-            let (mut stream, _) = match listener.accept() {
+            let (mut stream, peer) = match listener.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -174,7 +214,10 @@ impl RespFrontend {
                 self.stats
                     .connections_refused
                     .fetch_add(1, Ordering::Relaxed);
-                if native {
+                if tls.is_some() {
+                    // The client expects a TLS handshake; plain text would
+                    // be garbage to it. Closing says enough.
+                } else if native {
                     let mut out = Vec::new();
                     native::hello_refusal(
                         &mut out,
@@ -191,6 +234,17 @@ impl RespFrontend {
                 .connections_accepted
                 .fetch_add(1, Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
+            let mut stream = match &tls {
+                None => Transport::plain(stream),
+                Some(config) => match Transport::tls(stream, config) {
+                    Ok(transport) => transport,
+                    Err(e) => {
+                        tracing::warn!("cannot start a TLS connection: {e}");
+                        self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+                        continue;
+                    }
+                },
+            };
             let index = match self.free.pop() {
                 Some(i) => i,
                 None => {
@@ -229,13 +283,19 @@ impl RespFrontend {
                 next_seq: 0,
                 closing: false,
                 peer_closed: false,
-                native: native.then(native::Session::default),
+                native: native.then(|| native::Session {
+                    handshaken: false,
+                    refusal: self.verifier.as_ref().map(|_| NATIVE_WITH_USERS),
+                }),
+                login: Default::default(),
+                peer: peer.ip(),
             });
         }
     }
 
     fn close(&mut self, index: usize) {
         if let Some(mut conn) = self.connections[index].take() {
+            conn.stream.close_notify();
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.stats.connections.fetch_sub(1, Ordering::Relaxed);
             self.free.push(index);
@@ -270,8 +330,12 @@ impl RespFrontend {
                     return true;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => conn.read.truncate(start),
-                Err(_) => {
+                Err(e) => {
                     conn.read.truncate(start);
+                    if e.kind() == ErrorKind::InvalidData && conn.stream.is_tls() {
+                        self.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("TLS connection refused: {e}");
+                    }
                     return false;
                 }
             }
@@ -335,7 +399,44 @@ impl RespFrontend {
                     }
                     let buf = &conn.read[base..base + used];
                     let words: Vec<&[u8]> = resp::arg_bytes(buf, &args).collect();
-                    let action = commands::dispatch(&words, conn.protocol);
+                    let gate = match &self.verifier {
+                        Some(_) => auth::gate(&conn.login, &words),
+                        None => Gate::Pass,
+                    };
+                    let action = match gate {
+                        Gate::Pass => commands::dispatch(&words, conn.protocol),
+                        Gate::Answer(action) => action,
+                        Gate::Verify(login) => {
+                            let ticket = login_ticket(index, conn.generation);
+                            let submitted = match &self.verifier {
+                                Some(verifier) => verifier.submit(
+                                    login.user.clone(),
+                                    login.password,
+                                    conn.peer,
+                                    ticket,
+                                    &self.logins,
+                                ),
+                                None => Submitted::Busy,
+                            };
+                            if submitted == Submitted::Queued {
+                                // The connection pauses until the outcome.
+                                conn.login.start(login.user, login.then);
+                                self.args = args;
+                                self.stats.commands.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            self.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+                            let message = if submitted == Submitted::Throttled {
+                                self.stats.auth_throttled.fetch_add(1, Ordering::Relaxed);
+                                auth::WRONGPASS
+                            } else {
+                                LOGINS_BUSY
+                            };
+                            let mut out = Vec::new();
+                            encode::error(&mut out, message);
+                            Action::Reply(out)
+                        }
+                    };
                     self.args = args;
                     self.stats.commands.fetch_add(1, Ordering::Relaxed);
                     self.start(index, action, submitter);
@@ -534,8 +635,49 @@ impl RespFrontend {
             .bytes_written
             .fetch_add(written as u64, Ordering::Relaxed);
         conn.write.drain(..written);
-        let done = conn.write.is_empty() && conn.slots.is_empty();
-        !(close_after && conn.write.is_empty() || (conn.peer_closed || conn.closing) && done)
+        // TLS records rustls still holds; the socket's next writable event
+        // brings the connection back here for the rest.
+        match conn.stream.flush() {
+            Err(e) if e.kind() != ErrorKind::WouldBlock => return false,
+            _ => {}
+        }
+        let sent = !conn.output_pending();
+        let done = sent && conn.slots.is_empty();
+        !(close_after && sent || (conn.peer_closed || conn.closing) && done)
+    }
+
+    /// A login's outcome: answer it in command order, then resume the
+    /// connection's pipelined commands under the new login.
+    fn finish_login(
+        &mut self,
+        ticket: u64,
+        role: Option<auth::Role>,
+        submitter: &mut Submitter<'_>,
+    ) {
+        let index = (ticket >> 16) as usize;
+        let Some(Some(conn)) = self.connections.get_mut(index) else {
+            return;
+        };
+        if u64::from(conn.generation) != ticket & 0xFFFF {
+            return;
+        }
+        if role.is_none() {
+            self.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let action = match conn.login.finish(role) {
+            Ok(Then::Auth) => {
+                let mut out = Vec::new();
+                encode::simple(&mut out, "OK");
+                Action::Reply(out)
+            }
+            Ok(Then::Hello(words)) => {
+                let words: Vec<&[u8]> = words.iter().map(Vec::as_slice).collect();
+                commands::dispatch(&words, conn.protocol)
+            }
+            Err(answer) => answer,
+        };
+        self.start(index, action, submitter);
+        self.backlog.push(index);
     }
 
     fn service(&mut self, index: usize, submitter: &mut Submitter<'_>) {
@@ -579,6 +721,10 @@ impl Frontend for RespFrontend {
             for (part, op) in ops.into_iter().enumerate() {
                 submitter.submit(token(index, generation, seq, part), op);
             }
+        }
+        for (ticket, role) in self.logins.take() {
+            progressed = true;
+            self.finish_login(ticket, role, submitter);
         }
         // Connections paused by backpressure whose replies have since drained.
         let backlog = std::mem::take(&mut self.backlog);
@@ -672,7 +818,7 @@ impl Frontend for RespFrontend {
         for index in 0..self.connections.len() {
             if let Some(conn) = self.connections[index].as_mut() {
                 conn.closing = true;
-                if conn.slots.is_empty() && conn.write.is_empty() {
+                if conn.slots.is_empty() && !conn.output_pending() {
                     self.close(index);
                 }
             }
@@ -685,16 +831,25 @@ impl Frontend for RespFrontend {
                 .connections
                 .iter()
                 .flatten()
-                .any(|c| !c.slots.is_empty() || !c.write.is_empty())
+                .any(|c| !c.slots.is_empty() || c.output_pending())
     }
 }
 
 /// Whether a connection must stop taking requests for now: it is closing,
 /// its pipeline is full, or its replies are backed up. `Some(true)` when
 /// unparsed input is left and it must be processed again once replies drain.
+/// A connection waiting for its login's outcome is paused too, but not
+/// sent back: the outcome resumes it.
 fn paused(conn: &Connection, consumed: usize) -> Option<bool> {
+    let login = conn.login.is_pending();
     let stop = conn.closing
+        || login
         || conn.slots.len() >= PIPELINE_MAX
         || conn.write.len() >= WRITE_BACKLOG_BYTES_MAX;
-    stop.then_some(!conn.closing && consumed < conn.read.len())
+    stop.then_some(!conn.closing && !login && consumed < conn.read.len())
+}
+
+/// Names a connection to the login verifier: slot and generation.
+fn login_ticket(index: usize, generation: u16) -> u64 {
+    ((index as u64) << 16) | u64::from(generation)
 }

@@ -13,6 +13,9 @@ use veltrix_client::protocol::{
 pub(crate) struct Session {
     /// The client's hello was accepted.
     pub handshaken: bool,
+    /// Refuse the hello with this reason (users are configured and the
+    /// protocol cannot log in).
+    pub refusal: Option<&'static str>,
 }
 
 /// What the bytes at the front of a connection's read buffer call for.
@@ -53,6 +56,16 @@ pub(crate) fn next(buf: &[u8], session: &mut Session, limits: &Limits) -> Step {
                     Status::Version,
                     "bad hello: version 0 or nonzero status",
                 );
+                Step::Reply {
+                    used: HELLO_BYTES,
+                    bytes,
+                    close: true,
+                }
+            }
+            Ok(Some(_)) if session.refusal.is_some() => {
+                let mut bytes = Vec::new();
+                let reason = session.refusal.unwrap_or_default();
+                hello_refusal(&mut bytes, Status::Unsupported, reason);
                 Step::Reply {
                     used: HELLO_BYTES,
                     bytes,

@@ -59,9 +59,11 @@ impl Daemon {
             .read_line(&mut line)
             .unwrap();
         // "veltrixd X ready: RESP on 127.0.0.1:P, native on 127.0.0.1:N, admin on http://127.0.0.1:Q"
+        // (a TLS port is followed by " (TLS)" or " (mutual TLS)", and the
+        // admin port's scheme is then https)
         let port = port_after(&line, "RESP on 127.0.0.1:");
         let native = port_after(&line, "native on 127.0.0.1:");
-        let admin = port_after(&line, "http://127.0.0.1:");
+        let admin = port_after(&line, "://127.0.0.1:");
         Daemon {
             child,
             port,

@@ -186,3 +186,29 @@ proptest! {
         prop_assert!(bundle::verify(&bytes, &[key.verifying_key()], version("0.1.0")).is_err());
     }
 }
+
+/// The length a slot reader takes from the header and manifest is the
+/// bundle's, so the bundle read back from a larger partition verifies.
+#[test]
+fn stored_length_finds_the_end_in_a_partition() {
+    let key = fresh_key();
+    let bytes = signed(&key, "0.2.0");
+    let mut partition = bytes.clone();
+    partition.resize(bytes.len() + 4096, 0);
+    let length = bundle::stored_length(&partition).unwrap();
+    assert_eq!(length, bytes.len());
+    assert!(bundle::verify(
+        &partition[..length],
+        &[key.verifying_key()],
+        version("0.1.0")
+    )
+    .is_ok());
+    assert!(matches!(
+        bundle::stored_length(&bytes[..HEADER_BYTES + 3]),
+        Err(BundleError::Truncated { .. })
+    ));
+    assert_eq!(
+        bundle::stored_length(&[0u8; 100]),
+        Err(BundleError::NotABundle)
+    );
+}

@@ -201,3 +201,24 @@ pub fn verify<'a>(
     }
     Ok(Verified { manifest, files })
 }
+
+/// The length of the bundle that starts `prefix`, from its header and its
+/// (not yet verified) manifest: how much of a slot partition to read before
+/// calling [`verify`], which checks all of it. `prefix` must hold at least
+/// the header and the manifest ([`BundleError::Truncated`] says how much).
+pub fn stored_length(prefix: &[u8]) -> Result<usize, BundleError> {
+    let (manifest_bytes, signature_bytes) = header(prefix)?;
+    let manifest_end = HEADER_BYTES + manifest_bytes;
+    need(prefix, manifest_end)?;
+    let text =
+        std::str::from_utf8(&prefix[HEADER_BYTES..manifest_end]).map_err(|_| ManifestError {
+            line: 0,
+            reason: "not UTF-8".into(),
+        })?;
+    let manifest = Manifest::parse(text)?;
+    let payload: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+    usize::try_from(payload)
+        .ok()
+        .and_then(|p| p.checked_add(manifest_end + signature_bytes))
+        .ok_or_else(|| BundleError::Header("bundle larger than memory".into()))
+}

@@ -273,6 +273,7 @@ fn build(root: &Path, target: &Path, options: &BuildOptions) -> anyhow::Result<(
     let kernel_out = out.join("vmlinuz");
     std::fs::copy(vmlinuz, &kernel_out)?;
     std::fs::write(out.join("cmdline"), format!("{CMDLINE}\n"))?;
+    let bundle = bundle::write_bundle(out, options.version, &options.signing_key)?;
     let image = disk::build(
         &disk::Disk {
             vmlinuz: &kernel_out,
@@ -280,11 +281,11 @@ fn build(root: &Path, target: &Path, options: &BuildOptions) -> anyhow::Result<(
             cmdline: CMDLINE,
             config_text: &config_text,
             systemd_boot: &tools.systemd_boot,
+            bundle: &bundle,
             epoch,
         },
         out,
     )?;
-    let bundle = bundle::write_bundle(out, options.version, &options.signing_key)?;
     let bundle_name = bundle
         .file_name()
         .context("bundle file name")?

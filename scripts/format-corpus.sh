@@ -39,4 +39,14 @@ echo "== version 2: this checkout ($(git -C "$root" rev-parse --short HEAD))"
 (cd "$root" && CORPUS_COMMIT="$(git rev-parse HEAD)" \
     cargo run --quiet -p engine --example format_corpus -- "$corpus" "$scratch/v2")
 
+echo "== an older engine meets newer formats: the version 1 engine must refuse"
+# v2-log as written, and v1-log after today's engine opened (upgraded) it.
+(cd "$root" && cargo run --quiet -p engine --example format_corpus -- \
+    --materialize "$corpus/v2-log/namespace.vxc" "$scratch/v2-log.img" &&
+  cargo run --quiet -p engine --example format_corpus -- \
+    --materialize "$corpus/v1-log/namespace.vxc" "$scratch/v1-upgraded.img" --open)
+(cd "$old_tree" && CARGO_TARGET_DIR=/tmp/veltrix-format-corpus-target-v1 \
+    cargo run --quiet -p engine --example format_corpus_v1 -- \
+    --open "$scratch/v2-log.img" "$scratch/v1-upgraded.img")
+
 du -sh "$corpus"

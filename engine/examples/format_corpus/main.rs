@@ -25,7 +25,53 @@ fn write_deadlines(engine: &Engine, expected: &mut Expected, prefix: &str) {
     }
 }
 
+/// `--materialize CONTAINER OUT [--open]`: unpacks a corpus namespace into
+/// a sparse file, and with `--open` opens it once with today's engine (which
+/// raises an older format): what the version check in
+/// `scripts/format-corpus.sh` hands to the old engine.
+fn materialize(args: &[String]) {
+    let packed = std::fs::read(&args[0]).expect("read the container");
+    let body = &packed[..packed.len() - 4];
+    assert_eq!(
+        crc32c::crc32c(body).to_le_bytes(),
+        packed[packed.len() - 4..],
+        "container crc"
+    );
+    assert_eq!(&body[..8], CONTAINER_MAGIC);
+    let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+    let u32_at = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes"));
+    let (bytes, block, count) = (u64_at(8), u64::from(u32_at(16)), u32_at(20));
+    let out = Path::new(&args[1]);
+    let file = std::fs::File::create(out).expect("create the namespace file");
+    file.set_len(bytes).expect("size the namespace file");
+    let mut at = 24;
+    for _ in 0..count {
+        let (index, len) = (u64_at(at), u32_at(at + 8) as usize);
+        std::os::unix::fs::FileExt::write_all_at(
+            &file,
+            &body[at + 12..at + 12 + len],
+            index * block,
+        )
+        .expect("write a block");
+        at += 12 + len;
+    }
+    drop(file);
+    if args.get(2).map(String::as_str) == Some("--open") {
+        let options = OpenOptions {
+            backend: Backend::Sync,
+            ..OpenOptions::default()
+        };
+        let namespace = open(out, &options).expect("open the namespace file");
+        drop(Engine::open(namespace, &corpus_config()).expect("today's engine opens it"));
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--materialize") {
+        materialize(&args[1..]);
+        return;
+    }
     let (dir, namespace_path) = corpus_args();
     let commit = std::env::var("CORPUS_COMMIT").unwrap_or_else(|_| "unknown".into());
     let header = format!(

@@ -6,7 +6,33 @@
 
 include!("common.rs");
 
+/// `--open PATH...`: the old engine opens each namespace file and says
+/// whether it refused; exits 1 if any opened (a newer format must be
+/// refused by this engine, never read).
+fn open_each(paths: &[String]) -> ! {
+    let mut opened = 0;
+    for path in paths {
+        let options = OpenOptions {
+            backend: Backend::Sync,
+            ..OpenOptions::default()
+        };
+        let namespace = open(Path::new(path), &options).expect("open the namespace file");
+        match Engine::open(namespace, &corpus_config()) {
+            Ok(_) => {
+                println!("{path}: OPENED by the version 1 engine");
+                opened += 1;
+            }
+            Err(e) => println!("{path}: refused by the version 1 engine: {e}"),
+        }
+    }
+    std::process::exit(i32::from(opened > 0));
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--open") {
+        open_each(&args[1..]);
+    }
     let (dir, namespace_path) = corpus_args();
     let commit = std::env::var("CORPUS_COMMIT").unwrap_or_else(|_| "unknown".into());
     let header = format!(

@@ -18,3 +18,4 @@ pub mod daemon;
 pub mod metrics;
 pub mod resp;
 pub mod server;
+pub mod update;

@@ -36,7 +36,7 @@ pub use keys::{
     decode_signing_key, decode_verifying_key, encode_signing_key, encode_verifying_key,
 };
 pub use manifest::{FileEntry, Manifest, ManifestError};
-pub use verify::{stored_length, verify, BundleError, Verified};
+pub use verify::{peek_manifest, stored_length, verify, BundleError, Verified};
 pub use write::{write, write_unsigned};
 
 /// The bundle's magic.

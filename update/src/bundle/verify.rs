@@ -222,3 +222,18 @@ pub fn stored_length(prefix: &[u8]) -> Result<usize, BundleError> {
         .and_then(|p| p.checked_add(manifest_end + signature_bytes))
         .ok_or_else(|| BundleError::Header("bundle larger than memory".into()))
 }
+
+/// The manifest of the bundle that starts `prefix`, **not verified**: for
+/// showing what a slot holds (`GET /api/update`). Anything acted on goes
+/// through [`verify`].
+pub fn peek_manifest(prefix: &[u8]) -> Result<Manifest, BundleError> {
+    let (manifest_bytes, _) = header(prefix)?;
+    let manifest_end = HEADER_BYTES + manifest_bytes;
+    need(prefix, manifest_end)?;
+    let text =
+        std::str::from_utf8(&prefix[HEADER_BYTES..manifest_end]).map_err(|_| ManifestError {
+            line: 0,
+            reason: "not UTF-8".into(),
+        })?;
+    Ok(Manifest::parse(text)?)
+}

@@ -5,9 +5,12 @@
 //! veltrixd never becomes healthy is tried its two times and the appliance
 //! falls back to slot B by itself.
 //!
-//! The harness plays the installer (`veltrix update install` is not built):
-//! it verifies the bundle as the appliance will, writes it into the slot
-//! partition of the disk image and the install into the boot-state record.
+//! The good bundle is installed through the appliance, with the operator
+//! CLI (`veltrix update install`, the admin port), which must first refuse
+//! a tampered, an unsigned and an older bundle; `veltrix update rollback`
+//! gives up an install on trial. For the refusal at boot and the failing
+//! bundle, the harness writes the slot partition and the boot-state record
+//! of the disk image itself, as an installer would.
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -151,6 +154,38 @@ fn wait_console(vm: &Vm, needle: &str, timeout: Duration) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Runs the operator CLI against the guest's admin port; returns its
+/// success, stdout and stderr.
+fn veltrix(ctx: &Ctx, vm: &Vm, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let output = std::process::Command::new(&ctx.veltrix)
+        .arg("--admin")
+        .arg(vm.admin.to_string())
+        .args(args)
+        .output()
+        .context("cannot run veltrix")?;
+    Ok((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
+/// `veltrix update install` of `bytes` must fail, naming `reason`.
+fn refused(ctx: &Ctx, vm: &Vm, dir: &Path, bytes: &[u8], reason: &str) -> anyhow::Result<()> {
+    let path = dir.join("refused.vxb");
+    std::fs::write(&path, bytes)?;
+    let (ok, out, err) = veltrix(ctx, vm, &["update", "install", &path.to_string_lossy()])?;
+    anyhow::ensure!(
+        !ok,
+        "an install that must be refused ({reason}) succeeded: {out}"
+    );
+    anyhow::ensure!(
+        err.contains(reason),
+        "refused, but not for {reason:?}: {err}"
+    );
+    Ok(())
+}
+
 fn check_keys(vm: &Vm, keys: &[(String, usize)]) -> anyhow::Result<()> {
     let mut con = connect(vm.resp, CLIENT_TIMEOUT)?;
     let bad = check_all(&mut con, keys, 100)?;
@@ -245,9 +280,70 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
     })?;
 
     run.step(
-        "a good bundle in slot B boots on trial and is marked good",
+        "veltrix update: refusals, install, rollback, install",
         |run| {
-            app.install(&good, 3)?;
+            let mut vm = boot_until_ready(run, &app, "install")?;
+            let mut tampered = good.clone();
+            let last = tampered.len() - 100;
+            tampered[last] ^= 1;
+            refused(ctx, &vm, &dir, &tampered, "was altered")?;
+            let files: Vec<(&str, &[u8])> = app
+                .slot_files
+                .iter()
+                .map(|(n, d)| (*n, d.as_slice()))
+                .collect();
+            refused(
+                ctx,
+                &vm,
+                &dir,
+                &bundle::write_unsigned(version("0.2.0")?, &files),
+                "unsigned",
+            )?;
+            refused(
+                ctx,
+                &vm,
+                &dir,
+                &app.bundle("0.0.1", &[])?,
+                "older than the installed 0.1.0",
+            )?;
+            let path = dir.join("veltrix-update-0.2.0.vxb");
+            std::fs::write(&path, &good)?;
+            let path_text = path.to_string_lossy().into_owned();
+            let install = ["update", "install", path_text.as_str()];
+            let (ok, out, err) = veltrix(ctx, &vm, &install)?;
+            anyhow::ensure!(
+                ok && out.contains("\"installed\":\"0.2.0\",\"slot\":\"b\""),
+                "install: {out}{err}"
+            );
+            let (ok, out, _) = veltrix(ctx, &vm, &["update", "status"])?;
+            anyhow::ensure!(
+                ok && out.contains("\"on_trial\":true") && out.contains("\"b\":\"0.2.0\""),
+                "status: {out}"
+            );
+            let (ok, out, err) = veltrix(ctx, &vm, &["update", "rollback"])?;
+            anyhow::ensure!(
+                ok && out.contains("\"next_boot\":\"a\""),
+                "rollback: {out}{err}"
+            );
+            expect_state(&app, Slot::A, Slot::A)?;
+            let (ok, out, err) = veltrix(ctx, &vm, &install)?;
+            anyhow::ensure!(ok, "second install: {out}{err}");
+            vm.power_off(Duration::from_secs(60))?;
+            let state = app.record()?.state;
+            anyhow::ensure!(
+                state.active == Slot::B && state.tries_left == 3,
+                "after install: {state:?}"
+            );
+            run.notes.push(
+                "veltrix update refused tampered, unsigned and older bundles on the box".into(),
+            );
+            Ok(())
+        },
+    )?;
+
+    run.step(
+        "the installed bundle boots on trial and is marked good",
+        |run| {
             let mut vm = boot_until_ready(run, &app, "b-trial")?;
             expect_console(&vm, "booting slot b version 0.2.0 on trial, 2 tries left")?;
             wait_console(

@@ -27,7 +27,7 @@ use crate::workload::{check_all, connect, len_for, put_all};
 const KEYS: usize = 300;
 /// Seconds a trial slot gets to become healthy (short: a failing trial
 /// waits all of it, twice).
-const TRIAL_S: u64 = 25;
+const TRIAL_S: u64 = 40;
 /// Boots the failing bundle gets.
 const FAILING_TRIES: u8 = 2;
 

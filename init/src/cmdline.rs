@@ -104,7 +104,11 @@ mod tests {
         let c = Cmdline::parse("console=ttyS0").expect("parses");
         assert!(!c.select_slot);
         assert_eq!(c.trial_s, crate::health::TRIAL_DEADLINE_DEFAULT_S);
-        for bad in ["veltrix.stage=other", "veltrix.trial_s=0", "veltrix.trial_s=x"] {
+        for bad in [
+            "veltrix.stage=other",
+            "veltrix.trial_s=0",
+            "veltrix.trial_s=x",
+        ] {
             assert!(Cmdline::parse(bad).is_err(), "{bad}");
         }
     }

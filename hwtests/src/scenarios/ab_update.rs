@@ -384,5 +384,74 @@ pub fn run(ctx: &Ctx, run: &mut Run) -> anyhow::Result<Option<String>> {
         ));
         Ok(())
     })?;
+    run.step("a power cut during an install boots cleanly", |run| {
+        power_cut_during_install(ctx, run, &app, &dir, &keys)
+    })?;
     Ok(None)
+}
+
+/// Installs 0.2.1 through the CLI and kills QEMU at a seeded moment while
+/// it runs. The next boot must come up either on the last good slot (the
+/// cut came before the record was written) or on the new slot on trial
+/// (after), with every key there; never anything else.
+fn power_cut_during_install(
+    ctx: &Ctx,
+    run: &mut Run,
+    app: &Appliance,
+    dir: &Path,
+    keys: &[(String, usize)],
+) -> anyhow::Result<()> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(ctx.seed);
+    let cut_after = Duration::from_millis(rng.random_range(500..12_000));
+    let mut vm = boot_until_ready(run, app, "cut")?;
+    let path = dir.join("veltrix-update-0.2.1.vxb");
+    std::fs::write(&path, app.bundle("0.2.1", &[])?)?;
+    let mut child = std::process::Command::new(&ctx.veltrix)
+        .arg("--admin")
+        .arg(vm.admin.to_string())
+        .args(["update", "install"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(cut_after);
+    let finished_first = child.try_wait()?.is_some();
+    vm.kill9()?;
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut vm = boot_until_ready(run, app, "after-cut")?;
+    let state = app.record()?.state;
+    let outcome = if vm.console_contains("booting slot b version 0.2.0 (last good)") {
+        anyhow::ensure!(
+            state
+                == BootState {
+                    active: Slot::B,
+                    tries_left: 0,
+                    last_good: Slot::B
+                },
+            "{state:?}"
+        );
+        "before the record: slot B (last good) booted"
+    } else if vm.console_contains("booting slot a version 0.2.1 on trial") {
+        wait_console(
+            &vm,
+            "slot a passed its health check: marked good",
+            Duration::from_secs(90),
+        )?;
+        "after the record: slot A 0.2.1 booted on trial and was marked good"
+    } else {
+        anyhow::bail!(
+            "the boot after the cut started neither the last good slot nor the new one on trial"
+        );
+    };
+    check_keys(&vm, keys)?;
+    vm.power_off(Duration::from_secs(60))?;
+    run.notes.push(format!(
+        "power cut {} ms into the install (seed {}, the CLI had {}finished): {outcome}",
+        cut_after.as_millis(),
+        ctx.seed,
+        if finished_first { "" } else { "not " }
+    ));
+    Ok(())
 }

@@ -403,7 +403,7 @@ fn power_cut_during_install(
 ) -> anyhow::Result<()> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(ctx.seed);
-    let cut_after = Duration::from_millis(rng.random_range(300..5_000));
+    let cut_after = Duration::from_millis(rng.random_range(300..2_500));
     let mut vm = boot_until_ready(run, app, "cut")?;
     let path = dir.join("veltrix-update-0.2.1.vxb");
     std::fs::write(&path, app.bundle("0.2.1", &[])?)?;

@@ -183,6 +183,10 @@ pub fn serve(server: tiny_http::Server, state: Arc<AdminState>, stop: Arc<Atomic
             continue;
         }
         let path = request.url().split('?').next().unwrap_or("").to_string();
+        if path.starts_with("/api/update") {
+            crate::update::respond(request, &path);
+            continue;
+        }
         let ready = state.ready.load(Ordering::Acquire);
         let (status, content_type, body) = match (request.method(), path.as_str()) {
             (tiny_http::Method::Get, "/livez") => (200, "text/plain", "ok\n".to_string()),

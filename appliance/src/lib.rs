@@ -21,3 +21,4 @@ pub mod metrics;
 pub mod resp;
 pub mod server;
 pub mod tls;
+pub mod update;

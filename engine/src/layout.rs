@@ -72,6 +72,7 @@ pub(crate) fn advance_superblock(
     generation: u64,
 ) -> Result<Superblock, OpenError> {
     let (mut sb, in_force) = read_superblock_copy(namespace, queue)?;
+    let upgrading = sb.version < FORMAT_VERSION;
     sb.generation = generation;
     // From this open on, records of the current format may be written.
     sb.version = FORMAT_VERSION;
@@ -80,6 +81,20 @@ pub(crate) fn advance_superblock(
     sb.encode(&mut block);
     blocking::write_durable(namespace, queue, SUPERBLOCK_LBAS[1 - in_force], &block)
         .map_err(nvme::IoError::from)?;
+    if upgrading {
+        // An older build opens from the copy it can read when the other is
+        // newer (builds up to format version 2 did), so a copy of the old
+        // version must not stay behind: rewrite it too, only after the new
+        // copy is durable. A power cut before this leaves the old copy, and
+        // the next open by this build replaces it (it is then the copy not
+        // in force).
+        blocking::write_durable(namespace, queue, SUPERBLOCK_LBAS[in_force], &block)
+            .map_err(nvme::IoError::from)?;
+        tracing::info!(
+            "store format raised to version {FORMAT_VERSION}: builds that read only older \
+             formats now refuse it"
+        );
+    }
     Ok(sb)
 }
 
@@ -105,6 +120,14 @@ fn read_superblock_copy(
         (Err(e), _) | (_, Err(e)) => return Err(OpenError::Io(e)),
     };
     match (first, second) {
+        // A copy of a newer format refuses the store even when the other
+        // copy is one this build reads: that copy is older than the newer
+        // build's claim, and the log may hold records this build would
+        // misread.
+        (Err(DecodeError::NewerVersion { found, supported }), _)
+        | (_, Err(DecodeError::NewerVersion { found, supported })) => {
+            Err(OpenError::NewerVersion { found, supported })
+        }
         (Ok(a), Ok(b)) => Ok(if b.generation > a.generation {
             (b, 1)
         } else {
@@ -112,10 +135,6 @@ fn read_superblock_copy(
         }),
         (Ok(a), Err(_)) => Ok((a, 0)),
         (Err(_), Ok(b)) => Ok((b, 1)),
-        (Err(DecodeError::NewerVersion { found, supported }), _)
-        | (_, Err(DecodeError::NewerVersion { found, supported })) => {
-            Err(OpenError::NewerVersion { found, supported })
-        }
         (Err(DecodeError::BadMagic { .. }), Err(DecodeError::BadMagic { .. })) => {
             Err(OpenError::NotFormatted)
         }

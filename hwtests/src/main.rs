@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod gpt;
 mod http;
 mod prereq;
 mod qemu;

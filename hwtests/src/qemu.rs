@@ -73,6 +73,17 @@ pub enum Boot {
     },
     /// Firmware boot of the disk image with OVMF.
     Disk { image: PathBuf, ovmf: PathBuf },
+    /// QEMU's direct boot of the image's kernel and initramfs as the A/B
+    /// slot selector (`veltrix.stage=select`), with the disk image attached
+    /// for its config, boot-state and slot partitions (`docs/upgrades.md`).
+    Slots {
+        vmlinuz: PathBuf,
+        initramfs: PathBuf,
+        cmdline: String,
+        disk: PathBuf,
+        /// Seconds a trial slot has to pass its health check.
+        trial_s: u64,
+    },
 }
 
 /// Everything one boot needs.
@@ -189,6 +200,25 @@ impl Vm {
                         }
                     ));
             }
+            Boot::Slots {
+                vmlinuz,
+                initramfs,
+                cmdline,
+                disk,
+                trial_s,
+            } => {
+                command
+                    .arg("-kernel")
+                    .arg(vmlinuz)
+                    .arg("-initrd")
+                    .arg(initramfs)
+                    .arg("-append")
+                    .arg(format!(
+                        "{cmdline} veltrix.nsid=1 veltrix.stage=select veltrix.config=veltrix-config veltrix.trial_s={trial_s}"
+                    ))
+                    .arg("-drive")
+                    .arg(format!("file={},format=raw", disk.display()));
+            }
             Boot::Disk { image, ovmf } => {
                 command
                     .arg("-bios")
@@ -243,6 +273,20 @@ impl Vm {
             monitor,
             started: Instant::now(),
         })
+    }
+
+    /// Waits for QEMU to exit by itself (the guest rebooted or powered off:
+    /// QEMU runs with `-no-reboot`); returns the time since it started.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(self.started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.kill9()?;
+        anyhow::bail!("the guest did not reboot within {} s", timeout.as_secs())
     }
 
     /// Waits until `/readyz` answers 200; returns the time since QEMU started.

@@ -1,5 +1,8 @@
 //! The raw disk image: GPT, an EFI system partition with systemd-boot, the
-//! kernel and the initramfs, and a config partition holding the config text.
+//! kernel and the initramfs (the boot selector's, `docs/upgrades.md`), a
+//! config partition holding the config text, the A/B boot-state record's
+//! partition (blank: the factory state, slot A good) and two slot
+//! partitions, A holding this build's update bundle and B empty.
 //! Built without root: mtools writes the FAT file system into a file,
 //! sfdisk writes the partition table into another, and the two are joined.
 
@@ -14,10 +17,18 @@ const MIB: u64 = 1 << 20;
 const ESP_BYTES: u64 = 64 * MIB;
 /// The config partition: one config file (at most 64 KiB) padded with zeros.
 const CONFIG_PART_BYTES: u64 = MIB;
+/// The boot-state record: two 4 KiB copies, the rest unused.
+const BOOT_STATE_BYTES: u64 = MIB;
+/// A slot: one update bundle (about 19 MiB today) and room to grow.
+pub const SLOT_BYTES: u64 = 48 * MIB;
 const ESP_START: u64 = MIB;
 const CONFIG_START: u64 = ESP_START + ESP_BYTES;
+/// Appended after the config partition, so that it keeps its offset.
+pub const BOOT_STATE_START: u64 = CONFIG_START + CONFIG_PART_BYTES;
+pub const SLOT_A_START: u64 = BOOT_STATE_START + BOOT_STATE_BYTES;
+pub const SLOT_B_START: u64 = SLOT_A_START + SLOT_BYTES;
 /// Room after the last partition for the backup GPT.
-const IMAGE_BYTES: u64 = CONFIG_START + CONFIG_PART_BYTES + MIB;
+const IMAGE_BYTES: u64 = SLOT_B_START + SLOT_BYTES + MIB;
 
 /// The partition name the init looks for (`veltrix.config=` on the command line).
 pub const CONFIG_PARTITION_NAME: &str = "veltrix-config";
@@ -29,6 +40,8 @@ pub struct Disk<'a> {
     pub cmdline: &'a str,
     pub config_text: &'a str,
     pub systemd_boot: &'a Path,
+    /// The update bundle slot A starts with.
+    pub bundle: &'a Path,
     /// Fixed mtime for every file and directory (SOURCE_DATE_EPOCH).
     pub epoch: u64,
 }
@@ -65,7 +78,7 @@ pub fn build(disk: &Disk<'_>, work: &Path) -> anyhow::Result<PathBuf> {
         (
             "loader/entries/veltrix.conf".into(),
             format!(
-                "title VeltrixDB appliance\nlinux /veltrix/vmlinuz\ninitrd /veltrix/initramfs.img\noptions {} veltrix.config={CONFIG_PARTITION_NAME}\n",
+                "title VeltrixDB appliance\nlinux /veltrix/vmlinuz\ninitrd /veltrix/initramfs.img\noptions {} veltrix.config={CONFIG_PARTITION_NAME} veltrix.stage=select\n",
                 disk.cmdline
             )
             .into_bytes(),
@@ -113,11 +126,20 @@ pub fn build(disk: &Disk<'_>, work: &Path) -> anyhow::Result<PathBuf> {
     let script = format!(
         "label: gpt\nlabel-id: 56454C54-5249-5844-0000-000000000001\nunit: sectors\nfirst-lba: 2048\n\
          start={}, size={}, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=56454C54-5249-5844-0000-0000000000E1, name=\"EFI system partition\"\n\
-         start={}, size={}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=56454C54-5249-5844-0000-0000000000C1, name=\"{CONFIG_PARTITION_NAME}\"\n",
+         start={}, size={}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=56454C54-5249-5844-0000-0000000000C1, name=\"{CONFIG_PARTITION_NAME}\"\n\
+         start={}, size={}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=56454C54-5249-5844-0000-0000000000B5, name=\"veltrix-boot-state\"\n\
+         start={}, size={}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=56454C54-5249-5844-0000-0000000000A1, name=\"veltrix-slot-a\"\n\
+         start={}, size={}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=56454C54-5249-5844-0000-0000000000B1, name=\"veltrix-slot-b\"\n",
         ESP_START / 512,
         ESP_BYTES / 512,
         CONFIG_START / 512,
         CONFIG_PART_BYTES / 512,
+        BOOT_STATE_START / 512,
+        BOOT_STATE_BYTES / 512,
+        SLOT_A_START / 512,
+        SLOT_BYTES / 512,
+        SLOT_B_START / 512,
+        SLOT_BYTES / 512,
     );
     let mut child = Command::new("sfdisk")
         .args(["--no-reread", "--no-tell-kernel", "--quiet"])
@@ -148,6 +170,14 @@ pub fn build(disk: &Disk<'_>, work: &Path) -> anyhow::Result<PathBuf> {
     );
     file.seek(SeekFrom::Start(CONFIG_START))?;
     file.write_all(disk.config_text.as_bytes())?;
+    let bundle = std::fs::read(disk.bundle)?;
+    anyhow::ensure!(
+        (bundle.len() as u64) <= SLOT_BYTES,
+        "the update bundle ({} bytes) is larger than a slot",
+        bundle.len()
+    );
+    file.seek(SeekFrom::Start(SLOT_A_START))?;
+    file.write_all(&bundle)?;
     file.sync_all()?;
     let _ = std::fs::remove_file(&esp);
     let _ = std::fs::remove_dir_all(&staging);

@@ -4,10 +4,13 @@
 //! `cargo run -p image -- build` writes into `target/image/`:
 //! - `vmlinuz`, `initramfs.img` and `cmdline` for QEMU's direct boot;
 //! - `veltrix.img`, a GPT disk image that boots under OVMF;
+//! - `veltrix-update-VERSION.vxb`, the signed update bundle of the slot
+//!   (docs/upgrades.md);
 //! - `SHA256SUMS` of all of them.
 
 #![forbid(unsafe_code)]
 
+mod bundle;
 mod cpio;
 mod disk;
 mod modules;
@@ -51,9 +54,35 @@ enum Cmd {
         /// Do not run cargo; use the binaries already built.
         #[arg(long)]
         no_cargo: bool,
+        /// The release version the image and its update bundle carry
+        /// (MAJOR.MINOR.PATCH; default: the workspace's).
+        #[arg(long)]
+        version: Option<String>,
+        /// The Ed25519 key that signs the update bundle (`image keygen`);
+        /// default: a development key in TARGET_DIR/image-keys/.
+        #[arg(long)]
+        signing_key: Option<PathBuf>,
     },
     /// Check what the build needs and print what is missing.
     Check,
+    /// Make a release signing key pair: DIR/NAME.key (secret) and DIR/NAME.pub.
+    Keygen {
+        /// Where to write them.
+        #[arg(long)]
+        out: PathBuf,
+        /// Their file name without extension.
+        #[arg(long, default_value = "release")]
+        name: String,
+    },
+}
+
+/// What `build` builds, and from what.
+struct BuildOptions<'a> {
+    out: &'a Path,
+    config: &'a Path,
+    no_cargo: bool,
+    version: veltrix_update::Version,
+    signing_key: ed25519_dalek::SigningKey,
 }
 
 fn workspace_root() -> PathBuf {
@@ -74,16 +103,34 @@ fn main() -> anyhow::Result<()> {
             println!("image: everything the build needs is installed");
             Ok(())
         }
+        Cmd::Keygen { out, name } => {
+            bundle::write_key_pair(&out, &name)?;
+            println!(
+                "image: wrote {0}/{name}.key (secret: keep it off the appliance) and {0}/{name}.pub",
+                out.display()
+            );
+            Ok(())
+        }
         Cmd::Build {
             out,
             config,
             no_cargo,
+            version,
+            signing_key,
         } => {
             let root = workspace_root();
             let target = target_dir(&root);
             let out = out.unwrap_or_else(|| target.join("image"));
             let config = config.unwrap_or_else(|| root.join("image/veltrix.toml"));
-            build(&root, &target, &out, &config, no_cargo)
+            let version = version.as_deref().unwrap_or(env!("CARGO_PKG_VERSION"));
+            let options = BuildOptions {
+                out: &out,
+                config: &config,
+                no_cargo,
+                version: version.parse()?,
+                signing_key: bundle::signing_key(signing_key.as_deref(), &target)?,
+            };
+            build(&root, &target, &options)
         }
     }
 }
@@ -153,13 +200,13 @@ fn add_file(entries: &mut BTreeMap<String, Entry>, path: &str, mode: u32, data: 
     entries.insert(path.to_string(), Entry::File { mode, data });
 }
 
-fn build(
-    root: &Path,
-    target: &Path,
-    out: &Path,
-    config: &Path,
-    no_cargo: bool,
-) -> anyhow::Result<()> {
+fn build(root: &Path, target: &Path, options: &BuildOptions) -> anyhow::Result<()> {
+    let BuildOptions {
+        out,
+        config,
+        no_cargo,
+        ..
+    } = *options;
     let started = std::time::Instant::now();
     let tools = tools::check()?;
     tools::check_rust_target(INIT_TARGET)?;
@@ -213,6 +260,7 @@ fn build(
         list.into_bytes(),
     );
     add_modules(&mut entries, kver, out)?;
+    add_update_files(&mut entries, options);
 
     let initramfs = out.join("initramfs.img");
     let mut archive = Vec::new();
@@ -225,6 +273,7 @@ fn build(
     let kernel_out = out.join("vmlinuz");
     std::fs::copy(vmlinuz, &kernel_out)?;
     std::fs::write(out.join("cmdline"), format!("{CMDLINE}\n"))?;
+    let bundle = bundle::write_bundle(out, options.version, &options.signing_key)?;
     let image = disk::build(
         &disk::Disk {
             vmlinuz: &kernel_out,
@@ -232,13 +281,19 @@ fn build(
             cmdline: CMDLINE,
             config_text: &config_text,
             systemd_boot: &tools.systemd_boot,
+            bundle: &bundle,
             epoch,
         },
         out,
     )?;
+    let bundle_name = bundle
+        .file_name()
+        .context("bundle file name")?
+        .to_string_lossy()
+        .into_owned();
     let sums = Command::new("sha256sum")
         .current_dir(out)
-        .args(["vmlinuz", "initramfs.img", "veltrix.img"])
+        .args(["vmlinuz", "initramfs.img", "veltrix.img", &bundle_name])
         .output()
         .context("cannot run sha256sum")?;
     std::fs::write(out.join("SHA256SUMS"), &sums.stdout)?;
@@ -251,6 +306,24 @@ fn build(
         image.display()
     );
     Ok(())
+}
+
+/// What the appliance needs to take updates: its own release version and
+/// the key(s) it trusts to sign the next one.
+fn add_update_files(entries: &mut BTreeMap<String, Entry>, options: &BuildOptions) {
+    add_file(
+        entries,
+        bundle::VERSION_FILE,
+        0o644,
+        format!("{}\n", options.version).into_bytes(),
+    );
+    let public = veltrix_update::bundle::encode_verifying_key(&options.signing_key.verifying_key());
+    add_file(
+        entries,
+        &format!("{}/release.pub", bundle::TRUSTED_KEYS_DIR),
+        0o644,
+        public.into_bytes(),
+    );
 }
 
 /// The config must parse before it goes into an image that cannot boot without it.

@@ -20,6 +20,12 @@ pub struct Cmdline {
     pub ip: String,
     /// `veltrix.gateway=ADDR` (default `10.0.2.2`); `none` for no route.
     pub gateway: Option<String>,
+    /// `veltrix.stage=select`: this boot starts with the A/B slot selector
+    /// (the disk image's entry; `docs/upgrades.md`).
+    pub select_slot: bool,
+    /// `veltrix.trial_s=N`: seconds a slot on trial has to pass its health
+    /// check before the init reboots (default 300).
+    pub trial_s: u64,
 }
 
 impl Cmdline {
@@ -39,6 +45,8 @@ impl Cmdline {
             config_partition: None,
             ip: "10.0.2.15/24".into(),
             gateway: Some("10.0.2.2".into()),
+            select_slot: false,
+            trial_s: crate::health::TRIAL_DEADLINE_DEFAULT_S,
         };
         for word in raw.split_ascii_whitespace() {
             let Some(rest) = word.strip_prefix("veltrix.") else {
@@ -71,6 +79,12 @@ impl Cmdline {
                 "ip" => cmdline.ip = value.to_string(),
                 "gateway" if value == "none" => cmdline.gateway = None,
                 "gateway" => cmdline.gateway = Some(value.to_string()),
+                "stage" if value == "select" => cmdline.select_slot = true,
+                "trial_s" => {
+                    cmdline.trial_s = value.parse().ok().filter(|&s| s > 0).with_context(|| {
+                        format!("veltrix.trial_s={value}: not a positive number")
+                    })?;
+                }
                 _ => anyhow::bail!("unknown kernel parameter `{word}`"),
             }
         }
@@ -81,6 +95,23 @@ impl Cmdline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_selection_and_trial_deadline() {
+        let c = Cmdline::parse("veltrix.stage=select veltrix.trial_s=60").expect("parses");
+        assert!(c.select_slot);
+        assert_eq!(c.trial_s, 60);
+        let c = Cmdline::parse("console=ttyS0").expect("parses");
+        assert!(!c.select_slot);
+        assert_eq!(c.trial_s, crate::health::TRIAL_DEADLINE_DEFAULT_S);
+        for bad in [
+            "veltrix.stage=other",
+            "veltrix.trial_s=0",
+            "veltrix.trial_s=x",
+        ] {
+            assert!(Cmdline::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_known_keys_and_defaults() {

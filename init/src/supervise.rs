@@ -139,6 +139,21 @@ fn stop_daemon(pid: Pid) {
     let _ = reap(Some(pid));
 }
 
+/// Flushes the file systems and reboots; never returns. A slot on trial
+/// that fails reboots rather than powers off, so that the next boot counts
+/// its try and, with none left, falls back (`docs/upgrades.md`).
+pub fn reboot() -> ! {
+    nix::unistd::sync();
+    crate::log!("rebooting");
+    match nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT) {
+        Ok(never) => match never {},
+        Err(e) => {
+            crate::log!("reboot failed: {e}; powering off instead");
+            power_off();
+        }
+    }
+}
+
 /// Flushes the file systems and powers off; never returns.
 pub fn power_off() -> ! {
     nix::unistd::sync();

@@ -98,6 +98,15 @@ enum Command {
     /// A replicated cluster: a local one for development, a member's status.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Update the appliance in place: status, install a signed bundle into
+    /// the inactive slot, roll back (docs/upgrades.md).
+    #[command(
+        after_help = "Examples:\n  veltrix update status\n  veltrix update install veltrix-update-0.2.0.vxb   # then reboot: it boots on trial\n  veltrix update rollback"
+    )]
+    Update {
+        #[command(subcommand)]
+        action: UpdateCommand,
+    },
     /// Ask the daemon to run a GC pass (POST /api/gc) and print its answer.
     #[command(after_help = "Example:\n  veltrix gc")]
     Gc,
@@ -209,6 +218,21 @@ enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum UpdateCommand {
+    /// The running slot and release, the boot state and each slot's release.
+    Status,
+    /// Send a bundle: verified by the appliance, written into the slot that
+    /// is not the last good one, booted on trial at the next reboot.
+    Install {
+        /// The bundle (`veltrix-update-VERSION.vxb` from `image build`).
+        bundle: PathBuf,
+    },
+    /// Give up the slot on trial; with none, go back to the other slot's
+    /// release (on trial) at the next reboot.
+    Rollback,
 }
 
 #[derive(Subcommand, Debug)]
@@ -347,6 +371,17 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Command::Del { key } => {
             let existed = native(args)?.delete(key.as_bytes())?;
             writeln!(stdout, "{}", if existed { "deleted" } else { "not found" })?;
+        }
+        Command::Update { action } => {
+            let addr = resolve(&args.admin, "admin")?;
+            let action = match action {
+                UpdateCommand::Status => appliance::cli::update::Action::Status,
+                UpdateCommand::Install { bundle } => {
+                    appliance::cli::update::Action::Install(bundle)
+                }
+                UpdateCommand::Rollback => appliance::cli::update::Action::Rollback,
+            };
+            appliance::cli::update::run(addr, &action, &mut stdout)?;
         }
         Command::Gc => {
             let addr = resolve(&args.admin, "admin")?;

@@ -11,6 +11,7 @@ pub mod http;
 pub mod nvme;
 pub mod offline;
 pub mod tls;
+pub mod update;
 
 /// Parses a size like `4GiB`, `512MiB`, `65536` (bytes).
 pub fn parse_size(text: &str) -> Result<u64, String> {

@@ -1,5 +1,6 @@
 //! The scenarios and what they share.
 
+mod ab_update;
 mod bit_flip;
 mod conformance;
 mod disk_boot;
@@ -17,7 +18,7 @@ use crate::qemu::{Boot, Format, Spec, Vm};
 use crate::report::{Outcome, Status};
 
 /// Every scenario, in the order `all` runs them.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 10] = [
     "smoke",
     "power-loss",
     "bit-flip",
@@ -27,6 +28,7 @@ pub const ALL: [&str; 9] = [
     "vfio-smoke",
     "vfio-power-loss",
     "vfio-conformance",
+    "ab-update",
 ];
 
 /// How long a boot may take to `/readyz` under TCG on a busy machine.
@@ -259,6 +261,7 @@ pub fn run(ctx: &Ctx, name: &'static str) -> Outcome {
         "io-errors" => io_errors::run(ctx, &mut record),
         "stall" => stall::run(ctx, &mut record),
         "disk-boot" => disk_boot::run(ctx, &mut record),
+        "ab-update" => ab_update::run(ctx, &mut record),
         other => Err(anyhow::anyhow!("no scenario {other}")),
     };
     let (status, reason, logs) = match result {

@@ -4,10 +4,11 @@
 //! corrects the slot and re-reads the whole map from the node that
 //! redirected it (a redirect usually means more than one slot moved).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 use super::resp_conn::{encode_op, judge, OpResult, RespConn};
 use super::slots::{parse_moved, SlotMap};
@@ -71,12 +72,10 @@ impl Router {
     }
 
     fn conn(&mut self, addr: SocketAddr) -> anyhow::Result<&mut RespConn> {
-        if !self.conns.contains_key(&addr) {
-            self.conns.insert(addr, RespConn::open(addr)?);
-        }
-        self.conns
-            .get_mut(&addr)
-            .context("a connection just opened is gone")
+        Ok(match self.conns.entry(addr) {
+            Entry::Occupied(conn) => conn.into_mut(),
+            Entry::Vacant(slot) => slot.insert(RespConn::open(addr)?),
+        })
     }
 
     /// Runs one GET or SET where its slot is served, following `-MOVED`.

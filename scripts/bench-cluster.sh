@@ -97,9 +97,11 @@ $VELTRIXD --data-dir "$WORK/veltrixd" --listen 127.0.0.1:$VD_PORT \
   --native-listen 127.0.0.1:$((PORT_BASE + 502)) --admin-listen 127.0.0.1:$((PORT_BASE + 503)) \
   --log-level warn > "$WORK/veltrixd.out" 2>&1 &
 pids+=($!)
+veltrixd_pid=$!
 wait_for 30 veltrixd redis-cli -p $VD_PORT ping
 
 # --- 3 etcd members, each its own data dir, default fsync behaviour ---
+etcd_pids=()
 etcd_cluster=
 etcd_endpoints=
 for i in 1 2 3; do
@@ -116,6 +118,7 @@ for i in 1 2 3; do
     --initial-cluster-token veltrix-bench --logger zap --log-level warn \
     > "$WORK/etcd-$i.out" 2>&1 &
   pids+=($!)
+  etcd_pids+=($!)
 done
 for i in 1 2 3; do
   wait_for 60 "etcd member $i" curl -sf "http://127.0.0.1:$((PORT_BASE + 600 + i))/health"
@@ -131,6 +134,7 @@ done
 
 # --- Redis Cluster: 3 masters + 3 replicas, AOF fsynced per write ---
 redis_nodes=()
+redis_pids=()
 for i in 1 2 3 4 5 6; do
   port=$((PORT_BASE + 700 + i))
   mkdir -p "$WORK/redis-$port"
@@ -139,6 +143,7 @@ for i in 1 2 3 4 5 6; do
     --appendonly yes --appendfsync always --save '' --daemonize no \
     > "$WORK/redis-$port.out" 2>&1 &
   pids+=($!)
+  redis_pids+=($!)
   redis_nodes+=("127.0.0.1:$port")
 done
 for node in "${redis_nodes[@]}"; do wait_for 30 "redis $node" redis-cli -p "${node#*:}" ping; done
@@ -175,12 +180,43 @@ label() {
     redis-cluster) echo "Redis $redis_version Cluster 3+3, always, no WAIT" ;;
   esac
 }
-# Reads veltrix bench's two summary lines: ops/s p50 p99 p999 (us) errors.
+# Reads veltrix bench's two summary lines: ops/s, p50, p99, p999 (us),
+# errors, redirects, requests.
 summary() {
-  awk '/ requests in / { ops = $6; for (i = 1; i <= NF; i++) if ($(i + 1) ~ /^errors/) errs = $i }
+  awk '/ requests in / {
+         requests = $1; ops = $6
+         for (i = 1; i <= NF; i++) {
+           if ($(i + 1) ~ /^errors/) errs = $i
+           if ($(i + 1) ~ /^redirects/) moved = $i
+         }
+       }
        /^latency \(us\)/ { p50 = $4; p99 = $8; p999 = $10 }
-       / requests in / { for (i = 1; i <= NF; i++) if ($(i + 1) ~ /^redirects/) moved = $i }
-       END { printf "%s %s %s %s %s %s\n", ops, p50, p99, p999, errs, moved }' "$1"
+       END { printf "%s %s %s %s %s %s %s\n", ops, p50, p99, p999, errs, moved, requests }' "$1"
+}
+# The sum of the Raft terms of the 64 groups, as node 1 (which hosts them
+# all) reports them: its growth over a run counts elections and leadership
+# transfers, which is what the cluster's redirects and tail latency follow.
+cluster_terms() {
+  curl -s "http://127.0.0.1:$((VC_BASE + 200))/api/cluster" | grep -o '"term":[0-9]*' | cut -d: -f2 |
+    awk '{ s += $1 } END { print s + 0 }'
+}
+# The servers' processes of a system (the cluster's nodes are the local
+# cluster's children).
+server_pids() {
+  case $1 in
+    veltrix-cluster) pgrep -P "$cluster_pid" ;;
+    veltrixd) echo "$veltrixd_pid" ;;
+    etcd*) echo "${etcd_pids[@]}" ;;
+    redis*) echo "${redis_pids[@]}" ;;
+  esac
+}
+# User + system CPU time of those processes so far, in clock ticks.
+cpu_ticks() {
+  local total=0 pid
+  for pid in $(server_pids "$1"); do
+    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+  done
+  echo $total
 }
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
@@ -195,10 +231,16 @@ say "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 for run in $(seq "$RUNS"); do
   for system in $SYSTEMS; do
     out="$WORK/results/$system-$run.txt"
+    terms_before=$(cluster_terms)
+    ticks_before=$(cpu_ticks "$system")
     bench "$system" "$SECONDS_PER_RUN" > "$out" 2>&1 || { say "$system run $run failed:" && cat "$out" >&2 && exit 1; }
-    read -r ops p50 p99 p999 errs moved <<< "$(summary "$out")"
-    say "run $run $system: $ops ops/s, p50 $p50 us, p99 $p99 us, p999 $p999 us, $errs errors, $moved redirects (load $(cut -d' ' -f1 /proc/loadavg))"
-    echo "$system $ops $p50 $p99 $p999 $errs" >> "$WORK/results/all.txt"
+    ticks=$(($(cpu_ticks "$system") - ticks_before))
+    terms=$(($(cluster_terms) - terms_before))
+    read -r ops p50 p99 p999 errs moved requests <<< "$(summary "$out")"
+    # Server CPU per SET, in microseconds (clock ticks are 1/CLK_TCK s).
+    cpu_us=$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$requests" 'BEGIN { printf "%.0f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+    say "run $run $system: $ops ops/s, p50 $p50 us, p99 $p99 us, p999 $p999 us, $errs errors, $moved redirects, server CPU $cpu_us us/SET, veltrix cluster terms +$terms (load $(cut -d' ' -f1 /proc/loadavg))"
+    echo "$system $ops $p50 $p99 $p999 $errs $cpu_us" >> "$WORK/results/all.txt"
   done
 done
 say "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -207,12 +249,12 @@ col() { awk -v s="$1" -v c="$2" '$1 == s { print $c }' "$WORK/results/all.txt" |
 total() { awk -v s="$1" -v c="$2" '$1 == s { t += $c } END { print t + 0 }' "$WORK/results/all.txt"; }
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
 base=$(col veltrix-cluster 2)
-echo "| system | ops/s | P50 ms | P99 ms | P99.9 ms | errors (all runs) | ops/s vs the veltrix cluster |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| system | ops/s | P50 ms | P99 ms | P99.9 ms | errors (all runs) | server CPU µs/SET | ops/s vs the veltrix cluster |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for system in $SYSTEMS; do
   ops=$(col "$system" 2)
   ratio=$(awk -v a="$ops" -v b="${base:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-  echo "| $(label "$system") | $ops | $(ms "$(col "$system" 3)") | $(ms "$(col "$system" 4)") | $(ms "$(col "$system" 5)") | $(total "$system" 6) | $ratio |"
+  echo "| $(label "$system") | $ops | $(ms "$(col "$system" 3)") | $(ms "$(col "$system" 4)") | $(ms "$(col "$system" 5)") | $(total "$system" 6) | $(col "$system" 7) | $ratio |"
 done
 echo
 echo "Medians of $RUNS runs of $SECONDS_PER_RUN s per system (each column's own median), $CLIENTS clients, one SET at a time, 100-byte values, $KEYS keys."

@@ -218,6 +218,19 @@ cpu_ticks() {
   done
   echo $total
 }
+# The whole machine's CPU so far, in clock ticks: user + nice + system
+# (what processes are charged), irq + softirq (this kernel accounts them
+# apart; mostly this benchmark's loopback traffic), steal.
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4, $7 + $8, $9 }' /proc/stat; }
+# CPU time of this shell's waited-for children so far (the load generator),
+# in clock ticks. `times` must run in this shell, not in a $(...) subshell,
+# whose children are not these.
+children_ticks() {
+  times > "$WORK/times.txt"
+  awk -v hz="$(getconf CLK_TCK)" 'NR == 2 {
+    split($1, u, /[ms]/); split($2, s, /[ms]/)
+    printf "%.0f\n", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * hz }' "$WORK/times.txt"
+}
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 for system in $SYSTEMS; do
@@ -233,13 +246,26 @@ for run in $(seq "$RUNS"); do
     out="$WORK/results/$system-$run.txt"
     terms_before=$(cluster_terms)
     ticks_before=$(cpu_ticks "$system")
+    read -r busy_before irq_before steal_before <<< "$(machine_ticks)"
+    children_ticks > "$WORK/client-before.txt"
+    client_before=$(< "$WORK/client-before.txt")
+    started=$(date +%s.%N)
     bench "$system" "$SECONDS_PER_RUN" > "$out" 2>&1 || { say "$system run $run failed:" && cat "$out" >&2 && exit 1; }
     ticks=$(($(cpu_ticks "$system") - ticks_before))
+    children_ticks > "$WORK/client-after.txt"
+    client=$(($(< "$WORK/client-after.txt") - client_before))
+    read -r busy irq steal <<< "$(machine_ticks)"
+    # What the rest of the machine used meanwhile (other work, not this
+    # benchmark), and what the hypervisor stole, as shares of all CPUs.
+    others=$(awk -v b="$((busy - busy_before))" -v t="$ticks" -v c="$client" -v st="$((steal - steal_before))" \
+      -v i="$((irq - irq_before))" -v s="$started" -v e="$(date +%s.%N)" -v n="$(nproc)" -v hz="$(getconf CLK_TCK)" \
+      'BEGIN { all = (e - s) * n * hz; o = b - t - c; if (o < 0) o = 0
+               printf "of %d CPUs: other processes %.0f%%, interrupts %.0f%%, steal %.0f%%", n, 100 * o / all, 100 * i / all, 100 * st / all }')
     terms=$(($(cluster_terms) - terms_before))
     read -r ops p50 p99 p999 errs moved requests <<< "$(summary "$out")"
     # Server CPU per SET, in microseconds (clock ticks are 1/CLK_TCK s).
     cpu_us=$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$requests" 'BEGIN { printf "%.0f", (n > 0 ? t / hz * 1e6 / n : 0) }')
-    say "run $run $system: $ops ops/s, p50 $p50 us, p99 $p99 us, p999 $p999 us, $errs errors, $moved redirects, server CPU $cpu_us us/SET, veltrix cluster terms +$terms (load $(cut -d' ' -f1 /proc/loadavg))"
+    say "run $run $system: $ops ops/s, p50 $p50 us, p99 $p99 us, p999 $p999 us, $errs errors, $moved redirects, server CPU $cpu_us us/SET, client CPU $((client * 1000000 / $(getconf CLK_TCK) / (requests > 0 ? requests : 1))) us/SET, veltrix cluster terms +$terms, $others"
     echo "$system $ops $p50 $p99 $p999 $errs $cpu_us" >> "$WORK/results/all.txt"
   done
 done

@@ -156,10 +156,11 @@ enum Command {
         after_help = "Examples:\n  veltrix nvme list\n  veltrix nvme bind 0000:00:03.0 --driver vfio-pci\n  veltrix nvme bind 0000:00:03.0 --driver nvme"
     )]
     Nvme(NvmeCommand),
-    /// Generate load over RESP or the native protocol and report throughput
-    /// and a latency histogram.
+    /// Generate load over the native protocol, RESP (one server or a Redis
+    /// Cluster) or etcd's HTTP/JSON gateway and report throughput and a
+    /// latency histogram.
     #[command(
-        after_help = "Examples:\n  veltrix bench                                            # native, 8 clients, 100k requests, 1:1\n  veltrix bench --protocol resp --clients 50 --pipeline 16 --seconds 10\n  veltrix bench --ratio 9:1 --value-bytes 1024 --keys 1000000"
+        after_help = "Examples:\n  veltrix bench                                            # native, 8 clients, 100k requests, 1:1\n  veltrix bench --protocol resp --clients 50 --pipeline 16 --seconds 10\n  veltrix bench --ratio 9:1 --value-bytes 1024 --keys 1000000\n  veltrix --resp 127.0.0.1:7001 bench --protocol resp-cluster --ratio 0:1 --clients 64 --seconds 10\n  veltrix --resp 127.0.0.1:30001 bench --protocol resp-cluster --wait 1 --ratio 0:1 --seconds 10\n  veltrix bench --protocol etcd --etcd 127.0.0.1:2379,127.0.0.1:22379 --ratio 0:1 --seconds 10\n\nscripts/bench-cluster.sh runs the replicated comparison."
     )]
     Bench {
         /// Which data port to load.
@@ -186,6 +187,14 @@ enum Command {
         /// Requests per connection in flight.
         #[arg(long, default_value_t = 1)]
         pipeline: usize,
+        /// After each SET send `WAIT N 0` on the same connection; the SET
+        /// counts as done when N replicas have it (resp, resp-cluster).
+        #[arg(long)]
+        wait: Option<u32>,
+        /// etcd client URLs' HOST:PORT, comma-separated; clients are spread
+        /// over them in turn, as etcd's own client balances (etcd only).
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2379")]
+        etcd: Vec<String>,
     },
 }
 
@@ -263,8 +272,14 @@ enum NvmeDriver {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum BenchProtocol {
+    /// One server's RESP port (--resp).
     Resp,
+    /// veltrixd's native port (--native).
     Native,
+    /// A Redis Cluster: slot map from --resp, keys routed by slot.
+    RespCluster,
+    /// etcd v3's HTTP/JSON gateway (--etcd), puts only.
+    Etcd,
 }
 
 fn resolve(text: &str, what: &str) -> anyhow::Result<SocketAddr> {
@@ -440,16 +455,29 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             keys,
             ratio,
             pipeline,
+            wait,
+            etcd,
         } => {
-            let (protocol, addr) = match protocol {
-                BenchProtocol::Native => {
-                    (bench::Protocol::Native, resolve(&args.native, "native")?)
-                }
-                BenchProtocol::Resp => (bench::Protocol::Resp, resolve(&args.resp, "RESP")?),
+            let (protocol, addrs) = match protocol {
+                BenchProtocol::Native => (
+                    bench::Protocol::Native,
+                    vec![resolve(&args.native, "native")?],
+                ),
+                BenchProtocol::Resp => (bench::Protocol::Resp, vec![resolve(&args.resp, "RESP")?]),
+                BenchProtocol::RespCluster => (
+                    bench::Protocol::RespCluster,
+                    vec![resolve(&args.resp, "RESP")?],
+                ),
+                BenchProtocol::Etcd => (
+                    bench::Protocol::Etcd,
+                    etcd.iter()
+                        .map(|text| resolve(text, "etcd"))
+                        .collect::<anyhow::Result<_>>()?,
+                ),
             };
             let options = bench::Options {
                 protocol,
-                addr,
+                addrs,
                 clients: *clients,
                 requests: *requests,
                 seconds: *seconds,
@@ -458,6 +486,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 gets: ratio.0,
                 sets: ratio.1,
                 pipeline: *pipeline,
+                wait: *wait,
             };
             let bar = match seconds {
                 Some(s) => indicatif::ProgressBar::new(*s),

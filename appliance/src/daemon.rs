@@ -277,13 +277,7 @@ impl Daemon {
             cluster: None,
             token: admin_token,
         });
-        let admin_stop = Arc::new(AtomicBool::new(false));
-        let admin_thread = {
-            let (state, stop) = (Arc::clone(&state), Arc::clone(&admin_stop));
-            std::thread::Builder::new()
-                .name("veltrix-admin".into())
-                .spawn(move || crate::admin::serve(admin, state, stop))?
-        };
+        let (admin_stop, admin_thread) = spawn_admin(admin, &state)?;
         let (admin_relay_thread, admin_socket_dir) = match relay {
             None => (None, None),
             Some(relay) => {
@@ -473,13 +467,7 @@ impl Daemon {
             token: None,
             cluster: Some(Arc::clone(&member) as Arc<dyn crate::admin::ClusterAdmin>),
         });
-        let admin_stop = Arc::new(AtomicBool::new(false));
-        let admin_thread = {
-            let (state, stop) = (Arc::clone(&state), Arc::clone(&admin_stop));
-            std::thread::Builder::new()
-                .name("veltrix-admin".into())
-                .spawn(move || crate::admin::serve(admin, state, stop))?
-        };
+        let (admin_stop, admin_thread) = spawn_admin(admin, &state)?;
         Ok(Daemon {
             engine: None,
             listen: port.listen,
@@ -577,6 +565,19 @@ fn bind_admin(
         config,
     };
     Ok((server, bound, Some(relay)))
+}
+
+/// Serves the admin port on its own thread; the flag stops it.
+fn spawn_admin(
+    admin: tiny_http::Server,
+    state: &Arc<AdminState>,
+) -> std::io::Result<(Arc<AtomicBool>, std::thread::JoinHandle<()>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (state, flag) = (Arc::clone(state), Arc::clone(&stop));
+    let thread = std::thread::Builder::new()
+        .name("veltrix-admin".into())
+        .spawn(move || crate::admin::serve(admin, state, flag))?;
+    Ok((stop, thread))
 }
 
 /// The first keys a recovery report names, and whether it names them all,

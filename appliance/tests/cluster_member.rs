@@ -310,23 +310,7 @@ fn metrics_and_write_amplification(cluster: &Cluster, keys: &[String]) {
             node.id,
             journal as f64 / payload as f64
         );
-        if common::tool("promtool") {
-            let path = node.dir.join("metrics.txt");
-            std::fs::write(&path, &body).unwrap();
-            let out = Command::new("sh")
-                .args([
-                    "-c",
-                    &format!("promtool check metrics < {}", path.display()),
-                ])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "promtool: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        common::promtool_check(&node.dir, &body);
     }
 }
 

@@ -420,23 +420,7 @@ fn metrics_cover_the_engine_nvme_and_network_and_pass_promtool() {
     ] {
         assert!(body.contains(needle), "no {needle:?} in:\n{body}");
     }
-    if tool("promtool") {
-        let path = dir.path().join("metrics.txt");
-        std::fs::write(&path, &body).unwrap();
-        let out = Command::new("sh")
-            .args([
-                "-c",
-                &format!("promtool check metrics < {}", path.display()),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "promtool check metrics failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    common::promtool_check(dir.path(), &body);
     // The GC trigger starts a storm and reports progress.
     let (status, body) = http(daemon.admin, "POST", "/api/gc");
     assert_eq!(status, 202, "{body}");

@@ -279,3 +279,25 @@ pub fn refusing_port() -> (socket2::Socket, u16) {
     let port = socket.local_addr().unwrap().as_socket().unwrap().port();
     (socket, port)
 }
+
+/// `promtool check metrics` on an exposition, when promtool is installed.
+pub fn promtool_check(dir: &Path, body: &str) {
+    if !tool("promtool") {
+        return;
+    }
+    let path = dir.join("metrics.txt");
+    std::fs::write(&path, body).unwrap();
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!("promtool check metrics < {}", path.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

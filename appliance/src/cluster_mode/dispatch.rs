@@ -44,8 +44,6 @@ pub(super) struct Session<'m> {
     name: Option<Vec<u8>>,
     /// `READONLY`: reads may be served by any replica, knowingly stale.
     readonly: bool,
-    /// `ASKING`: applies to the next command only.
-    asking: bool,
 }
 
 impl<'m> Session<'m> {
@@ -55,18 +53,12 @@ impl<'m> Session<'m> {
             protocol: Protocol::Resp2,
             name: None,
             readonly: false,
-            asking: false,
         }
     }
 
     /// Appends the reply to `args` to `out`; true when the connection
     /// closes after it (QUIT).
     pub(super) fn execute(&mut self, args: &[&[u8]], out: &mut Vec<u8>) -> bool {
-        let asking = std::mem::take(&mut self.asking);
-        // No slot is ever migrating in this step (groups move whole, by
-        // Raft membership), so ASKING changes nothing yet; it is accepted
-        // as clients send it.
-        let _ = asking;
         let name = args
             .first()
             .map(|a| a.to_ascii_lowercase())
@@ -78,10 +70,10 @@ impl<'m> Session<'m> {
                 self.readonly = name == b"readonly";
                 encode::simple(out, "OK");
             }
-            b"asking" if rest.is_empty() => {
-                self.asking = true;
-                encode::simple(out, "OK");
-            }
+            // No slot ever migrates alone (groups move whole, by Raft
+            // membership), so ASKING changes nothing; it is accepted as
+            // clients send it.
+            b"asking" if rest.is_empty() => encode::simple(out, "OK"),
             b"info" => self.info(out),
             _ => return self.command(args, out),
         }
@@ -150,8 +142,10 @@ impl<'m> Session<'m> {
         let mut replies = Vec::with_capacity(ops.len());
         for op in ops {
             let reply = match op {
-                Op::Get(key) => self.read(key, slot).map(Reply::Value),
-                Op::Exists(key) => self.read(key, slot).map(|v| Reply::Exists(v.is_some())),
+                Op::Get(key) => self.read(key, slot, self.readonly).map(Reply::Value),
+                Op::Exists(key) => self
+                    .read(key, slot, self.readonly)
+                    .map(|v| Reply::Exists(v.is_some())),
                 Op::Put(key, value) => self
                     .write(Request::Put { key, value }, slot)
                     .map(|()| Reply::Done),
@@ -159,7 +153,7 @@ impl<'m> Session<'m> {
                     // The count DEL answers comes from a linearizable read
                     // just before the delete: another client's write in
                     // between can make it one off.
-                    let existed = self.read_linearizable(key.clone(), slot);
+                    let existed = self.read(key.clone(), slot, false);
                     existed.and_then(|v| {
                         self.write(Request::Delete { key }, slot)
                             .map(|()| Reply::Deleted(v.is_some()))
@@ -175,16 +169,10 @@ impl<'m> Session<'m> {
         commands::combine(out, combine, &mut replies, self.protocol);
     }
 
-    fn read(&self, key: Vec<u8>, slot: u16) -> Result<Option<Vec<u8>>, String> {
-        let stale = self.readonly;
+    /// A read of `key`; `stale` (a `READONLY` connection's) from any
+    /// replica, else linearizable from the leader.
+    fn read(&self, key: Vec<u8>, slot: u16, stale: bool) -> Result<Option<Vec<u8>>, String> {
         match self.call(Request::Get { key, stale }, slot)? {
-            NodeReply::Value(v) => Ok(v),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    fn read_linearizable(&self, key: Vec<u8>, slot: u16) -> Result<Option<Vec<u8>>, String> {
-        match self.call(Request::Get { key, stale: false }, slot)? {
             NodeReply::Value(v) => Ok(v),
             other => Err(unexpected(&other)),
         }

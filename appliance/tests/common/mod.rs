@@ -253,18 +253,29 @@ pub fn http_get(port: u16, path: &str) -> String {
     body
 }
 
-/// Whether a tool is installed; prints a loud SKIPPED line when not.
+/// Whether a tool is installed; prints a loud SKIPPED line when not (and
+/// fails under CI=true: `.ci/run` installs every tool the tests use).
 pub fn tool(name: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        eprintln!(
-            "SKIPPED: {name} is not installed (.ci/run installs it: redis-tools, prometheus)"
-        );
+        skipped(&format!(
+            "{name} is not installed (.ci/run installs it: redis-tools, prometheus)"
+        ));
     }
     found
+}
+
+/// Says loudly that a test (or part of one) skipped, and why; under
+/// CI=true, where `.ci/run` provides what the tests need, a skip fails.
+pub fn skipped(why: &str) {
+    eprintln!("SKIPPED: {why}");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "skipped under CI=true, where .ci/run provides it: {why}"
+    );
 }
 
 /// A loopback port with nothing listening on it, reserved for as long as

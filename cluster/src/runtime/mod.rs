@@ -132,7 +132,7 @@ impl<D: Disk + Send + 'static> Handle<D> {
         let mut listener = TcpListener::from_std(config.listener.try_clone()?);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let looped = Loop {
+        let mut looped = Loop {
             node,
             poll,
             listener,
@@ -148,7 +148,6 @@ impl<D: Disk + Send + 'static> Handle<D> {
             status: Arc::clone(&status),
             leaders: BTreeMap::new(),
         };
-        let mut looped = looped;
         looped.publish_status();
         let thread = std::thread::Builder::new()
             .name(format!("veltrix-node-{}", looped.node.id()))
@@ -165,7 +164,10 @@ impl<D: Disk + Send + 'static> Handle<D> {
     /// Every hosted group replica and the disk's counters, as of the
     /// node's last tick.
     pub fn status(&self) -> NodeStatus {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+        self.status
+            .lock()
+            .expect("the status lock is never poisoned")
+            .clone()
     }
 
     /// Whether the node's loop has stopped (it panics on a failed flush:
@@ -256,13 +258,16 @@ impl<D: Disk> Loop<D> {
             })
             .collect();
         let (disk_bytes, disk_flushes) = self.node.disk().written();
-        if let Ok(mut status) = self.status.lock() {
-            *status = NodeStatus {
-                groups,
-                disk_bytes,
-                disk_flushes,
-            };
-        }
+        // Only this thread writes it and readers only clone it, so a
+        // poisoned lock means a bug: stop rather than publish nothing.
+        *self
+            .status
+            .lock()
+            .expect("the status lock is never poisoned") = NodeStatus {
+            groups,
+            disk_bytes,
+            disk_flushes,
+        };
     }
 
     fn run(mut self) -> D {

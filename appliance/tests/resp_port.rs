@@ -572,3 +572,70 @@ fn transactions_are_refused_clearly() {
     }
     assert_eq!(c.call(&[b"SET", b"k", b"v"]), Reply::Simple("OK".into()));
 }
+
+/// A pipeline far deeper than the read buffer's cap, written before any
+/// reply is read: every command is answered. The server stops reading a
+/// socket whose bytes fill its buffer and must come back for the rest by
+/// itself; readiness is edge-triggered and will not announce those bytes
+/// again. (A pipeline of `SET ... PXAT` from `redis-cli --pipe` stalled
+/// after about 69,000 replies before this was fixed.) The cap here is made
+/// small (a 4 KiB `value_bytes_max`) so that a few megabytes overrun it
+/// many times over: the synchronous ECHO, the read-modify-write SET with
+/// PXAT and the plain SET each take their own path through the pipeline.
+#[test]
+fn a_pipeline_deeper_than_the_read_buffer_is_answered_in_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("veltrix.toml");
+    std::fs::write(&config, "[engine]\nvalue_bytes_max = \"4KiB\"\n").unwrap();
+    let daemon = Daemon::start_with(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let deadline = (std::time::SystemTime::now() + Duration::from_secs(3600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let commands: usize = 30_000;
+    let mut bytes = Vec::new();
+    for i in 0..commands {
+        let key = format!("pipe:{i}");
+        let words: Vec<&[u8]> = match i % 3 {
+            0 => vec![b"ECHO", key.as_bytes()],
+            1 => vec![b"SET", key.as_bytes(), b"v", b"PXAT", deadline.as_bytes()],
+            _ => vec![b"SET", key.as_bytes(), b"v"],
+        };
+        encode::command(&mut bytes, &words);
+    }
+    assert!(bytes.len() > 1 << 20, "{} bytes", bytes.len());
+    let mut writer = std::net::TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    let mut reader = std::io::BufReader::new(writer.try_clone().unwrap());
+    writer
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&bytes).unwrap());
+    let mut line = String::new();
+    for i in 0..commands {
+        line.clear();
+        use std::io::BufRead;
+        let read = reader.read_line(&mut line);
+        assert!(
+            matches!(read, Ok(n) if n > 0),
+            "reply {i} of {commands} never came: {read:?}"
+        );
+        if i % 3 == 0 {
+            assert!(line.starts_with('$'), "reply {i}: {line:?}");
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            assert_eq!(line.trim_end(), format!("pipe:{i}"));
+        } else {
+            assert_eq!(line, "+OK\r\n", "reply {i}");
+        }
+    }
+    sender.join().unwrap();
+    let mut c = daemon.client();
+    assert_eq!(
+        c.call(&[b"DBSIZE"]),
+        Reply::Integer(i64::try_from(commands * 2 / 3).unwrap())
+    );
+}

@@ -38,6 +38,11 @@ pub(crate) struct Connection {
     pub closing: bool,
     /// The peer closed its side.
     pub peer_closed: bool,
+    /// The last read stopped because the read buffer was full, not because
+    /// the socket was empty. Readiness is edge-triggered: no new event
+    /// comes for bytes already waiting, so whoever drains the buffer must
+    /// read again.
+    pub read_capped: bool,
     /// A native-protocol connection (else RESP).
     pub native: Option<super::native::Session>,
     /// Who the RESP client logged in as, when users are configured.

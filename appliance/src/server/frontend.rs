@@ -283,6 +283,7 @@ impl RespFrontend {
                 next_seq: 0,
                 closing: false,
                 peer_closed: false,
+                read_capped: false,
                 native: native.then(|| native::Session {
                     handshaken: false,
                     refusal: self.verifier.as_ref().map(|_| NATIVE_WITH_USERS),
@@ -307,10 +308,12 @@ impl RespFrontend {
         let Some(conn) = self.connections[index].as_mut() else {
             return false;
         };
+        conn.read_capped = false;
         loop {
             if conn.read.len() >= self.limits.request_bytes_max + READ_CHUNK_BYTES {
                 // A full buffer holds a complete command or the parser has
                 // refused it; stop reading until it is consumed.
+                conn.read_capped = true;
                 return true;
             }
             let start = conn.read.len();
@@ -443,8 +446,19 @@ impl RespFrontend {
                 }
             }
         }
+        self.consumed(index, consumed_total);
+    }
+
+    /// Drops the bytes the parser consumed. A connection whose last read
+    /// stopped at the buffer's cap, and that can take more now, goes to the
+    /// backlog to read the rest: the socket will not say again that it has
+    /// bytes waiting.
+    fn consumed(&mut self, index: usize, consumed: usize) {
         if let Some(conn) = self.connections[index].as_mut() {
-            conn.read.drain(..consumed_total);
+            conn.read.drain(..consumed);
+            if conn.read_capped && paused(conn, 0).is_none() {
+                self.backlog.push(index);
+            }
         }
     }
 
@@ -508,9 +522,7 @@ impl RespFrontend {
                 submitter.submit(token(index, conn.generation, seq, 0), op);
             }
         }
-        if let Some(conn) = self.connections[index].as_mut() {
-            conn.read.drain(..consumed_total);
-        }
+        self.consumed(index, consumed_total);
     }
 
     fn start(&mut self, index: usize, action: Action, submitter: &mut Submitter<'_>) {
@@ -730,6 +742,15 @@ impl Frontend for RespFrontend {
         let backlog = std::mem::take(&mut self.backlog);
         for index in backlog {
             progressed = true;
+            let capped = self.connections[index]
+                .as_ref()
+                .is_some_and(|c| c.read_capped);
+            if capped {
+                // Bytes wait in the socket that no readiness event will
+                // announce again.
+                self.service(index, submitter);
+                continue;
+            }
             self.process(index, submitter);
             if !self.flush(index) {
                 self.close(index);
@@ -801,7 +822,7 @@ impl Frontend for RespFrontend {
                 self.close(index);
             } else if self.connections[index]
                 .as_ref()
-                .is_some_and(|c| !c.read.is_empty())
+                .is_some_and(|c| !c.read.is_empty() || c.read_capped)
             {
                 self.backlog.push(index);
             }
@@ -846,7 +867,7 @@ fn paused(conn: &Connection, consumed: usize) -> Option<bool> {
         || login
         || conn.slots.len() >= PIPELINE_MAX
         || conn.write.len() >= WRITE_BACKLOG_BYTES_MAX;
-    stop.then_some(!conn.closing && !login && consumed < conn.read.len())
+    stop.then_some(!conn.closing && !login && (consumed < conn.read.len() || conn.read_capped))
 }
 
 /// Names a connection to the login verifier: slot and generation.

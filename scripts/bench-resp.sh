@@ -4,11 +4,16 @@
 # disk. Prints a Markdown table with medians of RUNS runs and the ratios.
 #
 #   scripts/bench-resp.sh            # RUNS=3 REQUESTS=100000
+#   TESTS=incr scripts/bench-resp.sh # only INCR (a durable read-modify-write)
+#
+# INCR has no value size: it runs once per pipeline depth, in the 100-byte
+# rows, on redis-benchmark's random counters (-r 100000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 REQUESTS=${REQUESTS:-100000}
 CLIENTS=${CLIENTS:-50}
+TESTS=${TESTS:-set get incr}
 WORK=${WORK:-/var/tmp/veltrix-bench-resp}
 VPORT=16379
 RPORT=16380
@@ -39,7 +44,8 @@ echo "| test | value bytes | pipeline | veltrixd ops/s | Redis (appendfsync alwa
 echo "|---|---:|---:|---:|---:|---:|"
 for size in 100 4096; do
   for pipeline in 1 16; do
-    for test in set get; do
+    for test in $TESTS; do
+      [ "$test" = incr ] && [ "$size" != 100 ] && continue
       v=$(for _ in $(seq "$RUNS"); do rps $VPORT $test $size $pipeline; done | median)
       r=$(for _ in $(seq "$RUNS"); do rps $RPORT $test $size $pipeline; done | median)
       ratio=$(awk -v v="$v" -v r="$r" 'BEGIN { if (r > 0) printf "%.2f", v / r; else print "n/a" }')

@@ -433,3 +433,121 @@ print(f"ok {len(slots)} slots")
         stdout.trim()
     );
 }
+
+/// Read-modify-writes and expiry replicate: concurrent INCRs from many
+/// clients lose no increment, and the count survives `kill -9` of a node;
+/// SET's options, MSET, APPEND, INCRBYFLOAT, GETDEL, RENAME, EXPIRE,
+/// PERSIST and TTL answer as on a single node; an expired key is gone from
+/// its deadline on, through every read.
+#[test]
+fn read_modify_writes_and_expiry_replicate() {
+    let mut cluster = Cluster::start();
+    let client = cluster.client();
+    let (threads, each) = (8, 150);
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                let mut con = client.get_connection().unwrap();
+                for _ in 0..each {
+                    let _: i64 = redis::cmd("INCR").arg("counter").query(&mut con).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let mut con = client.get_connection().unwrap();
+    let q = |con: &mut redis::cluster::ClusterConnection, args: &[&str]| -> redis::Value {
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(con).unwrap()
+    };
+    let int = |v: redis::Value| -> i64 { redis::from_redis_value(v).unwrap() };
+    let text = |v: redis::Value| -> Option<String> { redis::from_redis_value(v).unwrap() };
+    let total = threads * each;
+    assert_eq!(
+        text(q(&mut con, &["GET", "counter"])),
+        Some(total.to_string())
+    );
+
+    // Conditional SET, SET ... GET, INCRBYFLOAT in Redis's long double.
+    assert_eq!(
+        text(q(&mut con, &["SET", "nx", "1", "NX"])),
+        Some("OK".into())
+    );
+    assert_eq!(text(q(&mut con, &["SET", "nx", "2", "NX"])), None);
+    assert_eq!(
+        text(q(&mut con, &["SET", "nx", "3", "XX", "GET"])),
+        Some("1".into())
+    );
+    assert_eq!(
+        text(q(&mut con, &["INCRBYFLOAT", "f", "0.1"])),
+        Some("0.1".into())
+    );
+    assert_eq!(
+        text(q(&mut con, &["INCRBYFLOAT", "f", "0.2"])),
+        Some("0.3".into())
+    );
+    assert_eq!(int(q(&mut con, &["APPEND", "nx", "45"])), 3);
+    let refused: redis::RedisResult<i64> = redis::cmd("INCR").arg("f").query(&mut con);
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("value is not an integer or out of range"),
+        "INCR of a float"
+    );
+    // One slot's keys: MSET, MSETNX, RENAME, an exact DEL count.
+    assert_eq!(
+        text(q(&mut con, &["MSET", "{t}a", "1", "{t}b", "2"])),
+        Some("OK".into())
+    );
+    assert_eq!(int(q(&mut con, &["MSETNX", "{t}a", "9", "{t}z", "9"])), 0);
+    assert_eq!(text(q(&mut con, &["GET", "{t}z"])), None);
+    assert_eq!(
+        text(q(&mut con, &["RENAME", "{t}a", "{t}c"])),
+        Some("OK".into())
+    );
+    assert_eq!(int(q(&mut con, &["DEL", "{t}a", "{t}b", "{t}c"])), 2);
+    assert_eq!(text(q(&mut con, &["GETDEL", "nx"])), Some("345".into()));
+    assert_eq!(int(q(&mut con, &["EXISTS", "nx"])), 0);
+
+    // Expiry: TTL, PERSIST, and a key gone from its deadline on.
+    assert_eq!(
+        text(q(&mut con, &["SET", "e", "v", "PX", "800"])),
+        Some("OK".into())
+    );
+    let pttl = int(q(&mut con, &["PTTL", "e"]));
+    assert!((1..=800).contains(&pttl), "PTTL {pttl}");
+    assert_eq!(int(q(&mut con, &["EXPIRE", "counter", "100"])), 1);
+    assert!((99..=100).contains(&int(q(&mut con, &["TTL", "counter"]))));
+    assert_eq!(int(q(&mut con, &["PERSIST", "counter"])), 1);
+    assert_eq!(int(q(&mut con, &["TTL", "counter"])), -1);
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(text(q(&mut con, &["GET", "e"])), None);
+    assert_eq!(int(q(&mut con, &["EXISTS", "e"])), 0);
+    assert_eq!(int(q(&mut con, &["TTL", "e"])), -2);
+    assert_eq!(
+        int(q(&mut con, &["INCR", "e"])),
+        1,
+        "an expired key counts from 0"
+    );
+
+    // Spanning commands are refused, saying so.
+    let dbsize: redis::RedisResult<i64> = redis::cmd("DBSIZE").query(&mut con);
+    assert!(dbsize.is_err());
+
+    // The count is durable on a majority: kill -9 of a node loses nothing.
+    drop(con);
+    cluster.kill9(0);
+    let mut con = client.get_connection().unwrap();
+    assert_eq!(
+        text(q(&mut con, &["GET", "counter"])),
+        Some(total.to_string())
+    );
+    assert_eq!(int(q(&mut con, &["INCR", "counter"])), total as i64 + 1);
+}

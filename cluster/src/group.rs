@@ -19,8 +19,9 @@ use crate::entry::{Proposal, Write};
 use crate::layout::GroupId;
 use crate::membership::{hand_over_to, next_step, Current, Step};
 use crate::placement::{node_of, NodeId, ReplicaId};
-use crate::state::KvState;
+use crate::state::{Applied, KvState};
 use crate::storage::{GroupLog, LogWrite};
+use engine::modify::{Answer, ModifyError};
 
 /// How a group's Raft runs, in ticks of the node's clock.
 #[derive(Clone, Copy, Debug)]
@@ -72,6 +73,67 @@ pub enum Reply {
     Unknown,
     /// The group met an entry it cannot decode and stopped applying.
     Halted,
+    /// A conditional batch was applied, but its condition did not hold:
+    /// nothing changed.
+    NotApplied,
+    /// A read-modify-write is committed on a majority and applied here;
+    /// its answer.
+    Answer(Answer),
+    /// A read-modify-write is committed and applied, and was refused
+    /// there (nothing changed).
+    Refused(ModifyError),
+    /// A deadline read's answer, as `PEXPIRETIME` gives it.
+    Deadline(i64),
+}
+
+impl Reply {
+    /// The reply to a proposer whose entry was applied with this outcome.
+    fn applied(applied: Applied) -> Self {
+        match applied {
+            Applied::Written => Reply::Written,
+            Applied::NotApplied => Reply::NotApplied,
+            Applied::Answer(answer) => Reply::Answer(answer),
+            Applied::Refused(error) => Reply::Refused(error),
+        }
+    }
+}
+
+/// What a read asks of a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadOf {
+    /// Its value.
+    Value,
+    /// Its deadline.
+    Deadline,
+}
+
+/// A read of one key, at a clock: keys whose deadline the clock has passed
+/// are missing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Read {
+    pub key: Vec<u8>,
+    pub of: ReadOf,
+    /// Milliseconds since the Unix epoch.
+    pub now_ms: u64,
+}
+
+impl Read {
+    /// A read of `key`'s value at the clock `now_ms`.
+    pub fn value(key: Vec<u8>, now_ms: u64) -> Self {
+        Self {
+            key,
+            of: ReadOf::Value,
+            now_ms,
+        }
+    }
+
+    /// The answer from `kv`.
+    fn answer(&self, kv: &KvState) -> Reply {
+        match self.of {
+            ReadOf::Value => Reply::Value(kv.get(&self.key, self.now_ms).map(<[u8]>::to_vec)),
+            ReadOf::Deadline => Reply::Deadline(kv.deadline(&self.key, self.now_ms)),
+        }
+    }
 }
 
 /// A group's applied configuration.
@@ -101,7 +163,7 @@ impl Configuration {
 
 struct PendingRead {
     request: u64,
-    key: Vec<u8>,
+    read: Read,
     /// The commit index the read must wait for, once ReadIndex gave it.
     index: Option<u64>,
 }
@@ -489,18 +551,12 @@ impl Group {
     /// Reads `key`: `stale` reads this replica's applied state as it is;
     /// otherwise the leader confirms with a quorum that it still leads
     /// (ReadIndex) and answers once it has applied that far.
-    pub fn read(
-        &mut self,
-        request: u64,
-        key: Vec<u8>,
-        stale: bool,
-        replies: &mut Vec<(u64, Reply)>,
-    ) {
+    pub fn read(&mut self, request: u64, read: Read, stale: bool, replies: &mut Vec<(u64, Reply)>) {
         if self.halted {
             return replies.push((request, Reply::Halted));
         }
         if stale {
-            return replies.push((request, Reply::Value(self.kv.get(&key).map(<[u8]>::to_vec))));
+            return replies.push((request, read.answer(&self.kv)));
         }
         if !self.is_leader() {
             return replies.push((
@@ -515,7 +571,7 @@ impl Group {
         self.raw.read_index(request.to_le_bytes().to_vec());
         self.reads.push(PendingRead {
             request,
-            key,
+            read,
             index: None,
         });
         self.after_raft_call(replies);
@@ -593,10 +649,7 @@ impl Group {
         let kv = &self.kv;
         self.reads.retain(|read| match read.index {
             Some(index) if index <= applied => {
-                replies.push((
-                    read.request,
-                    Reply::Value(kv.get(&read.key).map(<[u8]>::to_vec)),
-                ));
+                replies.push((read.request, read.read.answer(kv)));
                 false
             }
             _ => true,
@@ -658,16 +711,22 @@ impl Group {
                 continue;
             }
             self.applied = entry.index;
-            let proposal = self.apply_entry(&entry);
+            let applied = self.apply_entry(&entry);
             if let Some(request) = self.writes.remove(&entry.index) {
-                let ours = proposal.is_some_and(|(node, req)| node == self.node && req == request);
-                replies.push((request, if ours { Reply::Written } else { Reply::Lost }));
+                let reply = match applied {
+                    Some((node, req, applied)) if node == self.node && req == request => {
+                        Reply::applied(applied)
+                    }
+                    _ => Reply::Lost,
+                };
+                replies.push((request, reply));
             }
         }
     }
 
-    /// Applies one committed entry; returns who proposed it.
-    fn apply_entry(&mut self, entry: &Entry) -> Option<(NodeId, u64)> {
+    /// Applies one committed entry; returns who proposed it, and what it
+    /// did.
+    fn apply_entry(&mut self, entry: &Entry) -> Option<(NodeId, u64, Applied)> {
         match entry.get_entry_type() {
             EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                 self.apply_conf_change(entry);
@@ -680,8 +739,8 @@ impl Group {
         }
         match Proposal::decode(&entry.data) {
             Ok(p) => {
-                self.kv.apply(p.write);
-                Some((p.proposer, p.request))
+                let applied = self.kv.apply(p.write);
+                Some((p.proposer, p.request, applied))
             }
             Err(_) => {
                 self.halted = true;

@@ -13,11 +13,14 @@ use std::collections::BTreeMap;
 
 use raft::prelude::Message;
 
-use crate::entry::Write;
+use crate::entry::{Rmw, Write};
+use crate::group::Read;
 use crate::group::{Group, Reply, Tuning};
 use crate::layout::{GroupId, GroupLayout};
 use crate::placement::{node_of, replica_id, NodeId, ReplicaId, Replicas};
 use crate::storage::{Disk, GroupLog, LogWrite};
+use engine::modify::Condition;
+use engine::BatchOp;
 
 /// Messages from one node to another, all groups together.
 #[derive(Clone, Debug)]
@@ -40,10 +43,23 @@ pub enum Request {
     Delete {
         key: Vec<u8>,
     },
+    /// A read-modify-write of one key, evaluated where it is applied (see
+    /// [`crate::entry::Rmw`]).
+    Modify {
+        key: Vec<u8>,
+        rmw: Box<Rmw>,
+    },
+    /// Puts and deletes of keys of one group, atomically, when every key
+    /// meets `condition` at the clock `now_ms`.
+    Batch {
+        items: Vec<BatchOp>,
+        condition: Option<Condition>,
+        now_ms: u64,
+    },
     /// `stale`: read this replica's applied state without confirming
     /// leadership (a `READONLY` connection's read).
     Get {
-        key: Vec<u8>,
+        read: Read,
         stale: bool,
     },
 }
@@ -52,7 +68,9 @@ impl Request {
     /// The key the request is about.
     pub fn key(&self) -> &[u8] {
         match self {
-            Request::Put { key, .. } | Request::Delete { key } | Request::Get { key, .. } => key,
+            Request::Put { key, .. } | Request::Delete { key } | Request::Modify { key, .. } => key,
+            Request::Get { read, .. } => &read.key,
+            Request::Batch { items, .. } => items.first().map_or(&[], crate::entry::batch_key),
         }
     }
 }
@@ -338,7 +356,23 @@ impl<D: Disk> Node<D> {
                 g.propose(request_id, Write::Put { key, value }, replies)
             }
             Request::Delete { key } => g.propose(request_id, Write::Delete { key }, replies),
-            Request::Get { key, stale } => g.read(request_id, key, stale, replies),
+            Request::Modify { key, rmw } => {
+                let write = Write::Modify { key, rmw: *rmw };
+                g.propose(request_id, write, replies)
+            }
+            Request::Batch {
+                items,
+                condition,
+                now_ms,
+            } => {
+                let write = Write::Batch {
+                    items,
+                    condition,
+                    now_ms,
+                };
+                g.propose(request_id, write, replies)
+            }
+            Request::Get { read, stale } => g.read(request_id, read, stale, replies),
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use cluster::group::{Reply, Tuning};
+use cluster::group::{Read, Reply, Tuning};
 use cluster::layout::GroupLayout;
 use cluster::node::{NodeConfig, Request};
 use cluster::placement::{place, Member, NodeId};
@@ -156,7 +156,7 @@ impl Cluster {
     fn get(&mut self, key: &str) -> Option<Vec<u8>> {
         match self.call(
             Request::Get {
-                key: key.into(),
+                read: Read::value(key.into(), 0),
                 stale: false,
             },
             Duration::from_secs(20),
@@ -193,7 +193,7 @@ fn three_nodes_over_tcp_replicate_survive_a_restart_and_loss() {
         loop {
             let reply = cluster.handles[&3].call(
                 Request::Get {
-                    key: key.clone().into(),
+                    read: Read::value(key.clone().into(), 0),
                     stale: true,
                 },
                 Duration::from_secs(2),

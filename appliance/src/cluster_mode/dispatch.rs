@@ -17,16 +17,24 @@
 //!   reads the key to learn what happened; a read not answered in time is
 //!   `-TRYAGAIN`.
 //!
-//! Supported key operations in this step: GET, SET (without options),
-//! DEL/UNLINK, EXISTS, MGET (each key read linearizably, but not as one
-//! snapshot), STRLEN, GETRANGE, TYPE. Others are refused with a clear
-//! error until they replicate (they need read-modify-write entries).
+//! Every key command of a single node runs, except SCAN, DBSIZE, KEYS and
+//! RANDOMKEY (they span groups), refused with a clear error. A write is
+//! one entry: a read-modify-write (INCR, APPEND, SET with NX/XX/GET/
+//! KEEPTTL, EXPIRE, GETDEL, RENAME within a slot, ...) carries the
+//! modification and the proposer's clock, and each replica evaluates it as
+//! it applies the entry, so they all reach the same value and the same
+//! answer; MSET and MSETNX (one slot) are one atomic batch entry. Reads
+//! carry this node's clock: an expired key is missing from its first
+//! millisecond past the deadline. MGET reads each key linearizably, but
+//! not as one snapshot.
 
 use std::time::{Duration, Instant};
 
-use cluster::group::Reply as NodeReply;
+use cluster::entry::Rmw;
+use cluster::group::{Read, ReadOf, Reply as NodeReply};
 use cluster::node::Request;
-use engine::{Op, Reply};
+use engine::modify::{Answer, Condition, Expiry, Modify, ModifyError};
+use engine::{BatchOp, EngineError, Op, Reply};
 
 use super::Member;
 use crate::cluster_reply;
@@ -36,6 +44,27 @@ use crate::resp::{encode, Protocol};
 /// How long a request waits for its group to elect a leader.
 const LEADERLESS_WAIT: Duration = Duration::from_secs(2);
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// The longest value a read-modify-write may leave: the engine's default
+/// (a member does not read `[engine]`; its values live in its groups).
+const VALUE_BYTES_MAX: u64 = 4 << 20;
+
+/// The clock deadlines are judged by: this node's, in milliseconds since
+/// the Unix epoch. A read carries it to the group; a write's entry carries
+/// it to every replica, which all judge by the proposer's clock.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A read-modify-write's answer as the engine would give it.
+fn answer(result: Result<Answer, ModifyError>) -> Reply {
+    match result {
+        Ok(Answer::Integer(n)) => Reply::Integer(n),
+        Ok(Answer::Value(v)) => Reply::Value(v),
+        Err(error) => Reply::Failed(EngineError::Modify(error)),
+    }
+}
 
 /// One client connection's state.
 pub(super) struct Session<'m> {
@@ -139,41 +168,126 @@ impl<'m> Session<'m> {
         let Some(slot) = slot else {
             return unsupported(out);
         };
+        let now_ms = now_ms();
         let mut replies = Vec::with_capacity(ops.len());
         for op in ops {
-            let reply = match op {
-                Op::Get(key) => self.read(key, slot, self.readonly).map(Reply::Value),
-                Op::Exists(key) => self
-                    .read(key, slot, self.readonly)
-                    .map(|v| Reply::Exists(v.is_some())),
-                Op::Put(key, value) => self
-                    .write(Request::Put { key, value }, slot)
-                    .map(|()| Reply::Done),
-                Op::Delete(key) => {
-                    // The count DEL answers comes from a linearizable read
-                    // just before the delete: another client's write in
-                    // between can make it one off.
-                    let existed = self.read(key.clone(), slot, false);
-                    existed.and_then(|v| {
-                        self.write(Request::Delete { key }, slot)
-                            .map(|()| Reply::Deleted(v.is_some()))
-                    })
-                }
-                _ => return unsupported(out),
-            };
-            match reply {
-                Ok(r) => replies.push(Some(r)),
+            match self.op(op, slot, now_ms) {
+                Ok(Some(r)) => replies.push(Some(r)),
+                Ok(None) => return unsupported(out),
                 Err(error) => return encode::error(out, &error),
             }
         }
         commands::combine(out, combine, &mut replies, self.protocol);
     }
 
-    /// A read of `key`; `stale` (a `READONLY` connection's) from any
+    /// One engine operation as the key's group runs it; `Ok(None)` for one
+    /// cluster mode does not run.
+    fn op(&self, op: Op, slot: u16, now_ms: u64) -> Result<Option<Reply>, String> {
+        let stale = self.readonly;
+        let value_read = |key| Read::value(key, now_ms);
+        let reply = match op {
+            Op::Get(key) => Reply::Value(self.read(value_read(key), slot, stale)?),
+            Op::Exists(key) => Reply::Exists(self.read(value_read(key), slot, stale)?.is_some()),
+            Op::Deadline(key) => {
+                let read = Read {
+                    key,
+                    of: ReadOf::Deadline,
+                    now_ms,
+                };
+                match self.call(Request::Get { read, stale }, slot)? {
+                    NodeReply::Deadline(at) => Reply::Integer(at),
+                    other => return Err(unexpected(&other)),
+                }
+            }
+            Op::Put(key, value) => {
+                self.write(Request::Put { key, value }, slot)?;
+                Reply::Done
+            }
+            // One entry that reads and deletes where it is applied, so the
+            // count is exact.
+            Op::Delete(key) => match self.modify(key, Modify::GetDel, slot, now_ms)? {
+                Ok(Answer::Value(old)) => Reply::Deleted(old.is_some()),
+                other => return Err(format!("ERR unexpected answer to a delete: {other:?}")),
+            },
+            Op::PutIf(key, value, condition) => {
+                let exchange = Modify::Exchange {
+                    value,
+                    condition: Some(condition),
+                    expiry: Expiry::Clear,
+                };
+                match self.modify(key, exchange, slot, now_ms)? {
+                    Ok(Answer::Value(old))
+                        if old.is_some() == (condition == Condition::Present) =>
+                    {
+                        Reply::Done
+                    }
+                    Ok(Answer::Value(_)) => Reply::NotApplied,
+                    other => return Err(format!("ERR unexpected answer to SET: {other:?}")),
+                }
+            }
+            Op::PutGet(key, value) => {
+                let exchange = Modify::Exchange {
+                    value,
+                    condition: None,
+                    expiry: Expiry::Clear,
+                };
+                answer(self.modify(key, exchange, slot, now_ms)?)
+            }
+            Op::Modify(key, modify) => answer(self.modify(key, *modify, slot, now_ms)?),
+            Op::Batch(items) => self.batch(items, None, slot, now_ms)?,
+            Op::BatchIf(items, condition) => self.batch(items, Some(condition), slot, now_ms)?,
+            Op::Scan(_) | Op::Count(_) => return Ok(None),
+        };
+        Ok(Some(reply))
+    }
+
+    /// A read of one key; `stale` (a `READONLY` connection's) from any
     /// replica, else linearizable from the leader.
-    fn read(&self, key: Vec<u8>, slot: u16, stale: bool) -> Result<Option<Vec<u8>>, String> {
-        match self.call(Request::Get { key, stale }, slot)? {
+    fn read(&self, read: Read, slot: u16, stale: bool) -> Result<Option<Vec<u8>>, String> {
+        match self.call(Request::Get { read, stale }, slot)? {
             NodeReply::Value(v) => Ok(v),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A read-modify-write: the group evaluates it where each replica
+    /// applies it. `Err` is an error reply; `Ok(Err)` the modification's
+    /// refusal, which the command answers as on a single node.
+    fn modify(
+        &self,
+        key: Vec<u8>,
+        modify: Modify,
+        slot: u16,
+        now_ms: u64,
+    ) -> Result<Result<Answer, ModifyError>, String> {
+        let rmw = Box::new(Rmw {
+            modify,
+            now_ms,
+            value_bytes_max: VALUE_BYTES_MAX,
+        });
+        match self.call(Request::Modify { key, rmw }, slot)? {
+            NodeReply::Answer(answer) => Ok(Ok(answer)),
+            NodeReply::Refused(error) => Ok(Err(error)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Puts and deletes of one slot's keys, all or nothing.
+    fn batch(
+        &self,
+        items: Vec<BatchOp>,
+        condition: Option<Condition>,
+        slot: u16,
+        now_ms: u64,
+    ) -> Result<Reply, String> {
+        let request = Request::Batch {
+            items,
+            condition,
+            now_ms,
+        };
+        match self.call(request, slot)? {
+            NodeReply::Written => Ok(Reply::Done),
+            NodeReply::NotApplied => Ok(Reply::NotApplied),
             other => Err(unexpected(&other)),
         }
     }
@@ -197,7 +311,14 @@ impl<'m> Session<'m> {
         let deadline = Instant::now() + LEADERLESS_WAIT;
         loop {
             let retry = match member.call(request.clone()) {
-                Some(reply @ (NodeReply::Written | NodeReply::Value(_))) => return Ok(reply),
+                Some(
+                    reply @ (NodeReply::Written
+                    | NodeReply::Value(_)
+                    | NodeReply::NotApplied
+                    | NodeReply::Answer(_)
+                    | NodeReply::Refused(_)
+                    | NodeReply::Deadline(_)),
+                ) => return Ok(reply),
                 Some(NodeReply::NotLeader { leader: Some(n) }) if n != me => return Err(moved(n)),
                 // No leader known (an election), or a write another
                 // leader's entry displaced (it never took effect): again.

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use cluster::group::Reply;
+use cluster::group::{Read, Reply};
 use cluster::history::{History, Op, Operation, Outcome};
 use cluster::layout::GroupLayout;
 use cluster::node::Request;
@@ -101,7 +101,7 @@ impl Clients {
                 _ => (
                     Op::Get,
                     Request::Get {
-                        key: key.clone(),
+                        read: Read::value(key.clone(), 0),
                         stale: false,
                     },
                 ),
@@ -198,6 +198,11 @@ impl Clients {
                 Reply::Halted => {
                     panic!("group {group} halted on node {node}: an entry did not decode")
                 }
+                Reply::NotApplied | Reply::Answer(_) | Reply::Refused(_) | Reply::Deadline(_) => {
+                    panic!(
+                        "request {request}: {reply:?} answers a request this workload never makes"
+                    )
+                }
             };
             if matches!(outcome, Outcome::Written | Outcome::Read(_)) {
                 cache.insert(group, node);
@@ -260,7 +265,7 @@ impl Clients {
             self.final_busy[k] = true;
             let key = self.keys[k].clone();
             let request = Request::Get {
-                key: key.clone(),
+                read: Read::value(key.clone(), 0),
                 stale: false,
             };
             self.submit(rng, now, self.count + k, key, Op::Get, request, slots, ids);

@@ -46,6 +46,26 @@ impl Extended {
         finite: Some((0, EXPONENT_MIN)),
     };
 
+    /// The value's fields, for a format that must carry it exactly (the
+    /// cluster's log entries): the sign, and `mantissa × 2^exponent`
+    /// (`None` for infinity). [`from_parts`](Self::from_parts) reads them.
+    pub fn to_parts(self) -> (bool, Option<(u64, i64)>) {
+        (self.negative, self.finite)
+    }
+
+    /// The value of [`to_parts`](Self::to_parts)'s fields; `None` for fields
+    /// no value has (an unnormalised mantissa, an exponent out of range).
+    pub fn from_parts(negative: bool, finite: Option<(u64, i64)>) -> Option<Extended> {
+        if let Some((mantissa, exponent)) = finite {
+            let normal = mantissa >> (MANTISSA_BITS - 1) == 1;
+            let in_range = (EXPONENT_MIN..=EXPONENT_MAX).contains(&exponent);
+            if !in_range || (!normal && exponent != EXPONENT_MIN) {
+                return None;
+            }
+        }
+        Some(Extended { negative, finite })
+    }
+
     /// Reads `text` as Redis's `string2ld` does: the whole string must be a
     /// number `strtold` reads (decimal, `0x` hexadecimal with an optional
     /// `p` exponent, `inf` or `infinity`, an optional sign), with no leading
@@ -373,5 +393,23 @@ mod tests {
         // 2^-18 has 18 fraction digits; the 17-digit tie goes to even (...38).
         let tiny = Extended::parse(b"0x1p-18").unwrap();
         assert_eq!(tiny.to_redis_string().unwrap(), "0.00000381469726562");
+    }
+
+    #[test]
+    fn parts_round_trip_and_refuse_what_no_value_has() {
+        for text in ["0", "-0", "1.5", "-3e4000", "1e-4940", "inf", "-inf", "0.1"] {
+            let x = Extended::parse(text.as_bytes()).unwrap();
+            let (negative, finite) = x.to_parts();
+            assert_eq!(Extended::from_parts(negative, finite), Some(x), "{text}");
+        }
+        assert_eq!(Extended::from_parts(false, Some((1, 0))), None);
+        assert_eq!(
+            Extended::from_parts(false, Some((1 << 63, EXPONENT_MAX + 1))),
+            None
+        );
+        assert_eq!(
+            Extended::from_parts(false, Some((1 << 63, EXPONENT_MIN - 1))),
+            None
+        );
     }
 }

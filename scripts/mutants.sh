@@ -217,6 +217,11 @@ mutation cluster-sleep-through-silence cluster/src/node.rs 1 \
     'if false && group.is_hibernating() &&' \
     '' \
     'a sleeping group does not wake when a peer holding one of its replicas goes silent (a dead leader is never replaced)'
+mutation cluster-rmw-applied-twice cluster/src/group.rs 1 \
+    'let applied = self.kv.apply(p.write);' \
+    'let applied = { self.kv.apply(p.write.clone()); self.kv.apply(p.write) };' \
+    '' \
+    'a replica applies each committed entry twice (as a replay that does not skip applied entries would): idempotent for puts, so only the counter oracle sees it'
 }
 
 # ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ fn faulty_clusters_stay_linearizable() {
     let seeds = seeds(300);
     let (mut operations, mut crashes, mut torn, mut partitions, mut indeterminate) =
         (0, 0, 0, 0, 0);
-    let (mut moves, mut notices) = (0, 0);
+    let (mut moves, mut notices, mut incrs) = (0, 0, 0);
     for &seed in &seeds {
         let run = std::panic::catch_unwind(|| Sim::new(seed).run());
         let run = run.unwrap_or_else(|panic| {
@@ -27,6 +27,7 @@ fn faulty_clusters_stay_linearizable() {
         match run {
             Ok(report) => {
                 operations += report.operations;
+                incrs += report.incrs;
                 crashes += report.crashes;
                 torn += report.torn_flushes;
                 moves += report.moves_completed;
@@ -40,7 +41,7 @@ fn faulty_clusters_stay_linearizable() {
         }
     }
     println!(
-        "cluster simulator: {} seeds, {operations} operations, {crashes} crashes ({torn} in a flush), {partitions} partitions, {moves} replica moves, {notices} hibernation notices, \
+        "cluster simulator: {} seeds, {operations} register operations, {incrs} INCRs, {crashes} crashes ({torn} in a flush), {partitions} partitions, {moves} replica moves, {notices} hibernation notices, \
          {indeterminate} indeterminate writes: linearizable",
         seeds.len()
     );
@@ -55,6 +56,7 @@ fn faulty_clusters_stay_linearizable() {
             "too few partitions: {partitions}"
         );
         assert!(indeterminate > 0, "no write was ever indeterminate");
+        assert!(incrs > seeds.len(), "too few INCRs: {incrs}");
     }
 }
 
@@ -161,7 +163,7 @@ fn assert_balanced(sim: &Sim, when: &str) {
 #[test]
 fn regression_seeds() {
     for seed in [1592590891, 1592590355, 1592590768, 1592591146] {
-        if let Err(e) = Sim::new(seed).run() {
+        if let Err(e) = Sim::registers_only(seed).run() {
             panic!(
                 "{e}\nreplay: VELTRIX_CLUSTER_SEED={seed} cargo test -p cluster --test simulator"
             );

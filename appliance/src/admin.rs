@@ -29,6 +29,8 @@ pub struct AdminState {
     pub token: Option<Vec<u8>>,
     /// A cluster member's state, for `/api/cluster` and `/metrics`.
     pub cluster: Option<Arc<dyn ClusterAdmin>>,
+    /// Where every request that changes state is recorded before it runs.
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 /// What the admin port shows of a cluster member.
@@ -171,7 +173,42 @@ pub fn serve(server: tiny_http::Server, state: Arc<AdminState>, stop: Arc<Atomic
                 continue;
             }
         };
-        if !authorized(&state, &request) {
+        let allowed = authorized(&state, &request);
+        if *request.method() != tiny_http::Method::Get {
+            // Recorded before it runs (or is refused): one that cannot be
+            // recorded does not run.
+            let event = crate::audit::Event {
+                actor: if state.token.is_some() {
+                    "admin-token"
+                } else {
+                    "anonymous"
+                }
+                .into(),
+                action: format!("admin {} {}", request.method(), request.url()),
+                detail: format!(
+                    "from {}: {}",
+                    request
+                        .remote_addr()
+                        .map_or("the TLS relay".to_string(), |a| a.ip().to_string()),
+                    if allowed {
+                        "accepted"
+                    } else {
+                        "refused: no valid admin token"
+                    }
+                ),
+            };
+            if let Err(e) = state.audit.append(event) {
+                tracing::error!("audit log: {e}; the admin request is refused");
+                let _ = request.respond(
+                    tiny_http::Response::from_string(format!(
+                        "the audit log cannot record this request ({e}): refused\n"
+                    ))
+                    .with_status_code(503),
+                );
+                continue;
+            }
+        }
+        if !allowed {
             let mut response = tiny_http::Response::from_string(
                 "this request changes state: it needs the admin token (Authorization: Bearer TOKEN)\n",
             )

@@ -82,6 +82,28 @@ pub struct Daemon {
     pub native_listen: SocketAddr,
     /// The admin address actually bound.
     pub admin_listen: SocketAddr,
+    /// Who did what (`data_dir/audit`).
+    audit: Arc<crate::audit::AuditLog>,
+}
+
+/// Opens the audit log in `data_dir/audit` and records the start, with the
+/// configuration's SHA-256. A log that cannot be opened stops the start.
+fn open_audit(settings: &Settings) -> anyhow::Result<Arc<crate::audit::AuditLog>> {
+    use sha2::Digest as _;
+    let dir = settings.data_dir.join("audit");
+    let audit = crate::audit::AuditLog::open(&dir)
+        .with_context(|| format!("cannot open the audit log in {}", dir.display()))?;
+    let config_sha = sha2::Sha256::digest(settings.config_text.as_bytes());
+    audit.append(crate::audit::Event {
+        actor: "veltrixd".into(),
+        action: "start".into(),
+        detail: format!(
+            "version {}, configuration sha256 {}",
+            env!("CARGO_PKG_VERSION"),
+            crate::audit::format::hex(&config_sha)
+        ),
+    })?;
+    Ok(Arc::new(audit))
 }
 
 /// Opens a namespace, waiting a little while it is in use: after a process
@@ -194,8 +216,9 @@ impl Daemon {
         let tls = crate::tls::load(&settings.tls)?;
         let users = crate::auth::load(&settings.auth)?.map(Arc::new);
         let admin_token = crate::auth::load_admin_token(&settings.auth)?;
+        let audit = open_audit(settings)?;
         if let Some(cluster) = &settings.cluster {
-            return Self::start_member(settings, cluster);
+            return Self::start_member(settings, cluster, audit);
         }
         let path = match settings.namespaces.as_slice() {
             [] => {
@@ -228,6 +251,7 @@ impl Daemon {
             Some(users) => Some(Arc::new(crate::auth::Verifier::start(
                 users,
                 workers.min(2),
+                Arc::clone(&audit),
             )?)),
             None => None,
         };
@@ -276,6 +300,7 @@ impl Daemon {
             workers,
             cluster: None,
             token: admin_token,
+            audit: Arc::clone(&audit),
         });
         let (admin_stop, admin_thread) = spawn_admin(admin, &state)?;
         let (admin_relay_thread, admin_socket_dir) = match relay {
@@ -407,6 +432,7 @@ impl Daemon {
             listen,
             native_listen,
             admin_listen,
+            audit,
         })
     }
 
@@ -416,6 +442,7 @@ impl Daemon {
     fn start_member(
         settings: &Settings,
         cluster: &crate::cluster_mode::ClusterSettings,
+        audit: Arc<crate::audit::AuditLog>,
     ) -> anyhow::Result<Daemon> {
         use crate::cluster_mode::{DataPort, Member};
         // Never fail open: a member does not serve TLS or logins yet, so a
@@ -466,6 +493,7 @@ impl Daemon {
             workers: 0,
             token: None,
             cluster: Some(Arc::clone(&member) as Arc<dyn crate::admin::ClusterAdmin>),
+            audit: Arc::clone(&audit),
         });
         let (admin_stop, admin_thread) = spawn_admin(admin, &state)?;
         Ok(Daemon {
@@ -479,6 +507,7 @@ impl Daemon {
             admin_socket_dir: None,
             tls_reloader: None,
             admin_listen,
+            audit,
         })
     }
 
@@ -486,10 +515,20 @@ impl Daemon {
     /// connections (SIGHUP). On an error the previous ones stay in
     /// service. `Ok(false)` when no port serves TLS.
     pub fn reload_tls(&self) -> anyhow::Result<bool> {
-        match &self.tls_reloader {
+        let result = match &self.tls_reloader {
             Some(reloader) => reloader.reload().map(|()| true),
             None => Ok(false),
-        }
+        };
+        self.audit.record(crate::audit::Event {
+            actor: "operator".into(),
+            action: "reload certificates (SIGHUP)".into(),
+            detail: match &result {
+                Ok(true) => "reloaded".into(),
+                Ok(false) => "no port serves TLS".into(),
+                Err(e) => format!("failed, the previous ones stay: {e:#}"),
+            },
+        });
+        result
     }
 
     /// Stops accepting, drains in-flight requests (every acknowledged write
@@ -499,8 +538,16 @@ impl Daemon {
     }
 
     fn stop(&mut self) {
+        let running = self.engine.is_some() || self.cluster_port.is_some();
         if let Some(engine) = self.engine.take() {
             engine.shutdown();
+        }
+        if running {
+            self.audit.record(crate::audit::Event {
+                actor: "veltrixd".into(),
+                action: "stop".into(),
+                detail: "clean shutdown".into(),
+            });
         }
         if let Some(mut port) = self.cluster_port.take() {
             port.stop();

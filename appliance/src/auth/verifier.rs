@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use super::throttle::Throttle;
 use super::users::{Role, Users};
+use crate::audit::{AuditLog, Event};
 
 /// Logins waiting for a verifier thread; more are refused at once.
 pub const QUEUE_MAX: usize = 64;
@@ -80,17 +81,26 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// Starts `threads` verifier threads for `users`.
-    pub fn start(users: Arc<Users>, threads: usize) -> std::io::Result<Verifier> {
+    /// Starts `threads` verifier threads for `users`; every login they
+    /// check is recorded in `audit` before its outcome is given.
+    pub fn start(
+        users: Arc<Users>,
+        threads: usize,
+        audit: Arc<AuditLog>,
+    ) -> std::io::Result<Verifier> {
         let (queue, jobs) = sync_channel::<Job>(QUEUE_MAX);
         let jobs = Arc::new(Mutex::new(jobs));
         let throttle = Arc::new(Throttle::default());
         for _ in 0..threads.max(1) {
-            let (users, jobs, throttle) =
-                (Arc::clone(&users), Arc::clone(&jobs), Arc::clone(&throttle));
+            let (users, jobs, throttle, audit) = (
+                Arc::clone(&users),
+                Arc::clone(&jobs),
+                Arc::clone(&throttle),
+                Arc::clone(&audit),
+            );
             std::thread::Builder::new()
                 .name("veltrix-login".into())
-                .spawn(move || verify_until_closed(&users, &jobs, &throttle))?;
+                .spawn(move || verify_until_closed(&users, &jobs, &throttle, &audit))?;
         }
         Ok(Verifier { queue, throttle })
     }
@@ -123,15 +133,33 @@ impl Verifier {
     }
 }
 
-fn verify_until_closed(users: &Users, jobs: &Mutex<Receiver<Job>>, throttle: &Throttle) {
+fn verify_until_closed(
+    users: &Users,
+    jobs: &Mutex<Receiver<Job>>,
+    throttle: &Throttle,
+    audit: &AuditLog,
+) {
     loop {
         let job = jobs.lock().expect("login queue lock is poisoned").recv();
         let Ok(mut job) = job else {
             return;
         };
-        let role = users.verify(&job.user, &job.password);
+        let mut role = users.verify(&job.user, &job.password);
         if role.is_none() {
             throttle.failed(job.source, Instant::now());
+        }
+        let event = Event {
+            actor: format!("user:{}", String::from_utf8_lossy(&job.user)),
+            action: "login".into(),
+            detail: match role {
+                Some(role) => format!("from {}: accepted, role {role:?}", job.source),
+                None => format!("from {}: refused", job.source),
+            },
+        };
+        if let Err(e) = audit.append(event) {
+            // Not recorded, not granted.
+            tracing::error!("audit log: {e}; the login is refused");
+            role = None;
         }
         // Overwritten, not just dropped: the password is gone from memory
         // once checked (as far as this copy goes).

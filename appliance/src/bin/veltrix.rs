@@ -107,6 +107,15 @@ enum Command {
         #[command(subcommand)]
         action: UpdateCommand,
     },
+    /// The audit log (who did what, hash-chained and signed), read from
+    /// its directory: `verify` checks every entry, `tail` shows the last.
+    #[command(
+        after_help = "Examples:\n  veltrix audit verify --dir ./veltrix-data/audit --public-key 3b6a...\n  veltrix audit tail --dir ./veltrix-data/audit -n 20"
+    )]
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// Ask the daemon to run a GC pass (POST /api/gc) and print its answer.
     #[command(after_help = "Example:\n  veltrix gc")]
     Gc,
@@ -226,6 +235,29 @@ enum ClusterCommand {
         /// Print the admin API's JSON as is.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check every entry's hash chain and signature and the sequence; exit
+    /// non-zero naming the first entry that fails.
+    Verify {
+        /// The audit directory (`<data_dir>/audit`).
+        #[arg(long, default_value = "veltrix-data/audit")]
+        dir: PathBuf,
+        /// The log's public key (64 hex digits), recorded apart from the
+        /// machine; default: `signing.pub` beside the log.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Verify, then print the last entries.
+    Tail {
+        #[arg(long, default_value = "veltrix-data/audit")]
+        dir: PathBuf,
+        /// How many.
+        #[arg(short, default_value_t = 20)]
+        n: usize,
     },
 }
 
@@ -387,6 +419,12 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             let existed = native(args)?.delete(key.as_bytes())?;
             writeln!(stdout, "{}", if existed { "deleted" } else { "not found" })?;
         }
+        Command::Audit { action } => match action {
+            AuditCommand::Verify { dir, public_key } => {
+                appliance::cli::audit::verify(dir, public_key.as_deref(), &mut stdout)?
+            }
+            AuditCommand::Tail { dir, n } => appliance::cli::audit::tail(dir, *n, &mut stdout)?,
+        },
         Command::Update { action } => {
             let addr = resolve(&args.admin, "admin")?;
             let action = match action {

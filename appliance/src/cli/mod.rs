@@ -5,6 +5,7 @@
 //! directly; [`nvme`] moves NVMe controllers between the kernel and
 //! vfio-pci; [`bench`] is the load generator.
 
+pub mod audit;
 pub mod bench;
 pub mod cluster;
 pub mod http;

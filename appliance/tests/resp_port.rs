@@ -639,3 +639,53 @@ fn a_pipeline_deeper_than_the_read_buffer_is_answered_in_full() {
         Reply::Integer(i64::try_from(commands * 2 / 3).unwrap())
     );
 }
+
+/// A stop does not wait for a backlog of expired keys: 60,000 keys that
+/// expire together, then SIGTERM at once. Reclaiming them is background
+/// work (reads never serve them, and the next start reclaims what is
+/// left), so the daemon exits within seconds, and after a restart every
+/// one of them is gone. (A daemon holding two million keys that had
+/// expired kept running for over half an hour after SIGTERM before.)
+#[test]
+fn sigterm_does_not_wait_for_expired_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let deadline = (std::time::SystemTime::now() + Duration::from_secs(2))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let keys = 60_000;
+    let mut bytes = Vec::new();
+    for i in 0..keys {
+        let key = format!("gone:{i}");
+        encode::command(
+            &mut bytes,
+            &[b"SET", key.as_bytes(), b"v", b"PXAT", deadline.as_bytes()],
+        );
+    }
+    let mut c = daemon.client();
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    let reader = raw.try_clone().unwrap();
+    let sender = std::thread::spawn(move || raw.write_all(&bytes).unwrap());
+    let mut reader = std::io::BufReader::new(reader);
+    for i in 0..keys {
+        let mut line = String::new();
+        use std::io::BufRead;
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "+OK\r\n", "reply {i}");
+    }
+    sender.join().unwrap();
+    // Past the deadline: every key expired, few if any reclaimed yet.
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(c.call(&[b"EXISTS", b"gone:0"]), Reply::Integer(0));
+    drop(c);
+    let asked = Instant::now();
+    assert!(daemon.sigterm().success());
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(10), "the stop took {took:?}");
+    let daemon = Daemon::start(dir.path());
+    let mut c = daemon.client();
+    assert_eq!(c.call(&[b"DBSIZE"]), Reply::Integer(0));
+    assert_eq!(c.call(&[b"EXISTS", b"gone:59999"]), Reply::Integer(0));
+}

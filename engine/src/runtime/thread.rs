@@ -190,7 +190,10 @@ impl WorkerThread {
             match self.inbox.recv_timeout(Duration::from_millis(10)) {
                 Ok(message) => self.handle(message),
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => self.shutting_down = true,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.shutting_down = true;
+                    self.core.stop_background();
+                }
             }
         }
     }
@@ -239,6 +242,7 @@ impl WorkerThread {
             Envelope::Reply { token, reply } => self.frontend_replies.push((token, reply)),
             Envelope::Shutdown => {
                 self.shutting_down = true;
+                self.core.stop_background();
                 if let Some(frontend) = self.frontend.as_mut() {
                     frontend.shutdown();
                 }

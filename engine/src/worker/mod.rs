@@ -186,6 +186,15 @@ pub struct WorkerCore {
     /// The clock at the last look for expired keys that found them all
     /// queued: no need to look again until it changes.
     reclaim_looked_ms: Option<u64>,
+    /// The shard the next look for expired keys starts at: each look
+    /// continues after the shard the last one took keys from, so every
+    /// shard's expired keys are reached in turn and a look stops as soon as
+    /// it has found enough.
+    reclaim_from: u16,
+    /// Set at shutdown: no new reclaims start (those queued finish; the
+    /// next start reclaims the rest), so a stop never waits for a backlog
+    /// of expired keys.
+    background_stopped: bool,
     /// Bytes this worker has submitted for reads and writes, for GC's share.
     io_bytes: u64,
     replies: Vec<(RequestId, Reply)>,
@@ -214,6 +223,8 @@ impl WorkerCore {
             now_us: 0,
             clock_ms: 0,
             reclaim_looked_ms: None,
+            reclaim_from: 0,
+            background_stopped: false,
             io_bytes: 0,
             shared,
             namespace,
@@ -726,15 +737,23 @@ impl WorkerCore {
         progressed
     }
 
-    /// Queues deletes of keys whose deadline has passed, the earliest
-    /// first: at most `RECLAIMS_WAITING_MAX` wait at a time, so a burst of
-    /// expiries costs a bounded share of each batch and of each step's
-    /// CPU (a look at the first entries of each owned shard's deadline
-    /// map), and every expired key is reached within the time its
-    /// predecessors take (`docs/commands.md`, "Key expiry").
+    /// Stops starting background work that a stop need not wait for:
+    /// reclaiming expired keys (reads never serve them; the next start
+    /// reclaims them).
+    pub fn stop_background(&mut self) {
+        self.background_stopped = true;
+    }
+
+    /// Queues deletes of keys whose deadline has passed, earliest first
+    /// within a shard, the shards in turn: at most `RECLAIMS_WAITING_MAX`
+    /// wait at a time, so a burst of expiries costs a bounded share of each
+    /// batch, and a look at the deadline maps stops once it has found that
+    /// many (`docs/commands.md`, "Key expiry"). Before, every look took up
+    /// to 128 keys from every owned shard to queue 64: with millions of
+    /// keys expired at once, reclaiming them cost more than serving.
     fn reclaim_expired(&mut self, now_us: u64) -> bool {
         const RECLAIMS_WAITING_MAX: usize = 64;
-        if self.commit.fenced() {
+        if self.commit.fenced() || self.background_stopped {
             return false;
         }
         let room = RECLAIMS_WAITING_MAX.saturating_sub(self.commit.reclaims_waiting());
@@ -742,22 +761,33 @@ impl WorkerCore {
         if room == 0 || self.reclaim_looked_ms == Some(now_ms) {
             return false;
         }
+        let start = self.reclaim_from;
+        let order = self.shards.range(start..).chain(self.shards.range(..start));
         let mut due = Vec::new();
-        for art in self.shards.values().filter(|a| a.expiring_len() > 0) {
-            // More than `room` per shard: some may be waiting already.
-            due.extend(art.due(now_ms, room + RECLAIMS_WAITING_MAX));
+        for (&shard, art) in order.filter(|(_, a)| a.expiring_len() > 0) {
+            // More than `room`: some may be waiting already.
+            let found = art.due(now_ms, room + RECLAIMS_WAITING_MAX);
+            if !found.is_empty() {
+                due.push((shard, found));
+                if due.iter().map(|(_, f)| f.len()).sum::<usize>() >= room + RECLAIMS_WAITING_MAX {
+                    break;
+                }
+            }
         }
         let mut queued = 0;
-        for (key, pointer) in due {
-            if queued == room {
-                break;
+        'shards: for (shard, found) in due {
+            for (key, pointer) in found {
+                if queued == room {
+                    break 'shards;
+                }
+                // Requests of the key waiting or in flight decide it first.
+                if self.commit.touches_key(&key) || self.modify_blocks(&Op::Delete(key.clone())) {
+                    continue;
+                }
+                self.commit.enqueue_reclaim(key, pointer, now_us);
+                queued += 1;
             }
-            // Requests of the key waiting or in flight decide it first.
-            if self.commit.touches_key(&key) || self.modify_blocks(&Op::Delete(key.clone())) {
-                continue;
-            }
-            self.commit.enqueue_reclaim(key, pointer, now_us);
-            queued += 1;
+            self.reclaim_from = shard.wrapping_add(1);
         }
         // Keys skipped for a request of theirs come back when the clock
         // next moves; a full room, when one is free again.

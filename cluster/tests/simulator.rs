@@ -192,18 +192,25 @@ fn assert_balanced(sim: &Sim, when: &str) {
 
 /// Seeds that found a bug. The simulator's draws change as it grows, so a
 /// seed keeps its meaning only while it still reproduces its bug under the
-/// matching mutation in `scripts/mutants.sh`: 1592590891 makes a leader
-/// apply its own removal (`cluster-removed-leader-stays`: raft-rs panics at
-/// its next append), checked 2026-12-05; 1592590484 makes a follower lose
-/// an append it acknowledged before its flush (`cluster-ack-before-flush`:
-/// raft-rs finds the commit index past its log), checked 2026-12-05.
-/// 1592590355 (an armed torn flush
-/// spent after the restart), 1592590768 (a heartbeat to a removed replica
-/// reaching the one added back) and 1592591146 found theirs under earlier
-/// workloads and stay as cheap extra runs.
+/// matching mutation in `scripts/mutants.sh`:
+/// - 1592594239 makes a leader apply its own removal
+///   (`cluster-removed-leader-stays`: raft-rs panics when it next counts a
+///   commit). Found again 2026-12-05, after leaders' appends began to leave
+///   before the flush and so moved every later draw: of seeds 500 to 4000
+///   it was the only one. 1592590891 found it before;
+/// - 1592590484 makes a follower lose an append it acknowledged before its
+///   flush (`cluster-ack-before-flush`: raft-rs finds the commit index past
+///   the follower's log), checked 2026-12-05.
+///
+/// 1592590355 (an armed torn flush spent after the restart), 1592590768 (a
+/// heartbeat to a removed replica reaching the one added back) and
+/// 1592591146 found theirs under earlier workloads and stay as cheap extra
+/// runs.
 #[test]
 fn regression_seeds() {
-    for seed in [1592590891, 1592590484, 1592590355, 1592590768, 1592591146] {
+    for seed in [
+        1592594239, 1592590891, 1592590484, 1592590355, 1592590768, 1592591146,
+    ] {
         if let Err(e) = Sim::new(seed).run() {
             panic!(
                 "{e}\nreplay: VELTRIX_CLUSTER_SEED={seed} cargo test -p cluster --test simulator"

@@ -187,6 +187,11 @@ mutation cluster-ack-before-commit cluster/src/group.rs 1 \
     'replies.push((request, Reply::Written));' \
     '' \
     'the leader acknowledges a write as soon as it is proposed, before a majority has it'
+mutation cluster-ack-before-flush cluster/src/group.rs 1 \
+    'self.send(ready.take_messages(), out);' \
+    'self.send(ready.take_messages(), out); self.send(ready.take_persisted_messages(), out);' \
+    '' \
+    'what must wait for the flush (a follower'"'"'s acknowledgement, a vote) leaves before it, with the leader'"'"'s appends'
 mutation cluster-follower-read cluster/src/group.rs 1 \
     '        if stale {' \
     '        if stale || !self.is_leader() {' \

@@ -39,6 +39,19 @@ pub struct Tuning {
     pub hibernate_after_ticks: u64,
 }
 
+impl Tuning {
+    /// These settings with an election timeout of `election_ticks`, and a
+    /// heartbeat every fifth of it (at least every tick), the defaults'
+    /// ratio.
+    pub fn with_election_ticks(self, election_ticks: usize) -> Self {
+        Self {
+            election_ticks,
+            heartbeat_ticks: (election_ticks / 5).max(1),
+            ..self
+        }
+    }
+}
+
 impl Default for Tuning {
     fn default() -> Self {
         Self {

@@ -27,10 +27,25 @@
 //!   the offset; nothing is served from a journal that lost a frame in
 //!   its middle.
 //!
-//! The journal is rewritten (every group's current log in one frame,
-//! written to a new file, synced, renamed over the old one, directory
-//! synced) once it has grown to four times its size after the last
-//! rewrite and past `rewrite_floor` bytes.
+//! The journal is rewritten once it has grown to four times its size
+//! after the last rewrite and past `rewrite_floor` bytes, off the node's
+//! loop (building the image of a busy node's groups took 240 ms, longer
+//! than an election timeout), in three stages:
+//! 1. *the cut*, in `persist`: a copy of every group's log as it is
+//!    after the step's frame (the snapshots' images are shared, not
+//!    copied), handed to a thread;
+//! 2. *the image*, on that thread: every group's log in one frame, written
+//!    to `journal.vxj.new` and synced. Meanwhile the loop keeps appending
+//!    its frames to the journal (which stays whole and authoritative) and
+//!    keeps a copy of each (the tail);
+//! 3. *the switch*, in the first `persist` after the thread is done: the
+//!    tail appended to the new file and synced, the new file renamed over
+//!    the journal, the directory synced; appends go on in the new file.
+//!
+//! A crash at any point leaves a journal that holds every durable frame:
+//! before the rename, the old file (a leftover `journal.vxj.new` is
+//! deleted at open); after it, the image and the tail, which replay to
+//! the same groups.
 //!
 //! A failed write or sync is not retried: after a failed `fdatasync` the
 //! kernel may have dropped the pages, so nothing written since the last
@@ -40,6 +55,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use prost::Message as _;
 #[cfg(test)]
@@ -59,6 +75,9 @@ const LOCK_FILE: &str = "journal.lock";
 /// Largest frame a journal may hold (a snapshot image of a whole group
 /// travels in one).
 pub const FRAME_BYTES_MAX: usize = 1 << 30;
+/// Frames appended during a rewrite are kept in memory up to this many
+/// bytes; past it, the next step waits for the image to be written.
+const REWRITE_TAIL_BYTES_MAX: usize = 64 << 20;
 
 const HAS_INSTALL: u8 = 1;
 const HAS_HARD_STATE: u8 = 2;
@@ -106,9 +125,30 @@ pub struct JournalDisk {
     /// Size right after the last rewrite (or open).
     base_len: u64,
     rewrite_floor: u64,
+    /// A rewrite whose image is being written, if any.
+    rewrite: Option<Rewrite>,
     /// Bytes appended, for the write-amplification figure.
     pub bytes_written: u64,
     pub frames_written: u64,
+    /// Where the tests crash a rewrite.
+    #[cfg(test)]
+    kill_at: Option<Stage>,
+}
+
+/// A rewrite in progress: the thread writing the image, and the frames
+/// appended to the journal since its cut.
+struct Rewrite {
+    image: JoinHandle<std::io::Result<(File, u64)>>,
+    tail: Vec<u8>,
+}
+
+/// The points of a rewrite's switch (the tests crash it at each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    ImageSynced,
+    TailWritten,
+    TailSynced,
+    Renamed,
 }
 
 impl JournalDisk {
@@ -160,8 +200,11 @@ impl JournalDisk {
             len: good,
             base_len: good,
             rewrite_floor: 64 << 20,
+            rewrite: None,
             bytes_written: 0,
             frames_written: 0,
+            #[cfg(test)]
+            kill_at: None,
         };
         Ok((disk, report))
     }
@@ -186,13 +229,12 @@ impl JournalDisk {
         self.dir.join(JOURNAL_FILE)
     }
 
-    fn append(&mut self, writes: &[LogWrite]) -> std::io::Result<()> {
-        let frame = encode_frame(writes);
+    fn append(&mut self, frame: &[u8]) -> std::io::Result<()> {
         // `write_all` at the end; the file was opened without O_APPEND so
         // that a cut tail is overwritten, so seek first.
         use std::io::Seek;
         self.file.seek(std::io::SeekFrom::Start(self.len))?;
-        self.file.write_all(&frame)?;
+        self.file.write_all(frame)?;
         self.file.sync_data()?;
         self.len += frame.len() as u64;
         self.bytes_written += frame.len() as u64;
@@ -200,43 +242,134 @@ impl JournalDisk {
         Ok(())
     }
 
-    /// Every group's current log in one frame, in a new file that replaces
-    /// the journal.
-    fn rewrite(&mut self) -> std::io::Result<()> {
-        let writes: Vec<LogWrite> = self
-            .memory
-            .hosted()
-            .into_iter()
-            .filter_map(|group| {
-                let log = self.memory.load(group)?;
-                Some(LogWrite {
-                    group,
-                    create: Some(log.replica()),
-                    install: Some(log.snapshot_ref().clone()),
-                    entries: log.stored_entries().to_vec(),
-                    hard_state: Some(log.hard_state().clone()),
-                    ..LogWrite::default()
-                })
-            })
-            .collect();
-        let frame = encode_frame(&writes);
-        let new_path = self.dir.join(REWRITE_FILE);
-        let mut new = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&new_path)?;
-        new.write_all(&frame)?;
-        new.sync_all()?;
-        std::fs::rename(&new_path, self.path())?;
-        File::open(&self.dir)?.sync_all()?;
-        self.file = new;
-        self.len = frame.len() as u64;
-        self.base_len = self.len;
-        self.bytes_written += frame.len() as u64;
+    /// After a frame was appended: keeps it for the rewrite in progress
+    /// and switches to the new file once its image is written, or starts
+    /// a rewrite when the journal has grown enough.
+    fn drive_rewrite(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        match &mut self.rewrite {
+            Some(rewrite) => {
+                rewrite.tail.extend_from_slice(frame);
+                if rewrite.image.is_finished() || rewrite.tail.len() > REWRITE_TAIL_BYTES_MAX {
+                    self.switch()?;
+                }
+            }
+            None if self.len > self.rewrite_floor && self.len > self.base_len.saturating_mul(4) => {
+                self.start_rewrite()?;
+            }
+            None => {}
+        }
         Ok(())
     }
+
+    /// The cut: a copy of every group's log as persisted so far, written
+    /// as one frame into a new file by a thread of its own.
+    fn start_rewrite(&mut self) -> std::io::Result<()> {
+        assert!(self.rewrite.is_none(), "one rewrite at a time");
+        let cut = self.memory.clone();
+        let path = self.dir.join(REWRITE_FILE);
+        let image = std::thread::Builder::new()
+            .name("veltrix-journal-rewrite".into())
+            .spawn(move || write_image(&path, &cut))?;
+        self.rewrite = Some(Rewrite {
+            image,
+            tail: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// The switch: waits for the image (done already unless the tail grew
+    /// past its bound), appends the tail to it, and puts it in the
+    /// journal's place.
+    fn switch(&mut self) -> std::io::Result<()> {
+        let Some(rewrite) = self.rewrite.take() else {
+            return Ok(());
+        };
+        let (mut new, image_len) = rewrite
+            .image
+            .join()
+            .map_err(|_| std::io::Error::other("the rewrite's thread panicked"))??;
+        if self.killed(Stage::ImageSynced) {
+            return Ok(());
+        }
+        use std::io::Seek;
+        new.seek(std::io::SeekFrom::Start(image_len))?;
+        new.write_all(&rewrite.tail)?;
+        if self.killed(Stage::TailWritten) {
+            return Ok(());
+        }
+        new.sync_data()?;
+        if self.killed(Stage::TailSynced) {
+            return Ok(());
+        }
+        std::fs::rename(self.dir.join(REWRITE_FILE), self.path())?;
+        if self.killed(Stage::Renamed) {
+            return Ok(());
+        }
+        File::open(&self.dir)?.sync_all()?;
+        let tail_len = rewrite.tail.len() as u64;
+        self.file = new;
+        self.len = image_len + tail_len;
+        self.base_len = self.len;
+        self.bytes_written += image_len + tail_len;
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn killed(&self, stage: Stage) -> bool {
+        self.kill_at == Some(stage)
+    }
+
+    #[cfg(not(test))]
+    fn killed(&self, _: Stage) -> bool {
+        false
+    }
+
+    /// Rewrites the journal now and waits for it.
+    #[cfg(test)]
+    fn rewrite(&mut self) -> std::io::Result<()> {
+        self.start_rewrite()?;
+        self.switch()
+    }
+}
+
+impl Drop for JournalDisk {
+    /// A rewrite's thread is not left writing its file behind a closed
+    /// journal (a reopen would race it); the image is abandoned.
+    fn drop(&mut self) {
+        if let Some(rewrite) = self.rewrite.take() {
+            let _ = rewrite.image.join();
+        }
+    }
+}
+
+/// Every group's log in `memory` as one frame, in a new file at `path`,
+/// synced. Returns the file and the frame's length.
+fn write_image(path: &Path, memory: &MemDisk) -> std::io::Result<(File, u64)> {
+    let writes: Vec<LogWrite> = memory
+        .hosted()
+        .into_iter()
+        .filter_map(|group| {
+            let log = memory.load(group)?;
+            Some(LogWrite {
+                group,
+                create: Some(log.replica()),
+                install: Some(log.snapshot_ref().clone()),
+                entries: log.stored_entries().to_vec(),
+                hard_state: Some(log.hard_state().clone()),
+                ..LogWrite::default()
+            })
+        })
+        .collect();
+    let frame = encode_frame(&writes);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    file.write_all(&frame)?;
+    file.sync_all()?;
+    Ok((file, frame.len() as u64))
 }
 
 impl Disk for JournalDisk {
@@ -257,7 +390,8 @@ impl Disk for JournalDisk {
     }
 
     fn persist(&mut self, writes: &[LogWrite]) {
-        if let Err(e) = self.append(writes) {
+        let frame = encode_frame(writes);
+        if let Err(e) = self.append(&frame) {
             panic!(
                 "cluster journal {}: a write or sync failed ({e}); stopping the node: \
                  what was written since the last good sync cannot be trusted",
@@ -265,13 +399,11 @@ impl Disk for JournalDisk {
             );
         }
         self.memory.persist(writes);
-        if self.len > self.rewrite_floor && self.len > self.base_len.saturating_mul(4) {
-            if let Err(e) = self.rewrite() {
-                panic!(
-                    "cluster journal {}: rewriting it failed ({e}); stopping the node",
-                    self.path().display()
-                );
-            }
+        if let Err(e) = self.drive_rewrite(&frame) {
+            panic!(
+                "cluster journal {}: rewriting it failed ({e}); stopping the node",
+                self.path().display()
+            );
         }
     }
 }
@@ -599,6 +731,7 @@ mod tests {
             disk.persist(&writes);
             before = state(&disk);
         }
+        disk.switch().expect("the rewrite finishes");
         assert!(disk.bytes_written > disk.len(), "a rewrite happened");
         drop(disk);
         let (disk, report) = JournalDisk::open(&dir).expect("reopens");
@@ -649,6 +782,116 @@ mod tests {
         assert_eq!(report.frames, 1, "the rewrite's frame alone");
         assert!(disk.hosted().is_empty());
         assert!(!disk.is_fresh());
+    }
+
+    /// Everything a group's log holds, for comparing journals exactly.
+    type FullState = Vec<(GroupId, u64, HardState, u64, Vec<(u64, u64, Vec<u8>)>)>;
+
+    fn full_state(disk: &JournalDisk) -> FullState {
+        disk.hosted()
+            .into_iter()
+            .map(|g| {
+                let log = disk.load(g).expect("hosted");
+                let entries = log
+                    .stored_entries()
+                    .iter()
+                    .map(|e| (e.index, e.term, e.data.clone()))
+                    .collect();
+                let hard_state = log.hard_state().clone();
+                (g, log.replica(), hard_state, log.snapshot_index(), entries)
+            })
+            .collect()
+    }
+
+    /// Starts a rewrite after the first writes and waits until its image
+    /// is written, so that the next persist switches.
+    fn rewrite_started(dir: &Path) -> JournalDisk {
+        let (mut disk, _) = JournalDisk::open(dir).expect("opens");
+        disk.set_rewrite_floor(u64::MAX);
+        disk.persist(&some_writes()[0]);
+        disk.persist(&some_writes()[1]);
+        disk.start_rewrite().expect("starts");
+        while !disk.rewrite.as_ref().is_some_and(|r| r.image.is_finished()) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        disk
+    }
+
+    #[test]
+    fn frames_appended_during_a_rewrite_follow_its_image() {
+        let dir = tempdir();
+        let mut disk = rewrite_started(&dir);
+        // This frame goes to the old journal and the tail; the image is
+        // written, so the switch happens in this persist.
+        disk.persist(&some_writes()[2]);
+        assert!(disk.rewrite.is_none(), "switched");
+        let expected = full_state(&disk);
+        drop(disk);
+        let (disk, report) = JournalDisk::open(&dir).expect("reopens");
+        assert_eq!(report.frames, 2, "the image and the one frame of the tail");
+        assert_eq!(full_state(&disk), expected);
+        assert!(!dir.join(REWRITE_FILE).exists());
+    }
+
+    #[test]
+    fn a_crash_at_any_stage_of_a_rewrite_loses_no_durable_frame() {
+        for stage in [
+            Stage::ImageSynced,
+            Stage::TailWritten,
+            Stage::TailSynced,
+            Stage::Renamed,
+        ] {
+            let dir = tempdir();
+            let mut disk = rewrite_started(&dir);
+            disk.kill_at = Some(stage);
+            disk.persist(&some_writes()[2]);
+            let expected = full_state(&disk);
+            // The crash: the journal is dropped where the switch stopped.
+            drop(disk);
+            let (mut disk, report) = JournalDisk::open(&dir).expect("reopens");
+            assert_eq!(full_state(&disk), expected, "crashed after {stage:?}");
+            let frames = if stage == Stage::Renamed { 2 } else { 3 };
+            assert_eq!(report.frames, frames, "crashed after {stage:?}");
+            assert!(!dir.join(REWRITE_FILE).exists());
+            // It goes on appending after what it recovered.
+            let more = vec![LogWrite {
+                group: 3,
+                entries: vec![entry(8, 7, b"d")],
+                ..LogWrite::default()
+            }];
+            disk.persist(&more);
+            let expected = full_state(&disk);
+            drop(disk);
+            let (disk, _) = JournalDisk::open(&dir).expect("reopens again");
+            assert_eq!(full_state(&disk), expected, "crashed after {stage:?}");
+            assert_eq!(disk.load(3).expect("hosted").entries_len(), 3);
+        }
+    }
+
+    #[test]
+    fn an_image_a_crash_cut_short_is_deleted_at_open() {
+        let dir = tempdir();
+        written(&dir);
+        let (disk, _) = JournalDisk::open(&dir).expect("opens");
+        let expected = full_state(&disk);
+        let scratch = tempdir().join("image");
+        write_image(&scratch, &disk.memory).expect("writes an image");
+        drop(disk);
+        let image = std::fs::read(&scratch).expect("reads");
+        for cut in [
+            0,
+            1,
+            HEADER_BYTES,
+            image.len() / 2,
+            image.len() - 1,
+            image.len(),
+        ] {
+            std::fs::write(dir.join(REWRITE_FILE), &image[..cut]).expect("writes");
+            let (disk, report) = JournalDisk::open(&dir).expect("opens");
+            assert_eq!(report.frames, 3, "cut at {cut}");
+            assert_eq!(full_state(&disk), expected, "cut at {cut}");
+            assert!(!dir.join(REWRITE_FILE).exists(), "cut at {cut}");
+        }
     }
 
     fn tempdir() -> PathBuf {

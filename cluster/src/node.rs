@@ -9,13 +9,12 @@
 //! into one envelope: heartbeats of many groups to the same node travel
 //! together.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use raft::prelude::Message;
 
 use crate::entry::{Rmw, Write};
-use crate::group::Read;
-use crate::group::{Group, Reply, Tuning};
+use crate::group::{Group, Prepared, Read, Reply, Tuning};
 use crate::layout::{GroupId, GroupLayout};
 use crate::placement::{node_of, replica_id, NodeId, ReplicaId, Replicas};
 use crate::storage::{Disk, GroupLog, LogWrite};
@@ -121,6 +120,8 @@ pub struct Node<D: Disk> {
     notices: Vec<(NodeId, GroupId, u64)>,
     /// A tick happened since the last step: every peer gets an envelope.
     keepalive: bool,
+    /// Peers sent an envelope before this step's flush (their keepalive).
+    sent_early: BTreeSet<NodeId>,
 }
 
 impl<D: Disk> Node<D> {
@@ -178,6 +179,7 @@ impl<D: Disk> Node<D> {
             last_heard: BTreeMap::new(),
             notices: Vec::new(),
             keepalive: false,
+            sent_early: BTreeSet::new(),
         })
     }
 
@@ -376,15 +378,44 @@ impl<D: Disk> Node<D> {
         }
     }
 
-    /// Runs every group's ready: one flush for all of them, then what
-    /// waited on it. Returns what to send and whom to answer.
+    /// Runs every group's ready: [`Node::begin_step`], then
+    /// [`Node::finish_step`], with the envelopes of both returned together.
+    /// For callers that send nothing before the flush (which costs the
+    /// overlap of the leader's flush with its followers'); the runtime and
+    /// the simulator send the first part before the flush.
     pub fn step(&mut self) -> Output {
+        let (early, flush) = self.begin_step();
+        let mut out = self.finish_step(flush);
+        let mut envelopes = early;
+        envelopes.append(&mut out.envelopes);
+        out.envelopes = envelopes;
+        out
+    }
+
+    /// The first half of a step: every group's ready up to the flush. The
+    /// envelopes returned may leave before the flush (a leader's appends:
+    /// Raft §10.2.1, the leader writes its log in parallel with
+    /// replicating, and its own entry counts towards the commit only once
+    /// `finish_step` has persisted it); send them, then hand the [`Flush`]
+    /// to [`Node::finish_step`]. Nothing that waits on the flush (a vote, a
+    /// follower's acknowledgement) is in them.
+    pub fn begin_step(&mut self) -> (Vec<Envelope>, Flush) {
+        assert!(self.outbox.is_empty(), "a step began with messages unsent");
         let mut prepared = Vec::new();
         for group in self.groups.values_mut() {
             if let Some(p) = group.prepare(&mut self.outbox, &mut self.replies) {
                 prepared.push((group.id(), p));
             }
         }
+        let early = self.batch_outbox(&mut BTreeMap::new());
+        self.sent_early = early.iter().map(|e| e.to).collect();
+        (early, Flush { prepared })
+    }
+
+    /// The second half of a step: one flush for every group's writes, then
+    /// what waited on it. Returns what to send and whom to answer.
+    pub fn finish_step(&mut self, flush: Flush) -> Output {
+        let prepared = flush.prepared;
         let mut writes = std::mem::take(&mut self.deferred);
         writes.extend(
             prepared
@@ -411,43 +442,62 @@ impl<D: Disk> Node<D> {
         }
     }
 
-    /// The outbox batched per destination, with the hibernation notices,
-    /// and on a tick an empty envelope to every peer that would otherwise
-    /// get nothing (the keepalive sleeping groups rely on).
-    fn envelopes(&mut self) -> Vec<Envelope> {
+    /// The outbox's messages, one envelope per destination.
+    fn batch_outbox(&mut self, by_peer: &mut BTreeMap<NodeId, Envelope>) -> Vec<Envelope> {
         let me = self.config.id;
-        let mut by_peer: BTreeMap<NodeId, Envelope> = BTreeMap::new();
-        let empty = |to| Envelope {
-            from: me,
-            to,
-            messages: Vec::new(),
-            hibernate: Vec::new(),
-        };
         for (to, group, message) in self.outbox.drain(..) {
             by_peer
                 .entry(to)
-                .or_insert_with(|| empty(to))
+                .or_insert_with(|| empty_envelope(me, to))
                 .messages
                 .push((group, message));
         }
+        std::mem::take(by_peer).into_values().collect()
+    }
+
+    /// The outbox batched per destination, with the hibernation notices,
+    /// and on a tick an empty envelope to every peer that would otherwise
+    /// get nothing in this step (the keepalive sleeping groups rely on).
+    fn envelopes(&mut self) -> Vec<Envelope> {
+        let me = self.config.id;
+        let mut by_peer: BTreeMap<NodeId, Envelope> = BTreeMap::new();
         for (to, group, term) in self.notices.drain(..) {
             by_peer
                 .entry(to)
-                .or_insert_with(|| empty(to))
+                .or_insert_with(|| empty_envelope(me, to))
                 .hibernate
                 .push((group, term));
         }
+        let sent_early = std::mem::take(&mut self.sent_early);
         if std::mem::take(&mut self.keepalive) {
             for peer in self
                 .groups
                 .values()
                 .flat_map(group_peers)
-                .filter(|&n| n != me)
+                .filter(|&n| n != me && !sent_early.contains(&n))
             {
-                by_peer.entry(peer).or_insert_with(|| empty(peer));
+                by_peer
+                    .entry(peer)
+                    .or_insert_with(|| empty_envelope(me, peer));
             }
         }
-        by_peer.into_values().collect()
+        self.batch_outbox(&mut by_peer)
+    }
+}
+
+/// What a step must still flush: every group's ready between
+/// [`Node::begin_step`] and [`Node::finish_step`].
+#[must_use = "a step's flush must be finished (or the node dropped: a crash)"]
+pub struct Flush {
+    prepared: Vec<(GroupId, Prepared)>,
+}
+
+fn empty_envelope(from: NodeId, to: NodeId) -> Envelope {
+    Envelope {
+        from,
+        to,
+        messages: Vec::new(),
+        hibernate: Vec::new(),
     }
 }
 

@@ -12,6 +12,7 @@
 //! far behind is sent that snapshot.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
@@ -28,7 +29,9 @@ pub struct GroupLog {
     replica: u64,
     hard_state: HardState,
     /// The newest snapshot: what the entries before `first_index` became.
-    snapshot: Snapshot,
+    /// Shared, so that copying a log (the journal's rewrite takes a copy of
+    /// every group's) does not copy the applied state's image.
+    snapshot: Arc<Snapshot>,
     /// Entries after the snapshot, contiguous.
     entries: Vec<Entry>,
 }
@@ -90,7 +93,7 @@ impl GroupLog {
         Self {
             replica: 0,
             hard_state,
-            snapshot,
+            snapshot: Arc::new(snapshot),
             entries: Vec::new(),
         }
     }
@@ -144,7 +147,7 @@ impl GroupLog {
         self.hard_state.term = self.hard_state.term.max(meta.term);
         self.hard_state.commit = meta.index;
         self.entries.clear();
-        self.snapshot = snapshot;
+        self.snapshot = Arc::new(snapshot);
     }
 
     fn compact(&mut self, snapshot: Snapshot) {
@@ -154,7 +157,7 @@ impl GroupLog {
         }
         let drop = ((index + 1).saturating_sub(self.first()) as usize).min(self.entries.len());
         self.entries.drain(..drop);
-        self.snapshot = snapshot;
+        self.snapshot = Arc::new(snapshot);
     }
 
     /// The hard state (term, vote, commit).
@@ -246,7 +249,7 @@ impl raft::Storage for GroupLog {
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
         }
-        Ok(self.snapshot.clone())
+        Ok(Snapshot::clone(&self.snapshot))
     }
 }
 

@@ -56,6 +56,8 @@ pub(crate) struct ClusterDraft {
     pub id: Option<u128>,
     pub node: Option<u64>,
     pub groups: Option<u32>,
+    pub tick_ms: Option<u32>,
+    pub election_ticks: Option<u32>,
 }
 
 /// One `[[member]]` table as written.
@@ -454,6 +456,10 @@ fn cluster(cluster: &mut ClusterDraft, key: &str, value: Value<'_>) -> Result<()
                 });
             }
             cluster.groups = Some(groups);
+        }
+        "tick_ms" => cluster.tick_ms = Some(value::integer_as(value, schema::TICK_MS)?),
+        "election_ticks" => {
+            cluster.election_ticks = Some(value::integer_as(value, schema::ELECTION_TICKS)?)
         }
         _ => return Err(UNHANDLED),
     }

@@ -76,6 +76,8 @@ impl Config {
             writeln!(out, "id = \"{:032x}\"", cluster.id)?;
             writeln!(out, "node = {}", cluster.node)?;
             writeln!(out, "groups = {}", cluster.groups)?;
+            writeln!(out, "tick_ms = {}", cluster.tick_ms)?;
+            writeln!(out, "election_ticks = {}", cluster.election_ticks)?;
             for member in &cluster.members {
                 out.write_str("\n[[member]]\n")?;
                 writeln!(out, "node = {}", member.node)?;

@@ -49,6 +49,12 @@ pub struct Cluster {
     /// `groups`: replication groups, a power of two from 1 to 1024, fixed
     /// when the cluster is created.
     pub groups: u32,
+    /// `tick_ms`: the Raft clock's tick, in milliseconds.
+    pub tick_ms: u32,
+    /// `election_ticks`: ticks without a word from the leader before a
+    /// follower campaigns (each group waits a draw in `[election_ticks,
+    /// 2 × election_ticks)`); leaders heartbeat every fifth of it.
+    pub election_ticks: u32,
     /// The `[[member]]` tables, in file order: at least three, in at least
     /// three zones.
     pub members: heapless::Vec<Member, MEMBERS_MAX>,
@@ -304,6 +310,16 @@ pub(crate) const NODE_ID: (u64, u64) = (1, (1 << 48) - 1);
 pub(crate) const GROUPS: (u64, u64) = (1, 1024);
 /// `groups` when not given.
 pub(crate) const GROUPS_DEFAULT: u32 = 64;
+pub(crate) const TICK_MS: (u64, u64) = (1, 1_000);
+pub(crate) const ELECTION_TICKS: (u64, u64) = (2, 1_000);
+/// The longest election timeout `tick_ms` × `election_ticks` may make.
+pub(crate) const ELECTION_TIMEOUT_MS_MAX: u64 = 60_000;
+/// `tick_ms` and `election_ticks` when not given: a 1 s election timeout
+/// (etcd's default; TiKV's is 10 s), heartbeats every 200 ms. 100 ms (the
+/// cluster's first setting) is shorter than a busy shared machine's
+/// scheduling gaps: followers of a live leader campaigned.
+pub(crate) const TICK_MS_DEFAULT: u32 = 100;
+pub(crate) const ELECTION_TICKS_DEFAULT: u32 = 10;
 
 const fn localhost(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
@@ -447,7 +463,7 @@ pub(crate) const ENGINE_KEYS: [&str; 8] = [
 ];
 pub(crate) const NAMESPACE_KEYS: [&str; 6] =
     ["path", "serial", "nsid", "backend", "size", "sqpoll"];
-pub(crate) const CLUSTER_KEYS: [&str; 3] = ["id", "node", "groups"];
+pub(crate) const CLUSTER_KEYS: [&str; 5] = ["id", "node", "groups", "tick_ms", "election_ticks"];
 pub(crate) const MEMBER_KEYS: [&str; 4] = ["node", "zone", "peer", "data"];
 
 /// The most keys any section has.

@@ -7,7 +7,8 @@ use crate::limits::{NAMESPACES_MAX, RECORD_OVERHEAD_BYTES_MAX};
 use crate::parser::{ClusterDraft, Document, MemberDraft, NamespaceDraft, Position, Table};
 use crate::schema::{
     Backend, Cluster, Config, Member, NamespaceConfig, NamespaceTarget, Section, Tls, TlsMode,
-    GROUPS_DEFAULT, TLS_PORT_KEYS,
+    ELECTION_TICKS_DEFAULT, ELECTION_TIMEOUT_MS_MAX, GROUPS_DEFAULT, TICK_MS_DEFAULT,
+    TLS_PORT_KEYS,
 };
 
 // The record-overhead relation's text names the constant's value.
@@ -135,10 +136,30 @@ fn cluster(draft: &ClusterDraft, members: &[MemberDraft]) -> Result<Option<Clust
             },
         ));
     }
+    let tick_ms = draft.tick_ms.unwrap_or(TICK_MS_DEFAULT);
+    let election_ticks = draft.election_ticks.unwrap_or(ELECTION_TICKS_DEFAULT);
+    if u64::from(tick_ms) * u64::from(election_ticks) > ELECTION_TIMEOUT_MS_MAX {
+        let given = ["election_ticks", "tick_ms"]
+            .into_iter()
+            .filter_map(|key| Some((draft.table.key(Section::Cluster, key)?, key)))
+            .max_by_key(|(at, _)| (at.line, at.column));
+        let (at, key) = given.unwrap_or((header, ""));
+        return Err(error(
+            at,
+            Section::Cluster,
+            key,
+            ErrorKind::Inconsistent {
+                requires:
+                    "`tick_ms` × `election_ticks` (the election timeout) to be at most 60000 ms",
+            },
+        ));
+    }
     Ok(Some(Cluster {
         id,
         node,
         groups: draft.groups.unwrap_or(GROUPS_DEFAULT),
+        tick_ms,
+        election_ticks,
         members: out,
     }))
 }

@@ -621,6 +621,13 @@ fn cluster() {
     assert_eq!(ok("").cluster, None);
     let groups = ok(&format!("{CLUSTER}groups = 1024\n{three}"));
     assert_eq!(groups.cluster.expect("a cluster").groups, 1024);
+    // The Raft clock: a 1 s election timeout unless told otherwise.
+    assert_eq!((cluster.tick_ms, cluster.election_ticks), (100, 10));
+    let timing = ok(&format!(
+        "{CLUSTER}tick_ms = 10\nelection_ticks = 300\n{three}"
+    ));
+    let timing = timing.cluster.expect("a cluster");
+    assert_eq!((timing.tick_ms, timing.election_ticks), (10, 300));
 
     let refused = |text: String, key: &str| {
         let error = err(&text);
@@ -667,12 +674,32 @@ fn cluster() {
     for node in ["0", "281474976710656"] {
         refused(format!("[cluster]\nnode = {node}\n"), "node");
     }
+    for tick in ["0", "1001", "\"100ms\""] {
+        refused(format!("[cluster]\ntick_ms = {tick}\n"), "tick_ms");
+    }
+    for ticks in ["1", "1001"] {
+        refused(
+            format!("[cluster]\nelection_ticks = {ticks}\n"),
+            "election_ticks",
+        );
+    }
+    // An election timeout past a minute, named at the key given last.
+    let slow = refused(
+        format!("{CLUSTER}election_ticks = 601\n{three}"),
+        "election_ticks",
+    );
+    assert!(slow.to_string().contains("at most 60000 ms"), "{slow}");
+    refused(
+        format!("{CLUSTER}election_ticks = 100\ntick_ms = 1000\n{three}"),
+        "tick_ms",
+    );
+    ok(&format!("{CLUSTER}election_ticks = 600\n{three}"));
     refused(
         format!("[[member]]\nzone = \"{}\"\n", "z".repeat(33)),
         "zone",
     );
     // It renders and parses back.
-    let text = format!("{CLUSTER}{three}");
+    let text = format!("{CLUSTER}tick_ms = 20\nelection_ticks = 50\n{three}");
     let config = ok(&text);
     assert_eq!(ok(&config.to_string()), config);
 }

@@ -232,29 +232,34 @@ fn cluster() -> impl Strategy<Value = Cluster> {
         1_u64..(1 << 40),
         prop::collection::vec(member, 3..=MEMBERS_MAX),
         any::<prop::sample::Index>(),
+        (1_u32..=1_000, 2_u32..=60),
     )
-        .prop_map(|(id, groups_log2, base, members, me)| {
-            let members: heapless::Vec<Member, MEMBERS_MAX> = members
-                .into_iter()
-                .enumerate()
-                .map(|(i, (zone, port, ip))| {
-                    let zone = format!("{}{zone}", i % 3);
-                    let ip = Ipv4Addr::from(ip);
-                    Member {
-                        node: base + i as u64 * 7,
-                        zone: zone.as_str().try_into().expect("fits"),
-                        peer: SocketAddr::new(ip.into(), port.wrapping_add(i as u16)),
-                        data: SocketAddr::new(ip.into(), port.wrapping_sub(1 + i as u16)),
-                    }
-                })
-                .collect();
-            Cluster {
-                id,
-                node: members[me.index(members.len())].node,
-                groups: 1 << groups_log2,
-                members,
-            }
-        })
+        .prop_map(
+            |(id, groups_log2, base, members, me, (tick_ms, election_ticks))| {
+                let members: heapless::Vec<Member, MEMBERS_MAX> = members
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (zone, port, ip))| {
+                        let zone = format!("{}{zone}", i % 3);
+                        let ip = Ipv4Addr::from(ip);
+                        Member {
+                            node: base + i as u64 * 7,
+                            zone: zone.as_str().try_into().expect("fits"),
+                            peer: SocketAddr::new(ip.into(), port.wrapping_add(i as u16)),
+                            data: SocketAddr::new(ip.into(), port.wrapping_sub(1 + i as u16)),
+                        }
+                    })
+                    .collect();
+                Cluster {
+                    id,
+                    node: members[me.index(members.len())].node,
+                    groups: 1 << groups_log2,
+                    tick_ms,
+                    election_ticks,
+                    members,
+                }
+            },
+        )
 }
 
 fn config() -> impl Strategy<Value = Config> {

@@ -46,6 +46,9 @@ pub struct ClusterSettings {
     pub id: u128,
     pub node: NodeId,
     pub groups: u32,
+    /// The Raft clock's tick, and the ticks of an election timeout.
+    pub tick: Duration,
+    pub election_ticks: usize,
     pub members: Vec<MemberSettings>,
 }
 
@@ -55,6 +58,8 @@ impl From<&firmware_config::Cluster> for ClusterSettings {
             id: c.id,
             node: c.node,
             groups: c.groups,
+            tick: Duration::from_millis(c.tick_ms.into()),
+            election_ticks: c.election_ticks as usize,
             members: c
                 .members
                 .iter()
@@ -140,13 +145,13 @@ impl Member {
                 id: settings.node,
                 layout,
                 placement: placement.clone(),
-                tuning: Tuning::default(),
+                tuning: Tuning::default().with_election_ticks(settings.election_ticks),
                 seed: settings.node ^ (settings.id as u64),
             },
             cluster: settings.id,
             listener,
             peers,
-            tick: Duration::from_millis(10),
+            tick: settings.tick,
             queue_limit: 64 << 20,
             faults: LinkFaults::default(),
         };

@@ -295,7 +295,14 @@ impl<D: Disk> Loop<D> {
                 self.dial_missing();
                 self.publish_status();
             }
-            let out = self.node.step();
+            // A leader's appends leave before its flush, so its fdatasync
+            // and its followers' overlap (Raft §10.2.1); what must wait for
+            // the flush (votes, acknowledgements) comes out of finish_step.
+            let (early, flush) = self.node.begin_step();
+            for envelope in early {
+                self.send(envelope);
+            }
+            let out = self.node.finish_step(flush);
             for (request, reply) in out.replies {
                 if let Some(waiter) = self.waiting.remove(&request) {
                     let _ = waiter.send(reply);

@@ -3,8 +3,10 @@
 //! A torn flush keeps, for each group, a prefix of that group's writes of
 //! the step (each write whole: in the engine a group's write is one frame,
 //! verified whole or not at all) and loses the rest; groups tear
-//! independently. The node is then crashed before anything it would have
-//! sent leaves, so nothing that depended on the lost writes was seen.
+//! independently. What the step may send before its flush (a leader's
+//! appends) has already left; the node is then crashed before anything it
+//! would have sent after the flush leaves, so nothing that depended on the
+//! lost writes was seen.
 
 use cluster::storage::{Disk, GroupLog, LogWrite, MemDisk};
 use rand::{Rng, SeedableRng};

@@ -287,16 +287,22 @@ impl Sim {
             let Slot::Up(node) = &mut self.slots[i] else {
                 continue;
             };
+            // What may leave before the flush leaves (a leader's appends),
+            // then the flush, which a crash may tear.
+            let (early, flush) = node.begin_step();
+            for envelope in early {
+                self.net.send(&mut self.rng, self.now, envelope);
+            }
             if tear {
                 let torn_before = node.disk().torn;
                 node.disk_mut().arm_tear(self.rng.random());
-                let _lost = node.step();
+                let _lost = node.finish_step(flush);
                 // Counted only when the step had something to persist.
                 self.torn_flushes += node.disk().torn - torn_before;
                 self.crash(i);
                 continue;
             }
-            let out = node.step();
+            let out = node.finish_step(flush);
             let id = node.id();
             for envelope in out.envelopes {
                 self.net.send(&mut self.rng, self.now, envelope);

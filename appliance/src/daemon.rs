@@ -257,6 +257,10 @@ impl Daemon {
         };
 
         // Bind before opening the engine, so a port in use fails fast.
+        crate::server::ensure_free(settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        crate::server::ensure_free(settings.native_listen)
+            .with_context(|| format!("cannot listen on native port {}", settings.native_listen))?;
         let mut listeners = Vec::with_capacity(workers);
         for _ in 0..workers {
             listeners.push(

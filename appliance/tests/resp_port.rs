@@ -689,3 +689,47 @@ fn sigterm_does_not_wait_for_expired_keys() {
     assert_eq!(c.call(&[b"DBSIZE"]), Reply::Integer(0));
     assert_eq!(c.call(&[b"EXISTS", b"gone:59999"]), Reply::Integer(0));
 }
+
+/// A second veltrixd on a port the first serves is refused at start,
+/// naming the port, instead of sharing it (the data ports use
+/// SO_REUSEPORT, one listener per worker): before, the kernel split the
+/// clients between two daemons with different data.
+#[test]
+fn a_second_daemon_on_the_same_port_is_refused() {
+    let (dir, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = Daemon::start(dir.path());
+    let port = first.port.to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let mut second = Command::new(env!("CARGO_BIN_EXE_veltrixd"))
+        .args([
+            "--data-dir",
+            other.path().to_str().unwrap(),
+            "--listen",
+            &listen,
+        ])
+        .args([
+            "--native-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--namespace-size", "64MiB"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while second.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            second.kill().unwrap();
+            panic!("a second daemon started and serves {listen}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = second.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("{listen} is in use")), "{err}");
+    let mut c = first.client();
+    assert_eq!(c.call(&[b"PING"]), Reply::Simple("PONG".into()));
+}

@@ -78,6 +78,32 @@ pub struct ServerStats {
 
 /// Binds a listening socket with SO_REUSEPORT, so that every worker can
 /// have its own and the kernel spreads connections over them.
+/// Fails when another process listens on `addr`. Each worker binds the
+/// data ports with `SO_REUSEPORT`, which a second veltrixd (of the same
+/// user) would share silently, the kernel splitting the clients between
+/// two daemons with different data: so a plain bind is tried first, which
+/// any listener on the address refuses. Port 0 is never in use.
+pub fn ensure_free(addr: SocketAddr) -> std::io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let probe = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    // Not SO_REUSEPORT; SO_REUSEADDR only lets a restart bind past its old
+    // connections in TIME_WAIT.
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into()).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("{addr} is in use by another process (another veltrixd?): {e}"),
+        )
+    })
+}
+
 pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let domain = if addr.is_ipv4() {
         socket2::Domain::IPV4

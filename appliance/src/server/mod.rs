@@ -5,4 +5,4 @@ mod connection;
 mod frontend;
 mod native;
 
-pub use frontend::{bind_reuseport, RespFrontend, ServerLimits, ServerStats};
+pub use frontend::{bind_reuseport, ensure_free, RespFrontend, ServerLimits, ServerStats};

@@ -13,17 +13,10 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use appliance::auth::hash_password;
-use common::{http, Daemon};
-
-fn veltrix(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_veltrix"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::{http, veltrix, Daemon};
 
 fn verify(dir: &Path, public: Option<&str>) -> (bool, String) {
     let mut args = vec!["audit", "verify", "--dir", dir.to_str().unwrap()];

@@ -9,17 +9,10 @@ mod common;
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use appliance::resp::Reply;
-use common::{bulk, Daemon};
-
-fn veltrix(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_veltrix"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::{bulk, veltrix, Daemon};
 
 /// Runs veltrix against `daemon`'s ports.
 fn online(daemon: &Daemon, args: &[&str]) -> Output {

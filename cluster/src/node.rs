@@ -13,13 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use raft::prelude::Message;
 
-use crate::entry::{Rmw, Write};
+use crate::entry::Write;
 use crate::group::{Group, Prepared, Read, Reply, Tuning};
 use crate::layout::{GroupId, GroupLayout};
 use crate::placement::{node_of, replica_id, NodeId, ReplicaId, Replicas};
 use crate::storage::{Disk, GroupLog, LogWrite};
-use engine::modify::Condition;
-use engine::BatchOp;
 
 /// Messages from one node to another, all groups together.
 #[derive(Clone, Debug)]
@@ -35,41 +33,19 @@ pub struct Envelope {
 /// unique among the requests it has in flight on this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    Put {
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
-    Delete {
-        key: Vec<u8>,
-    },
-    /// A read-modify-write of one key, evaluated where it is applied (see
-    /// [`crate::entry::Rmw`]).
-    Modify {
-        key: Vec<u8>,
-        rmw: Box<Rmw>,
-    },
-    /// Puts and deletes of keys of one group, atomically, when every key
-    /// meets `condition` at the clock `now_ms`.
-    Batch {
-        items: Vec<BatchOp>,
-        condition: Option<Condition>,
-        now_ms: u64,
-    },
+    /// A write to the key's group: proposed as one entry.
+    Write(Write),
     /// `stale`: read this replica's applied state without confirming
     /// leadership (a `READONLY` connection's read).
-    Get {
-        read: Read,
-        stale: bool,
-    },
+    Get { read: Read, stale: bool },
 }
 
 impl Request {
-    /// The key the request is about.
+    /// The key the request is about (a batch's first).
     pub fn key(&self) -> &[u8] {
         match self {
-            Request::Put { key, .. } | Request::Delete { key } | Request::Modify { key, .. } => key,
+            Request::Write(write) => write.key(),
             Request::Get { read, .. } => &read.key,
-            Request::Batch { items, .. } => items.first().map_or(&[], crate::entry::batch_key),
         }
     }
 }
@@ -354,26 +330,7 @@ impl<D: Disk> Node<D> {
         };
         let replies = &mut self.replies;
         match request {
-            Request::Put { key, value } => {
-                g.propose(request_id, Write::Put { key, value }, replies)
-            }
-            Request::Delete { key } => g.propose(request_id, Write::Delete { key }, replies),
-            Request::Modify { key, rmw } => {
-                let write = Write::Modify { key, rmw: *rmw };
-                g.propose(request_id, write, replies)
-            }
-            Request::Batch {
-                items,
-                condition,
-                now_ms,
-            } => {
-                let write = Write::Batch {
-                    items,
-                    condition,
-                    now_ms,
-                };
-                g.propose(request_id, write, replies)
-            }
+            Request::Write(write) => g.propose(request_id, write, replies),
             Request::Get { read, stale } => g.read(request_id, read, stale, replies),
         }
     }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
+use cluster::entry::Write;
 use cluster::group::{Read, Reply, Tuning};
 use cluster::layout::GroupLayout;
 use cluster::node::{NodeConfig, Request};
@@ -142,10 +143,10 @@ impl Cluster {
     }
 
     fn put(&mut self, key: &str, value: &str) {
-        let request = Request::Put {
+        let request = Request::Write(Write::Put {
             key: key.into(),
             value: value.into(),
-        };
+        });
         assert_eq!(
             self.call(request, Duration::from_secs(20)),
             Reply::Written,

@@ -30,7 +30,7 @@
 
 use std::time::{Duration, Instant};
 
-use cluster::entry::Rmw;
+use cluster::entry::{Rmw, Write};
 use cluster::group::{Read, ReadOf, Reply as NodeReply};
 use cluster::node::Request;
 use engine::modify::{Answer, Condition, Expiry, Modify, ModifyError};
@@ -200,7 +200,7 @@ impl<'m> Session<'m> {
                 }
             }
             Op::Put(key, value) => {
-                self.write(Request::Put { key, value }, slot)?;
+                self.write(Request::Write(Write::Put { key, value }), slot)?;
                 Reply::Done
             }
             // One entry that reads and deletes where it is applied, so the
@@ -260,12 +260,12 @@ impl<'m> Session<'m> {
         slot: u16,
         now_ms: u64,
     ) -> Result<Result<Answer, ModifyError>, String> {
-        let rmw = Box::new(Rmw {
+        let rmw = Rmw {
             modify,
             now_ms,
             value_bytes_max: VALUE_BYTES_MAX,
-        });
-        match self.call(Request::Modify { key, rmw }, slot)? {
+        };
+        match self.call(Request::Write(Write::Modify { key, rmw }), slot)? {
             NodeReply::Answer(answer) => Ok(Ok(answer)),
             NodeReply::Refused(error) => Ok(Err(error)),
             other => Err(unexpected(&other)),
@@ -280,11 +280,11 @@ impl<'m> Session<'m> {
         slot: u16,
         now_ms: u64,
     ) -> Result<Reply, String> {
-        let request = Request::Batch {
+        let request = Request::Write(Write::Batch {
             items,
             condition,
             now_ms,
-        };
+        });
         match self.call(request, slot)? {
             NodeReply::Written => Ok(Reply::Done),
             NodeReply::NotApplied => Ok(Reply::NotApplied),

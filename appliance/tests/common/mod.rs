@@ -25,6 +25,14 @@ pub struct Daemon {
     pub admin: u16,
 }
 
+/// Runs the operator CLI, `veltrix`, to its end.
+pub fn veltrix(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_veltrix"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 impl Daemon {
     pub fn start(dir: &Path) -> Daemon {
         Self::start_with(dir, &[])

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use appliance::resp::Reply;
-use common::{http_get, tool, Daemon};
+use common::{http_get, tool, veltrix, Daemon};
 use pki::{Identity, Pki};
 use veltrix_client::protocol::{Request, Status};
 
@@ -334,14 +334,6 @@ fn tls_refused_reaches(daemon: &Daemon, count: u64) -> u64 {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// Runs the operator CLI.
-fn veltrix(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_veltrix"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 /// The `veltrix_tls_refused_total` counter from the admin port.

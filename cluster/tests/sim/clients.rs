@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use cluster::entry::Rmw;
+use cluster::entry::{Rmw, Write};
 use cluster::group::{Read, Reply};
 use cluster::history::{History, Op, Operation, Outcome};
 use cluster::layout::GroupLayout;
@@ -130,15 +130,15 @@ impl Clients {
                 // The draws are the same as a register operation's, so a
                 // seed's randomness does not shift with the mix.
                 let key = self.counters[k % COUNTERS].clone();
-                let rmw = Box::new(Rmw {
+                let rmw = Rmw {
                     modify: Modify::IncrBy(1),
                     now_ms: 0,
                     value_bytes_max: 1 << 20,
-                });
-                let request = Request::Modify {
+                };
+                let request = Request::Write(Write::Modify {
                     key: key.clone(),
                     rmw,
-                };
+                });
                 self.busy[client] = true;
                 self.submit(rng, now, client, key, Op::Get, request, true, slots, ids);
                 continue;
@@ -149,13 +149,16 @@ impl Clients {
                     self.next_value += 1;
                     (
                         Op::Put(value.clone()),
-                        Request::Put {
+                        Request::Write(Write::Put {
                             key: key.clone(),
                             value,
-                        },
+                        }),
                     )
                 }
-                45..55 => (Op::Delete, Request::Delete { key: key.clone() }),
+                45..55 => (
+                    Op::Delete,
+                    Request::Write(Write::Delete { key: key.clone() }),
+                ),
                 _ => (
                     Op::Get,
                     Request::Get {

@@ -71,6 +71,12 @@ mutation ack-before-flush engine/src/worker/commit/mod.rs 1 \
     '' \
     'write_done answers the batch'"'"'s writers when its writes complete, before the flush'
 
+mutation fua-ack-without-fua engine/src/worker/commit/mod.rs 1 \
+    'Self::submit_write(core, lba, buf, fua);' \
+    'let _ = fua; Self::submit_write(core, lba, buf, false);' \
+    '' \
+    'a batch answered when its one write completes is written without FUA: acknowledged before anything made it durable'
+
 mutation skip-record-checksum engine/src/format/record.rs 1 \
     'check_crc_seeded(u32_at(bytes, 0), seed, &[&bytes[4..len]])?;' \
     'let _ = check_crc_seeded(u32_at(bytes, 0), seed, &[&bytes[4..len]]);' \

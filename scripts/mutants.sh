@@ -369,11 +369,16 @@ restore() {
 
 # The cargo target arguments for a list of extra tests.
 targets_of() {
-    local spec
+    local spec target
+    # One flag per target: several specs may name one with different
+    # filters (lib=format::record, lib=index), and cargo refuses a second
+    # --lib.
     for spec in "$@"; do
-        case ${spec%%=*} in
+        printf '%s\n' "${spec%%=*}"
+    done | sort -u | while read -r target; do
+        case $target in
         lib) printf '%s\n' --lib ;;
-        *) printf '%s\n' --test "${spec%%=*}" ;;
+        *) printf '%s\n' --test "$target" ;;
         esac
     done
 }

@@ -133,7 +133,7 @@ mutation checkpoint-watermark-off-by-one engine/src/recovery.rs 1 \
 
 mutation read-serves-unverified engine/src/worker/read.rs 1 \
     'Err(e) => Err(e.to_string()),' \
-    'Err(_) => Ok(data[in_block + 24 + key.len()..record_end].to_vec()),' \
+    'Err(_) => Ok(Some(data[in_block + 24 + key.len()..record_end].to_vec())),' \
     'engine_file=a_flipped_bit' \
     'the read path serves the value bytes of a record that fails to decode (bad crc)'
 

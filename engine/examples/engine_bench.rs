@@ -86,6 +86,18 @@ fn namespace(args: &Args) -> Arc<dyn Namespace> {
     open(&args.path, &options).expect("open namespace")
 }
 
+/// The process's user + system CPU seconds so far (`/proc/self/stat`, in
+/// clock ticks of 10 ms: coarse, but a phase of seconds spends hundreds).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+    // The command name may hold spaces; the fields after it do not.
+    let after_name = &stat[stat.rfind(')').expect("stat has a name") + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    let ticks = |i: usize| fields[i].parse::<u64>().expect("a tick count");
+    // utime and stime are fields 14 and 15, so 11 and 12 after the name.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 fn main() {
     let args = parse_args();
     let _ = std::fs::remove_file(&args.path);
@@ -103,6 +115,7 @@ fn main() {
 
     // Durable puts from many writers.
     let next = Arc::new(AtomicU64::new(0));
+    let cpu_before = process_cpu_seconds();
     let (latencies, elapsed) = {
         let (engine, next, keys) = (Arc::clone(&engine), Arc::clone(&next), args.keys);
         timed_threads(args.writers, args.seconds, move |_| {
@@ -111,18 +124,23 @@ fn main() {
         })
     };
     let puts = latencies.len() as f64;
+    let cpu_us_per_put = (process_cpu_seconds() - cpu_before) * 1e6 / puts.max(1.0);
     let stats = engine.stats();
+    let (_, flushes, flush_us_sum) = stats.flush_latency.snapshot();
     let batches = stats.batches.load(Ordering::Relaxed) as f64;
     let device_bytes = stats.bytes_written.load(Ordering::Relaxed) as f64;
     let user_bytes = puts * (16.0 + args.value_bytes as f64);
     println!(
-        "put: {} writers, {} B values: {:.0} ops/s, {:.1} writes/flush, {}, write amplification {:.2}",
+        "put: {} writers, {} B values: {:.0} ops/s, {:.1} writes/flush, {}, write amplification {:.2}, \
+         CPU {:.1} us per put (process), flush mean {:.0} us",
         args.writers,
         args.value_bytes,
         puts / elapsed,
         puts / batches.max(1.0),
         summary(&latencies),
-        device_bytes / user_bytes
+        device_bytes / user_bytes,
+        cpu_us_per_put,
+        flush_us_sum as f64 / flushes.max(1) as f64
     );
 
     // Gets of the keys written, spread over them.

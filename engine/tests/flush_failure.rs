@@ -73,7 +73,13 @@ impl Gate {
 
 impl Namespace for Gate {
     fn geometry(&self) -> Geometry {
-        self.sim.geometry()
+        // No FUA: these tests control the workers' flushes, so every
+        // commit must flush (a one-write batch would otherwise be a FUA
+        // write with no flush; `fua_commit.rs` tests that path).
+        Geometry {
+            supports_fua: false,
+            ..self.sim.geometry()
+        }
     }
 
     fn buffers(&self) -> &Arc<BufferPool> {

@@ -806,3 +806,14 @@ fn regression_misdirected_segment_header_hid_a_segment() {
 fn known_bug_batch_torn_after_misdirected_writes() {
     known_bug("misdirected", 1592590409);
 }
+
+/// Caught a get serving a value whose deadline passed while its record was
+/// read from the device, when the key's reclamation (a delete) became
+/// durable during the read: the index no longer held the key, so the check
+/// at the read's end found nothing expired. One-write batches going out as
+/// FUA writes (one completion, not two) made the reclamation fast enough to
+/// land inside the read. Fixed: the record's own deadline decides.
+#[test]
+fn regression_a_read_served_a_value_that_expired_and_was_reclaimed_meanwhile() {
+    run_seed(1592590586, Class::CrashOnly, options(), 20);
+}

@@ -16,6 +16,7 @@
 
 mod checkpoint_driver;
 pub mod mover;
+mod reply;
 mod router;
 mod thread;
 
@@ -238,21 +239,19 @@ impl Engine {
         if self.stopping.load(Ordering::Acquire) {
             return Reply::Failed(EngineError::ShuttingDown);
         }
-        let (tx, rx) = mpsc::sync_channel(1);
-        let sent = self.router.send(
-            worker,
-            Envelope::Mover(Message::Request {
-                op,
-                reply: ReplyTo::Caller(tx),
-                // One request at a time: nothing to order it after.
-                stamp: None,
-            }),
-        );
-        if sent.is_err() {
-            return Reply::Failed(EngineError::ShuttingDown);
-        }
-        rx.recv()
-            .unwrap_or(Reply::Failed(EngineError::ShuttingDown))
+        reply::call(|replier| {
+            // A request that cannot be sent drops its replier, which
+            // answers `ShuttingDown`.
+            let _ = self.router.send(
+                worker,
+                Envelope::Mover(Message::Request {
+                    op,
+                    reply: ReplyTo::Caller(replier),
+                    // One request at a time: nothing to order it after.
+                    stamp: None,
+                }),
+            );
+        })
     }
 
     fn call_for_key(&self, key: &[u8], op: Op) -> Reply {

@@ -6,11 +6,12 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 
 use super::mover::{self, Owners};
+use super::reply::Replier;
 use crate::worker::Reply;
 
 /// Where a reply goes: back to a blocked caller, or to a worker's frontend.
 pub(super) enum ReplyTo {
-    Caller(SyncSender<Reply>),
+    Caller(Replier),
     Frontend { worker: u16, token: u64 },
 }
 

@@ -303,9 +303,7 @@ impl WorkerThread {
 
     fn answer(&mut self, to: ReplyTo, reply: Reply) {
         match to {
-            ReplyTo::Caller(tx) => {
-                let _ = tx.send(reply);
-            }
+            ReplyTo::Caller(replier) => replier.send(reply),
             ReplyTo::Frontend { worker, token } if worker == self.core.id => {
                 self.frontend_replies.push((token, reply));
             }

@@ -315,13 +315,18 @@ impl ReadPath {
                     Err("record holds a different key".to_string())
                 } else if record.kind != RecordKind::Put {
                     Err("index points at a delete record".to_string())
+                } else if record.expire_at_ms.is_some_and(|at| core.clock_ms > at) {
+                    // Expired while it was read, and perhaps reclaimed
+                    // meanwhile, so that the index no longer tells: the
+                    // record's own deadline decides. Never served.
+                    Ok(None)
                 } else {
-                    Ok(record.value.to_vec())
+                    Ok(Some(record.value.to_vec()))
                 }
             }
         };
         match verdict {
-            Ok(value) => Some(Reply::Value(Some(value))),
+            Ok(value) => Some(Reply::Value(value)),
             Err(_) if Self::moved(core, key, pointer) => None,
             Err(detail) => Some(Reply::Failed(core.corruption(location, detail))),
         }

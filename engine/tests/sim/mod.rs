@@ -16,6 +16,7 @@ pub mod faults;
 pub mod full;
 pub mod injection;
 pub mod model;
+pub mod no_fua;
 pub mod oracle;
 pub mod routing;
 pub mod workload;
@@ -138,6 +139,9 @@ pub struct Sim {
     pub options: Options,
     pub rng: ChaCha8Rng,
     pub namespace: Arc<SimNamespace>,
+    /// Whether the engine sees the namespace's FUA support (even seeds; not
+    /// drawn from `rng`, so every seed's draws stay what they were).
+    pub fua: bool,
     pub cores: Vec<WorkerCore>,
     pub checkpointer: Option<Checkpointer>,
     /// Drives checkpoints, apart from `rng`.
@@ -191,6 +195,14 @@ pub const SEGMENT_BYTES: u64 = 64 << 10;
 pub const CLOCK_BASE_MS: u64 = 1_700_000_000_000;
 
 impl Sim {
+    /// The namespace as the engine sees it: with or without FUA (`no_fua.rs`).
+    fn engine_namespace(&self) -> Arc<dyn Namespace> {
+        match self.fua {
+            true => self.namespace.clone(),
+            false => Arc::new(no_fua::NoFua(Arc::clone(&self.namespace))),
+        }
+    }
+
     pub fn new(seed: u64, class: Class) -> Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let lba_count = match class {
@@ -210,6 +222,7 @@ impl Sim {
             options: Options::default(),
             rng,
             namespace,
+            fua: seed.is_multiple_of(2),
             cores: Vec::new(),
             checkpointer: None,
             checkpoint_rng: ChaCha8Rng::seed_from_u64(seed ^ 0xC4EC_9017),
@@ -307,8 +320,7 @@ impl Sim {
         let located = self.locate_faults();
         let workers = self.workers();
         let config = self.config();
-        let namespace: Arc<dyn Namespace> = self.namespace.clone();
-        let opened = match open_workers(namespace, &config, workers) {
+        let opened = match open_workers(self.engine_namespace(), &config, workers) {
             Ok(o) => o,
             Err(OpenError::CheckpointCorrupt(why)) if self.checkpoint_faults_possible() => {
                 // Two checkpoints unusable: refusing is the documented
@@ -327,7 +339,7 @@ impl Sim {
                     .map(|(k, _)| k.clone())
                     .collect();
                 self.oracle.damaged.extend(deleted);
-                match open_workers(self.namespace.clone(), &config, workers) {
+                match open_workers(self.engine_namespace(), &config, workers) {
                     Ok(o) => o,
                     Err(e) => {
                         self.violation(format!("recovery with checkpoints discarded failed: {e}"));

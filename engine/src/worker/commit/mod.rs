@@ -4,8 +4,10 @@
 //! or the waiting bytes reach `batch_bytes_max`, the worker takes them all
 //! (up to the limit) as one batch, encodes them as one log frame, writes the
 //! frame (and a segment header, when the frame opens a segment), then issues
-//! one flush. Only when the flush completes does it update the index and
-//! answer every writer of the batch at once: acknowledged means durable.
+//! one flush; a frame that is one write with nothing before it is written
+//! FUA instead, the write and the flush in one command. Only when the flush
+//! (or the FUA write) completes does it update the index and answer every
+//! writer of the batch at once: acknowledged means durable.
 //!
 //! A failed write fails the batch; the next batch rewrites the same place. A
 //! failed flush fails the batch and fences the worker: after a failed flush
@@ -196,6 +198,9 @@ enum State {
         submitted: usize,
         outstanding: u32,
         failed: Option<IoError>,
+        /// The batch is one FUA write: durable when it completes, with no
+        /// flush after it (`CommitPath::durable_write`).
+        fua: bool,
     },
     Flushing,
 }
@@ -603,6 +608,7 @@ impl CommitPath {
             submitted: 0,
             outstanding: 0,
             failed: None,
+            fua: Self::durable_write(core),
         };
         let stats = &core.shared.stats;
         stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -610,6 +616,21 @@ impl CommitPath {
         stats.batch_records.record(written as u64);
         stats.batch_bytes.record(padded as u64);
         Self::submit_chunks(core);
+    }
+
+    /// Whether the batch staged is written as one FUA write instead of a
+    /// write and then a flush: the frame is one transfer, with no segment
+    /// header or seal to write before it, and the namespace honours FUA.
+    ///
+    /// It is the write and the flush in one submission: one completion for
+    /// the worker to wait for instead of two (on a file, `RWF_DSYNC`; on
+    /// NVMe, the FUA bit). What it makes durable is all this batch wrote;
+    /// every earlier batch was durable before this one started.
+    fn durable_write(core: &WorkerCore) -> bool {
+        core.commit.header_block.is_none()
+            && core.commit.seal_block.is_none()
+            && core.commit.staging.len() <= core.read.chunk_bytes_max()
+            && core.namespace.geometry().supports_fua
     }
 
     /// Takes whole waiting requests up to the batch limit (always at least
@@ -958,7 +979,7 @@ impl CommitPath {
                 return false;
             };
             buf.as_mut_slice().copy_from_slice(&block);
-            Self::submit_write(core, layout.segment_lba(tail.segment), buf);
+            Self::submit_write(core, layout.segment_lba(tail.segment), buf, false);
             progressed = true;
         }
         if let Some((lba, block)) = core.commit.seal_block.take() {
@@ -967,7 +988,7 @@ impl CommitPath {
                 return progressed;
             };
             buf.as_mut_slice().copy_from_slice(&block);
-            Self::submit_write(core, lba, buf);
+            Self::submit_write(core, lba, buf, false);
             progressed = true;
         }
         let chunk_max = core.read.chunk_bytes_max();
@@ -983,7 +1004,8 @@ impl CommitPath {
                 .copy_from_slice(&core.commit.staging[submitted..submitted + len]);
             let lba = layout.segment_lba(tail.segment)
                 + (tail.offset as u64 + submitted as u64) / u64::from(layout.lba_bytes);
-            Self::submit_write(core, lba, buf);
+            let fua = matches!(core.commit.state, State::Writing { fua: true, .. });
+            Self::submit_write(core, lba, buf, fua);
             if let State::Writing { submitted, .. } = &mut core.commit.state {
                 *submitted += len;
             }
@@ -993,19 +1015,12 @@ impl CommitPath {
     }
 
     /// Submits one write of the commit and counts it.
-    fn submit_write(core: &mut WorkerCore, lba: u64, buf: nvme::DmaBuf) {
+    fn submit_write(core: &mut WorkerCore, lba: u64, buf: nvme::DmaBuf, fua: bool) {
         core.shared
             .stats
             .bytes_written
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        core.submit(
-            token(TAG_WRITE, 0),
-            Command::Write {
-                lba,
-                buf,
-                fua: false,
-            },
-        );
+        core.submit(token(TAG_WRITE, 0), Command::Write { lba, buf, fua });
         if let State::Writing { outstanding, .. } = &mut core.commit.state {
             *outstanding += 1;
         }
@@ -1016,6 +1031,7 @@ impl CommitPath {
             submitted,
             outstanding,
             failed,
+            fua,
         } = &mut core.commit.state
         else {
             panic!("write completion outside a commit");
@@ -1030,6 +1046,7 @@ impl CommitPath {
         if *outstanding > 0 || !all_submitted {
             return;
         }
+        let fua = *fua;
         if let Some(error) = failed.take() {
             // Nothing of this batch is acknowledged; the next batch rewrites
             // the same place (and the segment header, if this one opened it).
@@ -1037,7 +1054,18 @@ impl CommitPath {
                 .stats
                 .write_errors
                 .fetch_add(1, Ordering::Relaxed);
+            if fua {
+                // A FUA write is a write and a flush: its failure may be
+                // the flush's (on a file, `RWF_DSYNC`'s fdatasync), after
+                // which nothing the device held uncovered is known.
+                Self::flush_failed(core, error);
+                return;
+            }
             Self::fail_batch(core, EngineError::Io(error));
+            return;
+        }
+        if fua {
+            Self::durable(core);
             return;
         }
         core.commit.state = State::Flushing;
@@ -1052,11 +1080,28 @@ impl CommitPath {
             "flush completion outside a commit"
         );
         if let Err(error) = result {
-            core.shared.flush_failure();
-            core.fence(error.clone());
-            Self::fail_batch(core, EngineError::Io(error));
+            Self::flush_failed(core, error);
             return;
         }
+        core.shared.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        core.shared
+            .stats
+            .flush_latency
+            .record(core.now_us.saturating_sub(core.commit.flush_started_us));
+        Self::durable(core);
+    }
+
+    /// A failed flush (or FUA write): the batch fails and the worker is
+    /// fenced until reopen.
+    fn flush_failed(core: &mut WorkerCore, error: IoError) {
+        core.shared.flush_failure();
+        core.fence(error.clone());
+        Self::fail_batch(core, EngineError::Io(error));
+    }
+
+    /// The batch's frame is on the media, covered by a flush or written
+    /// FUA: the index learns it and its writers are answered.
+    fn durable(core: &mut WorkerCore) {
         // A flush is one command for the whole namespace: one that failed
         // on another path (a worker, GC, the checkpointer) may have dropped
         // this batch's writes, and this flush's success proves nothing about
@@ -1070,11 +1115,6 @@ impl CommitPath {
             Self::fail_batch(core, EngineError::Io(error));
             return;
         }
-        core.shared.stats.flushes.fetch_add(1, Ordering::Relaxed);
-        core.shared
-            .stats
-            .flush_latency
-            .record(core.now_us.saturating_sub(core.commit.flush_started_us));
         core.commit.header_durable = true;
         core.commit.last_seq = core.commit.batch_last_seq;
         // This frame (or the seal before it) went where the failed one was.

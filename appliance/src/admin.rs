@@ -58,6 +58,18 @@ fn authorized(state: &AdminState, request: &tiny_http::Request) -> bool {
         .any(|given| crate::auth::token_matches(expected, given.trim().as_bytes()))
 }
 
+/// The audit log's last sequence number: scraped and kept elsewhere, it
+/// shows whether entries were later cut off the end of the log, which the
+/// log alone cannot show (`docs/security.md`).
+fn audit_metrics(state: &AdminState) -> String {
+    format!(
+        "# HELP veltrix_audit_last_seq The audit log's last entry's sequence number.\n\
+         # TYPE veltrix_audit_last_seq gauge\n\
+         veltrix_audit_last_seq {}\n",
+        state.audit.last_seq()
+    )
+}
+
 /// What the admin port sees of the open engine.
 pub struct EngineView {
     /// Counters, space, shard owners and the GC trigger.
@@ -237,7 +249,11 @@ pub fn serve(server: tiny_http::Server, state: Arc<AdminState>, stop: Arc<Atomic
                     .as_ref()
                     .map(|c| c.metrics())
                     .unwrap_or_default();
-                (200, "text/plain; version=0.0.4", text)
+                (
+                    200,
+                    "text/plain; version=0.0.4",
+                    text + &audit_metrics(&state),
+                )
             }
             (tiny_http::Method::Get, "/metrics") => match (state.engine)() {
                 Some(view) => (
@@ -248,7 +264,7 @@ pub fn serve(server: tiny_http::Server, state: Arc<AdminState>, stop: Arc<Atomic
                         &state.server,
                         state.started.elapsed().as_secs_f64(),
                         ready,
-                    ),
+                    ) + &audit_metrics(&state),
                 ),
                 None => (503, "text/plain", "engine not open\n".to_string()),
             },

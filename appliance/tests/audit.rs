@@ -58,6 +58,11 @@ fn actions_are_recorded_and_tampering_is_named() {
     );
     let (status, _) = http(daemon.admin, "POST", "/api/gc");
     assert_eq!(status, 202);
+    let metrics = common::http_get(daemon.admin, "/metrics");
+    assert!(
+        metrics.contains("\nveltrix_audit_last_seq 4\n"),
+        "{metrics}"
+    );
     assert!(daemon.sigterm().success());
 
     let public = std::fs::read_to_string(audit.join("signing.pub")).unwrap();

@@ -39,6 +39,13 @@ pub struct EngineConfig {
     /// out when both checkpoints are damaged (`OpenError::CheckpointCorrupt`).
     /// A key whose delete record GC already dropped may come back.
     pub discard_checkpoints: bool,
+    /// Commit a single-write batch as one write with force-unit-access
+    /// instead of a write then a flush, where the namespace supports FUA.
+    /// Off by default: the hardware tier's only NVMe controller (QEMU's)
+    /// drops the FUA bit (traced: no FUA reaches its block layer), so that
+    /// tier, which checks that acknowledged writes were flushed, cannot
+    /// vouch for FUA commits yet (`docs/format/wal.md`).
+    pub fua_commit: bool,
 }
 
 impl Default for EngineConfig {
@@ -57,6 +64,7 @@ impl Default for EngineConfig {
             checkpoint_records: 1 << 20,
             checkpoint_interval_s: 300,
             discard_checkpoints: false,
+            fua_commit: false,
         }
     }
 }

@@ -22,6 +22,7 @@ fn config() -> EngineConfig {
         value_bytes_max: 8 << 10,
         checkpoint_records: 0,
         checkpoint_interval_s: 0,
+        fua_commit: true,
         ..EngineConfig::default()
     }
 }

@@ -281,6 +281,8 @@ impl Sim {
             checkpoint_records: 0,
             checkpoint_interval_s: 0,
             discard_checkpoints: false,
+            // The namespace decides (`no_fua.rs`: odd seeds have none).
+            fua_commit: true,
         }
     }
 

@@ -631,6 +631,7 @@ impl CommitPath {
             && core.commit.seal_block.is_none()
             && core.commit.staging.len() <= core.read.chunk_bytes_max()
             && core.namespace.geometry().supports_fua
+            && core.shared.config.fua_commit
     }
 
     /// Takes whole waiting requests up to the batch limit (always at least

@@ -41,10 +41,10 @@ pub struct EngineConfig {
     pub discard_checkpoints: bool,
     /// Commit a single-write batch as one write with force-unit-access
     /// instead of a write then a flush, where the namespace supports FUA.
-    /// Off by default: the hardware tier's only NVMe controller (QEMU's)
-    /// drops the FUA bit (traced: no FUA reaches its block layer), so that
-    /// tier, which checks that acknowledged writes were flushed, cannot
-    /// vouch for FUA commits yet (`docs/format/wal.md`).
+    /// Off by default: in the hardware tier's only NVMe controller (QEMU's)
+    /// a trace of the block layer shows no write carrying FUA, and that
+    /// tier checks that acknowledged writes were flushed; it cannot vouch
+    /// for FUA commits yet (`docs/format/wal.md`).
     pub fua_commit: bool,
 }
 

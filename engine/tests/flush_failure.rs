@@ -22,11 +22,14 @@
     reason = "test code: a panic is the failure report"
 )]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::run;
 use engine::format::checkpoint::{Root, ROOT_LBAS};
 use engine::{format, open_workers, EngineConfig, FormatOptions, Op, OpenError, Opened, Reply};
 use nvme::sim::{FaultConfig, SimConfig, SimNamespace};
@@ -209,19 +212,6 @@ fn fresh(seed: u64) -> Arc<SimNamespace> {
 
 fn open(gate: &Arc<Gate>) -> Result<Opened, OpenError> {
     open_workers(Arc::clone(gate) as Arc<dyn Namespace>, &config(), 1)
-}
-
-/// Runs one request on the (only) worker to its reply.
-fn run(opened: &mut Opened, id: u64, op: Op) -> Reply {
-    opened.cores[0].accept(id, op, 0);
-    for _ in 0..10_000 {
-        let mut replies = Vec::new();
-        opened.cores[0].step(0, &mut replies);
-        if let Some((_, reply)) = replies.into_iter().find(|(r, _)| *r == id) {
-            return reply;
-        }
-    }
-    panic!("request {id} never answered");
 }
 
 fn value(key: u32, round: u32) -> Vec<u8> {

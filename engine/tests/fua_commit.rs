@@ -8,9 +8,12 @@
     reason = "test code: a panic is the failure report"
 )]
 
+mod common;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use common::run;
 use engine::{format, open_workers, EngineConfig, EngineError, FormatOptions, Op, Reply};
 use nvme::sim::{FaultConfig, SimConfig, SimNamespace};
 use nvme::Namespace;
@@ -33,19 +36,6 @@ fn fresh(seed: u64) -> Arc<SimNamespace> {
     options.segment_bytes = 64 << 10;
     format(sim.as_ref() as &dyn Namespace, &options).expect("format");
     sim
-}
-
-/// Runs one request on the only worker to its reply.
-fn run(opened: &mut engine::Opened, id: u64, op: Op) -> Reply {
-    opened.cores[0].accept(id, op, 0);
-    for _ in 0..10_000 {
-        let mut replies = Vec::new();
-        opened.cores[0].step(0, &mut replies);
-        if let Some((_, reply)) = replies.into_iter().find(|(r, _)| *r == id) {
-            return reply;
-        }
-    }
-    panic!("request {id} never answered");
 }
 
 fn put(opened: &mut engine::Opened, id: u64, key: &[u8]) -> Reply {

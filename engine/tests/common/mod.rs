@@ -31,3 +31,18 @@ pub fn formatted_namespace(path: &Path, bytes: u64, segment_bytes: u64) -> Arc<d
     format(ns.as_ref(), &options).unwrap();
     ns
 }
+
+/// Runs one request on the only worker of `opened` (stepped by hand, no
+/// threads) to its reply.
+#[allow(dead_code, reason = "only the tests that step cores by hand use it")]
+pub fn run(opened: &mut engine::Opened, id: u64, op: engine::Op) -> engine::Reply {
+    opened.cores[0].accept(id, op, 0);
+    for _ in 0..10_000 {
+        let mut replies = Vec::new();
+        opened.cores[0].step(0, &mut replies);
+        if let Some((_, reply)) = replies.into_iter().find(|(r, _)| *r == id) {
+            return reply;
+        }
+    }
+    panic!("request {id} never answered");
+}

@@ -50,3 +50,11 @@ impl<'a> Reader<'a> {
         Some(u64::from_le_bytes(a))
     }
 }
+
+/// Appends `bytes` after their length (u32, little-endian): the field the
+/// entry and snapshot-image encoders write for keys and values, which the
+/// protocols bound far below 4 GiB.
+pub(crate) fn put_len_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use engine::modify::{Answer, Condition, Context, ModifyError, Write as ModifyWrite};
 use engine::BatchOp;
 
-use crate::bytes::Reader;
+use crate::bytes::{put_len_prefixed, Reader};
 use crate::entry::{batch_key, Write};
 
 /// A stored value and its deadline.
@@ -200,11 +200,8 @@ impl KvState {
         out.push(IMAGE_VERSION);
         out.extend_from_slice(&(self.map.len() as u64).to_le_bytes());
         for (k, s) in &self.map {
-            // Keys and values are bounded far below 4 GiB by the protocols.
-            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            out.extend_from_slice(k);
-            out.extend_from_slice(&(s.value.len() as u32).to_le_bytes());
-            out.extend_from_slice(&s.value);
+            put_len_prefixed(&mut out, k);
+            put_len_prefixed(&mut out, &s.value);
             out.extend_from_slice(&s.deadline.unwrap_or(0).to_le_bytes());
         }
         out

@@ -41,6 +41,6 @@ pub use modify::{Modify, ModifyError};
 pub use open::{open_workers, Opened, RecoveryReport};
 pub use recovery::{Damage, TornTail};
 pub use runtime::mover;
-pub use runtime::{Engine, EngineHandle, Frontend, Submitter, Wake, WorkerThread};
+pub use runtime::{wall_clock_ms, Engine, EngineHandle, Frontend, Submitter, Wake, WorkerThread};
 pub use store::Space;
 pub use worker::{BatchOp, CacheReader, Condition, Op, Reply, RequestId, WorkerCore};

@@ -24,6 +24,7 @@ use std::sync::Mutex;
 
 use anyhow::Context as _;
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use veltrix_update::bundle::{decode_signing_key, encode_signing_key, encode_verifying_key};
 
 pub use format::Event;
 
@@ -72,7 +73,7 @@ impl AuditLog {
             }
             Err(verify::VerifyError::Missing) => (0, [0; 32]),
             Err(error) => {
-                let aside = dir.join(format!("{LOG_FILE}.broken-{}", unix_ms()));
+                let aside = dir.join(format!("{LOG_FILE}.broken-{}", engine::wall_clock_ms()));
                 std::fs::rename(&path, &aside)?;
                 tracing::error!(
                     "audit log {} fails verification ({error}); kept as {} and a new log starts",
@@ -112,7 +113,8 @@ impl AuditLog {
     pub fn append(&self, event: Event) -> std::io::Result<u64> {
         let mut tail = self.inner.lock().expect("an audit append panicked");
         let seq = tail.seq + 1;
-        let (line, hash) = format::line(&tail.hash, seq, unix_ms(), &event, &self.key);
+        let (line, hash) =
+            format::line(&tail.hash, seq, engine::wall_clock_ms(), &event, &self.key);
         tail.file.write_all(line.as_bytes())?;
         tail.file.sync_data()?;
         tail.seq = seq;
@@ -154,13 +156,7 @@ fn signing_key(dir: &Path) -> anyhow::Result<SigningKey> {
             );
             let mut text = String::new();
             file.read_to_string(&mut text)?;
-            let seed: [u8; 32] = format::unhex(text.trim()).with_context(|| {
-                format!(
-                    "{} does not hold a 64-digit hex Ed25519 key",
-                    path.display()
-                )
-            })?;
-            Ok(SigningKey::from_bytes(&seed))
+            decode_signing_key(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let seed: [u8; 32] = rand::random();
@@ -171,13 +167,10 @@ fn signing_key(dir: &Path) -> anyhow::Result<SigningKey> {
                 .mode(0o600)
                 .open(&path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
-            writeln!(file, "{}", format::hex(&seed))?;
+            file.write_all(encode_signing_key(&key).as_bytes())?;
             file.sync_all()?;
             let public = dir.join(PUBLIC_FILE);
-            std::fs::write(
-                &public,
-                format!("{}\n", format::hex(key.verifying_key().as_bytes())),
-            )?;
+            std::fs::write(&public, encode_verifying_key(&key.verifying_key()))?;
             File::open(&public)?.sync_all()?;
             sync_dir(dir)?;
             tracing::info!(
@@ -192,10 +185,4 @@ fn signing_key(dir: &Path) -> anyhow::Result<SigningKey> {
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

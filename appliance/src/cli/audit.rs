@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context as _};
 use ed25519_dalek::VerifyingKey;
 
-use crate::audit::format::{hex, unhex, Entry};
+use crate::audit::format::{hex, Entry};
 use crate::audit::verify::{verify_bytes, Report};
 use crate::audit::{LOG_FILE, PUBLIC_FILE};
 
@@ -25,9 +25,8 @@ fn public_key(dir: &Path, given: Option<&str>) -> anyhow::Result<VerifyingKey> {
             })?
         }
     };
-    let bytes: [u8; 32] = unhex(text.trim())
-        .context("the public key is not 64 hex digits (an Ed25519 public key)")?;
-    VerifyingKey::from_bytes(&bytes).context("not an Ed25519 public key")
+    veltrix_update::bundle::decode_verifying_key(&text)
+        .map_err(|e| anyhow::anyhow!("the public key: {e}"))
 }
 
 fn read(dir: &Path, public: Option<&str>, each: impl FnMut(&Entry)) -> anyhow::Result<Report> {
@@ -44,7 +43,7 @@ pub fn verify(dir: &Path, public: Option<&str>, out: &mut impl Write) -> anyhow:
     writeln!(
         out,
         "audit log verifies: {} entries, the last {} (hash {})",
-        report.entries,
+        report.last_seq,
         report.last_seq,
         hex(&report.last_hash)
     )?;

@@ -48,15 +48,6 @@ const RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// (a member does not read `[engine]`; its values live in its groups).
 const VALUE_BYTES_MAX: u64 = 4 << 20;
 
-/// The clock deadlines are judged by: this node's, in milliseconds since
-/// the Unix epoch. A read carries it to the group; a write's entry carries
-/// it to every replica, which all judge by the proposer's clock.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// A read-modify-write's answer as the engine would give it.
 fn answer(result: Result<Answer, ModifyError>) -> Reply {
     match result {
@@ -168,7 +159,9 @@ impl<'m> Session<'m> {
         let Some(slot) = slot else {
             return unsupported(out);
         };
-        let now_ms = now_ms();
+        // The clock deadlines are judged by, this node's: a read carries it
+        // to the group; a write's entry carries it to every replica.
+        let now_ms = engine::wall_clock_ms();
         let mut replies = Vec::with_capacity(ops.len());
         for op in ops {
             match self.op(op, slot, now_ms) {

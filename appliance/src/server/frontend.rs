@@ -78,6 +78,16 @@ pub struct ServerStats {
 
 /// Binds a listening socket with SO_REUSEPORT, so that every worker can
 /// have its own and the kernel spreads connections over them.
+/// A TCP socket of `addr`'s family, not bound yet.
+fn tcp_socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
+}
+
 /// Fails when another process listens on `addr`. Each worker binds the
 /// data ports with `SO_REUSEPORT`, which a second veltrixd (of the same
 /// user) would share silently, the kernel splitting the clients between
@@ -87,12 +97,7 @@ pub fn ensure_free(addr: SocketAddr) -> std::io::Result<()> {
     if addr.port() == 0 {
         return Ok(());
     }
-    let domain = if addr.is_ipv4() {
-        socket2::Domain::IPV4
-    } else {
-        socket2::Domain::IPV6
-    };
-    let probe = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    let probe = tcp_socket(addr)?;
     // Not SO_REUSEPORT; SO_REUSEADDR only lets a restart bind past its old
     // connections in TIME_WAIT.
     probe.set_reuse_address(true)?;
@@ -105,12 +110,7 @@ pub fn ensure_free(addr: SocketAddr) -> std::io::Result<()> {
 }
 
 pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let domain = if addr.is_ipv4() {
-        socket2::Domain::IPV4
-    } else {
-        socket2::Domain::IPV6
-    };
-    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    let socket = tcp_socket(addr)?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;

@@ -24,7 +24,7 @@ pub mod modify;
 use engine::modify::Condition;
 use engine::BatchOp;
 
-use crate::bytes::Reader;
+use crate::bytes::{put_len_prefixed, Reader};
 use crate::placement::NodeId;
 pub use modify::Rmw;
 
@@ -179,14 +179,13 @@ impl Proposal {
 }
 
 fn encode_batch(out: &mut Vec<u8>, items: &[BatchOp], condition: Option<Condition>, now: u64) {
-    let len32 = |n: usize| (n as u32).to_le_bytes();
     out.extend_from_slice(&now.to_le_bytes());
     out.push(match condition {
         None => 0,
         Some(Condition::Absent) => 1,
         Some(Condition::Present) => 2,
     });
-    out.extend_from_slice(&len32(items.len()));
+    out.extend_from_slice(&(items.len() as u32).to_le_bytes());
     for item in items {
         let (kind, key, value, deadline) = match item {
             BatchOp::Put(k, v) => (1, k, Some(v), None),
@@ -194,11 +193,9 @@ fn encode_batch(out: &mut Vec<u8>, items: &[BatchOp], condition: Option<Conditio
             BatchOp::Delete(k) => (3, k, None, None),
         };
         out.push(kind);
-        out.extend_from_slice(&len32(key.len()));
-        out.extend_from_slice(key);
+        put_len_prefixed(out, key);
         if let Some(v) = value {
-            out.extend_from_slice(&len32(v.len()));
-            out.extend_from_slice(v);
+            put_len_prefixed(out, v);
         }
         if let Some(at) = deadline {
             out.extend_from_slice(&at.to_le_bytes());

@@ -183,9 +183,6 @@ pub(super) fn decode(r: &mut Reader<'_>) -> Result<Rmw, &'static str> {
     if !takes_rest && !r.rest().is_empty() {
         return Err("bytes after the modification");
     }
-    if takes_rest {
-        let _ = r.take(r.rest().len());
-    }
     Ok(Rmw {
         modify,
         now_ms,

@@ -41,7 +41,7 @@ use mover::{Message, Owners};
 use router::{Envelope, ReplyTo, Router};
 
 pub use router::Wake;
-pub use thread::{Frontend, Submitter, WorkerThread};
+pub use thread::{wall_clock_ms, Frontend, Submitter, WorkerThread};
 
 /// Each worker's frontend, if it has one, in worker order.
 type Frontends = Vec<Option<Box<dyn Frontend>>>;

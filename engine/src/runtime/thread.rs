@@ -98,7 +98,7 @@ pub struct WorkerThread {
 }
 
 /// The system's clock in milliseconds since the Unix epoch (0 before it).
-pub(crate) fn wall_clock_ms() -> u64 {
+pub fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64)

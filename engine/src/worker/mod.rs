@@ -763,13 +763,15 @@ impl WorkerCore {
         }
         let start = self.reclaim_from;
         let order = self.shards.range(start..).chain(self.shards.range(..start));
-        let mut due = Vec::new();
+        // More than `room`: some may be waiting already.
+        let wanted = room + RECLAIMS_WAITING_MAX;
+        let (mut due, mut found_total) = (Vec::new(), 0);
         for (&shard, art) in order.filter(|(_, a)| a.expiring_len() > 0) {
-            // More than `room`: some may be waiting already.
-            let found = art.due(now_ms, room + RECLAIMS_WAITING_MAX);
+            let found = art.due(now_ms, wanted);
             if !found.is_empty() {
+                found_total += found.len();
                 due.push((shard, found));
-                if due.iter().map(|(_, f)| f.len()).sum::<usize>() >= room + RECLAIMS_WAITING_MAX {
+                if found_total >= wanted {
                     break;
                 }
             }
